@@ -1,0 +1,212 @@
+//! The gRPC service `switchyard.v1.Gateway`, plus health and reflection, over [`Gateway`].
+//!
+//! Status codes come from the same error table as HTTP statuses; the serving provider and
+//! the attempts travel as response metadata, like the REST headers.
+
+mod convert;
+
+use std::{pin::Pin, sync::Arc};
+
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+use crate::{
+    api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
+    error::Error,
+    failover::{Attempts, Failed},
+    gateway::{Delivered, Gateway},
+    telemetry::{Outcome, RequestRecord, Surface},
+};
+
+/// Generated protobuf types and service stubs.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("switchyard.v1");
+}
+
+/// The encoded descriptor set served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
+
+/// The gRPC services as one axum router: Gateway, health and reflection.
+pub fn router(gateway: Arc<Gateway>) -> axum::Router {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // The reporter only records status; setting it cannot fail in a way that matters.
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        reporter
+            .set_serving::<pb::gateway_server::GatewayServer<GrpcGateway>>()
+            .await;
+    });
+    let mut routes =
+        tonic::service::Routes::new(pb::gateway_server::GatewayServer::new(GrpcGateway {
+            gateway,
+        }))
+        .add_service(health_service);
+    match tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+    {
+        Ok(reflection) => routes = routes.add_service(reflection),
+        Err(e) => tracing::error!(error = %e, "gRPC reflection is unavailable"),
+    }
+    routes.prepare().into_axum_router()
+}
+
+/// The `switchyard.v1.Gateway` implementation.
+pub struct GrpcGateway {
+    gateway: Arc<Gateway>,
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::ChatChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::gateway_server::Gateway for GrpcGateway {
+    async fn chat(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::ChatResponse>, Status> {
+        let request_id = request_id(&request);
+        let chat = convert::chat_request(request.into_inner(), false)
+            .map_err(|e| status(&e, &request_id, None))?;
+        let mut record =
+            RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, false);
+        match self.gateway.chat(&chat).await {
+            Ok(served) => {
+                record.provider = Some(served.deployment.provider_name.clone());
+                record.usage = served.value.usage.clone();
+                let mut resp = Response::new(convert::chat_response(served.value));
+                served_metadata(
+                    resp.metadata_mut(),
+                    &request_id,
+                    &served.deployment.provider_name,
+                    &served.attempts,
+                );
+                record.attempts = served.attempts;
+                record.first_byte();
+                record.finish(Outcome::Ok);
+                Ok(resp)
+            }
+            Err(failed) => Err(failure(record, failed)),
+        }
+    }
+
+    type ChatStreamStream = ChunkStream;
+
+    async fn chat_stream(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let request_id = request_id(&request);
+        let chat = convert::chat_request(request.into_inner(), true)
+            .map_err(|e| status(&e, &request_id, None))?;
+        let mut record = RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, true);
+        match self.gateway.chat_stream(&chat).await {
+            Ok(served) => {
+                record.provider = Some(served.deployment.provider_name.clone());
+                let mut md = tonic::metadata::MetadataMap::new();
+                served_metadata(
+                    &mut md,
+                    &request_id,
+                    &served.deployment.provider_name,
+                    &served.attempts,
+                );
+                record.attempts = served.attempts;
+                let rid = request_id.clone();
+                let stream = served
+                    .value
+                    .deliver(record, chat.wants_stream_usage())
+                    .filter_map(move |step| {
+                        let item = match step {
+                            Delivered::Chunk(chunk) => Some(Ok(convert::chat_chunk(chunk))),
+                            Delivered::Broken(error) => Some(Err(status(&error, &rid, None))),
+                            Delivered::Done => None,
+                        };
+                        std::future::ready(item)
+                    });
+                let mut resp = Response::new(Box::pin(stream) as ChunkStream);
+                *resp.metadata_mut() = md;
+                Ok(resp)
+            }
+            Err(failed) => Err(failure(record, failed)),
+        }
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let live = self.gateway.live();
+        let models = live
+            .catalog
+            .model_names()
+            .iter()
+            .map(|id| pb::Model {
+                id: id.clone(),
+                owned_by: "switchyard".to_owned(),
+                created: 0,
+            })
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+}
+
+fn request_id<T>(request: &Request<T>) -> String {
+    crate::api::request_id(&request.metadata().clone().into_headers())
+}
+
+fn failure(mut record: RequestRecord, failed: Failed) -> Status {
+    let st = status(&failed.error, &record.request_id, Some(&failed.attempts));
+    if let Error::Upstream { provider, .. } = &failed.error {
+        record.provider = Some(provider.clone());
+    }
+    record.attempts = failed.attempts;
+    record.finish(Outcome::Error(failed.error.spec().status.as_u16()));
+    st
+}
+
+/// The gRPC status for an error: code from the table, the OpenAI message, and metadata.
+pub fn status(error: &Error, request_id: &str, attempts: Option<&Attempts>) -> Status {
+    if let Error::Internal { detail } = error {
+        tracing::error!(request_id, detail, "internal error");
+    }
+    let spec = error.spec();
+    let fields = error.openai_fields(request_id);
+    let mut st = Status::new(spec.grpc, fields.message);
+    let md = st.metadata_mut();
+    insert(md, REQUEST_ID_HEADER, request_id);
+    insert(md, "x-switchyard-error-type", &fields.kind);
+    if let Some(code) = &fields.code {
+        insert(md, "x-switchyard-error-code", code);
+    }
+    insert(md, "x-switchyard-http-status", spec.status.as_str());
+    if let Some(after) = error.retry_after() {
+        insert(
+            md,
+            "retry-after",
+            &(after.as_secs_f64().ceil().max(1.0) as u64).to_string(),
+        );
+    }
+    if let Some(a) = attempts.filter(|a| !a.list().is_empty()) {
+        insert(md, ATTEMPTS_HEADER, &a.header_value());
+    }
+    st
+}
+
+fn served_metadata(
+    md: &mut tonic::metadata::MetadataMap,
+    request_id: &str,
+    provider: &str,
+    attempts: &Attempts,
+) {
+    insert(md, REQUEST_ID_HEADER, request_id);
+    insert(md, PROVIDER_HEADER, provider);
+    insert(md, ATTEMPTS_HEADER, &attempts.header_value());
+}
+
+fn insert(md: &mut tonic::metadata::MetadataMap, key: &'static str, value: &str) {
+    if let Ok(v) = MetadataValue::try_from(value) {
+        md.insert(key, v);
+    }
+}

@@ -1,0 +1,84 @@
+//! The REST shim: `POST /v1/chat/completions`, `GET /v1/models`, health and metrics.
+
+mod chat;
+mod errors;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{Method, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::json;
+
+pub use errors::error_response;
+
+use crate::{error::Error, gateway::Gateway};
+
+/// The REST routes over a gateway (no fallback: [`crate::server::router`] sets the one
+/// fallback for REST and gRPC together).
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(not_found)
+        .with_state(gateway)
+}
+
+fn model_object(id: &str) -> serde_json::Value {
+    json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" })
+}
+
+async fn list_models(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let live = gw.live();
+    let data: Vec<_> = live
+        .catalog
+        .model_names()
+        .iter()
+        .map(|m| model_object(m))
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+async fn get_model(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let live = gw.live();
+    if live.catalog.plan(&id).is_ok() {
+        Json(model_object(&id)).into_response()
+    } else {
+        error_response(&Error::ModelNotFound { model: id }, "", None)
+    }
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let live = gw.live();
+    Json(json!({ "status": "ready", "models": live.catalog.model_names().len() })).into_response()
+}
+
+async fn metrics() -> String {
+    crate::telemetry::prometheus().render()
+}
+
+/// A 404 (or 405 on a known path) in the OpenAI error shape.
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    let err = Error::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    };
+    let mut resp = error_response(&err, "", None);
+    if method != Method::GET && method != Method::POST && known_path(uri.path()) {
+        *resp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    }
+    resp
+}
+
+fn known_path(path: &str) -> bool {
+    path == "/v1/chat/completions" || path.starts_with("/v1/models")
+}

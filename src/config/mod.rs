@@ -1,0 +1,335 @@
+//! Configuration: the TOML file's types, validation into [`Config`], and the embedded default.
+//!
+//! Parsing and validation are separate steps: [`FileConfig`] mirrors the file exactly
+//! (unknown keys are errors), and one `TryFrom` turns it into a [`Config`] whose every
+//! value has been checked, with each error naming the offending key.
+
+mod default;
+mod file;
+mod secret;
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+pub use default::{EmbeddedDefault, embedded_default, simulated};
+pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
+pub use secret::Secret;
+
+use crate::providers::openai::Preset;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub failover: FailoverConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+/// Where and how the gateway listens.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    /// A separate gRPC listener; gRPC is also served on `http_addr`.
+    pub grpc_addr: Option<SocketAddr>,
+    pub max_body_bytes: usize,
+}
+
+/// Attempt timing: deadline, per-attempt timeout and backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// Total time a request may spend finding a deployment that answers.
+    pub deadline: Duration,
+    /// Time one attempt may take to answer (to the first content chunk for streams); also
+    /// the longest silence allowed between chunks of a committed stream.
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_initial: Duration,
+    /// Never more than 500 ms.
+    pub backoff_max: Duration,
+    /// At most this many attempts per request (0: one per deployment).
+    pub max_attempts: usize,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// The wire format and preset (`openai`, `deepseek`, `vllm`, ...).
+    pub kind: &'static str,
+    /// Base URL including the version prefix, without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Extra headers sent with every request (values may be `env:` references).
+    pub headers: Vec<(String, Secret)>,
+}
+
+/// A model name callers use, and the deployments that serve it in order.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// One provider serving a model under its own model name.
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    pub model: String,
+}
+
+/// A configuration problem, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates config text, resolving `env:` references from the process.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let key = e.span().map_or_else(String::new, |span| {
+                format!("at line {}", text[..span.start].lines().count().max(1))
+            });
+            ConfigError::new(
+                if key.is_empty() { "config".into() } else { key },
+                e.message().to_owned(),
+            )
+        })?;
+        Config::try_from(file)
+    }
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            deadline: Duration::from_secs(120),
+            attempt_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(500),
+            max_attempts: 0,
+        }
+    }
+}
+
+/// The most the backoff may ever wait between attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_millis(500);
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+impl TryFrom<FileConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(file: FileConfig) -> Result<Self, ConfigError> {
+        let server = ServerConfig {
+            http_addr: parse_addr("server.http_addr", file.server.http_addr.as_deref())?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            grpc_addr: match file.server.grpc_addr.as_deref() {
+                Some("") | Some("none") => None,
+                other => parse_addr("server.grpc_addr", other)?
+                    .or_else(|| Some(SocketAddr::from(([127, 0, 0, 1], 50051)))),
+            },
+            max_body_bytes: match file.server.max_body_bytes {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        "server.max_body_bytes",
+                        "must be greater than 0",
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_BODY,
+            },
+        };
+        let failover = failover_config(&file.failover)?;
+
+        let mut providers = Vec::with_capacity(file.providers.len());
+        for (i, p) in file.providers.into_iter().enumerate() {
+            let key = |field: &str| format!("providers[{i}].{field}");
+            if p.name.trim().is_empty() {
+                return Err(ConfigError::new(key("name"), "must not be empty"));
+            }
+            if providers.iter().any(|q: &ProviderConfig| q.name == p.name) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("duplicate provider name `{}`", p.name),
+                ));
+            }
+            let preset = Preset::find(&p.kind).ok_or_else(|| {
+                ConfigError::new(
+                    key("kind"),
+                    format!(
+                        "unknown kind `{}`; expected one of: {}",
+                        p.kind,
+                        Preset::kinds()
+                    ),
+                )
+            })?;
+            let base_url = p
+                .base_url
+                .unwrap_or_else(|| preset.base_url.to_owned())
+                .trim_end_matches('/')
+                .to_owned();
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+                || reqwest::Url::parse(&base_url).is_err()
+            {
+                return Err(ConfigError::new(
+                    key("base_url"),
+                    format!("`{base_url}` is not an http(s) URL"),
+                ));
+            }
+            let api_key = p
+                .api_key
+                .as_deref()
+                .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new(key("api_key"), r)))
+                .transpose()?;
+            let mut headers = Vec::with_capacity(p.headers.len());
+            for (name, value) in p.headers {
+                if http::HeaderName::try_from(name.as_str()).is_err() {
+                    return Err(ConfigError::new(
+                        key(&format!("headers.{name}")),
+                        "is not a valid header name",
+                    ));
+                }
+                let value = Secret::resolve(&value)
+                    .map_err(|r| ConfigError::new(key(&format!("headers.{name}")), r))?;
+                headers.push((name, value));
+            }
+            providers.push(ProviderConfig {
+                name: p.name,
+                kind: preset.kind,
+                base_url,
+                api_key,
+                headers,
+            });
+        }
+
+        let mut models: Vec<ModelConfig> = Vec::with_capacity(file.models.len());
+        for (i, m) in file.models.into_iter().enumerate() {
+            let key = |field: &str| format!("models[{i}].{field}");
+            if m.name.trim().is_empty() {
+                return Err(ConfigError::new(key("name"), "must not be empty"));
+            }
+            if models.iter().any(|q| q.name == m.name) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("duplicate model name `{}`", m.name),
+                ));
+            }
+            if m.deployments.is_empty() {
+                return Err(ConfigError::new(
+                    key("deployments"),
+                    "a model needs at least one deployment",
+                ));
+            }
+            let mut deployments = Vec::with_capacity(m.deployments.len());
+            for (j, d) in m.deployments.into_iter().enumerate() {
+                if !providers.iter().any(|p| p.name == d.provider) {
+                    return Err(ConfigError::new(
+                        key(&format!("deployments[{j}].provider")),
+                        format!("no provider named `{}`", d.provider),
+                    ));
+                }
+                if d.model.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        key(&format!("deployments[{j}].model")),
+                        "must not be empty",
+                    ));
+                }
+                deployments.push(DeploymentConfig {
+                    provider: d.provider,
+                    model: d.model,
+                });
+            }
+            models.push(ModelConfig {
+                name: m.name,
+                deployments,
+            });
+        }
+        if models.is_empty() {
+            return Err(ConfigError::new("models", "at least one model is needed"));
+        }
+        Ok(Config {
+            server,
+            failover,
+            providers,
+            models,
+        })
+    }
+}
+
+fn parse_addr(key: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    value
+        .map(|v| {
+            v.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(key, format!("`{v}` is not an address like 127.0.0.1:8080"))
+            })
+        })
+        .transpose()
+}
+
+fn failover_config(f: &FailoverFile) -> Result<FailoverConfig, ConfigError> {
+    let d = FailoverConfig::default();
+    let ms = |key: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+        match v {
+            Some(0) => Err(ConfigError::new(
+                format!("failover.{key}"),
+                "must be greater than 0",
+            )),
+            Some(n) => Ok(Duration::from_millis(n)),
+            None => Ok(default),
+        }
+    };
+    let config = FailoverConfig {
+        deadline: ms("deadline_ms", f.deadline_ms, d.deadline)?,
+        attempt_timeout: ms(
+            "attempt_timeout_ms",
+            f.attempt_timeout_ms,
+            d.attempt_timeout,
+        )?,
+        connect_timeout: ms(
+            "connect_timeout_ms",
+            f.connect_timeout_ms,
+            d.connect_timeout,
+        )?,
+        backoff_initial: ms(
+            "backoff_initial_ms",
+            f.backoff_initial_ms,
+            d.backoff_initial,
+        )?,
+        backoff_max: ms("backoff_max_ms", f.backoff_max_ms, d.backoff_max)?,
+        max_attempts: f.max_attempts.unwrap_or(0),
+    };
+    if config.backoff_max > BACKOFF_CAP {
+        return Err(ConfigError::new(
+            "failover.backoff_max_ms",
+            "must be at most 500",
+        ));
+    }
+    if config.backoff_initial > config.backoff_max {
+        return Err(ConfigError::new(
+            "failover.backoff_initial_ms",
+            "must not exceed backoff_max_ms",
+        ));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

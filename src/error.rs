@@ -1,0 +1,252 @@
+//! The gateway's one error type and the one table that maps it to every surface.
+//!
+//! Each variant has exactly one HTTP status, gRPC code and OpenAI error `type`/`code`
+//! ([`Error::spec`]); the REST and gRPC adapters only format what the table says.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use crate::providers::ProviderError;
+
+/// Everything that can end a request without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or fails the schema.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// The request body is larger than `server.max_body_bytes`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The model is not in the catalog.
+    #[error("The model `{model}` does not exist or you do not have access to it.")]
+    ModelNotFound { model: String },
+    /// No route for this path.
+    #[error("Unknown request URL: {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    /// The request's total deadline passed before any deployment answered.
+    #[error("no deployment answered within the request deadline of {deadline_ms} ms")]
+    DeadlineExceeded { deadline_ms: u64 },
+    /// The last deployment tried failed; this is what it said.
+    #[error("{error}")]
+    Upstream {
+        provider: Arc<str>,
+        error: ProviderError,
+    },
+    /// A bug or an unexpected condition. The detail goes to the log, never to the caller.
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+/// How one error shows on each surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorSpec {
+    pub status: StatusCode,
+    pub grpc: tonic::Code,
+    /// OpenAI error `type`.
+    pub kind: &'static str,
+    /// OpenAI error `code`, when there is a fixed one.
+    pub code: Option<&'static str>,
+}
+
+impl Error {
+    /// A bad-request error about one parameter.
+    pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            message: message.into(),
+            param: Some(param.to_owned()),
+        }
+    }
+
+    /// The table: status, gRPC code and OpenAI type for every variant.
+    pub fn spec(&self) -> ErrorSpec {
+        use tonic::Code;
+        let (status, kind, code) = match self {
+            Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", None),
+            Error::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_too_large"),
+            ),
+            Error::ModelNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+            ),
+            Error::RouteNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("unknown_url"),
+            ),
+            Error::DeadlineExceeded { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                Some("deadline_exceeded"),
+            ),
+            Error::Upstream { error, .. } => match error {
+                ProviderError::Status { status, .. } => (*status, openai_type(*status), None),
+                ProviderError::Timeout => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout_error",
+                    Some("upstream_timeout"),
+                ),
+                ProviderError::Connect(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    Some("upstream_unreachable"),
+                ),
+                ProviderError::Reset(_) | ProviderError::Malformed(_) => {
+                    (StatusCode::BAD_GATEWAY, "api_error", Some("upstream_error"))
+                }
+                ProviderError::InStream { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    Some("upstream_stream_error"),
+                ),
+            },
+            Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None),
+        };
+        let grpc = match self {
+            Error::PayloadTooLarge { .. } => Code::ResourceExhausted,
+            _ => grpc_code(status),
+        };
+        let _ = Code::Ok;
+        ErrorSpec {
+            status,
+            grpc,
+            kind,
+            code,
+        }
+    }
+
+    /// The OpenAI error body fields: `(message, type, param, code)`.
+    ///
+    /// Upstream errors keep the provider's own message, type and code. Internal errors say
+    /// only "internal error" and the request id.
+    pub fn openai_fields(&self, request_id: &str) -> OpenAiErrorFields {
+        let spec = self.spec();
+        match self {
+            Error::Upstream {
+                error:
+                    ProviderError::Status {
+                        message,
+                        kind,
+                        code,
+                        param,
+                        ..
+                    },
+                ..
+            } => OpenAiErrorFields {
+                message: message.clone(),
+                kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
+                param: param.clone(),
+                code: code.clone(),
+            },
+            Error::Upstream {
+                error:
+                    ProviderError::InStream {
+                        message,
+                        kind,
+                        code,
+                        ..
+                    },
+                ..
+            } => OpenAiErrorFields {
+                message: message.clone(),
+                kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
+                param: None,
+                code: code.clone().or(spec.code.map(str::to_owned)),
+            },
+            Error::Upstream { provider, error } => OpenAiErrorFields {
+                message: format!("provider `{provider}`: {error}"),
+                kind: spec.kind.to_owned(),
+                param: None,
+                code: spec.code.map(str::to_owned),
+            },
+            Error::Internal { .. } => OpenAiErrorFields {
+                message: format!("internal error (request id {request_id})"),
+                kind: spec.kind.to_owned(),
+                param: None,
+                code: None,
+            },
+            Error::BadRequest { message, param } => OpenAiErrorFields {
+                message: message.clone(),
+                kind: spec.kind.to_owned(),
+                param: param.clone(),
+                code: spec.code.map(str::to_owned),
+            },
+            Error::ModelNotFound { .. } => OpenAiErrorFields {
+                message: self.to_string(),
+                kind: spec.kind.to_owned(),
+                param: Some("model".to_owned()),
+                code: spec.code.map(str::to_owned),
+            },
+            _ => OpenAiErrorFields {
+                message: self.to_string(),
+                kind: spec.kind.to_owned(),
+                param: None,
+                code: spec.code.map(str::to_owned),
+            },
+        }
+    }
+
+    /// How long the caller should wait before retrying, when the provider said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Upstream {
+                error: ProviderError::Status { retry_after, .. },
+                ..
+            } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The four fields of an OpenAI error object.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OpenAiErrorFields {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// OpenAI's error `type` for an upstream status that came without one.
+fn openai_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// The gRPC code for an HTTP status, following the gRPC HTTP-to-status mapping where it
+/// has one and the meaning of the status where it does not.
+pub fn grpc_code(status: StatusCode) -> tonic::Code {
+    use tonic::Code;
+    match status.as_u16() {
+        200..=299 => Code::Ok,
+        400 | 422 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        408 | 504 => Code::DeadlineExceeded,
+        409 => Code::Aborted,
+        413 | 429 => Code::ResourceExhausted,
+        499 => Code::Cancelled,
+        501 => Code::Unimplemented,
+        502 | 503 => Code::Unavailable,
+        400..=499 => Code::FailedPrecondition,
+        _ => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests;

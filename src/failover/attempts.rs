@@ -1,0 +1,64 @@
+//! The record of a request's attempts, for the response header, metadata and the log.
+
+use std::{fmt::Write as _, sync::Arc, time::Duration};
+
+use crate::{providers::ProviderError, routing::Deployment};
+
+/// One attempt: which deployment, how it ended, how long it took.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    /// `ok`, an upstream status (`503`) or a failure label (`connect`, `timeout`, `reset`,
+    /// `malformed`, `stream_error`).
+    pub outcome: String,
+    pub elapsed: Duration,
+}
+
+impl Attempt {
+    pub(crate) fn ok(d: &Deployment, elapsed: Duration) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: "ok".to_owned(),
+            elapsed,
+        }
+    }
+
+    pub(crate) fn failed(d: &Deployment, error: &ProviderError, elapsed: Duration) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: error.label(),
+            elapsed,
+        }
+    }
+}
+
+/// The attempts of one request, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Attempts(Vec<Attempt>);
+
+impl Attempts {
+    pub(crate) fn push(&mut self, attempt: Attempt) {
+        self.0.push(attempt);
+    }
+
+    /// The attempts, in order.
+    pub fn list(&self) -> &[Attempt] {
+        &self.0
+    }
+
+    /// The `x-switchyard-attempts` value: `provider/model=outcome` joined by `, `,
+    /// e.g. `primary/gpt-4o-mini=503, backup/gpt-4o-mini=ok`.
+    pub fn header_value(&self) -> String {
+        let mut out = String::new();
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{}/{}={}", a.provider, a.model, a.outcome);
+        }
+        out
+    }
+}

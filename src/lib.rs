@@ -1,0 +1,38 @@
+//! switchyard: a self-hosted AI API gateway.
+//!
+//! Applications send OpenAI chat-completions calls (REST, so the official SDKs work with
+//! only a new base URL) or typed gRPC calls; switchyard picks the deployment, fails over
+//! when one breaks, and reports what it did.
+//!
+//! # Layout
+//!
+//! The modules follow the request path, in order:
+//!
+//! 1. **ingress** — [`api::openai`] (REST shim: routes, SSE, OpenAI error JSON) and
+//!    [`api::grpc`] (the `switchyard.v1.Gateway` service) both parse into one canonical
+//!    [`chat::ChatRequest`] and call [`gateway::Gateway`]; [`server`] serves both on
+//!    every listener.
+//! 2. **guard** — request validation and body limits (in [`api::openai`] and
+//!    [`gateway`]); keys, limits and redaction come later.
+//! 3. **route** — [`routing::Catalog`] turns a model name into its deployments, in order.
+//! 4. **attempt** — [`failover::run`] tries them with capped, jittered backoff under a
+//!    deadline; [`providers`] holds the narrow [`providers::Provider`] trait and one module
+//!    per wire format ([`providers::openai`] for the OpenAI-compatible family).
+//! 5. **respond** — back through the surface that took the request: JSON, SSE chunks
+//!    forwarded as they arrive, or gRPC messages; errors by the one table in [`error`].
+//! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call.
+//!
+//! Beside the path: [`config`] (file types, validation into `Config`, the embedded default)
+//! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
+
+pub mod api;
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod failover;
+pub mod gateway;
+pub mod mock;
+pub mod providers;
+pub mod routing;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,227 @@
+//! The `switchyard` command: serve, check-config, mock.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use switchyard::{
+    config::{self, Config, EmbeddedDefault},
+    gateway::Gateway,
+    mock::{self, Fault, MockOptions},
+    server::{self, Listeners},
+    telemetry,
+};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "A self-hosted AI API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway (the default). Without --config, uses ./switchyard.toml when it
+    /// exists, else the embedded default.
+    Serve(ServeArgs),
+    /// Validate a config file: exit 0 when valid, else name the bad key and why.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Run a simulated provider speaking the OpenAI chat-completions wire format.
+    Mock {
+        /// Where to listen (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        addr: String,
+        /// A fault spec applied to every request without an x-mock-fault header,
+        /// e.g. `status=503` or `latency_ms=200,cut_after_chunks=3`.
+        #[arg(long, default_value = "")]
+        fault: String,
+        /// A name shown in answers.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// The config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override server.http_addr.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Override server.grpc_addr.
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+            Command::CheckConfig { file } => check_config(&file),
+            Command::Mock { addr, fault, name } => run_mock(&addr, &fault, name).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the command's output is for the person running it"
+)]
+fn check_config(file: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(file).map_err(|e| e.to_string())?;
+    println!(
+        "{}: ok ({} providers, {} models)",
+        file.display(),
+        config.providers.len(),
+        config.models.len()
+    );
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "startup banner for the person running it"
+)]
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    telemetry::init_logging();
+    let local = PathBuf::from("switchyard.toml");
+    let (mut config, source) = match args.config {
+        Some(path) => (
+            Config::load(&path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        ),
+        None if local.exists() => (
+            Config::load(&local).map_err(|e| e.to_string())?,
+            local.display().to_string(),
+        ),
+        None => match config::embedded_default(|k| std::env::var(k).ok())
+            .map_err(|e| e.to_string())?
+        {
+            EmbeddedDefault::Real(c) => (
+                c,
+                "embedded default (provider keys from the environment)".into(),
+            ),
+            EmbeddedDefault::Simulated => {
+                let primary = mock::spawn(
+                    "127.0.0.1:0",
+                    MockOptions {
+                        name: "sim-primary".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("starting the simulated providers: {e}"))?;
+                let backup = mock::spawn(
+                    "127.0.0.1:0",
+                    MockOptions {
+                        name: "sim-backup".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("starting the simulated providers: {e}"))?;
+                (
+                    config::simulated(primary, backup).map_err(|e| e.to_string())?,
+                    "embedded default with simulated providers (no provider API keys found)".into(),
+                )
+            }
+        },
+    };
+    if let Some(a) = args.http_addr {
+        config.server.http_addr = a;
+    }
+    if let Some(a) = args.grpc_addr {
+        config.server.grpc_addr = Some(a);
+    }
+    let http = TcpListener::bind(config.server.http_addr)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.server.http_addr))?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let grpc = match config.server.grpc_addr {
+        Some(a) if a != config.server.http_addr => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("binding {a}: {e}"))?,
+        ),
+        _ => None,
+    };
+    let grpc_addr = match &grpc {
+        Some(l) => l.local_addr().map_err(|e| e.to_string())?,
+        None => http_addr,
+    };
+    let first_model = config
+        .models
+        .first()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let gateway = Arc::new(Gateway::new(config).map_err(|e| e.to_string())?);
+    println!("switchyard: config from {source}");
+    println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
+    println!(
+        "try: curl -s http://{http_addr}/v1/chat/completions -H 'content-type: application/json' \
+         -d '{{\"model\":\"{first_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+    );
+    server::run(Listeners { http, grpc }, gateway, shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "startup banner for the person running it"
+)]
+async fn run_mock(addr: &str, fault: &str, name: String) -> Result<(), String> {
+    let fault = Fault::parse(fault).map_err(|e| format!("--fault: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("binding {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("switchyard mock listening: http://{local}/v1");
+    mock::serve(listener, MockOptions { fault, name }, shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,103 @@
+//! Fault specs: what a simulated provider should do wrong, from `--fault` or `x-mock-fault`.
+
+use std::time::Duration;
+
+/// A parsed fault spec such as `status=429,retry_after=2` or `latency_ms=500,cut_after_chunks=3`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// Answer with this status and an OpenAI error body.
+    pub status: Option<u16>,
+    /// `retry-after` seconds on error answers (429s get 1 unless set).
+    pub retry_after: Option<u64>,
+    /// Wait this long before the first byte.
+    pub latency: Duration,
+    /// Drop the connection (TCP reset) instead of answering.
+    pub reset: bool,
+    /// Streams: reset the connection after this many chunks.
+    pub reset_after_chunks: Option<usize>,
+    /// Streams: end the body cleanly after this many chunks, without `[DONE]`.
+    pub cut_after_chunks: Option<usize>,
+    /// Streams: send an in-band `{"error": ...}` event after this many chunks.
+    pub error_after_chunks: Option<usize>,
+    /// Streams: pause between chunks.
+    pub chunk_delay: Duration,
+    /// Answer 200 with a body that is not valid JSON (or SSE data that is not).
+    pub malformed: bool,
+}
+
+impl Fault {
+    /// Parses `key=value` pairs (and bare `reset`, `malformed`) separated by commas.
+    pub fn parse(spec: &str) -> Result<Fault, String> {
+        let mut f = Fault::default();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item, None),
+            };
+            let num = |v: Option<&str>| -> Result<u64, String> {
+                v.ok_or_else(|| format!("`{key}` needs a value"))?
+                    .parse::<u64>()
+                    .map_err(|_| format!("`{key}` needs a whole number"))
+            };
+            match key {
+                "status" => {
+                    let code = num(value)?;
+                    if !(100..=599).contains(&code) {
+                        return Err(format!("`status={code}` is not an HTTP status"));
+                    }
+                    f.status = Some(code as u16);
+                }
+                "retry_after" => f.retry_after = Some(num(value)?),
+                "latency_ms" => f.latency = Duration::from_millis(num(value)?),
+                "chunk_delay_ms" => f.chunk_delay = Duration::from_millis(num(value)?),
+                "cut_after_chunks" => f.cut_after_chunks = Some(num(value)? as usize),
+                "reset_after_chunks" => f.reset_after_chunks = Some(num(value)? as usize),
+                "error_after_chunks" => f.error_after_chunks = Some(num(value)? as usize),
+                "reset" => f.reset = true,
+                "malformed" => f.malformed = true,
+                other => {
+                    return Err(format!(
+                        "unknown fault `{other}`; expected status, retry_after, latency_ms, \
+                         reset, reset_after_chunks, cut_after_chunks, error_after_chunks, \
+                         chunk_delay_ms or malformed"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key() {
+        let f = Fault::parse(
+            "status=429, retry_after=3,latency_ms=20,reset,cut_after_chunks=2,\
+             reset_after_chunks=4,error_after_chunks=5,chunk_delay_ms=7,malformed",
+        )
+        .unwrap();
+        assert_eq!(f.status, Some(429));
+        assert_eq!(f.retry_after, Some(3));
+        assert_eq!(f.latency, Duration::from_millis(20));
+        assert!(f.reset && f.malformed);
+        assert_eq!(f.cut_after_chunks, Some(2));
+        assert_eq!(f.reset_after_chunks, Some(4));
+        assert_eq!(f.error_after_chunks, Some(5));
+        assert_eq!(f.chunk_delay, Duration::from_millis(7));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_numbers() {
+        assert!(
+            Fault::parse("explode")
+                .unwrap_err()
+                .contains("unknown fault")
+        );
+        assert!(Fault::parse("status=abc").is_err());
+        assert!(Fault::parse("status=999").is_err());
+        assert_eq!(Fault::parse("").unwrap(), Fault::default());
+    }
+}

@@ -1,0 +1,67 @@
+//! The provider trait and one module per wire format.
+//!
+//! Adding a wire format is one module here and one line in [`build`]; adding an
+//! OpenAI-compatible vendor is a preset in [`openai::Preset`], not code.
+
+mod error;
+pub mod openai;
+pub mod sse;
+
+use std::{pin::Pin, sync::Arc};
+
+use futures_util::{Stream, future::BoxFuture};
+
+pub(crate) use error::truncate;
+pub use error::{ProviderError, parse_retry_after};
+
+use crate::{
+    chat::{ChatChunk, ChatRequest, ChatResponse},
+    config::ProviderConfig,
+};
+
+/// A stream of chunks from one provider; ends after the provider's terminator, or with an
+/// error when the stream broke.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// One provider endpoint, speaking one wire format.
+///
+/// Implementations translate the canonical request into their wire format and the answer
+/// back; they never retry: failover is the caller's job.
+pub trait Provider: Send + Sync {
+    /// One completion. `model` is the deployment's upstream model name.
+    fn chat<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
+
+    /// A streamed completion. Resolves once the provider answered with a success status;
+    /// the chunks follow on the returned stream.
+    fn chat_stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>>;
+}
+
+/// Builds the provider a config entry describes.
+pub fn build(
+    config: &ProviderConfig,
+    client: &reqwest::Client,
+) -> Result<Arc<dyn Provider>, String> {
+    Ok(Arc::new(openai::OpenAiProvider::new(
+        config,
+        client.clone(),
+    )?))
+}
+
+/// The one pooled HTTP client every provider shares (rustls with ring, HTTP/2 when offered).
+pub fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    crate::telemetry::install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}

@@ -1,0 +1,67 @@
+//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener, graceful drain.
+
+use std::{future::Future, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{api, gateway::Gateway};
+
+/// The sockets to serve on. gRPC is answered on every listener; `grpc` is an extra one
+/// for deployments that keep gRPC on its own port.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: Option<TcpListener>,
+}
+
+/// The whole HTTP surface: REST routes and gRPC services on one router. Both HTTP/1.1 and
+/// HTTP/2 (h2c, which gRPC uses) are served on the same port.
+pub fn router(gateway: Arc<Gateway>) -> axum::Router {
+    api::grpc::router(gateway.clone())
+        .merge(api::openai::router(gateway))
+        .fallback(fallback)
+}
+
+/// Unknown paths: gRPC callers get `UNIMPLEMENTED`, everyone else an OpenAI 404.
+async fn fallback(
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let status = tonic::Status::unimplemented(format!("unknown method {}", uri.path()));
+        return status.into_http();
+    }
+    api::openai::not_found(method, uri).await
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests and
+/// streams finish.
+pub async fn run(
+    listeners: Listeners,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::telemetry::prometheus();
+    let app = router(gateway);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = axum::serve(listeners.http, app.clone()).with_graceful_shutdown(signal(rx.clone()));
+    match listeners.grpc {
+        Some(grpc) => {
+            let grpc = axum::serve(grpc, app).with_graceful_shutdown(signal(rx));
+            let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
+            a.and(b)
+        }
+        None => http.await,
+    }
+}

@@ -1,0 +1,174 @@
+//! Logs, metrics and the per-request record.
+//!
+//! One JSON log line per request (`target: "switchyard::request"`), Prometheus metrics on
+//! `/metrics`. Process-global installs happen once, however many gateways a process builds.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::{chat::Usage, failover::Attempts};
+
+/// Installs rustls' ring provider once; reqwest panics without one.
+pub fn install_crypto_provider() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // Err means another provider is already installed, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Sets up JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// The Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then ours renders nothing, which is
+        // the honest answer for a process that chose another recorder.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Which surface a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub enum Surface {
+    Rest,
+    Grpc,
+}
+
+impl Surface {
+    fn as_str(self) -> &'static str {
+        match self {
+            Surface::Rest => "rest",
+            Surface::Grpc => "grpc",
+        }
+    }
+}
+
+/// How a request ended, for the log and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Ended with an error status (the HTTP status).
+    Error(u16),
+    /// A committed stream broke after content reached the client.
+    StreamBroken,
+    /// The client went away before the end.
+    Cancelled,
+}
+
+/// What the request log says about one request; written once, when it ends.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub surface: Surface,
+    pub model: String,
+    pub stream: bool,
+    started: Instant,
+    pub provider: Option<std::sync::Arc<str>>,
+    pub attempts: Attempts,
+    pub usage: Option<Usage>,
+    pub ttft: Option<Duration>,
+}
+
+impl RequestRecord {
+    /// Starts the record at request arrival.
+    pub fn start(request_id: String, surface: Surface, model: &str, stream: bool) -> Self {
+        RequestRecord {
+            request_id,
+            surface,
+            model: model.to_owned(),
+            stream,
+            started: Instant::now(),
+            provider: None,
+            attempts: Attempts::default(),
+            usage: None,
+            ttft: None,
+        }
+    }
+
+    /// Marks the first byte of content sent to the client.
+    pub fn first_byte(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
+
+    /// Writes the log line and metrics.
+    pub fn finish(self, outcome: Outcome) {
+        let latency = self.started.elapsed();
+        let outcome_label = match outcome {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Error(s) => s.to_string(),
+            Outcome::StreamBroken => "stream_broken".to_owned(),
+            Outcome::Cancelled => "cancelled".to_owned(),
+        };
+        let provider = self.provider.as_deref().unwrap_or("");
+        let usage = self.usage.as_ref();
+        tracing::info!(
+            target: "switchyard::request",
+            request_id = %self.request_id,
+            surface = self.surface.as_str(),
+            model = %self.model,
+            provider,
+            stream = self.stream,
+            outcome = %outcome_label,
+            attempts = %self.attempts.header_value(),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            prompt_tokens = usage.map(|u| u.prompt_tokens),
+            completion_tokens = usage.map(|u| u.completion_tokens),
+            cached_tokens = usage.map(Usage::cached_tokens),
+            "request"
+        );
+        let labels = [
+            ("model", self.model.clone()),
+            ("provider", provider.to_owned()),
+            ("outcome", outcome_label),
+        ];
+        metrics::counter!("switchyard_requests_total", &labels).increment(1);
+        metrics::histogram!("switchyard_request_duration_seconds", &labels[..2])
+            .record(latency.as_secs_f64());
+        if let Some(ttft) = self.ttft {
+            metrics::histogram!("switchyard_time_to_first_byte_seconds", &labels[..2])
+                .record(ttft.as_secs_f64());
+        }
+        for a in self.attempts.list() {
+            metrics::counter!(
+                "switchyard_upstream_attempts_total",
+                "provider" => a.provider.to_string(),
+                "outcome" => a.outcome.clone()
+            )
+            .increment(1);
+        }
+        if let Some(u) = usage {
+            let l = &labels[..2];
+            metrics::counter!("switchyard_prompt_tokens_total", l)
+                .increment(u64::from(u.prompt_tokens));
+            metrics::counter!("switchyard_completion_tokens_total", l)
+                .increment(u64::from(u.completion_tokens));
+        }
+    }
+}
