@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a Debian machine with only the Rust toolchain.
+#
+# Provisions what the tests need when it is missing (a Python venv with the official
+# `openai` SDK, grpcio and pytest; the Steady OpenAPI mock server from npm), then runs:
+# format and lint checks, the Rust tests (unit tests, and integration tests over real
+# sockets), and the end-to-end tests (official OpenAI Python SDK, a grpcio client
+# generated from the proto, and the gateway against a validating mock of OpenAI's spec).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- provisioning --------------------------------------------------------------------
+venv="$root/.venv"
+reqs="$root/tests/e2e/requirements.txt"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$reqs" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "provisioning the Python venv (.venv)"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+  echo "$want" > "$stamp"
+fi
+
+tools="$root/.tools"
+steady_version=$(cat "$root/tests/e2e/steady-version")
+if [ ! -x "$tools/node_modules/.bin/steady" ] || \
+   [ "$(cat "$tools/.steady-version" 2>/dev/null)" != "$steady_version" ]; then
+  step "provisioning Steady $steady_version (.tools)"
+  mkdir -p "$tools"
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "@stdy/cli@$steady_version"
+  echo "$steady_version" > "$tools/.steady-version"
+fi
+
+# --- Rust ----------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "Rust tests (unit and integration)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-tests=fail
+else
+  cargo test --locked
+fi
+
+# --- end to end ----------------------------------------------------------------------
+step "end-to-end tests (OpenAI Python SDK, grpcio, Steady)"
+cargo build --locked --bin switchyard
+SWITCHYARD_BIN="$root/target/debug/switchyard" \
+STEADY_BIN="$tools/node_modules/.bin/steady" \
+SPECS_DIR="${SPECS_DIR:-$root/../shared/specs}" \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e
