@@ -1,1 +1,124 @@
+use std::time::Duration;
 
+use super::*;
+
+const VALID: &str = r#"
+[server]
+http_addr = "127.0.0.1:8080"
+grpc_addr = "127.0.0.1:50051"
+
+[failover]
+deadline_ms = 10000
+backoff_max_ms = 400
+
+[[providers]]
+name = "openai-main"
+kind = "openai"
+base_url = "https://api.openai.com/v1/"
+api_key = "sk-literal"
+
+[[providers]]
+name = "local"
+kind = "vllm"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [ { provider = "openai-main", model = "gpt-4o-mini" },
+                { provider = "local", model = "llama" } ]
+"#;
+
+#[test]
+fn a_valid_file_becomes_a_config_with_presets_filled_in() {
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.server.http_addr.port(), 8080);
+    assert_eq!(c.failover.deadline, Duration::from_secs(10));
+    assert_eq!(c.failover.backoff_max, Duration::from_millis(400));
+    assert_eq!(c.providers[0].base_url, "https://api.openai.com/v1");
+    assert_eq!(c.providers[1].base_url, "http://127.0.0.1:8000/v1");
+    assert!(c.providers[1].api_key.is_none());
+    assert_eq!(c.models[0].deployments[1].model, "llama");
+}
+
+fn err(text: &str) -> ConfigError {
+    Config::parse(text).unwrap_err()
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let e = err(&VALID.replace("deadline_ms", "dedline_ms"));
+    assert!(e.reason.contains("dedline_ms"), "{e}");
+}
+
+#[test]
+fn each_bad_value_names_its_key() {
+    let cases = [
+        (
+            VALID.replace("kind = \"vllm\"", "kind = \"nope\""),
+            "providers[1].kind",
+        ),
+        (
+            VALID.replace("provider = \"local\"", "provider = \"ghost\""),
+            "models[0].deployments[1].provider",
+        ),
+        (
+            VALID.replace("backoff_max_ms = 400", "backoff_max_ms = 900"),
+            "failover.backoff_max_ms",
+        ),
+        (
+            VALID.replace("127.0.0.1:8080", "localhost"),
+            "server.http_addr",
+        ),
+        (
+            VALID.replace("https://api.openai.com/v1/", "ftp://x"),
+            "providers[0].base_url",
+        ),
+        (
+            VALID.replace("name = \"local\"", "name = \"openai-main\""),
+            "providers[1].name",
+        ),
+        (
+            VALID.replace("deadline_ms = 10000", "deadline_ms = 0"),
+            "failover.deadline_ms",
+        ),
+    ];
+    for (text, key) in cases {
+        assert_eq!(err(&text).key, key);
+    }
+}
+
+#[test]
+fn missing_env_key_names_the_variable_and_never_a_value() {
+    let text = VALID.replace("\"sk-literal\"", "\"env:SWITCHYARD_TEST_SURELY_UNSET\"");
+    let e = err(&text);
+    assert_eq!(e.key, "providers[0].api_key");
+    assert!(e.reason.contains("SWITCHYARD_TEST_SURELY_UNSET"));
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = Config::parse(VALID).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("sk-literal"), "{debug}");
+    assert!(debug.contains("*****"));
+}
+
+#[test]
+fn embedded_default_uses_the_keys_present_else_simulates() {
+    let none = embedded_default(|_| None).unwrap();
+    assert!(matches!(none, EmbeddedDefault::Simulated));
+    // The config resolves env: references from the real environment, so only check the
+    // shape: with a key "present", a provider and its models appear.
+    let with_key = |k: &str| (k == "PATH").then(|| "x".to_owned());
+    assert!(matches!(
+        embedded_default(with_key).unwrap(),
+        EmbeddedDefault::Simulated
+    ));
+    let sim = simulated(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sim.providers.len(), 2);
+    assert!(sim.models.iter().all(|m| m.deployments.len() == 2));
+    assert_eq!(sim.providers[0].base_url, "http://127.0.0.1:1/v1");
+}

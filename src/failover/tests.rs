@@ -1,1 +1,207 @@
+//! The attempt loop on paused time with scripted outcomes.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::future::BoxFuture;
+use http::StatusCode;
+
+use super::*;
+use crate::{
+    chat::{ChatRequest, ChatResponse},
+    providers::{ChunkStream, Provider},
+};
+
+/// A provider whose answer is scripted per call; it never does I/O.
+struct Scripted;
+
+impl Provider for Scripted {
+    fn chat<'a>(
+        &'a self,
+        _: &'a ChatRequest,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Timeout) })
+    }
+    fn chat_stream<'a>(
+        &'a self,
+        _: &'a ChatRequest,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Timeout) })
+    }
+}
+
+fn plan(names: &[&str]) -> Vec<Deployment> {
+    names
+        .iter()
+        .map(|n| Deployment {
+            provider_name: Arc::from(*n),
+            model: Arc::from("m"),
+            provider: Arc::new(Scripted),
+        })
+        .collect()
+}
+
+fn status(code: u16) -> ProviderError {
+    ProviderError::Status {
+        status: StatusCode::from_u16(code).unwrap(),
+        message: format!("said {code}"),
+        kind: None,
+        code: None,
+        param: None,
+        retry_after: None,
+    }
+}
+
+/// Outcome per provider name; `None` means "never answers".
+type Script = HashMap<&'static str, Option<Result<&'static str, ProviderError>>>;
+
+async fn drive(
+    names: &[&str],
+    script: Script,
+    config: FailoverConfig,
+) -> (
+    Result<Served<&'static str>, Failed>,
+    Vec<(String, Duration)>,
+) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let started = tokio::time::Instant::now();
+    let plan = plan(names);
+    let script = Arc::new(script);
+    let log = calls.clone();
+    let result = run(&plan, &config, move |d| {
+        let script = script.clone();
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .push((d.provider_name.to_string(), started.elapsed()));
+            match script.get(&*d.provider_name).cloned().flatten() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    })
+    .await;
+    let calls = calls.lock().unwrap().clone();
+    (result, calls)
+}
+
+fn config() -> FailoverConfig {
+    FailoverConfig {
+        deadline: Duration::from_secs(10),
+        attempt_timeout: Duration::from_secs(2),
+        ..FailoverConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_failures_move_on_and_the_attempts_are_recorded() {
+    let script = Script::from([
+        ("a", Some(Err(status(503)))),
+        ("b", Some(Err(ProviderError::Connect("refused".into())))),
+        ("c", Some(Ok("answer"))),
+    ]);
+    let (result, calls) = drive(&["a", "b", "c"], script, config()).await;
+    let served = result.ok().unwrap();
+    assert_eq!(served.value, "answer");
+    assert_eq!(&*served.deployment.provider_name, "c");
+    assert_eq!(
+        served.attempts.header_value(),
+        "a/m=503, b/m=connect, c/m=ok"
+    );
+    assert_eq!(calls.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_between_attempts_is_jittered_exponential_and_capped() {
+    let script = Script::from([
+        ("a", Some(Err(status(500)))),
+        ("b", Some(Err(status(500)))),
+        ("c", Some(Err(status(500)))),
+        ("d", Some(Err(status(500)))),
+        ("e", Some(Err(status(500)))),
+        ("f", Some(Err(status(500)))),
+    ]);
+    let (_, calls) = drive(&["a", "b", "c", "d", "e", "f"], script, config()).await;
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let initial = config().backoff_initial;
+    for (i, gap) in gaps.iter().enumerate() {
+        let step = (initial * (1 << i)).min(crate::config::BACKOFF_CAP);
+        assert!(
+            *gap >= step / 2 && *gap <= step,
+            "gap {i} = {gap:?}, step {step:?}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= Duration::from_millis(500)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_own_4xx_is_never_retried() {
+    let script = Script::from([("a", Some(Err(status(400)))), ("b", Some(Ok("never")))]);
+    let (result, calls) = drive(&["a", "b"], script, config()).await;
+    let failed = result.err().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(failed.error.spec().status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_all_fail_the_last_providers_error_is_returned() {
+    let script = Script::from([("a", Some(Err(status(503)))), ("b", Some(Err(status(429))))]);
+    let (result, _) = drive(&["a", "b"], script, config()).await;
+    let failed = result.err().unwrap();
+    assert!(
+        matches!(&failed.error, Error::Upstream { provider, error: ProviderError::Status { status, message, .. } }
+        if &**provider == "b" && status.as_u16() == 429 && message == "said 429")
+    );
+    assert_eq!(failed.attempts.header_value(), "a/m=503, b/m=429");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_provider_times_out_and_the_next_one_answers() {
+    let script = Script::from([("a", None), ("b", Some(Ok("late but fine")))]);
+    let (result, calls) = drive(&["a", "b"], script, config()).await;
+    let served = result.ok().unwrap();
+    assert_eq!(served.attempts.header_value(), "a/m=timeout, b/m=ok");
+    assert!(calls[1].1 >= Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_the_whole_request() {
+    let cfg = FailoverConfig {
+        deadline: Duration::from_secs(3),
+        attempt_timeout: Duration::from_secs(2),
+        ..FailoverConfig::default()
+    };
+    let script = Script::from([("a", None), ("b", None), ("c", None)]);
+    let started = tokio::time::Instant::now();
+    let (result, calls) = drive(&["a", "b", "c"], script, cfg).await;
+    assert!(started.elapsed() <= Duration::from_secs(3));
+    assert_eq!(
+        calls.len(),
+        2,
+        "the second attempt gets what is left of the deadline"
+    );
+    let failed = result.err().unwrap();
+    assert_eq!(failed.error.spec().status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_limits_the_plan() {
+    let cfg = FailoverConfig {
+        max_attempts: 2,
+        ..config()
+    };
+    let script = Script::from([
+        ("a", Some(Err(status(500)))),
+        ("b", Some(Err(status(500)))),
+        ("c", Some(Ok("unreached"))),
+    ]);
+    let (result, calls) = drive(&["a", "b", "c"], script, cfg).await;
+    assert!(result.is_err());
+    assert_eq!(calls.len(), 2);
+}

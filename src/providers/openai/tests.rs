@@ -1,1 +1,133 @@
+use std::time::Duration;
 
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn request(body: Value) -> ChatRequest {
+    serde_json::from_value(body).unwrap()
+}
+
+#[test]
+fn encoded_request_carries_the_deployment_model_and_every_caller_field() {
+    let req = request(json!({
+        "model": "alias", "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2, "my_custom_field": {"x": [1, 2]}
+    }));
+    let wire: Value = serde_json::from_slice(&encode_request(&req, "gpt-4o-mini", false)).unwrap();
+    assert_eq!(wire["model"], "gpt-4o-mini");
+    assert_eq!(wire["temperature"], 0.2);
+    assert_eq!(wire["my_custom_field"], json!({"x": [1, 2]}));
+    assert!(wire.get("stream").is_none() && wire.get("stream_options").is_none());
+}
+
+#[test]
+fn streamed_requests_always_ask_for_usage_and_keep_other_stream_options() {
+    let req = request(json!({
+        "model": "m", "stream": true, "stream_options": {"x_opt": 1},
+        "messages": [{"role": "user", "content": "hi"}]
+    }));
+    let wire: Value = serde_json::from_slice(&encode_request(&req, "m", true)).unwrap();
+    assert_eq!(wire["stream"], true);
+    assert_eq!(
+        wire["stream_options"],
+        json!({"x_opt": 1, "include_usage": true})
+    );
+}
+
+/// A stream as OpenAI sends it with include_usage (fields as in the API reference's
+/// chat completion chunk object), split at awkward places.
+const RECORDED: &str = concat!(
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n",
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":9,\"total_tokens\":21,\"prompt_tokens_details\":{\"cached_tokens\":4},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n",
+    "data: [DONE]\n\n"
+);
+
+#[test]
+fn recorded_stream_decodes_in_any_split() {
+    for split in [1, 7, 64, RECORDED.len()] {
+        let mut d = StreamDecoder::default();
+        let mut chunks = Vec::new();
+        for piece in RECORDED.as_bytes().chunks(split) {
+            chunks.extend(d.on_bytes(piece).unwrap());
+        }
+        d.on_eof().unwrap();
+        assert_eq!(chunks.len(), 6, "split {split}");
+        assert!(!chunks[0].has_content(), "a role-only chunk is not content");
+        assert!(chunks[1].has_content());
+        let args: String = chunks
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .flat_map(|c| c.delta.tool_calls.iter().flatten())
+            .filter_map(|t| t.function.as_ref()?.arguments.clone())
+            .collect();
+        assert_eq!(args, "{\"city\":\"Paris\"}");
+        let usage = chunks[5].usage.as_ref().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.cached_tokens()), (12, 4));
+    }
+}
+
+#[test]
+fn stream_without_done_is_an_error() {
+    let mut d = StreamDecoder::default();
+    let cut = &RECORDED[..RECORDED.find("data: [DONE]").unwrap()];
+    assert_eq!(d.on_bytes(cut.as_bytes()).unwrap().len(), 6);
+    assert!(matches!(d.on_eof(), Err(ProviderError::Reset(_))));
+}
+
+#[test]
+fn in_band_error_and_garbage_are_errors() {
+    let mut d = StreamDecoder::default();
+    let err = d
+        .on_bytes(b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n")
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::InStream { ref message, .. } if message == "overloaded"));
+    let mut d = StreamDecoder::default();
+    assert!(matches!(
+        d.on_bytes(b"data: {nope\n\n"),
+        Err(ProviderError::Malformed(_))
+    ));
+}
+
+#[test]
+fn error_bodies_keep_the_providers_words() {
+    let e = ProviderError::from_status(
+        StatusCode::TOO_MANY_REQUESTS,
+        br#"{"error":{"message":"slow down","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+        Some(Duration::from_secs(2)),
+    );
+    assert!(
+        matches!(&e, ProviderError::Status { message, code, retry_after, .. }
+        if message == "slow down" && code.as_deref() == Some("rate_limit_exceeded") && *retry_after == Some(Duration::from_secs(2)))
+    );
+    let e = ProviderError::from_status(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", None);
+    assert!(
+        matches!(&e, ProviderError::Status { message, .. } if message == "<html>bad gateway</html>")
+    );
+}
+
+#[test]
+fn only_failures_the_next_provider_may_not_share_are_retryable() {
+    let status = |s: u16| ProviderError::Status {
+        status: StatusCode::from_u16(s).unwrap(),
+        message: String::new(),
+        kind: None,
+        code: None,
+        param: None,
+        retry_after: None,
+    };
+    for s in [401, 403, 404, 408, 429, 500, 502, 503, 504] {
+        assert!(status(s).is_retryable(), "{s}");
+    }
+    for s in [400, 413, 422] {
+        assert!(!status(s).is_retryable(), "{s}");
+    }
+    assert!(ProviderError::Connect(String::new()).is_retryable());
+    assert!(ProviderError::Timeout.is_retryable());
+    assert!(ProviderError::Malformed(String::new()).is_retryable());
+}

@@ -18,7 +18,7 @@ fn events_split_across_reads_are_reassembled() {
 fn crlf_and_cr_line_endings_are_accepted() {
     let mut d = SseDecoder::default();
     let mut evs = d.push(b"event: ping\r\ndata: x\r");
-    evs.extend(d.push(b"\n\r\ndata: y\r\r"));
+    evs.extend(d.push(b"\n\r\ndata: y\r\r\n"));
     assert_eq!(data(&evs), vec!["x", "y"]);
     assert_eq!(evs[0].event.as_deref(), Some("ping"));
     assert_eq!(evs[1].event, None);

@@ -1,0 +1,188 @@
+//! The integration-test harness: simulated providers and a gateway, each on its own real
+//! socket on port 0, in this process.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use switchyard::{
+    config::Config,
+    gateway::Gateway,
+    mock::{self, Fault, MockOptions},
+    server::{self, Listeners},
+};
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// A simulated provider on a real socket.
+pub struct Mock {
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Mock {
+    /// A mock that applies `fault` (e.g. `status=503`) to every request.
+    pub async fn start(name: &str, fault: &str) -> Mock {
+        let options = MockOptions {
+            fault: Fault::parse(fault).unwrap(),
+            name: name.to_owned(),
+        };
+        let addr = mock::spawn("127.0.0.1:0", options).await.unwrap();
+        Mock {
+            addr,
+            name: name.to_owned(),
+        }
+    }
+
+    /// An address where nothing listens: connections are refused.
+    pub async fn dead(name: &str) -> Mock {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        Mock {
+            addr,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// What the mock has seen (`GET /_mock/stats`).
+    pub async fn stats(&self) -> Value {
+        client()
+            .get(format!("http://{}/_mock/stats", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// A config serving model `gpt-4o-mini` from `mocks` in order, plus `extra` TOML.
+pub fn config_for(mocks: &[&Mock], extra: &str) -> String {
+    let mut text = String::from(
+        "[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\nmax_body_bytes = 65536\n",
+    );
+    text.push_str(extra);
+    for m in mocks {
+        text.push_str(&format!(
+            "\n[[providers]]\nname = \"{}\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test-{}\"\n",
+            m.name,
+            m.base_url(),
+            m.name
+        ));
+    }
+    let deployments: Vec<String> = mocks
+        .iter()
+        .map(|m| {
+            format!(
+                "{{ provider = \"{}\", model = \"upstream-{}\" }}",
+                m.name, m.name
+            )
+        })
+        .collect();
+    text.push_str(&format!(
+        "\n[[models]]\nname = \"gpt-4o-mini\"\ndeployments = [{}]\n",
+        deployments.join(", ")
+    ));
+    text
+}
+
+/// Fast failover timing for tests; deadlines well above what a healthy call needs.
+pub const FAST: &str = "[failover]\nattempt_timeout_ms = 1500\ndeadline_ms = 4000\nbackoff_initial_ms = 5\nbackoff_max_ms = 20\n";
+
+/// A gateway on a real socket; stops when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestGateway {
+    pub async fn start(config_text: &str) -> TestGateway {
+        let config = Config::parse(config_text).unwrap();
+        let gateway = Arc::new(Gateway::new(config).unwrap());
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(server::run(
+            Listeners { http, grpc: None },
+            gateway,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestGateway { addr, _stop: tx }
+    }
+
+    pub async fn serving(mocks: &[&Mock]) -> TestGateway {
+        TestGateway::start(&config_for(mocks, FAST)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POST /v1/chat/completions with a JSON body.
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        within(
+            client()
+                .post(self.url("/v1/chat/completions"))
+                .json(body)
+                .send(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// A one-message request for the test model.
+pub fn hello(stream: bool) -> Value {
+    json!({ "model": "gpt-4o-mini", "stream": stream,
+            "messages": [{ "role": "user", "content": "Hello" }] })
+}
+
+pub fn client() -> reqwest::Client {
+    switchyard::telemetry::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// Bounds a future: no test may hang, whatever the gateway does.
+pub async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("the gateway did not answer within 20 s")
+}
+
+pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
+}
+
+/// Reads an SSE body to its end: the `data:` payloads in order.
+pub async fn sse_events(resp: reqwest::Response) -> Vec<String> {
+    let text = within(resp.text()).await.unwrap();
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The content of a streamed answer, reassembled.
+pub fn stream_content(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v.pointer("/choices/0/delta/content")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
