@@ -34,7 +34,7 @@ pub enum Error {
     #[error("{error}")]
     Upstream {
         provider: Arc<str>,
-        error: ProviderError,
+        error: Box<ProviderError>,
     },
     /// A bug or an unexpected condition. The detail goes to the log, never to the caller.
     #[error("internal error")]
@@ -53,6 +53,14 @@ pub struct ErrorSpec {
 }
 
 impl Error {
+    /// What a provider said, as the caller's error.
+    pub fn upstream(provider: Arc<str>, error: ProviderError) -> Self {
+        Error::Upstream {
+            provider,
+            error: Box::new(error),
+        }
+    }
+
     /// A bad-request error about one parameter.
     pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
         Error::BadRequest {
@@ -86,7 +94,7 @@ impl Error {
                 "timeout_error",
                 Some("deadline_exceeded"),
             ),
-            Error::Upstream { error, .. } => match error {
+            Error::Upstream { error, .. } => match &**error {
                 ProviderError::Status { status, .. } => (*status, openai_type(*status), None),
                 ProviderError::Timeout => (
                     StatusCode::GATEWAY_TIMEOUT,
@@ -113,7 +121,6 @@ impl Error {
             Error::PayloadTooLarge { .. } => Code::ResourceExhausted,
             _ => grpc_code(status),
         };
-        let _ = Code::Ok;
         ErrorSpec {
             status,
             grpc,
@@ -129,42 +136,36 @@ impl Error {
     pub fn openai_fields(&self, request_id: &str) -> OpenAiErrorFields {
         let spec = self.spec();
         match self {
-            Error::Upstream {
-                error:
-                    ProviderError::Status {
-                        message,
-                        kind,
-                        code,
-                        param,
-                        ..
-                    },
-                ..
-            } => OpenAiErrorFields {
-                message: message.clone(),
-                kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
-                param: param.clone(),
-                code: code.clone(),
-            },
-            Error::Upstream {
-                error:
-                    ProviderError::InStream {
-                        message,
-                        kind,
-                        code,
-                        ..
-                    },
-                ..
-            } => OpenAiErrorFields {
-                message: message.clone(),
-                kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
-                param: None,
-                code: code.clone().or(spec.code.map(str::to_owned)),
-            },
-            Error::Upstream { provider, error } => OpenAiErrorFields {
-                message: format!("provider `{provider}`: {error}"),
-                kind: spec.kind.to_owned(),
-                param: None,
-                code: spec.code.map(str::to_owned),
+            Error::Upstream { provider, error } => match &**error {
+                ProviderError::Status {
+                    message,
+                    kind,
+                    code,
+                    param,
+                    ..
+                } => OpenAiErrorFields {
+                    message: message.clone(),
+                    kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
+                    param: param.clone(),
+                    code: code.clone(),
+                },
+                ProviderError::InStream {
+                    message,
+                    kind,
+                    code,
+                    ..
+                } => OpenAiErrorFields {
+                    message: message.clone(),
+                    kind: kind.clone().unwrap_or_else(|| spec.kind.to_owned()),
+                    param: None,
+                    code: code.clone().or(spec.code.map(str::to_owned)),
+                },
+                other => OpenAiErrorFields {
+                    message: format!("provider `{provider}`: {other}"),
+                    kind: spec.kind.to_owned(),
+                    param: None,
+                    code: spec.code.map(str::to_owned),
+                },
             },
             Error::Internal { .. } => OpenAiErrorFields {
                 message: format!("internal error (request id {request_id})"),
@@ -196,10 +197,10 @@ impl Error {
     /// How long the caller should wait before retrying, when the provider said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Upstream {
-                error: ProviderError::Status { retry_after, .. },
-                ..
-            } => *retry_after,
+            Error::Upstream { error, .. } => match &**error {
+                ProviderError::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            },
             _ => None,
         }
     }

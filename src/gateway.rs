@@ -201,7 +201,7 @@ impl OpenStream {
                     Some(Err(error)) => {
                         let record = guard.record.as_ref()?;
                         let provider = record.provider.clone().unwrap_or_else(|| "upstream".into());
-                        let error = Error::Upstream { provider, error };
+                        let error = Error::upstream(provider, error);
                         tracing::warn!(request_id = %record.request_id, %error, "stream broke after commit");
                         guard.outcome = Outcome::StreamBroken;
                         return Some((Delivered::Broken(error), None));

@@ -120,7 +120,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
         {
             EmbeddedDefault::Real(c) => (
-                c,
+                *c,
                 "embedded default (provider keys from the environment)".into(),
             ),
             EmbeddedDefault::Simulated => {

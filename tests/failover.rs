@@ -1,6 +1,12 @@
 //! Failover across real simulated providers: what moves on, what does not, and what the
 //! caller sees when everything fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly"
+)]
+
 mod common;
 
 use common::*;

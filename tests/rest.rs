@@ -1,5 +1,11 @@
 //! The REST surface over real sockets: answers, passthrough, and errors in OpenAI's shape.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly"
+)]
+
 mod common;
 
 use common::*;

@@ -10,7 +10,7 @@ use crate::providers::openai::PRESETS;
 #[derive(Debug)]
 pub enum EmbeddedDefault {
     /// At least one provider key was found.
-    Real(Config),
+    Real(Box<Config>),
     /// No keys: serve the built-in simulated providers (see [`simulated`]).
     Simulated,
 }
@@ -45,7 +45,7 @@ pub fn embedded_default(
     if file.providers.is_empty() {
         return Ok(EmbeddedDefault::Simulated);
     }
-    Config::try_from(file).map(EmbeddedDefault::Real)
+    Config::try_from(file).map(|c| EmbeddedDefault::Real(Box::new(c)))
 }
 
 /// Model names the simulated default serves.

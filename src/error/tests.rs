@@ -6,10 +6,7 @@ use tonic::Code;
 use super::*;
 
 fn upstream(error: ProviderError) -> Error {
-    Error::Upstream {
-        provider: "p".into(),
-        error,
-    }
+    Error::upstream("p".into(), error)
 }
 
 #[test]

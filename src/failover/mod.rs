@@ -93,10 +93,7 @@ where
     }
 
     let error = match last {
-        Some((deployment, error)) => Error::Upstream {
-            provider: deployment.provider_name,
-            error,
-        },
+        Some((deployment, error)) => Error::upstream(deployment.provider_name, error),
         None => Error::DeadlineExceeded {
             deadline_ms: duration_ms(config.deadline),
         },

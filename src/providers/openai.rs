@@ -287,23 +287,25 @@ impl StreamDecoder {
 }
 
 fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
-    // An in-band error: `data: {"error": {...}}` (OpenAI and most compatible servers).
-    if data.starts_with("{\"error\"")
-        || data.contains("\"error\":{") && !data.contains("\"choices\"")
-    {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
-            if let Some(err) = v.get("error") {
-                let field = |k: &str| err.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-                return Err(ProviderError::InStream {
-                    message: field("message").unwrap_or_else(|| err.to_string()),
+    serde_json::from_str(data).map_err(|e| {
+        // Not a chunk: an in-band error, `data: {"error": {...}}`, or garbage.
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            error: serde_json::Value,
+        }
+        match serde_json::from_str::<Envelope>(data) {
+            Ok(Envelope { error }) => {
+                let field = |k: &str| error.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+                ProviderError::InStream {
+                    message: field("message").unwrap_or_else(|| error.to_string()),
                     kind: field("type"),
                     code: field("code"),
-                });
+                }
+            }
+            Err(_) => {
+                ProviderError::Malformed(format!("stream chunk: {e} in {}", truncate(data, 200)))
             }
         }
-    }
-    serde_json::from_str(data).map_err(|e| {
-        ProviderError::Malformed(format!("stream chunk: {e} in {}", truncate(data, 200)))
     })
 }
 
@@ -366,11 +368,25 @@ pub fn transport_error(e: reqwest::Error) -> ProviderError {
         ProviderError::Timeout
     } else if e.is_connect() {
         ProviderError::Connect(source_chain(&e))
+    } else if broken_transport(&e) {
+        // reqwest reports a body cut by the network as a decode error; it is not one.
+        ProviderError::Reset(source_chain(&e))
     } else if e.is_decode() {
         ProviderError::Malformed(source_chain(&e))
     } else {
         ProviderError::Reset(source_chain(&e))
     }
+}
+
+fn broken_transport(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        if s.is::<std::io::Error>() || s.is::<hyper::Error>() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -1,7 +1,12 @@
 //! The integration-test harness: simulated providers and a gateway, each on its own real
 //! socket on port 0, in this process.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "shared by test binaries that each use part of it; a test fails loudly"
+)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

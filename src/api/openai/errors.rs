@@ -20,19 +20,19 @@ pub fn error_response(error: &Error, request_id: &str, attempts: Option<&Attempt
     let body = json!({ "error": error.openai_fields(request_id) });
     let mut resp = (spec.status, axum::Json(body)).into_response();
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        if !request_id.is_empty() {
-            headers.insert(REQUEST_ID_HEADER, v);
-        }
+    if let Ok(v) = HeaderValue::from_str(request_id)
+        && !request_id.is_empty()
+    {
+        headers.insert(REQUEST_ID_HEADER, v);
     }
     if let Some(after) = error.retry_after() {
         let secs = after.as_secs_f64().ceil().max(1.0) as u64;
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if let Some(a) = attempts.filter(|a| !a.list().is_empty()) {
-        if let Ok(v) = HeaderValue::from_str(&a.header_value()) {
-            headers.insert(ATTEMPTS_HEADER, v);
-        }
+    if let Some(a) = attempts.filter(|a| !a.list().is_empty())
+        && let Ok(v) = HeaderValue::from_str(&a.header_value())
+    {
+        headers.insert(ATTEMPTS_HEADER, v);
     }
     resp
 }

@@ -1,0 +1,202 @@
+//! Streams: forwarded as they arrive, failover before the first content delta, an error
+//! event after it, and cancellation of the upstream when the client goes away.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+fn parse(events: &[String]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_is_forwarded_and_ends_with_done() {
+    let primary = Mock::start("primary", "").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-type"), "text/event-stream");
+    assert_eq!(header(&resp, "x-switchyard-provider"), "primary");
+    let events = sse_events(resp).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(
+        stream_content(&events),
+        "Hello from primary! You said: Hello"
+    );
+    let chunks = parse(&events);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "usage only when asked for"
+    );
+    assert_eq!(
+        primary.stats().await["last_request"]["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn include_usage_gives_the_final_usage_chunk() {
+    let primary = Mock::start("primary", "").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let mut req = hello(true);
+    req["stream_options"] = json!({"include_usage": true});
+    let chunks = parse(&sse_events(gw.chat(&req).await).await);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn streamed_tool_call_arguments_reassemble_exactly() {
+    let primary = Mock::start("primary", "").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let mut req = hello(true);
+    req["tools"] = json!([{ "type": "function", "function": { "name": "lookup",
+        "parameters": { "type": "object", "properties": { "q": {"type": "string"}, "n": {"type": "integer", "minimum": 3} },
+                        "required": ["q", "n"] } } }]);
+    let chunks = parse(&sse_events(gw.chat(&req).await).await);
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0"))
+        .collect();
+    assert!(deltas.len() >= 3, "arguments arrive in several fragments");
+    assert_eq!(deltas[0]["function"]["name"], "lookup");
+    assert!(deltas[0]["id"].as_str().unwrap().starts_with("call_"));
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| d["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"q": "sample", "n": 3})
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "tool_calls")
+    );
+}
+
+async fn stream_fails_over(fault: &str, outcome: &str) {
+    let primary = Mock::start("primary", fault).await;
+    let backup = Mock::start("backup", "").await;
+    let gw = TestGateway::serving(&[&primary, &backup]).await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-provider"), "backup");
+    assert_eq!(
+        header(&resp, "x-switchyard-attempts"),
+        format!("primary/upstream-primary={outcome}, backup/upstream-backup=ok")
+    );
+    let events = sse_events(resp).await;
+    assert_eq!(
+        stream_content(&events),
+        "Hello from backup! You said: Hello"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn a_stream_refused_with_503_fails_over() {
+    stream_fails_over("status=503", "503").await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_the_first_content_delta_fails_over() {
+    // One chunk (the role) and then the body ends without [DONE].
+    stream_fails_over("cut_after_chunks=1", "reset").await;
+}
+
+#[tokio::test]
+async fn a_stream_reset_before_the_first_content_delta_fails_over() {
+    stream_fails_over("reset_after_chunks=1", "reset").await;
+}
+
+#[tokio::test]
+async fn an_in_band_error_before_content_fails_over() {
+    stream_fails_over("error_after_chunks=1", "stream_error").await;
+}
+
+#[tokio::test]
+async fn a_stream_stalled_before_its_first_byte_fails_over() {
+    stream_fails_over("latency_ms=5000", "timeout").await;
+}
+
+#[tokio::test]
+async fn malformed_stream_data_fails_over() {
+    stream_fails_over("malformed", "malformed").await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_after_content_ends_with_an_openai_error_event() {
+    let primary = Mock::start("primary", "cut_after_chunks=3").await;
+    let backup = Mock::start("backup", "").await;
+    let gw = TestGateway::serving(&[&primary, &backup]).await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(resp).await;
+    assert_ne!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(stream_content(&events), "Hello from ");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "api_error");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[DONE]"),
+        "{last}"
+    );
+    assert_eq!(
+        backup.stats().await["requests"],
+        0,
+        "no failover after content was sent"
+    );
+}
+
+#[tokio::test]
+async fn an_in_band_error_after_content_is_passed_on() {
+    let primary = Mock::start("primary", "error_after_chunks=4").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let events = sse_events(gw.chat(&hello(true)).await).await;
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "simulated in-stream error");
+    assert_eq!(last["error"]["type"], "server_error");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_upstream_stream() {
+    let primary = Mock::start("primary", "chunk_delay_ms=200").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let resp = gw.chat(&hello(true)).await;
+    let mut body = resp.bytes_stream();
+    let first = within(body.next()).await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    drop(body);
+    // The mock counts a stream dropped before its end; wait for it, bounded.
+    let cancelled = within(async {
+        loop {
+            let stats = primary.stats().await;
+            if stats["streams_cancelled"] == 1 {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(cancelled["streams_completed"], 0);
+}
