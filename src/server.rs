@@ -15,8 +15,9 @@ pub struct Listeners {
 
 /// The whole HTTP surface: REST routes and gRPC services on one router. Both HTTP/1.1 and
 /// HTTP/2 (h2c, which gRPC uses) are served on the same port.
-pub fn router(gateway: Arc<Gateway>) -> axum::Router {
+pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
+        .await
         .merge(api::openai::router(gateway))
         .fallback(fallback)
 }
@@ -46,7 +47,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::telemetry::prometheus();
-    let app = router(gateway);
+    let app = router(gateway).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

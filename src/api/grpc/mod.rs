@@ -28,16 +28,13 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
 
-/// The gRPC services as one axum router: Gateway, health and reflection.
-pub fn router(gateway: Arc<Gateway>) -> axum::Router {
+/// The gRPC services as one axum router: Gateway, health and reflection. Health reports
+/// the Gateway service SERVING before the router is returned.
+pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    // The reporter only records status; setting it cannot fail in a way that matters.
-    let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        reporter
-            .set_serving::<pb::gateway_server::GatewayServer<GrpcGateway>>()
-            .await;
-    });
+    health_reporter
+        .set_serving::<pb::gateway_server::GatewayServer<GrpcGateway>>()
+        .await;
     let mut routes =
         tonic::service::Routes::new(pb::gateway_server::GatewayServer::new(GrpcGateway {
             gateway,
