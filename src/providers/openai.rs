@@ -245,33 +245,36 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     sse: SseDecoder,
+    /// `[DONE]` arrived, or an error ended the stream: nothing after it counts.
+    ended: bool,
     done: bool,
 }
 
 impl StreamDecoder {
-    /// Feeds bytes from the wire; returns the chunks (or the error) they complete.
-    pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<Vec<ChatChunk>, ProviderError> {
-        let mut chunks = Vec::new();
+    /// Feeds bytes from the wire; returns what they complete, in order. An error is the
+    /// last item: chunks decoded before it in the same read are still delivered.
+    pub fn on_bytes(&mut self, bytes: &[u8]) -> Vec<Result<ChatChunk, ProviderError>> {
+        let mut out = Vec::new();
         for event in self.sse.push(bytes) {
-            if self.done {
+            if self.ended {
                 break;
             }
             let data = event.data.trim();
             if data == "[DONE]" {
                 self.done = true;
-                break;
+                self.ended = true;
+            } else if !data.is_empty() {
+                let item = decode_chunk(data);
+                self.ended = item.is_err();
+                out.push(item);
             }
-            if data.is_empty() {
-                continue;
-            }
-            chunks.push(decode_chunk(data)?);
         }
-        Ok(chunks)
+        out
     }
 
-    /// Whether `[DONE]` was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
+    /// Whether the stream is over: `[DONE]` was seen or an error ended it.
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// Called at end of body: an error unless the terminator arrived.
@@ -317,7 +320,7 @@ where
     struct State<S> {
         bytes: S,
         decoder: StreamDecoder,
-        pending: std::collections::VecDeque<ChatChunk>,
+        pending: std::collections::VecDeque<Result<ChatChunk, ProviderError>>,
         finished: bool,
     }
     let state = State {
@@ -328,24 +331,14 @@ where
     };
     Box::pin(stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(chunk) = st.pending.pop_front() {
-                return Some((Ok(chunk), st));
+            if let Some(item) = st.pending.pop_front() {
+                return Some((item, st));
             }
-            if st.finished {
+            if st.finished || st.decoder.is_ended() {
                 return None;
             }
-            if st.decoder.is_done() {
-                st.finished = true;
-                continue;
-            }
             match st.bytes.next().await {
-                Some(Ok(b)) => match st.decoder.on_bytes(&b) {
-                    Ok(chunks) => st.pending.extend(chunks),
-                    Err(e) => {
-                        st.finished = true;
-                        return Some((Err(e), st));
-                    }
-                },
+                Some(Ok(b)) => st.pending.extend(st.decoder.on_bytes(&b)),
                 Some(Err(e)) => {
                     st.finished = true;
                     return Some((Err(transport_error(e)), st));

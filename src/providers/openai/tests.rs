@@ -54,7 +54,9 @@ fn recorded_stream_decodes_in_any_split() {
         let mut d = StreamDecoder::default();
         let mut chunks = Vec::new();
         for piece in RECORDED.as_bytes().chunks(split) {
-            chunks.extend(d.on_bytes(piece).unwrap());
+            for item in d.on_bytes(piece) {
+                chunks.push(item.unwrap());
+            }
         }
         d.on_eof().unwrap();
         assert_eq!(chunks.len(), 6, "split {split}");
@@ -76,22 +78,38 @@ fn recorded_stream_decodes_in_any_split() {
 fn stream_without_done_is_an_error() {
     let mut d = StreamDecoder::default();
     let cut = &RECORDED[..RECORDED.find("data: [DONE]").unwrap()];
-    assert_eq!(d.on_bytes(cut.as_bytes()).unwrap().len(), 6);
+    assert_eq!(d.on_bytes(cut.as_bytes()).len(), 6);
     assert!(matches!(d.on_eof(), Err(ProviderError::Reset(_))));
 }
 
 #[test]
 fn in_band_error_and_garbage_are_errors() {
     let mut d = StreamDecoder::default();
-    let err = d
-        .on_bytes(b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n")
-        .unwrap_err();
-    assert!(matches!(err, ProviderError::InStream { ref message, .. } if message == "overloaded"));
+    let items = d.on_bytes(
+        b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n",
+    );
+    assert!(
+        matches!(&items[..], [Err(ProviderError::InStream { message, .. })] if message == "overloaded")
+    );
     let mut d = StreamDecoder::default();
     assert!(matches!(
-        d.on_bytes(b"data: {nope\n\n"),
-        Err(ProviderError::Malformed(_))
+        &d.on_bytes(b"data: {nope\n\n")[..],
+        [Err(ProviderError::Malformed(_))]
     ));
+}
+
+#[test]
+fn chunks_read_together_with_an_error_come_before_it_and_nothing_after() {
+    let first_two = &RECORDED[..RECORDED.find("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{").unwrap()];
+    let wire =
+        format!("{first_two}data: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n{RECORDED}");
+    let mut d = StreamDecoder::default();
+    let items = d.on_bytes(wire.as_bytes());
+    assert_eq!(items.len(), 3);
+    assert!(items[0].is_ok() && items[1].is_ok());
+    assert!(matches!(items[2], Err(ProviderError::InStream { .. })));
+    assert!(d.is_ended());
+    assert!(d.on_bytes(b"data: [DONE]\n\n").is_empty());
 }
 
 #[test]
