@@ -1,0 +1,226 @@
+//! The `switchyard` binary as a user runs it: the embedded default answers with no setup,
+//! `check-config` names the bad key, and secrets never reach the logs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Provider key variables the embedded default looks at.
+const KEY_VARS: &[&str] = &[
+    "OPENAI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "MISTRAL_API_KEY",
+    "DASHSCOPE_API_KEY",
+    "FIREWORKS_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "XAI_API_KEY",
+    "OPENROUTER_API_KEY",
+];
+
+/// A running `switchyard serve`, killed on drop; its stdout lines arrive on `lines`.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    http: String,
+}
+
+impl Served {
+    fn start(args: &[&str], dir: &std::path::Path) -> Served {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in KEY_VARS {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut served = Served {
+            child,
+            lines,
+            http: String::new(),
+        };
+        let banner = served.wait_for("switchyard listening: ");
+        let http = banner
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .unwrap();
+        served.http = http.to_owned();
+        served
+    }
+
+    /// The first line containing `needle`, waiting at most 20 s.
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no line containing {needle:?} within 20 s"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn drain(&self) -> String {
+        let mut out = String::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn with_no_config_and_no_keys_the_simulated_default_answers() {
+    let dir = tempdir("default");
+    let served = Served::start(&[], &dir);
+    let curl = served.wait_for("try: curl");
+    assert!(curl.contains(&served.http), "{curl}");
+    let resp = within(
+        client()
+            .post(format!("http://{}/v1/chat/completions", served.http))
+            .json(&hello(false))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-provider"), "sim-primary");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("sim-primary")
+    );
+}
+
+#[tokio::test]
+async fn api_keys_never_appear_in_logs_or_errors() {
+    let dead = Mock::dead("primary").await;
+    let dir = tempdir("secret");
+    let config = config_for(&[&dead], FAST).replace("sk-test-primary", "sk-live-SUPERSECRET");
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let served = Served::start(&[], &dir);
+    let resp = within(
+        client()
+            .post(format!("http://{}/v1/chat/completions", served.http))
+            .json(&hello(false))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 502);
+    let body = resp.text().await.unwrap();
+    let logs = served.drain();
+    assert!(
+        logs.contains("\"message\":\"request\""),
+        "the request was logged: {logs}"
+    );
+    assert!(
+        !body.contains("SUPERSECRET") && !logs.contains("SUPERSECRET"),
+        "{body}\n{logs}"
+    );
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_and_names_the_bad_key() {
+    let dir = tempdir("check");
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        config_for(&[], "").replace(
+            "deployments = []",
+            "deployments = [{ provider = \"p\", model = \"m\" }]",
+        ) + "\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[providers]]\nname = \"p\"\nkind = \"nope\"\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"p\", model = \"m\" }]\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("providers[0].kind") && err.contains("nope"),
+        "{err}"
+    );
+
+    std::fs::write(&bad, "[server]\nhttp_adr = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http_adr"));
+}
+
+#[test]
+fn mock_rejects_a_bad_fault_spec() {
+    let out = Command::new(BIN)
+        .args(["mock", "--addr", "127.0.0.1:0", "--fault", "explode=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault"));
+}
