@@ -92,6 +92,17 @@ impl Served {
         }
     }
 
+    async fn chat(&self) -> reqwest::Response {
+        within(
+            client()
+                .post(format!("http://{}/v1/chat/completions", self.http))
+                .json(&hello(false))
+                .send(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn drain(&self) -> String {
         let mut out = String::new();
         while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
@@ -121,14 +132,7 @@ async fn with_no_config_and_no_keys_the_simulated_default_answers() {
     let served = Served::start(&[], &dir);
     let curl = served.wait_for("try: curl");
     assert!(curl.contains(&served.http), "{curl}");
-    let resp = within(
-        client()
-            .post(format!("http://{}/v1/chat/completions", served.http))
-            .json(&hello(false))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let resp = served.chat().await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-provider"), "sim-primary");
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -147,14 +151,7 @@ async fn api_keys_never_appear_in_logs_or_errors() {
     let config = config_for(&[&dead], FAST).replace("sk-test-primary", "sk-live-SUPERSECRET");
     std::fs::write(dir.join("switchyard.toml"), config).unwrap();
     let served = Served::start(&[], &dir);
-    let resp = within(
-        client()
-            .post(format!("http://{}/v1/chat/completions", served.http))
-            .json(&hello(false))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let resp = served.chat().await;
     assert_eq!(resp.status(), 502);
     let body = resp.text().await.unwrap();
     let logs = served.drain();
