@@ -50,7 +50,11 @@ fi
 
 # --- end to end ----------------------------------------------------------------------
 step "end-to-end tests (OpenAI Python SDK, grpcio, Steady)"
-cargo build --locked --bin switchyard
+# The integration tests made nextest build the binary; `cargo build` here would rebuild
+# tokio and everything above it without the dev-dependency features.
+if [ ! -x "$root/target/debug/switchyard" ]; then
+  cargo build --locked --bin switchyard
+fi
 SWITCHYARD_BIN="$root/target/debug/switchyard" \
 STEADY_BIN="$tools/node_modules/.bin/steady" \
 SPECS_DIR="${SPECS_DIR:-$root/../shared/specs}" \
