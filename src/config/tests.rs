@@ -1,3 +1,5 @@
+//! Config validation: every bad value names its key; secrets never print.
+
 use std::time::Duration;
 
 use super::*;

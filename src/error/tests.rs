@@ -1,3 +1,5 @@
+//! The error table: one status, gRPC code and OpenAI type per variant.
+
 use std::time::Duration;
 
 use http::StatusCode;

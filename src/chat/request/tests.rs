@@ -1,3 +1,5 @@
+//! Request parsing: typed fields, and passthrough of everything else.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! OpenAI wire format: request encoding, recorded stream fixtures, error classification.
+
 use std::time::Duration;
 
 use http::StatusCode;

@@ -1,3 +1,5 @@
+//! SSE decoding across arbitrary read boundaries.
+
 use super::*;
 
 fn data(events: &[SseEvent]) -> Vec<&str> {

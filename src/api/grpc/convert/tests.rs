@@ -1,3 +1,5 @@
+//! Proto <-> canonical conversion, field by field.
+
 use serde_json::json;
 
 use super::*;
