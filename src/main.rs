@@ -105,7 +105,7 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
     reason = "startup banner for the person running it"
 )]
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    telemetry::init_logging();
+    let _log_guard = telemetry::init_logging();
     let local = PathBuf::from("switchyard.toml");
     let (mut config, source) = match args.config {
         Some(path) => (

@@ -2,6 +2,7 @@
 
 use std::{future::Future, sync::Arc};
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::{api, gateway::Gateway};
@@ -56,10 +57,15 @@ pub async fn run(
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let http = axum::serve(listeners.http, app.clone()).with_graceful_shutdown(signal(rx.clone()));
+    // Nagle would hold each small SSE event until the client's delayed ACK (~40 ms).
+    let nodelay = |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    };
+    let http = axum::serve(listeners.http.tap_io(nodelay), app.clone())
+        .with_graceful_shutdown(signal(rx.clone()));
     match listeners.grpc {
         Some(grpc) => {
-            let grpc = axum::serve(grpc, app).with_graceful_shutdown(signal(rx));
+            let grpc = axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(rx));
             let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
             a.and(b)
         }

@@ -62,6 +62,9 @@ pub fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Clie
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .tcp_nodelay(true)
+        // Failover is the gateway's job, and a POST must not be silently redirected.
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
 }

@@ -119,7 +119,8 @@ impl Preset {
 /// A provider speaking the OpenAI chat-completions wire format.
 pub struct OpenAiProvider {
     client: reqwest::Client,
-    url: String,
+    /// `{base_url}/chat/completions`, parsed once.
+    url: reqwest::Url,
     api_key: Option<Secret>,
     headers: http::HeaderMap,
 }
@@ -138,7 +139,11 @@ impl OpenAiProvider {
         }
         Ok(OpenAiProvider {
             client,
-            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            url: reqwest::Url::parse(&format!(
+                "{}/chat/completions",
+                config.base_url.trim_end_matches('/')
+            ))
+            .map_err(|e| format!("base_url: {e}"))?,
             api_key: config.api_key.clone(),
             headers,
         })
@@ -147,7 +152,7 @@ impl OpenAiProvider {
     async fn send(&self, body: Vec<u8>, stream: bool) -> Result<reqwest::Response, ProviderError> {
         let mut req = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
