@@ -125,7 +125,7 @@ fn validate(request: &ChatRequest) -> Result<(), Error> {
 impl OpenStream {
     /// The committed stream: buffered head first, then the rest, each later chunk due
     /// within the idle timeout.
-    pub fn into_stream(self) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send {
+    fn into_stream(self) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send {
         let idle = self.idle_timeout;
         // Ends after the first error: a broken stream has nothing more to give.
         let rest = stream::unfold(Some(self.rest), move |rest| async move {

@@ -20,8 +20,7 @@ use serde_json::{Value, json};
 
 use super::{ConnReset, Fault, MockState, sample};
 
-pub(super) async fn models(State(state): State<Arc<MockState>>) -> Json<Value> {
-    let _ = state;
+pub(super) async fn models() -> Json<Value> {
     Json(json!({ "object": "list", "data": [
         { "id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system" }
     ]}))
@@ -251,10 +250,8 @@ impl Answer {
             None,
         )];
         if let Some(text) = &self.content {
-            let mut words = text.split_inclusive(' ').peekable();
-            while let Some(w) = words.next() {
-                out.push(chunk(json!({ "content": w }), None));
-                let _ = words.peek();
+            for word in text.split_inclusive(' ') {
+                out.push(chunk(json!({ "content": word }), None));
             }
         }
         if let Some((name, args)) = &self.tool_call {

@@ -29,8 +29,7 @@ pub(super) async fn chat_completions(
     let request = match read_request(&headers, body, limit).await {
         Ok(r) => r,
         Err(e) => {
-            let mut record = RequestRecord::start(request_id.clone(), Surface::Rest, "", false);
-            record.attempts = Attempts::default();
+            let record = RequestRecord::start(request_id.clone(), Surface::Rest, "", false);
             record.finish(Outcome::Error(e.spec().status.as_u16()));
             return error_response(&e, &request_id, None);
         }
