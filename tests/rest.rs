@@ -231,3 +231,21 @@ async fn tools_and_structured_output_round_trip() {
         req["response_format"]
     );
 }
+
+#[tokio::test]
+async fn a_sane_request_id_is_kept_and_an_unsafe_one_replaced() {
+    let primary = Mock::start("primary", "").await;
+    let gw = TestGateway::serving(&[&primary]).await;
+    let send = |id: &'static str| {
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("x-request-id", id)
+            .json(&hello(false))
+            .send()
+    };
+    let resp = within(send("trace-42.a_b:c")).await.unwrap();
+    assert_eq!(header(&resp, "x-request-id"), "trace-42.a_b:c");
+    let resp = within(send("evil id\twith spaces")).await.unwrap();
+    let id = header(&resp, "x-request-id");
+    assert!(id.starts_with("req_") && id.len() == 28, "{id}");
+}

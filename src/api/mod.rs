@@ -14,19 +14,21 @@ pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
 /// Request/response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The caller's request id when it sent a sane one, else a new random one.
+/// The caller's request id (`x-request-id`) when it sent a sane one, else a new random one.
 pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(
-            || format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
-            str::to_owned,
-        )
+    request_id_from(headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()))
+}
+
+/// As [`request_id`], from the header's value.
+pub fn request_id_from(sent: Option<&str>) -> String {
+    sent.filter(|v| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    })
+    .map_or_else(
+        || format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
+        str::to_owned,
+    )
 }

@@ -152,7 +152,12 @@ impl pb::gateway_server::Gateway for GrpcGateway {
 }
 
 fn request_id<T>(request: &Request<T>) -> String {
-    crate::api::request_id(&request.metadata().clone().into_headers())
+    crate::api::request_id_from(
+        request
+            .metadata()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn failure(mut record: RequestRecord, failed: Failed) -> Status {
