@@ -1,0 +1,260 @@
+//! A minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies.
+
+use std::{io, net::SocketAddr, sync::Arc, time::Instant};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// The response body's framing.
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// Until the server closes.
+    Close,
+}
+
+struct Head {
+    status: u16,
+    framing: Framing,
+    close: bool,
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    /// When the last body byte arrived.
+    pub(crate) last_byte: Instant,
+    /// When the first body byte arrived.
+    pub(crate) first_byte: Option<Instant>,
+    pub(crate) keep_alive: bool,
+}
+
+pub(crate) struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Conn {
+    pub(crate) async fn open(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: vec![0; 16 * 1024],
+            start: 0,
+            end: 0,
+        })
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads more bytes into the buffer.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let n = self.buf.len();
+                self.buf.resize(n * 2, 0);
+            }
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// Takes up to `n` buffered bytes into `body` (reading when none are buffered).
+    async fn take(&mut self, mut n: usize, body: &mut Vec<u8>) -> io::Result<()> {
+        while n > 0 {
+            if self.start == self.end {
+                self.fill().await?;
+            }
+            let k = n.min(self.end - self.start);
+            body.extend_from_slice(&self.buf[self.start..self.start + k]);
+            self.start += k;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// The next CRLF-terminated line, consumed, without its CRLF.
+    async fn line(&mut self) -> io::Result<(usize, usize)> {
+        loop {
+            if let Some(i) = find(self.avail(), b"\r\n") {
+                let s = self.start;
+                self.start += i + 2;
+                return Ok((s, s + i));
+            }
+            if self.end - self.start > 4096 {
+                return Err(invalid("chunk-size line too long"));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Sends one request and reads the whole response into `body`.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: &[u8],
+        body: &mut Vec<u8>,
+    ) -> io::Result<Reply> {
+        if self.start != self.end {
+            return Err(invalid("unexpected bytes before the response"));
+        }
+        self.stream.write_all(request).await?;
+        let head_len = loop {
+            if let Some(i) = find(self.avail(), b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.end - self.start > 64 * 1024 {
+                return Err(invalid("response head too large"));
+            }
+            self.fill().await?;
+        };
+        let head = parse_head(&self.buf[self.start..self.start + head_len])?;
+        self.start += head_len;
+        body.clear();
+        let has_body =
+            !matches!(head.framing, Framing::Length(0)) && head.status != 204 && head.status != 304;
+        let mut first_byte = None;
+        if has_body {
+            while self.start == self.end {
+                self.fill().await?;
+            }
+            first_byte = Some(Instant::now());
+        }
+        let mut keep_alive = !head.close;
+        if has_body {
+            match head.framing {
+                Framing::Length(n) => self.take(n, body).await?,
+                Framing::Chunked => loop {
+                    let (s, e) = self.line().await?;
+                    let size_text = std::str::from_utf8(&self.buf[s..e])
+                        .map_err(|_| invalid("bad chunk size"))?;
+                    let size_text = size_text.split(';').next().unwrap_or("").trim();
+                    let size = usize::from_str_radix(size_text, 16)
+                        .map_err(|_| invalid(format!("bad chunk size `{size_text}`")))?;
+                    if size == 0 {
+                        // Trailers, then the empty line.
+                        loop {
+                            let (s, e) = self.line().await?;
+                            if s == e {
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    self.take(size, body).await?;
+                    let (s, e) = self.line().await?;
+                    if s != e {
+                        return Err(invalid("chunk not followed by CRLF"));
+                    }
+                },
+                Framing::Close => {
+                    keep_alive = false;
+                    loop {
+                        body.extend_from_slice(self.avail());
+                        self.start = self.end;
+                        match self.fill().await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Reply {
+            status: head.status,
+            last_byte: Instant::now(),
+            first_byte,
+            keep_alive,
+        })
+    }
+}
+
+fn parse_head(head: &[u8]) -> io::Result<Head> {
+    let text = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line `{status_line}`")))?;
+    let mut framing = Framing::Close;
+    let mut close = status_line.starts_with("HTTP/1.0");
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            framing = Framing::Length(v.parse().map_err(|_| invalid("bad content-length"))?);
+        } else if k.eq_ignore_ascii_case("transfer-encoding")
+            && v.to_ascii_lowercase().contains("chunked")
+        {
+            framing = Framing::Chunked;
+        } else if k.eq_ignore_ascii_case("connection") {
+            close = v.eq_ignore_ascii_case("close");
+        }
+    }
+    Ok(Head {
+        status,
+        framing,
+        close,
+    })
+}
+
+/// One POST /v1/chat/completions, head and body, as sent to `host`.
+pub(crate) fn chat_request(host: SocketAddr, model: &str, stream: bool) -> Arc<[u8]> {
+    let body = format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Say hello in one short sentence."}}]{}}}"#,
+        if stream { r#","stream":true"# } else { "" }
+    );
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let text = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchyard-load\r\n\
+         Content-Type: application/json\r\nAccept: {accept}\r\nAuthorization: Bearer sk-client\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Arc::from(text.into_bytes())
+}
+
+/// Whether a 200 body is what the API promises: a completion, or a stream ending `[DONE]`.
+pub(crate) fn body_ok(body: &[u8], stream: bool) -> bool {
+    if stream {
+        body.ends_with(b"data: [DONE]\n\n") && find(body, b"chat.completion.chunk").is_some()
+    } else {
+        find(body, b"\"chat.completion\"").is_some() && find(body, b"\"choices\"").is_some()
+    }
+}

@@ -1,0 +1,342 @@
+//! Load benchmark: the simulated provider direct, nginx in front of it, and switchyard in
+//! front of it, measured in one run (`cargo bench --bench load`).
+//!
+//! Layout (2 cores): the proxy under test (nginx or switchyard) is pinned to core 0; this
+//! process (the load generator) and the mocks are pinned to core 1, so the proxies' figures
+//! compare. Two mocks run: `fast` (no delay) for saturation and streams, `slow`
+//! (`--fault latency_ms=50`) for the fixed-rate run. nginx (Debian's package, one
+//! process: `master_process off`, keep-alive upstreams, `proxy_buffering off`) and
+//! switchyard (a generated `switchyard.toml` with one model per mock) each front both.
+//!
+//! Per target it measures:
+//! - **saturation**: closed loop, `LOAD_CONNS` (32) keep-alive HTTP/1.1 connections, for
+//!   `LOAD_SECS` (6) s in all: requests/s, and the target's CPU time (utime+stime from
+//!   `/proc/PID/stat`, all threads) divided by the 200s it served;
+//! - **fixed rate**: open loop at `LOAD_RATE` (1,000) requests/s against the 50 ms upstream
+//!   for `LOAD_FIXED_SECS` (9) s in all, latency taken from each request's *scheduled* send
+//!   time (no coordinated omission): p50/p99 and what the proxy adds over direct;
+//! - **stream**: up to `LOAD_STREAMS` (400) sequential `"stream": true` requests (3 s at
+//!   most): time to the first body byte and what the proxy adds over direct, and time to
+//!   the end of the stream;
+//! - **peak RSS**: `VmHWM` from `/proc/PID/status` after all phases.
+//!
+//! Saturation and fixed rate run in `LOAD_ROUNDS` (3) rounds in which the targets take
+//! turns, each slice after its own 0.5 s warm-up, so that drift on the machine falls on
+//! all targets alike; the per-round figures are printed too, to show the noise. CPU used
+//! on the machine by processes not started here is measured and warned about.
+//! `LOAD_TARGETS=nginx,switchyard` measures only those.
+//!
+//! Every non-200 answer, I/O error and malformed body is counted and printed: a benchmark
+//! of error answers is worthless. switchyard runs with its default request log (`info`,
+//! one JSON line per request on stdout), which this process reads from a pipe and discards;
+//! set `LOAD_RUST_LOG` to run it with another `RUST_LOG`.
+//!
+//! Needs `taskset` (util-linux) and nginx (`apt-get install nginx-light` or `nginx`);
+//! without nginx its row is skipped. Loopback only.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+
+mod http;
+mod phases;
+mod processes;
+mod procfs;
+mod report;
+mod tally;
+mod target;
+
+use std::{
+    process::{Command, ExitCode, Stdio},
+    sync::{Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use phases::{FixedAcc, SatAcc, fixed_round, pct, per_req, sat_round, stream_phase};
+use processes::{Spawned, TempDir, find_nginx, stop_children_on_signal};
+use procfs::{clock_ticks, peak_rss_kib};
+use report::print_report;
+use target::{Target, TargetResult, blank};
+
+const SWITCHYARD: &str = env!("CARGO_BIN_EXE_switchyard");
+const FAST_MODEL: &str = "fast-model";
+const SLOW_MODEL: &str = "slow-model";
+/// The upstream delay of the fixed-rate run.
+const DELAY_MS: u64 = 50;
+/// One request may take this long before it counts as a timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// First-cut targets from the issue.
+const CPU_RATIO_LIMIT: f64 = 3.0;
+const ADDED_P99_LIMIT_MS: f64 = 1.0;
+const RSS_LIMIT_MB: f64 = 50.0;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Run settings, from the environment where set.
+#[derive(Clone, Copy)]
+struct Settings {
+    secs: u64,
+    fixed_secs: u64,
+    rounds: u64,
+    conns: usize,
+    rate: u64,
+    stream_max: usize,
+    proxy_core: usize,
+    load_core: usize,
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+fn run() -> Res<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (proxy_core, load_core) = if cores >= 2 { (0, 1) } else { (0, 0) };
+    let settings = Settings {
+        secs: env_num("LOAD_SECS", 6),
+        fixed_secs: env_num("LOAD_FIXED_SECS", 9),
+        rounds: env_num("LOAD_ROUNDS", 3),
+        conns: env_num("LOAD_CONNS", 32) as usize,
+        rate: env_num("LOAD_RATE", 1000),
+        stream_max: env_num("LOAD_STREAMS", 400) as usize,
+        proxy_core,
+        load_core,
+    };
+    // Pin this process (every thread: there is only main so far) before the runtime starts.
+    let pin = Command::new("taskset")
+        .args(["-a", "-p", "-c", &load_core.to_string()])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("running taskset (util-linux): {e}"))?;
+    if !pin.success() {
+        return Err(format!(
+            "taskset could not pin the bench to core {load_core}"
+        ));
+    }
+    let clk_tck = clock_ticks();
+    let tmp = TempDir::new()?;
+    stop_children_on_signal(tmp.path().to_owned());
+
+    let nginx_bin = find_nginx();
+    let nginx_version = nginx_bin.as_ref().map(|bin| {
+        Command::new(bin)
+            .arg("-v")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            .unwrap_or_default()
+    });
+
+    // Upstreams, on the load generator's core.
+    let fast = Spawned::mock(&tmp, load_core, "fast", "")?;
+    let slow = Spawned::mock(&tmp, load_core, "slow", &format!("latency_ms={DELAY_MS}"))?;
+    let fast_addr = fast.addr;
+    let slow_addr = slow.addr;
+
+    // The proxies, on their own core.
+    let nginx = match &nginx_bin {
+        Some(bin) => Some(Spawned::nginx(&tmp, bin, proxy_core, fast_addr, slow_addr)?),
+        None => None,
+    };
+    let log_env = std::env::var("LOAD_RUST_LOG").ok();
+    let gateway = Spawned::gateway(&tmp, proxy_core, fast_addr, slow_addr, log_env.as_deref())?;
+
+    println!("# switchyard load bench");
+    println!();
+    println!(
+        "cores: {cores}; proxy under test pinned to core {proxy_core}, load generator and mocks \
+         to core {load_core}"
+    );
+    let slice = |total: u64| total.div_ceil(settings.rounds).max(1);
+    println!(
+        "targets take turns in {} rounds per phase. saturation: {} keep-alive HTTP/1.1 \
+         connections, closed loop, 0.5 s warm-up + {} s per round; fixed rate: {} req/s open loop \
+         against a {DELAY_MS} ms upstream, 0.5 s warm-up + {} s per round, latency from the \
+         scheduled send time; stream: up to {} sequential requests, time to first body byte",
+        settings.rounds,
+        settings.conns,
+        slice(settings.secs),
+        settings.rate,
+        slice(settings.fixed_secs),
+        settings.stream_max
+    );
+    println!(
+        "nginx: {}",
+        nginx_version
+            .clone()
+            .unwrap_or_else(|| "not found (install nginx-light or nginx): row skipped".into())
+    );
+    println!(
+        "switchyard: {SWITCHYARD}; request log RUST_LOG={} ({}), stdout piped to the bench and \
+         discarded",
+        log_env.as_deref().unwrap_or("info"),
+        if log_env.is_some() {
+            "from LOAD_RUST_LOG"
+        } else {
+            "the default, one JSON line per request"
+        }
+    );
+    println!();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building the runtime: {e}"))?;
+
+    let mut targets = vec![Target {
+        name: "direct",
+        fast: fast_addr,
+        slow: slow_addr,
+        fast_model: FAST_MODEL,
+        slow_model: SLOW_MODEL,
+        pids: vec![fast.pid(), slow.pid()],
+        cpu_pid: fast.pid(),
+        slow_cpu_pid: slow.pid(),
+    }];
+    if let Some(n) = &nginx {
+        targets.push(Target {
+            name: "nginx",
+            fast: n.addr,
+            slow: n.addr2.unwrap_or(n.addr),
+            fast_model: FAST_MODEL,
+            slow_model: SLOW_MODEL,
+            pids: vec![n.pid()],
+            cpu_pid: n.pid(),
+            slow_cpu_pid: n.pid(),
+        });
+    }
+    targets.push(Target {
+        name: "switchyard",
+        fast: gateway.addr,
+        slow: gateway.addr,
+        fast_model: FAST_MODEL,
+        slow_model: SLOW_MODEL,
+        pids: vec![gateway.pid()],
+        cpu_pid: gateway.pid(),
+        slow_cpu_pid: gateway.pid(),
+    });
+
+    let only: Option<Vec<String>> = std::env::var("LOAD_TARGETS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
+    let mut ours = vec![std::process::id(), fast.pid(), slow.pid(), gateway.pid()];
+    ours.extend(nginx.as_ref().map(Spawned::pid));
+    let mut results: Vec<(&Target, TargetResult)> = targets
+        .iter()
+        .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
+        .map(|t| (t, blank(t.name)))
+        .collect();
+    let check_all = || -> Res<()> {
+        for p in [&fast, &slow] {
+            p.check_alive()?;
+        }
+        if let Some(n) = &nginx {
+            n.check_alive()?;
+        }
+        gateway.check_alive()
+    };
+
+    // Saturation: the targets take turns in short rounds, so that drift on the machine falls
+    // on all of them alike; figures are over all rounds.
+    let rounds = settings.rounds;
+    let slice = settings.secs.div_ceil(rounds).max(1);
+    let mut sat_accs: Vec<SatAcc> = results.iter().map(|_| SatAcc::default()).collect();
+    for round in 0..rounds {
+        eprintln!(
+            "load bench: saturation, round {} of {rounds} ...",
+            round + 1
+        );
+        for ((t, r), acc) in results.iter_mut().zip(sat_accs.iter_mut()) {
+            runtime.block_on(sat_round(t, settings, slice, &ours, clk_tck, acc, r))?;
+            check_all()?;
+        }
+    }
+    eprintln!("load bench: streams ...");
+    for (t, r) in results.iter_mut() {
+        runtime.block_on(stream_phase(t, settings, r));
+    }
+    check_all()?;
+
+    // Fixed rate, in turns as well; percentiles are over all rounds' samples. A first,
+    // discarded round warms every target and both mocks' connection pools.
+    let slice = settings.fixed_secs.div_ceil(rounds).max(1);
+    eprintln!("load bench: fixed rate, warm-up round ...");
+    for (t, r) in results.iter_mut() {
+        let mut discard = FixedAcc::default();
+        runtime.block_on(fixed_round(t, settings, 1, &ours, &mut discard, r))?;
+    }
+    let mut accs: Vec<FixedAcc> = results.iter().map(|_| FixedAcc::default()).collect();
+    for round in 0..rounds {
+        eprintln!(
+            "load bench: fixed rate, round {} of {rounds} ...",
+            round + 1
+        );
+        for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+            runtime.block_on(fixed_round(t, settings, slice, &ours, acc, r))?;
+        }
+    }
+    let direct_rounds: Option<Vec<f64>> = results
+        .iter()
+        .zip(&accs)
+        .find(|((t, _), _)| t.name == "direct")
+        .map(|(_, a)| a.round_p99_ms.clone());
+    for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+        acc.latencies_us.sort_unstable();
+        let lat = &acc.latencies_us;
+        r.fixed_p50_ms = pct(lat, 0.50) / 1000.0;
+        r.fixed_p99_ms = pct(lat, 0.99) / 1000.0;
+        r.fixed_max_ms = lat.last().map_or(f64::NAN, |&v| f64::from(v) / 1000.0);
+        r.fixed_secs = (slice * rounds) as f64;
+        r.fixed_achieved_rps = lat.len() as f64 / r.fixed_secs;
+        r.fixed_cpu_us = per_req(acc.cpu_ticks as f64 / clk_tck, acc.ok);
+        r.fixed_round_p99 = acc.round_p99_ms.clone();
+        r.fixed_other =
+            acc.machine_ticks.saturating_sub(acc.ours_ticks) as f64 / clk_tck / acc.secs;
+        if let Some(d) = &direct_rounds {
+            r.fixed_round_added_p99 = acc.round_p99_ms.iter().zip(d).map(|(a, b)| a - b).collect();
+        }
+        let mut rss_kib = 0;
+        for &pid in &t.pids {
+            rss_kib = rss_kib.max(peak_rss_kib(pid)?);
+        }
+        r.rss_mb = rss_kib as f64 / 1024.0;
+    }
+    check_all()?;
+    let results: Vec<TargetResult> = results.into_iter().map(|(_, r)| r).collect();
+
+    print_report(&results, settings);
+    println!();
+    println!(
+        "switchyard request-log lines seen on stdout: {} (for {} requests sent to it, warm-ups \
+         included)",
+        gateway.lines.load(Ordering::Relaxed),
+        results
+            .iter()
+            .find(|r| r.name == "switchyard")
+            .map_or(0, |r| r.sent)
+    );
+    drop(gateway);
+    drop(nginx);
+    drop(fast);
+    drop(slow);
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The load phases: saturation, fixed rate and streams.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    DELAY_MS, REQUEST_TIMEOUT, Res, Settings,
+    http::{Conn, chat_request},
+    lock,
+    procfs::{all_busy, core_times, cpu_ticks, ticks_of},
+    tally::Tally,
+    target::{Target, TargetResult},
+};
+
+/// Accumulated saturation figures of one target over the rounds.
+#[derive(Default)]
+pub(crate) struct SatAcc {
+    ok: u64,
+    secs: f64,
+    target_ticks: u64,
+    ours_ticks: u64,
+    /// Busy and total ticks of the proxy's and the generator's core.
+    proxy_core: (u64, u64),
+    load_core: (u64, u64),
+    all_busy: u64,
+    steal: u64,
+}
+
+/// One saturation slice: `conns` connections in a closed loop, warm-up then `secs` measured.
+pub(crate) async fn sat_round(
+    t: &Target,
+    s: Settings,
+    secs: u64,
+    ours: &[u32],
+    clk_tck: f64,
+    acc: &mut SatAcc,
+    r: &mut TargetResult,
+) -> Res<()> {
+    let req = chat_request(t.fast, t.fast_model, false);
+    let mut conns = Vec::with_capacity(s.conns);
+    for _ in 0..s.conns {
+        conns.push(
+            Conn::open(t.fast)
+                .await
+                .map_err(|e| format!("{}: connecting to {}: {e}", t.name, t.fast))?,
+        );
+    }
+    let (conns, warm) = closed_loop(conns, t.fast, &req, Duration::from_millis(500)).await;
+    r.sent += warm.total();
+    r.tally.merge(warm);
+    let cpu0 = cpu_ticks(t.cpu_pid)?;
+    let ours0 = ticks_of(ours);
+    let cores0 = core_times();
+    let t0 = Instant::now();
+    let (conns, sat) = closed_loop(conns, t.fast, &req, Duration::from_secs(secs)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_ticks(t.cpu_pid)?;
+    let ours1 = ticks_of(ours);
+    let cores1 = core_times();
+    drop(conns);
+    let target = cpu1.saturating_sub(cpu0);
+    r.sat_round_cpu_us
+        .push(per_req(target as f64 / clk_tck, sat.ok));
+    acc.ok += sat.ok;
+    acc.secs += elapsed;
+    acc.target_ticks += target;
+    acc.ours_ticks += ours1.saturating_sub(ours0);
+    let core = |i: usize| match (cores0.get(i), cores1.get(i)) {
+        (Some(a), Some(b)) => (
+            (b.busy + b.steal).saturating_sub(a.busy + a.steal),
+            b.total.saturating_sub(a.total),
+        ),
+        _ => (0, 0),
+    };
+    let (pb, pt) = core(s.proxy_core);
+    let (lb, lt) = core(s.load_core);
+    acc.proxy_core = (acc.proxy_core.0 + pb, acc.proxy_core.1 + pt);
+    acc.load_core = (acc.load_core.0 + lb, acc.load_core.1 + lt);
+    let (busy, steal) = all_busy(&cores0, &cores1);
+    acc.all_busy += busy;
+    acc.steal += steal;
+    r.sent += sat.total();
+    r.tally.merge(sat);
+    // Derived figures, over all rounds so far.
+    let frac = |(b, t): (u64, u64)| {
+        if t == 0 {
+            f64::NAN
+        } else {
+            b as f64 / t as f64
+        }
+    };
+    r.sat_rps = acc.ok as f64 / acc.secs;
+    r.sat_cpu_us = per_req(acc.target_ticks as f64 / clk_tck, acc.ok);
+    r.sat_util = acc.target_ticks as f64 / clk_tck / acc.secs;
+    r.proxy_core_busy = frac(acc.proxy_core);
+    r.load_core_busy = frac(acc.load_core);
+    // What ran that was none of ours (a build, another benchmark), and what the host stole.
+    r.foreign = acc.all_busy.saturating_sub(acc.ours_ticks) as f64 / clk_tck / acc.secs;
+    r.steal = acc.steal as f64 / clk_tck / acc.secs;
+    Ok(())
+}
+
+/// Sequential streams against a target: time to first byte and to the end.
+pub(crate) async fn stream_phase(t: &Target, s: Settings, r: &mut TargetResult) {
+    let req = chat_request(t.fast, t.fast_model, true);
+    let (mut ttfb, mut whole, st) =
+        streams(t.fast, &req, s.stream_max, Duration::from_secs(3)).await;
+    r.sent += st.total();
+    r.tally.merge(st);
+    ttfb.sort_unstable();
+    whole.sort_unstable();
+    r.ttfb_p50_ms = pct(&ttfb, 0.50) / 1000.0;
+    r.ttfb_p99_ms = pct(&ttfb, 0.99) / 1000.0;
+    r.ttfb_n = ttfb.len();
+    r.stream_total_p50_ms = pct(&whole, 0.50) / 1000.0;
+}
+
+pub(crate) fn per_req(cpu_s: f64, n: u64) -> f64 {
+    if n == 0 {
+        f64::NAN
+    } else {
+        cpu_s * 1e6 / n as f64
+    }
+}
+
+/// Accumulated fixed-rate figures of one target over the rounds.
+#[derive(Default)]
+pub(crate) struct FixedAcc {
+    pub(crate) latencies_us: Vec<u32>,
+    pub(crate) ok: u64,
+    pub(crate) cpu_ticks: u64,
+    pub(crate) round_p99_ms: Vec<f64>,
+    /// For the interference check: wall seconds, all cores' busy + steal ticks, ours.
+    pub(crate) secs: f64,
+    pub(crate) machine_ticks: u64,
+    pub(crate) ours_ticks: u64,
+}
+
+/// One fixed-rate slice against a target's delayed upstream; returns its p99 (ms).
+pub(crate) async fn fixed_round(
+    t: &Target,
+    s: Settings,
+    secs: u64,
+    ours: &[u32],
+    acc: &mut FixedAcc,
+    r: &mut TargetResult,
+) -> Res<f64> {
+    let req = chat_request(t.slow, t.slow_model, false);
+    let cpu0 = cpu_ticks(t.slow_cpu_pid)?;
+    let ours0 = ticks_of(ours);
+    let cores0 = core_times();
+    let t0 = Instant::now();
+    let fixed = fixed_rate(t.slow, req, s.rate, Duration::from_millis(500), secs).await;
+    acc.secs += t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_ticks(t.slow_cpu_pid)?;
+    let (busy, steal) = all_busy(&cores0, &core_times());
+    acc.machine_ticks += busy + steal;
+    acc.ours_ticks += ticks_of(ours).saturating_sub(ours0);
+    acc.cpu_ticks += cpu1.saturating_sub(cpu0);
+    acc.ok += fixed.tally.ok;
+    r.sent += fixed.tally.total();
+    r.tally.merge(fixed.tally);
+    let mut lat = fixed.latencies_us;
+    lat.sort_unstable();
+    let p99 = pct(&lat, 0.99) / 1000.0;
+    acc.round_p99_ms.push(p99);
+    acc.latencies_us.extend(lat);
+    Ok(p99)
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub(crate) fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    f64::from(sorted[rank - 1])
+}
+
+/// Every connection loops request after request until `dur` has passed.
+async fn closed_loop(
+    conns: Vec<Conn>,
+    addr: SocketAddr,
+    req: &Arc<[u8]>,
+    dur: Duration,
+) -> (Vec<Conn>, Tally) {
+    let deadline = Instant::now() + dur;
+    let wanted = conns.len();
+    let mut tasks = Vec::with_capacity(wanted);
+    for conn in conns {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut conn = Some(conn);
+            let mut body = Vec::with_capacity(4096);
+            let mut n: u64 = 0;
+            while Instant::now() < deadline {
+                let mut c = match conn.take() {
+                    Some(c) => c,
+                    None => match Conn::open(addr).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tally.io_errors += 1;
+                            tally.note(|| format!("reconnecting: {e}"));
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let out = tokio::time::timeout(REQUEST_TIMEOUT, c.exchange(&req, &mut body)).await;
+                // Check the first body on each connection and every 64th after.
+                let check = n.is_multiple_of(64);
+                n += 1;
+                if let Some(reply) = tally.record(out, &body, false, check)
+                    && reply.keep_alive
+                {
+                    conn = Some(c);
+                }
+            }
+            (conn, tally)
+        }));
+    }
+    let mut tally = Tally::default();
+    let mut back = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok((conn, t)) => {
+                tally.merge(t);
+                back.extend(conn);
+            }
+            Err(e) => {
+                tally.io_errors += 1;
+                tally.note(|| format!("load task failed: {e}"));
+            }
+        }
+    }
+    // Connections lost along the way are replaced for the next phase.
+    while back.len() < wanted {
+        match Conn::open(addr).await {
+            Ok(c) => back.push(c),
+            Err(_) => break,
+        }
+    }
+    (back, tally)
+}
+
+struct Fixed {
+    latencies_us: Vec<u32>,
+    tally: Tally,
+}
+
+/// Open loop: a request is due every 1/rate s whatever happened to the earlier ones; each
+/// takes an idle keep-alive connection (or opens one). Latency counts from the due time.
+async fn fixed_rate(
+    addr: SocketAddr,
+    req: Arc<[u8]>,
+    rate: u64,
+    warm: Duration,
+    secs: u64,
+) -> Fixed {
+    let pool: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
+    // Enough for rate × delay in flight, with room.
+    let prefill = ((rate * DELAY_MS / 1000) as usize * 3 / 2).max(8);
+    for _ in 0..prefill {
+        if let Ok(c) = Conn::open(addr).await {
+            lock(&pool).push(c);
+        }
+    }
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let warm_n = (warm.as_secs_f64() * rate as f64) as u64;
+    let total = warm_n + secs * rate;
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + interval * (i as u32);
+        if Instant::now() < due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let pool = pool.clone();
+        let req = req.clone();
+        let measured = i >= warm_n;
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let conn = lock(&pool).pop();
+            let conn = match conn {
+                Some(c) => Ok(c),
+                None => Conn::open(addr).await,
+            };
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    tally.io_errors += 1;
+                    tally.note(|| format!("connecting: {e}"));
+                    return (measured, None, tally);
+                }
+            };
+            let mut body = Vec::with_capacity(2048);
+            let out = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&req, &mut body)).await;
+            let done = Instant::now();
+            let reply = tally.record(out, &body, false, true);
+            let mut latency = None;
+            if let Some(reply) = reply {
+                if reply.status == 200 {
+                    let us = done.saturating_duration_since(due).as_micros();
+                    latency = Some(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+                if reply.keep_alive {
+                    lock(&pool).push(conn);
+                }
+            }
+            (measured, latency, tally)
+        }));
+    }
+    let mut out = Fixed {
+        latencies_us: Vec::with_capacity((secs * rate) as usize),
+        tally: Tally::default(),
+    };
+    for t in tasks {
+        match t.await {
+            Ok((measured, latency, tally)) => {
+                if measured {
+                    out.latencies_us.extend(latency);
+                }
+                out.tally.merge(tally);
+            }
+            Err(e) => {
+                out.tally.io_errors += 1;
+                out.tally.note(|| format!("load task failed: {e}"));
+            }
+        }
+    }
+    out
+}
+
+/// Sequential streamed requests on one connection: time from send to the first body byte.
+async fn streams(
+    addr: SocketAddr,
+    req: &Arc<[u8]>,
+    max: usize,
+    max_time: Duration,
+) -> (Vec<u32>, Vec<u32>, Tally) {
+    let mut tally = Tally::default();
+    let mut ttfb = Vec::with_capacity(max);
+    let mut whole = Vec::with_capacity(max);
+    let deadline = Instant::now() + max_time;
+    let mut conn: Option<Conn> = None;
+    let mut body = Vec::with_capacity(8192);
+    const WARM: usize = 10;
+    let mut i = 0;
+    while i < max + WARM && Instant::now() < deadline {
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match Conn::open(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tally.io_errors += 1;
+                    tally.note(|| format!("connecting: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let sent = Instant::now();
+        let out = tokio::time::timeout(REQUEST_TIMEOUT, c.exchange(req, &mut body)).await;
+        if let Some(reply) = tally.record(out, &body, true, true) {
+            if reply.status == 200
+                && i >= WARM
+                && let Some(fb) = reply.first_byte
+            {
+                let us = fb.saturating_duration_since(sent).as_micros();
+                ttfb.push(u32::try_from(us).unwrap_or(u32::MAX));
+                let us = reply.last_byte.saturating_duration_since(sent).as_micros();
+                whole.push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            if reply.keep_alive {
+                conn = Some(c);
+            }
+        }
+        i += 1;
+    }
+    (ttfb, whole, tally)
+}

@@ -1,0 +1,449 @@
+//! The child processes under test: start, pin, watch and stop them.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{FAST_MODEL, Res, SLOW_MODEL, SWITCHYARD, lock};
+
+/// Every process started here, so that Ctrl-C or SIGTERM does not leave them running.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// On SIGINT or SIGTERM: kills the children started here (by pid), removes `tmp`, exits.
+pub(crate) fn stop_children_on_signal(tmp: PathBuf) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        let pids: Vec<String> = lock(&CHILDREN).iter().map(u32::to_string).collect();
+        if !pids.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        eprintln!(
+            "load bench: interrupted; stopped {} child processes",
+            pids.len()
+        );
+        std::process::exit(130);
+    });
+}
+
+/// A temporary directory removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> Res<TempDir> {
+        let dir = std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process started here, pinned with taskset (which execs it, so the child's pid is
+/// the target's). Killed on drop.
+pub(crate) struct Spawned {
+    name: String,
+    child: Mutex<Child>,
+    pid: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) addr2: Option<SocketAddr>,
+    /// Lines seen on stdout.
+    pub(crate) lines: Arc<AtomicU64>,
+    stderr: PathBuf,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let child = match self.child.get_mut() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Spawned {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn start(
+        tmp: &TempDir,
+        name: &str,
+        core: usize,
+        program: &str,
+        args: &[String],
+        env: &[(&str, Option<&str>)],
+    ) -> Res<(Child, PathBuf)> {
+        let stderr_path = tmp.path().join(format!("{name}.stderr"));
+        let stderr = fs::File::create(&stderr_path)
+            .map_err(|e| format!("creating {}: {e}", stderr_path.display()))?;
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(core.to_string())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting {name} ({program}): {e}"))?;
+        lock(&CHILDREN).push(child.id());
+        Ok((child, stderr_path))
+    }
+
+    /// Reads stdout on a thread: lines are sent until one contains `marker`, then only
+    /// counted, so the child's pipe never fills.
+    fn watch_stdout(
+        child: &mut Child,
+        marker: &'static str,
+    ) -> (mpsc::Receiver<String>, Arc<AtomicU64>) {
+        let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(AtomicU64::new(0));
+        let Some(stdout) = child.stdout.take() else {
+            return (rx, lines);
+        };
+        let counter = lines.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::with_capacity(1 << 16, stdout);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let found = line.contains(marker);
+                        let _ = tx.send(line.clone());
+                        if found {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(tx);
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let nl = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                        counter.fetch_add(nl as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        (rx, lines)
+    }
+
+    /// Waits for the banner line containing `marker` and returns it.
+    fn banner(name: &str, rx: &mpsc::Receiver<String>, marker: &str, stderr: &Path) -> Res<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => return Ok(line.trim().to_owned()),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(format!(
+                        "{name} did not print `{marker}` within 15 s; stderr: {}",
+                        read_tail(stderr)
+                    ));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn mock(tmp: &TempDir, core: usize, name: &str, fault: &str) -> Res<Spawned> {
+        let args = vec![
+            "mock".to_owned(),
+            "--addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--name".to_owned(),
+            format!("bench-{name}"),
+            "--fault".to_owned(),
+            fault.to_owned(),
+        ];
+        let label = format!("mock-{name}");
+        let (mut child, stderr) = Self::start(tmp, &label, core, SWITCHYARD, &args, &[])?;
+        let pid = child.id();
+        let (rx, lines) = Self::watch_stdout(&mut child, "listening");
+        let spawned_child = Mutex::new(child);
+        let banner = match Self::banner(&label, &rx, "listening", &stderr) {
+            Ok(b) => b,
+            Err(e) => {
+                kill(spawned_child);
+                return Err(e);
+            }
+        };
+        // `switchyard mock listening: http://127.0.0.1:PORT/v1`
+        let addr = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .and_then(|s| s.parse().ok());
+        let Some(addr) = addr else {
+            kill(spawned_child);
+            return Err(format!("{label}: cannot read the address from `{banner}`"));
+        };
+        Ok(Spawned {
+            name: label,
+            child: spawned_child,
+            pid,
+            addr,
+            addr2: None,
+            lines,
+            stderr,
+        })
+    }
+
+    pub(crate) fn gateway(
+        tmp: &TempDir,
+        core: usize,
+        fast: SocketAddr,
+        slow: SocketAddr,
+        rust_log: Option<&str>,
+    ) -> Res<Spawned> {
+        let config = format!(
+            r#"[server]
+http_addr = "127.0.0.1:0"
+grpc_addr = "none"
+
+[[providers]]
+name = "fast"
+kind = "openai"
+base_url = "http://{fast}/v1"
+api_key = "sk-bench"
+
+[[providers]]
+name = "slow"
+kind = "openai"
+base_url = "http://{slow}/v1"
+api_key = "sk-bench"
+
+[[models]]
+name = "{FAST_MODEL}"
+deployments = [{{ provider = "fast", model = "{FAST_MODEL}" }}]
+
+[[models]]
+name = "{SLOW_MODEL}"
+deployments = [{{ provider = "slow", model = "{SLOW_MODEL}" }}]
+"#
+        );
+        let path = tmp.path().join("switchyard.toml");
+        fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let args = vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
+        let (mut child, stderr) = Self::start(
+            tmp,
+            "switchyard",
+            core,
+            SWITCHYARD,
+            &args,
+            &[("RUST_LOG", rust_log)],
+        )?;
+        let pid = child.id();
+        let (rx, lines) = Self::watch_stdout(&mut child, "switchyard listening:");
+        let spawned_child = Mutex::new(child);
+        let banner = match Self::banner("switchyard", &rx, "switchyard listening:", &stderr) {
+            Ok(b) => b,
+            Err(e) => {
+                kill(spawned_child);
+                return Err(e);
+            }
+        };
+        // `switchyard listening: http=ADDR grpc=ADDR`
+        let addr = banner
+            .split("http=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok());
+        let Some(addr) = addr else {
+            kill(spawned_child);
+            return Err(format!(
+                "switchyard: cannot read the address from `{banner}`"
+            ));
+        };
+        Ok(Spawned {
+            name: "switchyard".into(),
+            child: spawned_child,
+            pid,
+            addr,
+            addr2: None,
+            lines,
+            stderr,
+        })
+    }
+
+    pub(crate) fn nginx(
+        tmp: &TempDir,
+        bin: &Path,
+        core: usize,
+        fast: SocketAddr,
+        slow: SocketAddr,
+    ) -> Res<Spawned> {
+        let dir = tmp.path().join("nginx");
+        for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            fs::create_dir_all(dir.join(sub)).map_err(|e| format!("creating nginx dirs: {e}"))?;
+        }
+        let port_fast = free_port()?;
+        let port_slow = free_port()?;
+        let d = dir.display();
+        let location = "        location / {\n            proxy_pass http://UP;\n            \
+                        proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n            \
+                        proxy_buffering off;\n        }\n";
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n    access_log off;\n\
+             \x20   client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+             \x20   fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n\
+             \x20   scgi_temp_path {d}/scgi;\n\
+             \x20   upstream fast {{ server {fast}; keepalive 64; }}\n\
+             \x20   upstream slow {{ server {slow}; keepalive 256; }}\n\
+             \x20   server {{\n        listen 127.0.0.1:{port_fast};\n{}    }}\n\
+             \x20   server {{\n        listen 127.0.0.1:{port_slow};\n{}    }}\n}}\n",
+            location.replace("UP", "fast"),
+            location.replace("UP", "slow"),
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, config).map_err(|e| format!("writing nginx.conf: {e}"))?;
+        let args = vec![
+            "-p".to_owned(),
+            format!("{d}/"),
+            "-e".to_owned(),
+            format!("{d}/error.log"),
+            "-c".to_owned(),
+            conf_path.display().to_string(),
+        ];
+        let program = bin.display().to_string();
+        let (mut child, stderr) = Self::start(tmp, "nginx", core, &program, &args, &[])?;
+        let pid = child.id();
+        let (_rx, lines) = Self::watch_stdout(&mut child, "\u{0}never");
+        let spawned = Spawned {
+            name: "nginx".into(),
+            child: Mutex::new(child),
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], port_fast)),
+            addr2: Some(SocketAddr::from(([127, 0, 0, 1], port_slow))),
+            lines,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [port_fast, port_slow] {
+            loop {
+                spawned.check_alive().map_err(|e| {
+                    format!("{e}; error.log: {}", read_tail(&dir.join("error.log")))
+                })?;
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "nginx did not listen on {port} within 10 s; error.log: {}",
+                        read_tail(&dir.join("error.log"))
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(spawned)
+    }
+
+    pub(crate) fn check_alive(&self) -> Res<()> {
+        let mut child = match self.child.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!(
+                "{} exited ({status}); stderr: {}",
+                self.name,
+                read_tail(&self.stderr)
+            )),
+            Err(e) => Err(format!("{}: {e}", self.name)),
+        }
+    }
+}
+
+fn kill(child: Mutex<Child>) {
+    let mut child = match child.into_inner() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn read_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(1500);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].trim().to_owned()
+}
+
+fn free_port() -> Res<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("free port: {e}"))
+}
+
+pub(crate) fn find_nginx() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
