@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::{Config, ConfigError, DeploymentFile, FileConfig, ModelFile, ProviderFile, ServerFile};
-use crate::providers::openai::PRESETS;
+use crate::providers::presets::PRESETS;
 
 /// What the embedded default resolved to.
 #[derive(Debug)]

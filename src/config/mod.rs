@@ -14,7 +14,7 @@ pub use default::{EmbeddedDefault, embedded_default, simulated};
 pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
 pub use secret::Secret;
 
-use crate::providers::openai::Preset;
+use crate::providers::presets::Preset;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

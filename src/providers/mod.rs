@@ -1,11 +1,13 @@
 //! The provider trait and one module per wire format.
 //!
 //! Adding a wire format is one module here and one line in [`build`]; adding an
-//! OpenAI-compatible vendor is a preset in [`openai::Preset`], not code.
+//! OpenAI-compatible vendor is a preset in [`presets`], not code.
 
 mod error;
 pub mod openai;
+pub mod presets;
 pub mod sse;
+pub mod upstream;
 
 use std::{pin::Pin, sync::Arc};
 

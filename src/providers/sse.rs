@@ -1,6 +1,79 @@
-//! Server-sent events decoding: bytes in, complete events out, state kept between reads.
+//! Server-sent events: an incremental decoder, and the few lines that turn a provider's
+//! event stream into a [`ChunkStream`] through that provider's [`StreamTranslator`].
 
-use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+
+use super::{ChunkStream, ProviderError, upstream::transport_error};
+use crate::chat::ChatChunk;
+
+/// A provider's stream translation: one SSE event in, the chunks it means out, with the
+/// state between events kept explicitly in `self`.
+pub trait StreamTranslator: Send + 'static {
+    /// Translates one event. An error is the last item: anything before it in the same
+    /// event still counts.
+    fn on_event(&mut self, event: SseEvent) -> Vec<Result<ChatChunk, ProviderError>>;
+
+    /// Whether the stream is over (its terminator arrived, or an error ended it).
+    fn is_ended(&self) -> bool;
+
+    /// Called when the body ends: an error unless the stream's terminator arrived.
+    fn on_eof(&mut self) -> Result<(), ProviderError>;
+}
+
+/// Drives `translator` over an SSE body.
+pub fn translate<S, T>(bytes: S, translator: T) -> ChunkStream
+where
+    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    T: StreamTranslator,
+{
+    struct State<S, T> {
+        bytes: std::pin::Pin<Box<S>>,
+        sse: SseDecoder,
+        translator: T,
+        pending: VecDeque<Result<ChatChunk, ProviderError>>,
+        finished: bool,
+    }
+    let state = State {
+        bytes: Box::pin(bytes),
+        sse: SseDecoder::default(),
+        translator,
+        pending: VecDeque::new(),
+        finished: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.pending.pop_front() {
+                return Some((item, st));
+            }
+            if st.finished || st.translator.is_ended() {
+                return None;
+            }
+            match st.bytes.next().await {
+                Some(Ok(b)) => {
+                    for event in st.sse.push(&b) {
+                        if st.translator.is_ended() {
+                            break;
+                        }
+                        st.pending.extend(st.translator.on_event(event));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.finished = true;
+                    return Some((Err(transport_error(e)), st));
+                }
+                None => {
+                    st.finished = true;
+                    if let Err(e) = st.translator.on_eof() {
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+        }
+    }))
+}
 
 /// One complete event. Only `event` and `data` matter to the providers we speak.
 #[derive(Debug, Clone, PartialEq, Eq)]

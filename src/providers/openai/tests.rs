@@ -6,6 +6,23 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::providers::sse::SseDecoder;
+
+/// Feeds `pieces` through the SSE decoder and the translator, as the stream wrapper does.
+fn feed(
+    d: &mut StreamDecoder,
+    sse: &mut SseDecoder,
+    bytes: &[u8],
+) -> Vec<Result<ChatChunk, ProviderError>> {
+    let mut out = Vec::new();
+    for event in sse.push(bytes) {
+        if d.is_ended() {
+            break;
+        }
+        out.extend(d.on_event(event));
+    }
+    out
+}
 
 fn request(body: Value) -> ChatRequest {
     serde_json::from_value(body).unwrap()
@@ -53,10 +70,10 @@ const RECORDED: &str = concat!(
 #[test]
 fn recorded_stream_decodes_in_any_split() {
     for split in [1, 7, 64, RECORDED.len()] {
-        let mut d = StreamDecoder::default();
+        let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
         let mut chunks = Vec::new();
         for piece in RECORDED.as_bytes().chunks(split) {
-            for item in d.on_bytes(piece) {
+            for item in feed(&mut d, &mut sse, piece) {
                 chunks.push(item.unwrap());
             }
         }
@@ -78,24 +95,24 @@ fn recorded_stream_decodes_in_any_split() {
 
 #[test]
 fn stream_without_done_is_an_error() {
-    let mut d = StreamDecoder::default();
+    let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
     let cut = &RECORDED[..RECORDED.find("data: [DONE]").unwrap()];
-    assert_eq!(d.on_bytes(cut.as_bytes()).len(), 6);
+    assert_eq!(feed(&mut d, &mut sse, cut.as_bytes()).len(), 6);
     assert!(matches!(d.on_eof(), Err(ProviderError::Reset(_))));
 }
 
 #[test]
 fn in_band_error_and_garbage_are_errors() {
-    let mut d = StreamDecoder::default();
-    let items = d.on_bytes(
+    let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
+    let items = feed(&mut d, &mut sse, 
         b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n",
     );
     assert!(
         matches!(&items[..], [Err(ProviderError::InStream { message, .. })] if message == "overloaded")
     );
-    let mut d = StreamDecoder::default();
+    let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
     assert!(matches!(
-        &d.on_bytes(b"data: {nope\n\n")[..],
+        &feed(&mut d, &mut sse, b"data: {nope\n\n")[..],
         [Err(ProviderError::Malformed(_))]
     ));
 }
@@ -105,13 +122,13 @@ fn chunks_read_together_with_an_error_come_before_it_and_nothing_after() {
     let first_two = &RECORDED[..RECORDED.find("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{").unwrap()];
     let wire =
         format!("{first_two}data: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n{RECORDED}");
-    let mut d = StreamDecoder::default();
-    let items = d.on_bytes(wire.as_bytes());
+    let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
+    let items = feed(&mut d, &mut sse, wire.as_bytes());
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok() && items[1].is_ok());
     assert!(matches!(items[2], Err(ProviderError::InStream { .. })));
     assert!(d.is_ended());
-    assert!(d.on_bytes(b"data: [DONE]\n\n").is_empty());
+    assert!(feed(&mut d, &mut sse, b"data: [DONE]\n\n").is_empty());
 }
 
 #[test]

@@ -1,0 +1,125 @@
+//! One upstream endpoint over the shared HTTP client: auth and fixed headers built once,
+//! error statuses turned into [`ProviderError`]s that keep the provider's words.
+
+use bytes::Bytes;
+
+use super::{ProviderError, parse_retry_after, truncate};
+
+/// Where a provider's requests go and the headers every one of them carries.
+pub struct Upstream {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: http::HeaderMap,
+}
+
+/// What the provider answered with a success status.
+pub type Answer = reqwest::Response;
+
+impl Upstream {
+    /// An endpoint at `url` whose requests carry `headers` (marked sensitive: they hold
+    /// credentials and never print).
+    pub fn new(
+        client: reqwest::Client,
+        url: &str,
+        headers: Vec<(String, String)>,
+    ) -> Result<Upstream, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("base_url: {e}"))?;
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|e| format!("header name `{name}`: {e}"))?;
+            let mut value = http::HeaderValue::try_from(value)
+                .map_err(|_| format!("header `{name}` has an invalid value"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        map.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(Upstream {
+            client,
+            url,
+            headers: map,
+        })
+    }
+
+    /// POSTs a JSON body; a non-success status becomes a [`ProviderError::Status`].
+    pub async fn post(&self, body: Vec<u8>, stream: bool) -> Result<Answer, ProviderError> {
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(http::header::ACCEPT, accept)
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = parse_retry_after(resp.headers());
+        let body = resp.bytes().await.map_err(transport_error)?;
+        Err(ProviderError::from_status(status, &body, retry_after))
+    }
+}
+
+/// Reads a whole success body.
+pub async fn body(answer: Answer) -> Result<Bytes, ProviderError> {
+    answer.bytes().await.map_err(transport_error)
+}
+
+/// Parses a whole success body as `T`, or says what was wrong with it.
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ProviderError::Malformed(format!(
+            "{e} in {}",
+            truncate(&String::from_utf8_lossy(body), 200)
+        ))
+    })
+}
+
+/// Classifies a reqwest failure without leaking the URL's query or headers.
+pub fn transport_error(e: reqwest::Error) -> ProviderError {
+    let e = e.without_url();
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else if e.is_connect() {
+        ProviderError::Connect(source_chain(&e))
+    } else if broken_transport(&e) {
+        // reqwest reports a body cut by the network as a decode error; it is not one.
+        ProviderError::Reset(source_chain(&e))
+    } else if e.is_decode() {
+        ProviderError::Malformed(source_chain(&e))
+    } else {
+        ProviderError::Reset(source_chain(&e))
+    }
+}
+
+fn broken_transport(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        if s.is::<std::io::Error>() || s.is::<hyper::Error>() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
