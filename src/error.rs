@@ -109,6 +109,11 @@ impl Error {
                 ProviderError::Reset(_) | ProviderError::Malformed(_) => {
                     (StatusCode::BAD_GATEWAY, "api_error", Some("upstream_error"))
                 }
+                ProviderError::Untranslatable(_) => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("unsupported_by_provider"),
+                ),
                 ProviderError::InStream { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "api_error",

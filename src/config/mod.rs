@@ -14,7 +14,7 @@ pub use default::{EmbeddedDefault, embedded_default, simulated};
 pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
 pub use secret::Secret;
 
-use crate::providers::presets::Preset;
+use crate::providers::presets::{Preset, Wire};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -54,8 +54,10 @@ pub struct FailoverConfig {
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,
-    /// The wire format and preset (`openai`, `deepseek`, `vllm`, ...).
+    /// The preset (`openai`, `anthropic`, `deepseek`, `vllm`, ...).
     pub kind: &'static str,
+    /// The wire format the preset speaks.
+    pub wire: Wire,
     /// Base URL including the version prefix, without a trailing slash.
     pub base_url: String,
     pub api_key: Option<Secret>,
@@ -214,6 +216,7 @@ impl TryFrom<FileConfig> for Config {
             providers.push(ProviderConfig {
                 name: p.name,
                 kind: preset.kind,
+                wire: preset.wire,
                 base_url,
                 api_key,
                 headers,

@@ -36,6 +36,10 @@ pub enum ProviderError {
         kind: Option<String>,
         code: Option<String>,
     },
+    /// The request cannot be expressed in this provider's wire format (a content part or
+    /// parameter it has no equivalent for). Another deployment may take it.
+    #[error("{0}")]
+    Untranslatable(String),
     /// The provider's body could not be understood.
     #[error("the provider sent a malformed response: {0}")]
     Malformed(String),
@@ -65,6 +69,7 @@ impl ProviderError {
             ProviderError::Status { status, .. } => status.as_u16().to_string(),
             ProviderError::InStream { .. } => "stream_error".into(),
             ProviderError::Malformed(_) => "malformed".into(),
+            ProviderError::Untranslatable(_) => "untranslatable".into(),
         }
     }
 

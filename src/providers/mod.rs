@@ -3,6 +3,7 @@
 //! Adding a wire format is one module here and one line in [`build`]; adding an
 //! OpenAI-compatible vendor is a preset in [`presets`], not code.
 
+pub mod anthropic;
 mod error;
 pub mod openai;
 pub mod presets;
@@ -20,6 +21,7 @@ use crate::{
     chat::{ChatChunk, ChatRequest, ChatResponse},
     config::ProviderConfig,
 };
+use presets::Wire;
 
 /// A stream of chunks from one provider; ends after the provider's terminator, or with an
 /// error when the stream broke.
@@ -51,10 +53,10 @@ pub fn build(
     config: &ProviderConfig,
     client: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, String> {
-    Ok(Arc::new(openai::OpenAiProvider::new(
-        config,
-        client.clone(),
-    )?))
+    Ok(match config.wire {
+        Wire::OpenAi => Arc::new(openai::OpenAiProvider::new(config, client.clone())?),
+        Wire::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config, client.clone())?),
+    })
 }
 
 /// The one pooled HTTP client every provider shares (rustls with ring, HTTP/2 when offered).

@@ -104,7 +104,7 @@ fn stream_without_done_is_an_error() {
 #[test]
 fn in_band_error_and_garbage_are_errors() {
     let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
-    let items = feed(&mut d, &mut sse, 
+    let items = feed(&mut d, &mut sse,
         b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n",
     );
     assert!(
