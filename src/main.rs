@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use switchyard::{
     config::{self, Config, EmbeddedDefault},
     gateway::Gateway,
-    mock::{self, Fault, MockOptions},
+    mock::{self, Fault, MockFormat, MockOptions},
     server::{self, Listeners},
     telemetry,
 };
@@ -41,6 +41,9 @@ enum Command {
         /// A name shown in answers.
         #[arg(long, default_value = "")]
         name: String,
+        /// The wire format: openai or anthropic.
+        #[arg(long, default_value = "openai")]
+        format: String,
     },
 }
 
@@ -73,7 +76,12 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
             Command::CheckConfig { file } => check_config(&file),
-            Command::Mock { addr, fault, name } => run_mock(&addr, &fault, name).await,
+            Command::Mock {
+                addr,
+                fault,
+                name,
+                format,
+            } => run_mock(&addr, &fault, name, &format).await,
         }
     });
     match result {
@@ -192,14 +200,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     clippy::print_stdout,
     reason = "startup banner for the person running it"
 )]
-async fn run_mock(addr: &str, fault: &str, name: String) -> Result<(), String> {
+async fn run_mock(addr: &str, fault: &str, name: String, format: &str) -> Result<(), String> {
     let fault = Fault::parse(fault).map_err(|e| format!("--fault: {e}"))?;
+    let format = MockFormat::parse(format).map_err(|e| format!("--format: {e}"))?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("binding {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("switchyard mock listening: http://{local}/v1");
-    mock::serve(listener, MockOptions { fault, name }, shutdown_signal())
+    let base = match format {
+        MockFormat::OpenAi => format!("http://{local}/v1"),
+        MockFormat::Anthropic => format!("http://{local}"),
+    };
+    println!("switchyard mock listening: {base}");
+    let options = MockOptions {
+        fault,
+        name,
+        format,
+    };
+    mock::serve(listener, options, shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))
 }

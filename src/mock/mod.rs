@@ -1,14 +1,18 @@
 //! Simulated providers for the demo default, the tests and the benchmarks.
 //!
-//! `switchyard mock` speaks the OpenAI chat-completions wire format (JSON and SSE, tool
-//! calls, structured output, usage) and misbehaves on request: faults come from the
-//! `--fault` flag or per request from the `x-mock-fault` header ([`Fault`]). It serves its
-//! own accept loop so that a `reset` fault is a real TCP reset, not an HTTP answer.
-//! `GET /_mock/stats` reports what it received, for tests that assert passthrough.
+//! `switchyard mock` speaks one provider's wire format ([`MockFormat`]: OpenAI chat
+//! completions or Anthropic Messages; JSON and SSE, tool calls, structured output, usage)
+//! and misbehaves on request: faults come from the `--fault` flag or per request from the
+//! `x-mock-fault` header ([`Fault`]). It serves its own accept loop so that a `reset` fault
+//! is a real TCP reset, not an HTTP answer. `GET /_mock/stats` reports what it received,
+//! for tests that assert passthrough and translation.
 
+mod answer;
+mod anthropic;
 mod fault;
 mod openai;
 mod sample;
+mod stream;
 
 use std::{
     future::Future,
@@ -28,6 +32,29 @@ use tower::Service;
 pub use fault::Fault;
 pub use sample::sample;
 
+/// The wire format a mock speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MockFormat {
+    /// `POST /v1/chat/completions` (also without `/v1`).
+    #[default]
+    OpenAi,
+    /// `POST /v1/messages`.
+    Anthropic,
+}
+
+impl MockFormat {
+    /// Parses a `--format` value.
+    pub fn parse(name: &str) -> Result<MockFormat, String> {
+        match name {
+            "openai" => Ok(MockFormat::OpenAi),
+            "anthropic" => Ok(MockFormat::Anthropic),
+            other => Err(format!(
+                "unknown format `{other}`; expected openai or anthropic"
+            )),
+        }
+    }
+}
+
 /// How a mock server behaves when the request does not say otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct MockOptions {
@@ -35,6 +62,7 @@ pub struct MockOptions {
     pub fault: Fault,
     /// Shown in answers, to tell simulated providers apart.
     pub name: String,
+    pub format: MockFormat,
 }
 
 /// What the mock has seen, for tests.
@@ -44,13 +72,74 @@ struct Stats {
     streams_completed: AtomicU64,
     streams_cancelled: AtomicU64,
     last_request: Mutex<Option<Value>>,
-    last_authorization: Mutex<Option<String>>,
+    last_headers: Mutex<serde_json::Map<String, Value>>,
 }
 
 struct MockState {
     options: MockOptions,
     stats: Stats,
     ids: AtomicU64,
+}
+
+impl MockState {
+    fn name(&self) -> String {
+        if self.options.name.is_empty() {
+            "switchyard mock".to_owned()
+        } else {
+            self.options.name.clone()
+        }
+    }
+}
+
+/// Renders an error answer in a format's shape.
+type ErrorAnswer = fn(http::StatusCode, &str, Option<u64>) -> axum::response::Response;
+
+/// What every chat endpoint does first: count and record the request, pick the fault
+/// (the `x-mock-fault` header wins over `--fault`), wait, reset, or answer a status fault.
+/// Returns the fault for the stream and the body, parsed when it is JSON.
+async fn preamble(
+    state: &MockState,
+    conn: &ConnReset,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    error: ErrorAnswer,
+) -> Result<(Fault, Option<Value>), axum::response::Response> {
+    let stats = &state.stats;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut g) = stats.last_headers.lock() {
+        *g = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
+            .collect();
+    }
+    let fault = match headers.get("x-mock-fault").and_then(|v| v.to_str().ok()) {
+        Some(spec) => Fault::parse(spec).map_err(|e| {
+            error(
+                http::StatusCode::BAD_REQUEST,
+                &format!("x-mock-fault: {e}"),
+                None,
+            )
+        })?,
+        None => state.options.fault.clone(),
+    };
+    let request: Option<Value> = serde_json::from_slice(body).ok();
+    if let (Some(r), Ok(mut g)) = (&request, stats.last_request.lock()) {
+        *g = Some(r.clone());
+    }
+    if !fault.latency.is_zero() {
+        tokio::time::sleep(fault.latency).await;
+    }
+    if fault.reset {
+        conn.reset().await;
+    }
+    if let Some(code) = fault.status {
+        let status =
+            http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = fault.retry_after.or((code == 429).then_some(1));
+        let message = format!("simulated {code} from {}", state.name());
+        return Err(error(status, &message, retry_after));
+    }
+    Ok((fault, request))
 }
 
 /// Per connection: lets a handler reset the TCP connection it is answering on.
@@ -76,13 +165,15 @@ pub async fn serve(
         stats: Stats::default(),
         ids: AtomicU64::new(1),
     });
-    let router = Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/models", get(openai::models))
-        .route("/models", get(openai::models))
-        .route("/_mock/stats", get(stats))
-        .with_state(state);
+    let router = match state.options.format {
+        MockFormat::OpenAi => Router::new()
+            .route("/v1/chat/completions", post(openai::chat_completions))
+            .route("/chat/completions", post(openai::chat_completions))
+            .route("/v1/models", get(openai::models))
+            .route("/models", get(openai::models)),
+        MockFormat::Anthropic => Router::new().route("/v1/messages", post(anthropic::messages)),
+    };
+    let router = router.route("/_mock/stats", get(stats)).with_state(state);
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -131,16 +222,14 @@ pub async fn spawn(addr: &str, options: MockOptions) -> std::io::Result<std::net
 async fn stats(axum::extract::State(state): axum::extract::State<Arc<MockState>>) -> Json<Value> {
     let s = &state.stats;
     let last = s.last_request.lock().map(|g| g.clone()).unwrap_or(None);
-    let auth = s
-        .last_authorization
-        .lock()
-        .map(|g| g.clone())
-        .unwrap_or(None);
+    let headers = s.last_headers.lock().map(|g| g.clone()).unwrap_or_default();
+    let auth = headers.get("authorization").cloned();
     Json(json!({
         "requests": s.requests.load(Ordering::Relaxed),
         "streams_completed": s.streams_completed.load(Ordering::Relaxed),
         "streams_cancelled": s.streams_cancelled.load(Ordering::Relaxed),
         "last_request": last,
         "last_authorization": auth,
+        "last_headers": headers,
     }))
 }

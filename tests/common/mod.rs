@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchyard::{
     config::Config,
     gateway::Gateway,
-    mock::{self, Fault, MockOptions},
+    mock::{self, Fault, MockFormat, MockOptions},
     server::{self, Listeners},
 };
 use tokio::{net::TcpListener, sync::oneshot};
@@ -23,19 +23,27 @@ use tokio::{net::TcpListener, sync::oneshot};
 pub struct Mock {
     pub addr: SocketAddr,
     pub name: String,
+    pub format: MockFormat,
 }
 
 impl Mock {
-    /// A mock that applies `fault` (e.g. `status=503`) to every request.
+    /// An OpenAI-format mock that applies `fault` (e.g. `status=503`) to every request.
     pub async fn start(name: &str, fault: &str) -> Mock {
+        Mock::speaking(MockFormat::OpenAi, name, fault).await
+    }
+
+    /// A mock of the given wire format that applies `fault` to every request.
+    pub async fn speaking(format: MockFormat, name: &str, fault: &str) -> Mock {
         let options = MockOptions {
             fault: Fault::parse(fault).unwrap(),
             name: name.to_owned(),
+            format,
         };
         let addr = mock::spawn("127.0.0.1:0", options).await.unwrap();
         Mock {
             addr,
             name: name.to_owned(),
+            format,
         }
     }
 
@@ -47,11 +55,24 @@ impl Mock {
         Mock {
             addr,
             name: name.to_owned(),
+            format: MockFormat::OpenAi,
         }
     }
 
+    /// The base URL as each provider SDK takes it.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        match self.format {
+            MockFormat::OpenAi => format!("http://{}/v1", self.addr),
+            MockFormat::Anthropic => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The config `kind` for this mock's wire format.
+    pub fn kind(&self) -> &'static str {
+        match self.format {
+            MockFormat::OpenAi => "openai",
+            MockFormat::Anthropic => "anthropic",
+        }
     }
 
     /// What the mock has seen (`GET /_mock/stats`).
@@ -75,8 +96,9 @@ pub fn config_for(mocks: &[&Mock], extra: &str) -> String {
     text.push_str(extra);
     for m in mocks {
         text.push_str(&format!(
-            "\n[[providers]]\nname = \"{}\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test-{}\"\n",
+            "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\napi_key = \"sk-test-{}\"\n",
             m.name,
+            m.kind(),
             m.base_url(),
             m.name
         ));

@@ -1,0 +1,133 @@
+//! What the simulated model is asked and what it answers, whatever the wire format.
+//!
+//! Each format module reads its request into an [`Ask`] and renders the [`Answer`] in its
+//! own shapes; the decision (text, structured JSON, or a tool call whose arguments validate
+//! against the tool's schema) is made once, here.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::sample;
+
+/// A request, as far as the simulated model cares.
+#[derive(Debug, Default)]
+pub(super) struct Ask {
+    /// Offered tools: name and JSON Schema of the arguments.
+    pub tools: Vec<(String, Value)>,
+    /// A tool the caller forces.
+    pub forced_tool: Option<String>,
+    /// The caller forbade tool calls.
+    pub tools_off: bool,
+    /// Structured output: the schema the answer must validate against.
+    pub schema: Option<Value>,
+    pub last_user_text: String,
+    pub max_tokens: Option<u64>,
+    pub prompt_tokens: u64,
+}
+
+/// Why the answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Finish {
+    Stop,
+    Length,
+    ToolUse,
+}
+
+/// The simulated model's answer.
+pub(super) struct Answer {
+    pub content: Option<String>,
+    /// `(name, JSON arguments)`.
+    pub tool_call: Option<(String, Value)>,
+    pub finish: Finish,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Answer {
+    /// Decides the answer: a tool call when tools are offered and allowed, JSON when a
+    /// schema is asked for, else text that names the mock and echoes the user.
+    pub(super) fn to(ask: &Ask, name: &str) -> Answer {
+        if !ask.tools_off
+            && let Some((tool, schema)) = match &ask.forced_tool {
+                Some(forced) => ask.tools.iter().find(|(n, _)| n == forced),
+                None => ask.tools.first(),
+            }
+        {
+            let args = sample(schema);
+            return Answer {
+                completion_tokens: (args.to_string().len() as u64).div_ceil(4),
+                content: None,
+                tool_call: Some((tool.clone(), args)),
+                finish: Finish::ToolUse,
+                prompt_tokens: ask.prompt_tokens,
+            };
+        }
+        if let Some(schema) = &ask.schema {
+            let text = sample(schema).to_string();
+            return Answer {
+                completion_tokens: (text.len() as u64).div_ceil(4),
+                content: Some(text),
+                tool_call: None,
+                finish: Finish::Stop,
+                prompt_tokens: ask.prompt_tokens,
+            };
+        }
+        let said: String = ask.last_user_text.chars().take(200).collect();
+        let mut text = format!("Hello from {name}! You said: {said}");
+        let mut finish = Finish::Stop;
+        if let Some(limit) = ask.max_tokens {
+            let words: Vec<&str> = text.split(' ').collect();
+            if words.len() as u64 > limit {
+                text = words[..limit as usize].join(" ");
+                finish = Finish::Length;
+            }
+        }
+        Answer {
+            completion_tokens: text.split(' ').count() as u64,
+            content: Some(text),
+            tool_call: None,
+            finish,
+            prompt_tokens: ask.prompt_tokens,
+        }
+    }
+}
+
+/// The text of a message's `content`: a string, or the text of its parts/blocks.
+pub(super) fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// About four characters a token, plus a few tokens of framing per message.
+pub(super) fn estimate_tokens(messages: &[Value]) -> u64 {
+    messages
+        .iter()
+        .map(|m| 4 + (m.get("content").map_or(0, |c| c.to_string().len()) as u64).div_ceil(4))
+        .sum()
+}
+
+/// Splits `s` into `n` pieces on character boundaries (streamed tool arguments).
+pub(super) fn split_in(s: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    let size = chars.len().div_ceil(n).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+pub(super) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An empty JSON object schema, for tools declared without parameters.
+pub(super) fn empty_object() -> Value {
+    json!({"type": "object", "properties": {}})
+}

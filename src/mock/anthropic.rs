@@ -1,0 +1,339 @@
+//! The Anthropic Messages wire format as the simulated provider speaks it (API reference:
+//! "Messages", "Streaming messages", "Errors"): `POST /v1/messages` with `x-api-key` and
+//! `anthropic-version`, content blocks, `tool_use`/`tool_result`, and the event stream
+//! `message_start`, `content_block_start`/`_delta`/`_stop`, `ping`, `message_delta`,
+//! `message_stop`; errors as `{"type": "error", "error": {"type", "message"}}`.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::{
+    ConnReset, MockState,
+    answer::{Answer, Ask, Finish, empty_object, estimate_tokens, split_in, text_of},
+    stream::{self, SseAnswer},
+};
+
+const BLOCK_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+];
+
+pub(super) async fn messages(
+    State(state): State<Arc<MockState>>,
+    Extension(conn): Extension<ConnReset>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (fault, request) = match super::preamble(&state, &conn, &headers, &body, error).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if !headers.contains_key("x-api-key") {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "x-api-key header is required",
+            None,
+        );
+    }
+    if !headers.contains_key("anthropic-version") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+            None,
+        );
+    }
+    let Some(request) = request else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid JSON in the request body",
+            None,
+        );
+    };
+    if let Err(message) = validate(&request) {
+        return error(StatusCode::BAD_REQUEST, &message, None);
+    }
+    let n = state.ids.fetch_add(1, Ordering::Relaxed);
+    let id = format!("msg_mock{n}");
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock");
+    let answer = Answer::to(&ask(&request), &state.name());
+    if request.get("stream").and_then(Value::as_bool) != Some(true) {
+        if fault.malformed {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"id\": \"msg_broken\", \"content\": [",
+            )
+                .into_response();
+        }
+        return Json(message(&answer, &id, model, n)).into_response();
+    }
+    let sse = SseAnswer {
+        events: events(&answer, &id, model, n),
+        terminator: None,
+        error_event: stream::named(
+            "error",
+            &json!({ "type": "error", "error": { "type": "overloaded_error", "message": "simulated in-stream error" } }),
+        ),
+    };
+    stream::respond(state.clone(), conn, fault, sse)
+}
+
+/// The checks the real API makes before answering.
+fn validate(r: &Value) -> Result<(), String> {
+    match r.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        _ => return Err("model: Field required".into()),
+    }
+    match r.get("max_tokens").and_then(Value::as_u64) {
+        Some(n) if n >= 1 => {}
+        _ => return Err("max_tokens: Field required (an integer >= 1)".into()),
+    }
+    let Some(messages) = r
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return Err("messages: Field required (a non-empty array)".into());
+    };
+    match r.get("system") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(blocks)) => {
+            if blocks
+                .iter()
+                .any(|b| b.get("type").and_then(Value::as_str) != Some("text"))
+            {
+                return Err("system: only text blocks are allowed".into());
+            }
+        }
+        Some(_) => return Err("system: must be a string or an array of text blocks".into()),
+    }
+    let mut pending_tool_uses: Vec<&str> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if role != "user" && role != "assistant" {
+            return Err(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            ));
+        }
+        let blocks: Vec<&Value> = match m.get("content") {
+            Some(Value::String(s)) if !s.is_empty() => Vec::new(),
+            Some(Value::Array(b)) if !b.is_empty() => b.iter().collect(),
+            _ => {
+                return Err(format!(
+                    "messages.{i}.content: must be a non-empty string or array"
+                ));
+            }
+        };
+        for (j, b) in blocks.iter().enumerate() {
+            let kind = b.get("type").and_then(Value::as_str).unwrap_or("");
+            if !BLOCK_TYPES.contains(&kind) {
+                return Err(format!(
+                    "messages.{i}.content.{j}.type: unknown block type `{kind}`"
+                ));
+            }
+            if kind == "text"
+                && b.get("text")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            {
+                return Err(format!(
+                    "messages.{i}.content.{j}: text content blocks must be non-empty"
+                ));
+            }
+        }
+        // Every tool_use must be answered by a tool_result at the start of the next turn.
+        if !pending_tool_uses.is_empty() {
+            let results: Vec<&str> = blocks
+                .iter()
+                .take_while(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .filter_map(|b| b.get("tool_use_id").and_then(Value::as_str))
+                .collect();
+            if let Some(missing) = pending_tool_uses.iter().find(|id| !results.contains(id)) {
+                return Err(format!(
+                    "messages.{i}: tool_use ids were found without tool_result blocks immediately after: {missing}"
+                ));
+            }
+            pending_tool_uses.clear();
+        }
+        if role == "assistant" {
+            pending_tool_uses = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+                .filter_map(|b| b.get("id").and_then(Value::as_str))
+                .collect();
+        }
+    }
+    Ok(())
+}
+
+fn ask(r: &Value) -> Ask {
+    let messages = r
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let choice = r.get("tool_choice");
+    Ask {
+        tools: r
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let name = t.get("name")?.as_str()?.to_owned();
+                Some((
+                    name,
+                    t.get("input_schema").cloned().unwrap_or_else(empty_object),
+                ))
+            })
+            .collect(),
+        forced_tool: choice
+            .filter(|c| c.get("type").and_then(Value::as_str) == Some("tool"))
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        tools_off: choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("none"),
+        schema: r.pointer("/output_config/format/schema").cloned(),
+        last_user_text: messages
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|m| text_of(m.get("content")))
+            .unwrap_or_default(),
+        max_tokens: r.get("max_tokens").and_then(Value::as_u64),
+        prompt_tokens: estimate_tokens(messages),
+    }
+}
+
+/// An Anthropic error answer (529 is `overloaded_error`).
+pub(super) fn error(status: StatusCode, message: &str, retry_after: Option<u64>) -> Response {
+    let kind = match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    };
+    let body = json!({ "type": "error", "error": { "type": kind, "message": message } });
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn stop_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "end_turn",
+        Finish::Length => "max_tokens",
+        Finish::ToolUse => "tool_use",
+    }
+}
+
+fn usage(a: &Answer) -> Value {
+    json!({ "input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 })
+}
+
+fn tool_id(n: u64) -> String {
+    format!("toolu_mock{n}")
+}
+
+fn message(a: &Answer, id: &str, model: &str, n: u64) -> Value {
+    let mut content = Vec::new();
+    if let Some(text) = &a.content {
+        content.push(json!({ "type": "text", "text": text }));
+    }
+    if let Some((name, args)) = &a.tool_call {
+        content.push(json!({ "type": "tool_use", "id": tool_id(n), "name": name, "input": args }));
+    }
+    json!({ "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop_reason(a.finish), "stop_sequence": null,
+            "usage": usage(a) })
+}
+
+fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
+    let mut out = vec![stream::named(
+        "message_start",
+        &json!({ "type": "message_start", "message": { "id": id, "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": { "input_tokens": a.prompt_tokens, "output_tokens": 1,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 } } }),
+    )];
+    let block_start = |index: usize, block: Value| {
+        stream::named(
+            "content_block_start",
+            &json!({ "type": "content_block_start", "index": index, "content_block": block }),
+        )
+    };
+    let block_delta = |index: usize, delta: Value| {
+        stream::named(
+            "content_block_delta",
+            &json!({ "type": "content_block_delta", "index": index, "delta": delta }),
+        )
+    };
+    let block_stop = |index: usize| {
+        stream::named(
+            "content_block_stop",
+            &json!({ "type": "content_block_stop", "index": index }),
+        )
+    };
+    let mut index = 0;
+    if let Some(text) = &a.content {
+        out.push(block_start(index, json!({ "type": "text", "text": "" })));
+        out.push(stream::named("ping", &json!({ "type": "ping" })));
+        for word in text.split_inclusive(' ') {
+            out.push(block_delta(
+                index,
+                json!({ "type": "text_delta", "text": word }),
+            ));
+        }
+        out.push(block_stop(index));
+        index += 1;
+    }
+    if let Some((name, args)) = &a.tool_call {
+        out.push(block_start(
+            index,
+            json!({ "type": "tool_use", "id": tool_id(n), "name": name, "input": {} }),
+        ));
+        out.push(block_delta(
+            index,
+            json!({ "type": "input_json_delta", "partial_json": "" }),
+        ));
+        for piece in split_in(&args.to_string(), 3) {
+            out.push(block_delta(
+                index,
+                json!({ "type": "input_json_delta", "partial_json": piece }),
+            ));
+        }
+        out.push(block_stop(index));
+    }
+    out.push(stream::named(
+        "message_delta",
+        &json!({ "type": "message_delta", "delta": { "stop_reason": stop_reason(a.finish),
+            "stop_sequence": null }, "usage": { "output_tokens": a.completion_tokens } }),
+    ));
+    out.push(stream::named(
+        "message_stop",
+        &json!({ "type": "message_stop" }),
+    ));
+    out
+}

@@ -1,0 +1,329 @@
+//! The conformance suite every adapter runs: the same behaviours through the gateway to a
+//! simulated provider of each wire format, over real sockets. One case a behaviour.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use switchyard::mock::MockFormat;
+
+/// Runs each named case once per wire format.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod openai {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::OpenAi).await } )*
+        }
+        mod anthropic {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Anthropic).await } )*
+        }
+    };
+}
+
+conformance!(
+    plain_text,
+    system_prompt,
+    multi_turn,
+    tool_call_and_result_round_trip,
+    streamed_tool_call_arguments_reassemble,
+    json_schema_output,
+    image_input,
+    stop_reason_length,
+    usage_in_stream_and_not,
+    error_statuses_keep_the_providers_words,
+    in_band_stream_error,
+);
+
+async fn setup(format: MockFormat, fault: &str) -> (Mock, TestGateway) {
+    let mock = Mock::speaking(format, "p", fault).await;
+    let gw = TestGateway::serving(&[&mock]).await;
+    (mock, gw)
+}
+
+fn request(messages: Value) -> Value {
+    json!({ "model": "gpt-4o-mini", "messages": messages })
+}
+
+async fn ok_json(gw: &TestGateway, body: &Value) -> Value {
+    let resp = gw.chat(body).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn content(v: &Value) -> &str {
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+async fn plain_text(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let v = ok_json(&gw, &hello(false)).await;
+    assert_eq!(content(&v), "Hello from p! You said: Hello");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+async fn system_prompt(format: MockFormat) {
+    let (mock, gw) = setup(format, "").await;
+    ok_json(
+        &gw,
+        &request(json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"}
+        ])),
+    )
+    .await;
+    let seen = mock.stats().await["last_request"].clone();
+    match format {
+        MockFormat::OpenAi => assert_eq!(
+            seen["messages"][0],
+            json!({"role": "system", "content": "You are terse."})
+        ),
+        MockFormat::Anthropic => {
+            assert_eq!(
+                seen["system"],
+                json!([{"type": "text", "text": "You are terse."}])
+            );
+            assert_eq!(
+                seen["messages"],
+                json!([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+            );
+        }
+    }
+}
+
+async fn multi_turn(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let v = ok_json(
+        &gw,
+        &request(json!([
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Hello Ada."},
+            {"role": "user", "content": "What is my name?"}
+        ])),
+    )
+    .await;
+    assert_eq!(content(&v), "Hello from p! You said: What is my name?");
+}
+
+fn weather_tool() -> Value {
+    json!([{ "type": "function", "function": { "name": "get_weather", "description": "Weather for a city",
+        "parameters": { "type": "object", "properties": {
+            "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]} },
+            "required": ["city", "unit"], "additionalProperties": false } } }])
+}
+
+async fn tool_call_and_result_round_trip(format: MockFormat) {
+    let (mock, gw) = setup(format, "").await;
+    let mut first = request(json!([{"role": "user", "content": "Weather in Paris?"}]));
+    first["tools"] = weather_tool();
+    let v = ok_json(&gw, &first).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let call = v["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "sample", "unit": "celsius"}));
+
+    let mut second = request(json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "18 degrees"}
+    ]));
+    second["tools"] = weather_tool();
+    second["tool_choice"] = json!("none");
+    let v = ok_json(&gw, &second).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let seen = mock.stats().await["last_request"].clone();
+    match format {
+        MockFormat::OpenAi => assert_eq!(seen["messages"][2]["tool_call_id"], call["id"]),
+        MockFormat::Anthropic => {
+            assert_eq!(seen["messages"][1]["content"][0]["type"], "tool_use");
+            assert_eq!(seen["messages"][1]["content"][0]["input"], args);
+            assert_eq!(
+                seen["messages"][2]["content"][0],
+                json!({"type": "tool_result",
+                "tool_use_id": call["id"], "content": [{"type": "text", "text": "18 degrees"}]})
+            );
+        }
+    }
+}
+
+async fn streamed_tool_call_arguments_reassemble(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let mut req = hello(true);
+    req["tools"] = weather_tool();
+    let events = sse_events(gw.chat(&req).await).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0"))
+        .collect();
+    assert!(calls.len() >= 3, "several fragments: {calls:?}");
+    assert!(calls.iter().all(|c| c["index"] == 0));
+    let ids: Vec<&str> = calls.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "the id comes once, on the first fragment");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "sample", "unit": "celsius"})
+    );
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/finish_reason"))
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("tool_calls")]);
+}
+
+async fn json_schema_output(format: MockFormat) {
+    let (mock, gw) = setup(format, "").await;
+    let mut req = hello(false);
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}, "confidence": {"type": "number"}},
+        "required": ["answer", "confidence"], "additionalProperties": false});
+    req["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "reply", "strict": true, "schema": schema}});
+    let v = ok_json(&gw, &req).await;
+    let out: Value = serde_json::from_str(content(&v)).unwrap();
+    assert!(
+        out["answer"].is_string() && out["confidence"].is_number(),
+        "{out}"
+    );
+    if format == MockFormat::Anthropic {
+        assert_eq!(
+            mock.stats().await["last_request"]["output_config"]["format"]["schema"],
+            schema
+        );
+    }
+}
+
+async fn image_input(format: MockFormat) {
+    let (mock, gw) = setup(format, "").await;
+    let v = ok_json(
+        &gw,
+        &request(json!([{"role": "user", "content": [
+            {"type": "text", "text": "What is in this image?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        ]}])),
+    )
+    .await;
+    assert_eq!(
+        content(&v),
+        "Hello from p! You said: What is in this image?"
+    );
+    let seen = mock.stats().await["last_request"]["messages"][0]["content"][1].clone();
+    match format {
+        MockFormat::OpenAi => assert_eq!(
+            seen["image_url"]["url"],
+            "data:image/png;base64,iVBORw0KGgo="
+        ),
+        MockFormat::Anthropic => assert_eq!(
+            seen,
+            json!({"type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
+        ),
+    }
+}
+
+async fn stop_reason_length(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let mut req = hello(false);
+    req["max_tokens"] = json!(3);
+    let v = ok_json(&gw, &req).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(content(&v), "Hello from p!");
+    req["stream"] = json!(true);
+    let events = sse_events(gw.chat(&req).await).await;
+    assert_eq!(stream_content(&events), "Hello from p!");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"finish_reason\":\"length\""))
+    );
+}
+
+async fn usage_in_stream_and_not(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let v = ok_json(&gw, &hello(false)).await;
+    let u = &v["usage"];
+    let (p, c) = (
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["completion_tokens"].as_u64().unwrap(),
+    );
+    assert!(p > 0 && c > 0);
+    assert_eq!(u["total_tokens"].as_u64().unwrap(), p + c);
+    let mut req = hello(true);
+    req["stream_options"] = json!({"include_usage": true});
+    let events = sse_events(gw.chat(&req).await).await;
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        last["usage"]["prompt_tokens"].as_u64().unwrap(),
+        p,
+        "streamed input tokens are not zero"
+    );
+    assert_eq!(last["usage"]["completion_tokens"].as_u64().unwrap(), c);
+}
+
+async fn error_statuses_keep_the_providers_words(format: MockFormat) {
+    for (status, retry_after) in [(400, None), (401, None), (429, Some("1")), (500, None)] {
+        let (_mock, gw) = setup(format, &format!("status={status}")).await;
+        let resp = gw.chat(&hello(false)).await;
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(header(&resp, "retry-after"), retry_after.unwrap_or(""));
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["message"], format!("simulated {status} from p"));
+        let kind = v["error"]["type"].as_str().unwrap();
+        let expected = match (format, status) {
+            (MockFormat::OpenAi, 429) => "rate_limit_error",
+            (MockFormat::OpenAi, 500) => "server_error",
+            (MockFormat::OpenAi, _) => "invalid_request_error",
+            (MockFormat::Anthropic, 400) => "invalid_request_error",
+            (MockFormat::Anthropic, 401) => "authentication_error",
+            (MockFormat::Anthropic, 429) => "rate_limit_error",
+            (MockFormat::Anthropic, _) => "api_error",
+        };
+        assert_eq!(kind, expected);
+    }
+}
+
+async fn in_band_stream_error(format: MockFormat) {
+    // After content: the stream ends with the provider's error as an OpenAI error event.
+    let after = match format {
+        MockFormat::OpenAi => "error_after_chunks=3",
+        MockFormat::Anthropic => "error_after_chunks=5",
+    };
+    let (_mock, gw) = setup(format, after).await;
+    let events = sse_events(gw.chat(&hello(true)).await).await;
+    assert!(!stream_content(&events).is_empty());
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "simulated in-stream error");
+    // Before content: the attempt fails, and with no other deployment the caller gets it.
+    let (_mock, gw) = setup(format, "error_after_chunks=1").await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        header(&resp, "x-switchyard-attempts"),
+        "p/upstream-p=stream_error"
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "simulated in-stream error");
+}
