@@ -23,6 +23,9 @@ macro_rules! conformance {
         mod anthropic {
             $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Anthropic).await } )*
         }
+        mod azure {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Azure).await } )*
+        }
     };
 }
 
@@ -85,7 +88,7 @@ async fn system_prompt(format: MockFormat) {
     .await;
     let seen = mock.stats().await["last_request"].clone();
     match format {
-        MockFormat::OpenAi => assert_eq!(
+        MockFormat::OpenAi | MockFormat::Azure => assert_eq!(
             seen["messages"][0],
             json!({"role": "system", "content": "You are terse."})
         ),
@@ -147,7 +150,9 @@ async fn tool_call_and_result_round_trip(format: MockFormat) {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let seen = mock.stats().await["last_request"].clone();
     match format {
-        MockFormat::OpenAi => assert_eq!(seen["messages"][2]["tool_call_id"], call["id"]),
+        MockFormat::OpenAi | MockFormat::Azure => {
+            assert_eq!(seen["messages"][2]["tool_call_id"], call["id"])
+        }
         MockFormat::Anthropic => {
             assert_eq!(seen["messages"][1]["content"][0]["type"], "tool_use");
             assert_eq!(seen["messages"][1]["content"][0]["input"], args);
@@ -231,7 +236,7 @@ async fn image_input(format: MockFormat) {
     );
     let seen = mock.stats().await["last_request"]["messages"][0]["content"][1].clone();
     match format {
-        MockFormat::OpenAi => assert_eq!(
+        MockFormat::OpenAi | MockFormat::Azure => assert_eq!(
             seen["image_url"]["url"],
             "data:image/png;base64,iVBORw0KGgo="
         ),
@@ -293,9 +298,9 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
         assert_eq!(v["error"]["message"], format!("simulated {status} from p"));
         let kind = v["error"]["type"].as_str().unwrap();
         let expected = match (format, status) {
-            (MockFormat::OpenAi, 429) => "rate_limit_error",
-            (MockFormat::OpenAi, 500) => "server_error",
-            (MockFormat::OpenAi, _) => "invalid_request_error",
+            (MockFormat::OpenAi | MockFormat::Azure, 429) => "rate_limit_error",
+            (MockFormat::OpenAi | MockFormat::Azure, 500) => "server_error",
+            (MockFormat::OpenAi | MockFormat::Azure, _) => "invalid_request_error",
             (MockFormat::Anthropic, 400) => "invalid_request_error",
             (MockFormat::Anthropic, 401) => "authentication_error",
             (MockFormat::Anthropic, 429) => "rate_limit_error",
@@ -308,7 +313,7 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
 async fn in_band_stream_error(format: MockFormat) {
     // After content: the stream ends with the provider's error as an OpenAI error event.
     let after = match format {
-        MockFormat::OpenAi => "error_after_chunks=3",
+        MockFormat::OpenAi | MockFormat::Azure => "error_after_chunks=3",
         MockFormat::Anthropic => "error_after_chunks=5",
     };
     let (_mock, gw) = setup(format, after).await;

@@ -22,6 +22,9 @@ pub fn embedded_default(
     let mut file = FileConfig::default();
     for preset in PRESETS {
         let Some(var) = preset.key_env else { continue };
+        if preset.default_models.is_empty() {
+            continue;
+        }
         if env(var).is_none_or(|v| v.is_empty()) {
             continue;
         }
@@ -30,6 +33,7 @@ pub fn embedded_default(
             kind: preset.kind.to_owned(),
             base_url: None,
             api_key: Some(format!("env:{var}")),
+            api_version: None,
             headers: Default::default(),
         });
         for model in preset.default_models {
@@ -59,6 +63,7 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
         kind: "openai".to_owned(),
         base_url: Some(format!("http://{addr}/v1")),
         api_key: None,
+        api_version: None,
         headers: Default::default(),
     };
     let file = FileConfig {

@@ -48,6 +48,8 @@ pub struct ProviderFile {
     pub base_url: Option<String>,
     /// `env:NAME` or a literal (for local servers).
     pub api_key: Option<String>,
+    /// Azure OpenAI `api-version` (kind `azure` only).
+    pub api_version: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }

@@ -14,7 +14,7 @@ pub use default::{EmbeddedDefault, embedded_default, simulated};
 pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
 pub use secret::Secret;
 
-use crate::providers::presets::{Preset, Wire};
+use crate::providers::presets::{AZURE_API_VERSION, Preset, Wire};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ pub struct ProviderConfig {
     pub wire: Wire,
     /// Base URL including the version prefix, without a trailing slash.
     pub base_url: String,
+    /// Azure OpenAI's `api-version` (only for kind `azure`).
+    pub api_version: Option<String>,
     pub api_key: Option<Secret>,
     /// Extra headers sent with every request (values may be `env:` references).
     pub headers: Vec<(String, Secret)>,
@@ -183,11 +185,28 @@ impl TryFrom<FileConfig> for Config {
                     ),
                 )
             })?;
-            let base_url = p
-                .base_url
-                .unwrap_or_else(|| preset.base_url.to_owned())
-                .trim_end_matches('/')
-                .to_owned();
+            let base_url = match (p.base_url, preset.base_url) {
+                (Some(url), _) => url,
+                (None, Some(default)) => default.to_owned(),
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        key("base_url"),
+                        format!("kind `{}` has no default; set the endpoint", p.kind),
+                    ));
+                }
+            };
+            let base_url = base_url.trim_end_matches('/').to_owned();
+            let api_version = match (p.api_version, preset.wire) {
+                (Some(v), Wire::Azure) => Some(v),
+                (None, Wire::Azure) => Some(AZURE_API_VERSION.to_owned()),
+                (Some(_), _) => {
+                    return Err(ConfigError::new(
+                        key("api_version"),
+                        "is only for kind `azure`",
+                    ));
+                }
+                (None, _) => None,
+            };
             if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
                 || reqwest::Url::parse(&base_url).is_err()
             {
@@ -218,6 +237,7 @@ impl TryFrom<FileConfig> for Config {
                 kind: preset.kind,
                 wire: preset.wire,
                 base_url,
+                api_version,
                 api_key,
                 headers,
             });

@@ -124,3 +124,29 @@ fn embedded_default_uses_the_keys_present_else_simulates() {
     assert!(sim.models.iter().all(|m| m.deployments.len() == 2));
     assert_eq!(sim.providers[0].base_url, "http://127.0.0.1:1/v1");
 }
+
+#[test]
+fn azure_needs_an_endpoint_and_only_azure_takes_api_version() {
+    let azure = |extra: &str| {
+        format!(
+            "[[providers]]\nname = \"az\"\nkind = \"azure\"\n{extra}\n[[models]]\nname = \"m\"\n\
+             deployments = [{{ provider = \"az\", model = \"my-deployment\" }}]\n"
+        )
+    };
+    assert_eq!(err(&azure("")).key, "providers[0].base_url");
+    let c = Config::parse(&azure("base_url = \"https://res.openai.azure.com\"")).unwrap();
+    assert_eq!(
+        c.providers[0].api_version.as_deref(),
+        Some(crate::providers::presets::AZURE_API_VERSION)
+    );
+    let c = Config::parse(&azure(
+        "base_url = \"https://res.openai.azure.com\"\napi_version = \"2025-01-01-preview\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.providers[0].api_version.as_deref(),
+        Some("2025-01-01-preview")
+    );
+    let e = err(&VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\napi_version = \"x\""));
+    assert_eq!(e.key, "providers[1].api_version");
+}

@@ -40,6 +40,9 @@ pub enum MockFormat {
     OpenAi,
     /// `POST /v1/messages`.
     Anthropic,
+    /// `POST /openai/deployments/{deployment}/chat/completions?api-version=...` with an
+    /// `api-key` header, answering in the OpenAI format.
+    Azure,
 }
 
 impl MockFormat {
@@ -48,8 +51,9 @@ impl MockFormat {
         match name {
             "openai" => Ok(MockFormat::OpenAi),
             "anthropic" => Ok(MockFormat::Anthropic),
+            "azure" => Ok(MockFormat::Azure),
             other => Err(format!(
-                "unknown format `{other}`; expected openai or anthropic"
+                "unknown format `{other}`; expected openai, anthropic or azure"
             )),
         }
     }
@@ -172,6 +176,10 @@ pub async fn serve(
             .route("/v1/models", get(openai::models))
             .route("/models", get(openai::models)),
         MockFormat::Anthropic => Router::new().route("/v1/messages", post(anthropic::messages)),
+        MockFormat::Azure => Router::new().route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(openai::azure_chat_completions),
+        ),
     };
     let router = router.route("/_mock/stats", get(stats)).with_state(state);
     tokio::pin!(shutdown);

@@ -78,6 +78,32 @@ pub(super) async fn chat_completions(
     stream::respond(state.clone(), conn, fault, sse)
 }
 
+/// Azure OpenAI's deployment route: the same answers, after Azure's own checks (an
+/// `api-key` header and an `api-version` query parameter).
+pub(super) async fn azure_chat_completions(
+    state: State<Arc<MockState>>,
+    conn: Extension<ConnReset>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !headers.contains_key("api-key") {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Access denied due to missing subscription key.",
+            None,
+        );
+    }
+    if query.get("api-version").is_none_or(String::is_empty) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Missing API version: add the api-version query parameter.",
+            None,
+        );
+    }
+    chat_completions(state, conn, headers, body).await
+}
+
 /// The checks the real API makes before answering, as far as the mock needs them.
 fn validate(request: &Value) -> Result<(), String> {
     match request.get("model") {

@@ -54,7 +54,9 @@ pub fn build(
     client: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, String> {
     Ok(match config.wire {
-        Wire::OpenAi => Arc::new(openai::OpenAiProvider::new(config, client.clone())?),
+        Wire::OpenAi | Wire::Azure => {
+            Arc::new(openai::OpenAiProvider::new(config, client.clone())?)
+        }
         Wire::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config, client.clone())?),
     })
 }

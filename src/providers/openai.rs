@@ -19,11 +19,14 @@ use super::{
 use crate::{
     chat::{ChatChunk, ChatRequest, ChatResponse, StreamOptions},
     config::ProviderConfig,
+    providers::presets::Wire,
 };
 
 /// A provider speaking the OpenAI chat-completions wire format.
 pub struct OpenAiProvider {
     upstream: Upstream,
+    /// Azure OpenAI: the `api-version`; requests go to a per-deployment path.
+    azure_api_version: Option<String>,
 }
 
 impl OpenAiProvider {
@@ -34,15 +37,63 @@ impl OpenAiProvider {
             .iter()
             .map(|(n, v)| (n.clone(), v.expose().to_owned()))
             .collect();
+        let base = config.base_url.trim_end_matches('/');
+        let azure = config.wire == Wire::Azure;
         if let Some(key) = &config.api_key {
-            headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
+            headers.push(if azure {
+                ("api-key".into(), key.expose().to_owned())
+            } else {
+                ("authorization".into(), format!("Bearer {}", key.expose()))
+            });
         }
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let url = if azure {
+            base.to_owned()
+        } else {
+            format!("{base}/chat/completions")
+        };
         Ok(OpenAiProvider {
             upstream: Upstream::new(client, &url, headers)?,
+            azure_api_version: azure.then(|| config.api_version.clone().unwrap_or_default()),
         })
     }
+
+    async fn post(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        stream: bool,
+    ) -> Result<upstream::Answer, ProviderError> {
+        match &self.azure_api_version {
+            None => self.upstream.post(body, stream).await,
+            Some(version) => {
+                self.upstream
+                    .post_to(
+                        azure_url(self.upstream.url(), model, version)?,
+                        body,
+                        stream,
+                    )
+                    .await
+            }
+        }
+    }
 }
+
+/// `{base}/openai/deployments/{deployment}/chat/completions?api-version={version}` (Azure
+/// OpenAI REST reference, "Chat completions").
+pub fn azure_url(
+    base: &reqwest::Url,
+    deployment: &str,
+    version: &str,
+) -> Result<reqwest::Url, ProviderError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ProviderError::Untranslatable("azure: base_url cannot take a path".into()))?
+        .pop_if_empty()
+        .extend(["openai", "deployments", deployment, "chat", "completions"]);
+    url.query_pairs_mut().append_pair("api-version", version);
+    Ok(url)
+}
+
 /// The request as sent upstream: the canonical body plus what each attempt decides.
 #[derive(Serialize)]
 struct WireRequest<'a> {
@@ -80,7 +131,7 @@ impl Provider for OpenAiProvider {
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
             let body = encode_request(request, model, false);
-            let answer = self.upstream.post(body, false).await?;
+            let answer = self.post(body, model, false).await?;
             upstream::decode(&upstream::body(answer).await?)
         })
     }
@@ -92,7 +143,7 @@ impl Provider for OpenAiProvider {
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
         Box::pin(async move {
             let body = encode_request(request, model, true);
-            let answer = self.upstream.post(body, true).await?;
+            let answer = self.post(body, model, true).await?;
             Ok(sse::translate(
                 answer.bytes_stream(),
                 StreamDecoder::default(),

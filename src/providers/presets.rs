@@ -8,6 +8,10 @@
 pub enum Wire {
     /// OpenAI chat completions (`{base_url}/chat/completions`, bearer key).
     OpenAi,
+    /// Azure OpenAI: the OpenAI format at
+    /// `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`,
+    /// `api-key` header; the deployment's `model` names the Azure deployment.
+    Azure,
     /// Anthropic Messages (`{base_url}/v1/messages`, `x-api-key`, `anthropic-version`).
     Anthropic,
 }
@@ -18,8 +22,8 @@ pub struct Preset {
     /// The config `kind`.
     pub kind: &'static str,
     pub wire: Wire,
-    /// Default `base_url`, version prefix included.
-    pub base_url: &'static str,
+    /// Default `base_url`, version prefix included; `None` when it must be configured.
+    pub base_url: Option<&'static str>,
     /// The environment variable conventionally holding the key; `None` for local servers.
     pub key_env: Option<&'static str>,
     /// Models the embedded default config offers when the key is present.
@@ -29,90 +33,101 @@ pub struct Preset {
 /// Every kind the gateway knows.
 pub const PRESETS: &[Preset] = &[
     Preset {
+        wire: Wire::Azure,
+        kind: "azure",
+        base_url: None,
+        key_env: Some("AZURE_OPENAI_API_KEY"),
+        default_models: &[],
+    },
+    Preset {
         wire: Wire::Anthropic,
         kind: "anthropic",
-        base_url: "https://api.anthropic.com",
+        base_url: Some("https://api.anthropic.com"),
         key_env: Some("ANTHROPIC_API_KEY"),
         default_models: &["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "openai",
-        base_url: "https://api.openai.com/v1",
+        base_url: Some("https://api.openai.com/v1"),
         key_env: Some("OPENAI_API_KEY"),
         default_models: &["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "deepseek",
-        base_url: "https://api.deepseek.com/v1",
+        base_url: Some("https://api.deepseek.com/v1"),
         key_env: Some("DEEPSEEK_API_KEY"),
         default_models: &["deepseek-chat", "deepseek-reasoner"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "mistral",
-        base_url: "https://api.mistral.ai/v1",
+        base_url: Some("https://api.mistral.ai/v1"),
         key_env: Some("MISTRAL_API_KEY"),
         default_models: &["mistral-small-latest", "mistral-large-latest"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "qwen",
-        base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+        base_url: Some("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
         key_env: Some("DASHSCOPE_API_KEY"),
         default_models: &["qwen-plus", "qwen-turbo", "qwen-max"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "fireworks",
-        base_url: "https://api.fireworks.ai/inference/v1",
+        base_url: Some("https://api.fireworks.ai/inference/v1"),
         key_env: Some("FIREWORKS_API_KEY"),
         default_models: &["accounts/fireworks/models/llama-v3p1-8b-instruct"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "groq",
-        base_url: "https://api.groq.com/openai/v1",
+        base_url: Some("https://api.groq.com/openai/v1"),
         key_env: Some("GROQ_API_KEY"),
         default_models: &["llama-3.3-70b-versatile", "llama-3.1-8b-instant"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "together",
-        base_url: "https://api.together.xyz/v1",
+        base_url: Some("https://api.together.xyz/v1"),
         key_env: Some("TOGETHER_API_KEY"),
         default_models: &["meta-llama/Llama-3.3-70B-Instruct-Turbo"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "xai",
-        base_url: "https://api.x.ai/v1",
+        base_url: Some("https://api.x.ai/v1"),
         key_env: Some("XAI_API_KEY"),
         default_models: &["grok-3-mini", "grok-3"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "openrouter",
-        base_url: "https://openrouter.ai/api/v1",
+        base_url: Some("https://openrouter.ai/api/v1"),
         key_env: Some("OPENROUTER_API_KEY"),
         default_models: &["openrouter/auto"],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "vllm",
-        base_url: "http://127.0.0.1:8000/v1",
+        base_url: Some("http://127.0.0.1:8000/v1"),
         key_env: None,
         default_models: &[],
     },
     Preset {
         wire: Wire::OpenAi,
         kind: "ollama",
-        base_url: "http://127.0.0.1:11434/v1",
+        base_url: Some("http://127.0.0.1:11434/v1"),
         key_env: None,
         default_models: &[],
     },
 ];
+
+/// The Azure OpenAI `api-version` used when a provider sets none (the latest GA version
+/// at the time of writing).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 
 impl Preset {
     /// The preset for a config `kind`.

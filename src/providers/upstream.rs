@@ -44,8 +44,23 @@ impl Upstream {
         })
     }
 
+    /// The endpoint's URL.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
     /// POSTs a JSON body; a non-success status becomes a [`ProviderError::Status`].
     pub async fn post(&self, body: Vec<u8>, stream: bool) -> Result<Answer, ProviderError> {
+        self.post_to(self.url.clone(), body, stream).await
+    }
+
+    /// As [`Upstream::post`], to a URL derived from the endpoint's (per-model paths).
+    pub async fn post_to(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<Answer, ProviderError> {
         let accept = if stream {
             "text/event-stream"
         } else {
@@ -53,7 +68,7 @@ impl Upstream {
         };
         let resp = self
             .client
-            .post(self.url.clone())
+            .post(url)
             .headers(self.headers.clone())
             .header(http::header::ACCEPT, accept)
             .body(body)

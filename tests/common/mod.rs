@@ -63,7 +63,7 @@ impl Mock {
     pub fn base_url(&self) -> String {
         match self.format {
             MockFormat::OpenAi => format!("http://{}/v1", self.addr),
-            MockFormat::Anthropic => format!("http://{}", self.addr),
+            MockFormat::Anthropic | MockFormat::Azure => format!("http://{}", self.addr),
         }
     }
 
@@ -72,6 +72,7 @@ impl Mock {
         match self.format {
             MockFormat::OpenAi => "openai",
             MockFormat::Anthropic => "anthropic",
+            MockFormat::Azure => "azure",
         }
     }
 

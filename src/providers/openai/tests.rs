@@ -168,3 +168,18 @@ fn only_failures_the_next_provider_may_not_share_are_retryable() {
     assert!(ProviderError::Timeout.is_retryable());
     assert!(ProviderError::Malformed(String::new()).is_retryable());
 }
+
+#[test]
+fn azure_urls_name_the_deployment_and_version() {
+    let base = reqwest::Url::parse("https://res.openai.azure.com/").unwrap();
+    let url = azure_url(&base, "gpt-4o-prod", "2024-10-21").unwrap();
+    assert_eq!(
+        url.as_str(),
+        "https://res.openai.azure.com/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    );
+    let odd = azure_url(&base, "a b/c", "v").unwrap();
+    assert!(
+        odd.as_str().contains("/deployments/a%20b%2Fc/chat"),
+        "{odd}"
+    );
+}
