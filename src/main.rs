@@ -41,7 +41,7 @@ enum Command {
         /// A name shown in answers.
         #[arg(long, default_value = "")]
         name: String,
-        /// The wire format: openai, anthropic or azure.
+        /// The wire format: openai, anthropic, azure or gemini.
         #[arg(long, default_value = "openai")]
         format: String,
     },
@@ -209,7 +209,9 @@ async fn run_mock(addr: &str, fault: &str, name: String, format: &str) -> Result
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let base = match format {
         MockFormat::OpenAi => format!("http://{local}/v1"),
-        MockFormat::Anthropic | MockFormat::Azure => format!("http://{local}"),
+        MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini => {
+            format!("http://{local}")
+        }
     };
     println!("switchyard mock listening: {base}");
     let options = MockOptions {

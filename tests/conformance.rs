@@ -26,6 +26,9 @@ macro_rules! conformance {
         mod azure {
             $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Azure).await } )*
         }
+        mod gemini {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Gemini).await } )*
+        }
     };
 }
 
@@ -102,6 +105,16 @@ async fn system_prompt(format: MockFormat) {
                 json!([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
             );
         }
+        MockFormat::Gemini => {
+            assert_eq!(
+                seen["systemInstruction"],
+                json!({"parts": [{"text": "You are terse."}]})
+            );
+            assert_eq!(
+                seen["contents"],
+                json!([{"role": "user", "parts": [{"text": "Hi"}]}])
+            );
+        }
     }
 }
 
@@ -162,6 +175,17 @@ async fn tool_call_and_result_round_trip(format: MockFormat) {
                 "tool_use_id": call["id"], "content": [{"type": "text", "text": "18 degrees"}]})
             );
         }
+        MockFormat::Gemini => {
+            assert_eq!(
+                seen["contents"][1]["parts"][0]["functionCall"]["args"],
+                args
+            );
+            assert_eq!(
+                seen["contents"][2],
+                json!({"role": "user", "parts": [{"functionResponse":
+                {"id": call["id"], "name": "get_weather", "response": {"result": "18 degrees"}}}]})
+            );
+        }
     }
 }
 
@@ -179,7 +203,12 @@ async fn streamed_tool_call_arguments_reassemble(format: MockFormat) {
         .iter()
         .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0"))
         .collect();
-    assert!(calls.len() >= 3, "several fragments: {calls:?}");
+    // Gemini sends a function call whole; the others stream its arguments in fragments.
+    if format == MockFormat::Gemini {
+        assert_eq!(calls.len(), 1, "{calls:?}");
+    } else {
+        assert!(calls.len() >= 3, "several fragments: {calls:?}");
+    }
     assert!(calls.iter().all(|c| c["index"] == 0));
     let ids: Vec<&str> = calls.iter().filter_map(|c| c["id"].as_str()).collect();
     assert_eq!(ids.len(), 1, "the id comes once, on the first fragment");
@@ -212,11 +241,19 @@ async fn json_schema_output(format: MockFormat) {
         out["answer"].is_string() && out["confidence"].is_number(),
         "{out}"
     );
-    if format == MockFormat::Anthropic {
-        assert_eq!(
-            mock.stats().await["last_request"]["output_config"]["format"]["schema"],
-            schema
-        );
+    let seen = mock.stats().await["last_request"].clone();
+    match format {
+        MockFormat::Anthropic => assert_eq!(seen["output_config"]["format"]["schema"], schema),
+        MockFormat::Gemini => {
+            assert_eq!(
+                seen["generationConfig"]["responseMimeType"],
+                "application/json"
+            );
+            assert_eq!(seen["generationConfig"]["responseJsonSchema"], schema);
+        }
+        MockFormat::OpenAi | MockFormat::Azure => {
+            assert_eq!(seen["response_format"]["json_schema"]["schema"], schema)
+        }
     }
 }
 
@@ -234,8 +271,13 @@ async fn image_input(format: MockFormat) {
         content(&v),
         "Hello from p! You said: What is in this image?"
     );
-    let seen = mock.stats().await["last_request"]["messages"][0]["content"][1].clone();
+    let last = mock.stats().await["last_request"].clone();
+    let seen = last["messages"][0]["content"][1].clone();
     match format {
+        MockFormat::Gemini => assert_eq!(
+            last["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+        ),
         MockFormat::OpenAi | MockFormat::Azure => assert_eq!(
             seen["image_url"]["url"],
             "data:image/png;base64,iVBORw0KGgo="
@@ -305,6 +347,10 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
             (MockFormat::Anthropic, 401) => "authentication_error",
             (MockFormat::Anthropic, 429) => "rate_limit_error",
             (MockFormat::Anthropic, _) => "api_error",
+            (MockFormat::Gemini, 400) => "invalid_request_error",
+            (MockFormat::Gemini, 401) => "authentication_error",
+            (MockFormat::Gemini, 429) => "rate_limit_error",
+            (MockFormat::Gemini, _) => "api_error",
         };
         assert_eq!(kind, expected);
     }
@@ -312,9 +358,12 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
 
 async fn in_band_stream_error(format: MockFormat) {
     // After content: the stream ends with the provider's error as an OpenAI error event.
-    let after = match format {
-        MockFormat::OpenAi | MockFormat::Azure => "error_after_chunks=3",
-        MockFormat::Anthropic => "error_after_chunks=5",
+    // Each format's first events differ: a role-only chunk, message_start and a block
+    // start, or (Gemini) content in the very first frame.
+    let (after, before) = match format {
+        MockFormat::OpenAi | MockFormat::Azure => ("error_after_chunks=3", "error_after_chunks=1"),
+        MockFormat::Anthropic => ("error_after_chunks=5", "error_after_chunks=1"),
+        MockFormat::Gemini => ("error_after_chunks=1", "error_after_chunks=0"),
     };
     let (_mock, gw) = setup(format, after).await;
     let events = sse_events(gw.chat(&hello(true)).await).await;
@@ -322,7 +371,7 @@ async fn in_band_stream_error(format: MockFormat) {
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["message"], "simulated in-stream error");
     // Before content: the attempt fails, and with no other deployment the caller gets it.
-    let (_mock, gw) = setup(format, "error_after_chunks=1").await;
+    let (_mock, gw) = setup(format, before).await;
     let resp = gw.chat(&hello(true)).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(

@@ -10,6 +10,7 @@
 mod answer;
 mod anthropic;
 mod fault;
+mod gemini;
 mod openai;
 mod sample;
 mod stream;
@@ -43,6 +44,8 @@ pub enum MockFormat {
     /// `POST /openai/deployments/{deployment}/chat/completions?api-version=...` with an
     /// `api-key` header, answering in the OpenAI format.
     Azure,
+    /// `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`.
+    Gemini,
 }
 
 impl MockFormat {
@@ -52,8 +55,9 @@ impl MockFormat {
             "openai" => Ok(MockFormat::OpenAi),
             "anthropic" => Ok(MockFormat::Anthropic),
             "azure" => Ok(MockFormat::Azure),
+            "gemini" => Ok(MockFormat::Gemini),
             other => Err(format!(
-                "unknown format `{other}`; expected openai, anthropic or azure"
+                "unknown format `{other}`; expected openai, anthropic, azure or gemini"
             )),
         }
     }
@@ -180,6 +184,9 @@ pub async fn serve(
             "/openai/deployments/{deployment}/chat/completions",
             post(openai::azure_chat_completions),
         ),
+        MockFormat::Gemini => {
+            Router::new().route("/v1beta/models/{model_method}", post(gemini::models))
+        }
     };
     let router = router.route("/_mock/stats", get(stats)).with_state(state);
     tokio::pin!(shutdown);

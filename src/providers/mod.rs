@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 mod error;
+pub mod gemini;
 pub mod openai;
 pub mod presets;
 pub mod sse;
@@ -58,7 +59,15 @@ pub fn build(
             Arc::new(openai::OpenAiProvider::new(config, client.clone())?)
         }
         Wire::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config, client.clone())?),
+        Wire::Gemini => Arc::new(gemini::GeminiProvider::new(config, client.clone())?),
     })
+}
+
+/// Seconds since the Unix epoch, for `created` on translated answers.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// The one pooled HTTP client every provider shares (rustls with ring, HTTP/2 when offered).

@@ -180,9 +180,9 @@ impl StreamTranslator for StreamDecoder {
         self.ended
     }
 
-    fn on_eof(&mut self) -> Result<(), ProviderError> {
+    fn on_eof(&mut self) -> Result<Vec<ChatChunk>, ProviderError> {
         if self.done {
-            Ok(())
+            Ok(Vec::new())
         } else {
             Err(ProviderError::Reset(
                 "the stream ended without its [DONE] terminator".into(),

@@ -14,6 +14,8 @@ pub enum Wire {
     Azure,
     /// Anthropic Messages (`{base_url}/v1/messages`, `x-api-key`, `anthropic-version`).
     Anthropic,
+    /// Gemini (`{base_url}/v1beta/models/{model}:generateContent`, `x-goog-api-key`).
+    Gemini,
 }
 
 /// A config `kind`: its wire format, where it lives and where its key usually is.
@@ -32,6 +34,13 @@ pub struct Preset {
 
 /// Every kind the gateway knows.
 pub const PRESETS: &[Preset] = &[
+    Preset {
+        wire: Wire::Gemini,
+        kind: "gemini",
+        base_url: Some("https://generativelanguage.googleapis.com"),
+        key_env: Some("GEMINI_API_KEY"),
+        default_models: &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"],
+    },
     Preset {
         wire: Wire::Azure,
         kind: "azure",

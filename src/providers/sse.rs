@@ -19,8 +19,9 @@ pub trait StreamTranslator: Send + 'static {
     /// Whether the stream is over (its terminator arrived, or an error ended it).
     fn is_ended(&self) -> bool;
 
-    /// Called when the body ends: an error unless the stream's terminator arrived.
-    fn on_eof(&mut self) -> Result<(), ProviderError>;
+    /// Called when the body ends: the chunks the end completes (formats without a
+    /// terminator finish here), or an error when the stream was cut.
+    fn on_eof(&mut self) -> Result<Vec<ChatChunk>, ProviderError>;
 }
 
 /// Drives `translator` over an SSE body.
@@ -66,8 +67,9 @@ where
                 }
                 None => {
                     st.finished = true;
-                    if let Err(e) = st.translator.on_eof() {
-                        return Some((Err(e), st));
+                    match st.translator.on_eof() {
+                        Ok(chunks) => st.pending.extend(chunks.into_iter().map(Ok)),
+                        Err(e) => return Some((Err(e), st)),
                     }
                 }
             }

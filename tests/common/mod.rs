@@ -63,7 +63,9 @@ impl Mock {
     pub fn base_url(&self) -> String {
         match self.format {
             MockFormat::OpenAi => format!("http://{}/v1", self.addr),
-            MockFormat::Anthropic | MockFormat::Azure => format!("http://{}", self.addr),
+            MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini => {
+                format!("http://{}", self.addr)
+            }
         }
     }
 
@@ -73,6 +75,7 @@ impl Mock {
             MockFormat::OpenAi => "openai",
             MockFormat::Anthropic => "anthropic",
             MockFormat::Azure => "azure",
+            MockFormat::Gemini => "gemini",
         }
     }
 

@@ -6,8 +6,6 @@
 //! includes it, so prompt = input + cache_creation + cache_read, with cache reads as
 //! `cached_tokens` and cache writes as `cache_creation_tokens` — each token counted once.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,7 +14,7 @@ use crate::{
         ChatResponse, Choice, Content, Extra, FunctionCall, Message, PromptTokensDetails, Role,
         ToolCall, Usage,
     },
-    providers::{ProviderError, upstream},
+    providers::{ProviderError, unix_now, upstream},
 };
 
 #[derive(Deserialize)]
@@ -119,12 +117,6 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-pub(super) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 /// Parses a Messages response body into the canonical response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let r: MessagesResponse = upstream::decode(body)?;
@@ -163,7 +155,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     Ok(ChatResponse {
         id: r.id,
         object: "chat.completion".into(),
-        created: now(),
+        created: unix_now(),
         model: r.model,
         choices: vec![Choice {
             index: 0,

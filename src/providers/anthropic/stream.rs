@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::response::{WireUsage, finish_reason, now};
+use super::response::{WireUsage, finish_reason};
 use crate::{
     chat::{ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCallDelta},
     providers::{
@@ -159,7 +159,7 @@ impl AnthropicStream {
             Event::MessageStart { message } => {
                 self.id = message.id;
                 self.model = message.model;
-                self.created = now();
+                self.created = crate::providers::unix_now();
                 self.usage.update(&message.usage);
                 Some(self.chunk(
                     Delta {
@@ -278,9 +278,9 @@ impl StreamTranslator for AnthropicStream {
         self.ended
     }
 
-    fn on_eof(&mut self) -> Result<(), ProviderError> {
+    fn on_eof(&mut self) -> Result<Vec<ChatChunk>, ProviderError> {
         if self.stopped {
-            Ok(())
+            Ok(Vec::new())
         } else {
             Err(ProviderError::Reset(
                 "the stream ended without message_stop".into(),
