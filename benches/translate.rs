@@ -2,7 +2,11 @@
 //! decoding, and the stream translation per event (SSE decoding included), on realistic
 //! payloads. `cargo bench --bench translate`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
 
 use std::hint::black_box;
 
@@ -46,10 +50,16 @@ const WORDS: usize = 60;
 fn openai_stream() -> String {
     let mut s = String::new();
     let chunk = |delta: Value, finish: Value| {
-        format!("data: {}\n\n", json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-            "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": null}))
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": null})
+        )
     };
-    s.push_str(&chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+    s.push_str(&chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
     for i in 0..WORDS {
         s.push_str(&chunk(json!({"content": format!("word{i} ")}), Value::Null));
     }
@@ -62,15 +72,24 @@ fn openai_stream() -> String {
 
 fn anthropic_stream() -> String {
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut s = ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+    let mut s = ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
         "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": 90, "output_tokens": 1}}}));
+        "usage": {"input_tokens": 90, "output_tokens": 1}}}),
+    );
     s.push_str(&ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
     for i in 0..WORDS {
-        s.push_str(&ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": format!("word{i} ")}})));
+        s.push_str(&ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": format!("word{i} ")}}),
+        ));
     }
-    s.push_str(&ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    s.push_str(&ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     s.push_str(&ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 60}})));
     s.push_str(&ev("message_stop", json!({"type": "message_stop"})));
     s
@@ -83,7 +102,8 @@ fn gemini_stream() -> String {
             "modelVersion": "gemini-2.5-flash", "responseId": "r1"});
         if i == WORDS - 1 {
             frame["candidates"][0]["finishReason"] = json!("STOP");
-            frame["usageMetadata"] = json!({"promptTokenCount": 90, "candidatesTokenCount": 60, "totalTokenCount": 150});
+            frame["usageMetadata"] =
+                json!({"promptTokenCount": 90, "candidatesTokenCount": 60, "totalTokenCount": 150});
         }
         s.push_str(&format!("data: {frame}\r\n\r\n"));
     }
@@ -115,11 +135,15 @@ fn benches(c: &mut Criterion) {
     g.bench_function("parse client body", |b| {
         b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(&body)).unwrap())
     });
-    g.bench_function("encode openai", |b| b.iter(|| openai::encode_request(black_box(&req), "gpt-4o-mini", false)));
+    g.bench_function("encode openai", |b| {
+        b.iter(|| openai::encode_request(black_box(&req), "gpt-4o-mini", false))
+    });
     g.bench_function("encode anthropic", |b| {
         b.iter(|| anthropic::encode_request(black_box(&req), "claude-sonnet-4-5", false).unwrap())
     });
-    g.bench_function("encode gemini", |b| b.iter(|| gemini::encode_request(black_box(&req)).unwrap()));
+    g.bench_function("encode gemini", |b| {
+        b.iter(|| gemini::encode_request(black_box(&req)).unwrap())
+    });
     g.finish();
 
     let openai_body = serde_json::to_vec(&json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
@@ -141,8 +165,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode openai", |b| {
         b.iter(|| upstream::decode::<ChatResponse>(black_box(&openai_body)).unwrap())
     });
-    g.bench_function("decode anthropic", |b| b.iter(|| anthropic::decode_response(black_box(&anthropic_body)).unwrap()));
-    g.bench_function("decode gemini", |b| b.iter(|| gemini::decode_response(black_box(&gemini_body), "m").unwrap()));
+    g.bench_function("decode anthropic", |b| {
+        b.iter(|| anthropic::decode_response(black_box(&anthropic_body)).unwrap())
+    });
+    g.bench_function("decode gemini", |b| {
+        b.iter(|| gemini::decode_response(black_box(&gemini_body), "m").unwrap())
+    });
     g.bench_function("serialize for the client", |b| {
         let r = upstream::decode::<ChatResponse>(&openai_body).unwrap();
         b.iter(|| serde_json::to_vec(black_box(&r)).unwrap())
@@ -152,11 +180,17 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream per event");
     let (o, a, gm) = (openai_stream(), anthropic_stream(), gemini_stream());
     g.throughput(Throughput::Elements(events(&o)));
-    g.bench_function("openai", |b| b.iter(|| translate(black_box(&o), StreamDecoder::default())));
+    g.bench_function("openai", |b| {
+        b.iter(|| translate(black_box(&o), StreamDecoder::default()))
+    });
     g.throughput(Throughput::Elements(events(&a)));
-    g.bench_function("anthropic", |b| b.iter(|| translate(black_box(&a), AnthropicStream::default())));
+    g.bench_function("anthropic", |b| {
+        b.iter(|| translate(black_box(&a), AnthropicStream::default()))
+    });
     g.throughput(Throughput::Elements(events(&gm)));
-    g.bench_function("gemini", |b| b.iter(|| translate(black_box(&gm), GeminiStream::new("m"))));
+    g.bench_function("gemini", |b| {
+        b.iter(|| translate(black_box(&gm), GeminiStream::new("m")))
+    });
     g.finish();
 }
 

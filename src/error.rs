@@ -24,6 +24,18 @@ pub enum Error {
     /// The model is not in the catalog.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound { model: String },
+    /// No deployment of the model has a capability the request needs.
+    #[error("no deployment of model `{model}` supports {capability}")]
+    Unsupported {
+        model: String,
+        capability: &'static str,
+    },
+    /// The request is larger than every deployment's context window.
+    #[error(
+        "the request needs about {tokens} tokens (input estimate plus max_tokens), more than \
+         the largest context window of this model's deployments ({window})"
+    )]
+    ContextLength { tokens: u32, window: u32 },
     /// No route for this path.
     #[error("Unknown request URL: {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -83,6 +95,16 @@ impl Error {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 Some("model_not_found"),
+            ),
+            Error::Unsupported { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("unsupported_capability"),
+            ),
+            Error::ContextLength { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("context_length_exceeded"),
             ),
             Error::RouteNotFound { .. } => (
                 StatusCode::NOT_FOUND,

@@ -14,7 +14,7 @@ use crate::{
     error::Error,
     failover::{self, Attempts, Failed, Served},
     providers::{self, ChunkStream, ProviderError},
-    routing::Catalog,
+    routing::{Catalog, Needs},
     telemetry::{Outcome, RequestRecord},
 };
 
@@ -101,7 +101,7 @@ impl Gateway {
 
 fn plan(live: &Live, request: &ChatRequest) -> Result<Arc<[crate::routing::Deployment]>, Failed> {
     validate(request)
-        .and_then(|()| live.catalog.plan(&request.model))
+        .and_then(|()| live.catalog.plan_for(&request.model, &Needs::of(request)))
         .map_err(|error| Failed {
             error,
             attempts: Attempts::default(),

@@ -42,6 +42,7 @@ pub fn embedded_default(
                 deployments: vec![DeploymentFile {
                     provider: preset.kind.to_owned(),
                     model: (*model).to_owned(),
+                    ..DeploymentFile::default()
                 }],
             });
         }
@@ -82,6 +83,7 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
                     .map(|p| DeploymentFile {
                         provider: (*p).to_owned(),
                         model: (*m).to_owned(),
+                        ..DeploymentFile::default()
                     })
                     .collect(),
             })

@@ -62,10 +62,18 @@ pub struct ModelFile {
     pub deployments: Vec<DeploymentFile>,
 }
 
-/// One entry of `models[].deployments`.
-#[derive(Debug, Clone, Deserialize)]
+/// One entry of `models[].deployments`. The capability keys override what the built-in
+/// model table says (see `routing::capabilities`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentFile {
     pub provider: String,
     pub model: String,
+    pub context_window: Option<u32>,
+    pub max_output: Option<u32>,
+    pub tools: Option<bool>,
+    pub parallel_tool_calls: Option<bool>,
+    pub json_schema: Option<bool>,
+    pub vision: Option<bool>,
+    pub streaming: Option<bool>,
 }

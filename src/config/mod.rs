@@ -14,7 +14,10 @@ pub use default::{EmbeddedDefault, embedded_default, simulated};
 pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
 pub use secret::Secret;
 
-use crate::providers::presets::{AZURE_API_VERSION, Preset, Wire};
+use crate::{
+    providers::presets::{AZURE_API_VERSION, Preset, Wire},
+    routing::Capabilities,
+};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -79,6 +82,8 @@ pub struct ModelConfig {
 pub struct DeploymentConfig {
     pub provider: String,
     pub model: String,
+    /// The built-in table's entry for `model`, with the config's overrides applied.
+    pub capabilities: Capabilities,
 }
 
 /// A configuration problem, naming the key it is about.
@@ -275,9 +280,19 @@ impl TryFrom<FileConfig> for Config {
                         "must not be empty",
                     ));
                 }
+                let mut caps = Capabilities::of_model(&d.model);
+                let set = |v: &mut bool, o: Option<bool>| *v = o.unwrap_or(*v);
+                set(&mut caps.tools, d.tools);
+                set(&mut caps.parallel_tool_calls, d.parallel_tool_calls);
+                set(&mut caps.json_schema, d.json_schema);
+                set(&mut caps.vision, d.vision);
+                set(&mut caps.streaming, d.streaming);
+                caps.context_window = d.context_window.or(caps.context_window);
+                caps.max_output = d.max_output.or(caps.max_output);
                 deployments.push(DeploymentConfig {
                     provider: d.provider,
                     model: d.model,
+                    capabilities: caps,
                 });
             }
             models.push(ModelConfig {

@@ -42,6 +42,7 @@ fn plan(names: &[&str]) -> Vec<Deployment> {
             provider_name: Arc::from(*n),
             model: Arc::from("m"),
             provider: Arc::new(Scripted),
+            capabilities: crate::routing::Capabilities::ANY,
         })
         .collect()
 }

@@ -63,6 +63,24 @@ pub fn build(
     })
 }
 
+/// An OpenAI request field asking for output only OpenAI-format providers produce
+/// (log probabilities, audio), so that other adapters refuse it instead of answering in
+/// plain text.
+pub(crate) fn unsupported_output(request: &ChatRequest) -> Option<&'static str> {
+    let extra = &request.extra;
+    if extra.get("logprobs").and_then(serde_json::Value::as_bool) == Some(true) {
+        return Some("`logprobs`");
+    }
+    let audio_modality = extra
+        .get("modalities")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|m| m.iter().any(|v| v == "audio"));
+    if audio_modality || extra.contains_key("audio") {
+        return Some("audio output (`modalities`/`audio`)");
+    }
+    None
+}
+
 /// Seconds since the Unix epoch, for `created` on translated answers.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()

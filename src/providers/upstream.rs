@@ -77,11 +77,30 @@ impl Upstream {
             .map_err(transport_error)?;
         let status = resp.status();
         if status.is_success() {
+            if stream {
+                expect_event_stream(&resp)?;
+            }
             return Ok(resp);
         }
         let retry_after = parse_retry_after(resp.headers());
         let body = resp.bytes().await.map_err(transport_error)?;
         Err(ProviderError::from_status(status, &body, retry_after))
+    }
+}
+
+/// A stream was asked for: anything but an event stream is not the answer asked for.
+fn expect_event_stream(resp: &reqwest::Response) -> Result<(), ProviderError> {
+    let kind = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if kind.is_empty() || kind.starts_with("text/event-stream") {
+        Ok(())
+    } else {
+        Err(ProviderError::Malformed(format!(
+            "a stream was asked for but the provider answered `{kind}`"
+        )))
     }
 }
 

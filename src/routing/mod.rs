@@ -3,7 +3,11 @@
 //! This first cut plans in the configured order; hard filters and the Lua policy engine
 //! slot in between [`Catalog::plan`] and the attempt loop.
 
+pub mod capabilities;
+
 use std::{collections::HashMap, sync::Arc};
+
+pub use capabilities::{Capabilities, Needs, Unmet};
 
 use crate::{
     config::Config,
@@ -19,6 +23,7 @@ pub struct Deployment {
     /// The model name sent upstream.
     pub model: Arc<str>,
     pub provider: Arc<dyn Provider>,
+    pub capabilities: Capabilities,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -56,6 +61,7 @@ impl Catalog {
                         provider_name: name.clone(),
                         model: Arc::from(d.model.as_str()),
                         provider: provider.clone(),
+                        capabilities: d.capabilities,
                     })
                 })
                 .collect();
@@ -73,6 +79,49 @@ impl Catalog {
             .ok_or_else(|| Error::ModelNotFound {
                 model: model.to_owned(),
             })
+    }
+
+    /// The deployments of `model` that can take a request needing `needs`, in order; a
+    /// 400 naming what is missing when none can.
+    pub fn plan_for(&self, model: &str, needs: &Needs) -> Result<Arc<[Deployment]>, Error> {
+        let all = self.plan(model)?;
+        if all.iter().all(|d| needs.unmet(&d.capabilities).is_none()) {
+            return Ok(all);
+        }
+        let kept: Vec<Deployment> = all
+            .iter()
+            .filter(|d| needs.unmet(&d.capabilities).is_none())
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            return Ok(Arc::from(kept));
+        }
+        let unmet: Vec<Unmet> = all
+            .iter()
+            .filter_map(|d| needs.unmet(&d.capabilities))
+            .collect();
+        Err(
+            match unmet.iter().find_map(|u| match u {
+                Unmet::Capability(name) => Some(*name),
+                Unmet::Context { .. } => None,
+            }) {
+                Some(capability) => Error::Unsupported {
+                    model: model.to_owned(),
+                    capability,
+                },
+                None => Error::ContextLength {
+                    tokens: needs.tokens,
+                    window: unmet
+                        .iter()
+                        .filter_map(|u| match u {
+                            Unmet::Context { window } => Some(*window),
+                            Unmet::Capability(_) => None,
+                        })
+                        .max()
+                        .unwrap_or(0),
+                },
+            },
+        )
     }
 
     /// Model names in config order.

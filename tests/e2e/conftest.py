@@ -201,18 +201,23 @@ class Mock:
 
     proc: Process
     name: str
-    url: str  # http://127.0.0.1:PORT/v1
+    url: str  # http://127.0.0.1:PORT/v1 (OpenAI format) or http://127.0.0.1:PORT (Anthropic)
 
     def stats(self) -> dict:
         return http_get_json(self.url.removesuffix("/v1") + "/_mock/stats")
 
 
-def start_mock(procs: Processes, name: str, fault: str = "") -> Mock:
+def start_mock(procs: Processes, name: str, fault: str = "", fmt: str = "openai") -> Mock:
+    """A simulated provider speaking `fmt`: `openai` (url ends in /v1) or `anthropic`
+    (url is http://127.0.0.1:PORT, the gateway appends /v1/messages)."""
     argv = [str(SWITCHYARD_BIN), "mock", "--addr", "127.0.0.1:0", "--name", name]
     if fault:
         argv += ["--fault", fault]
+    if fmt != "openai":
+        argv += ["--format", fmt]
     proc = procs.start(argv, f"mock {name}")
-    m = proc.wait_for(r"switchyard mock listening: (http://127\.0\.0\.1:\d+/v1)")
+    suffix = "/v1" if fmt == "openai" else ""
+    m = proc.wait_for(rf"switchyard mock listening: (http://127\.0\.0\.1:\d+{suffix})\s*$")
     return Mock(proc=proc, name=name, url=m.group(1))
 
 
@@ -369,11 +374,14 @@ def mock_usage(messages: list[dict], text: str) -> dict[str, int]:
 
 
 class ScriptedUpstream:
-    """An OpenAI-shaped upstream in this process that answers every chat request with the
-    same raw SSE bytes, written in one `sendall`, so the gateway reads them in one piece."""
+    """An upstream in this process that answers every POST (whatever the path: OpenAI's
+    /v1/chat/completions or Anthropic's /v1/messages) with the same raw bytes, SSE unless
+    `content_type` says otherwise, written in one `sendall`, so the gateway reads them in
+    one piece. `url` ends in /v1 (OpenAI base URL); `root` has no path (Anthropic's)."""
 
-    def __init__(self, sse_body: bytes):
+    def __init__(self, sse_body: bytes, content_type: str = "text/event-stream"):
         body = sse_body
+        ctype = content_type.encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -381,7 +389,7 @@ class ScriptedUpstream:
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 self.rfile.read(int(self.headers.get("content-length", "0")))
                 head = (
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\n"
                     b"content-length: " + str(len(body)).encode() + b"\r\n"
                     b"connection: close\r\n\r\n"
                 )
@@ -394,7 +402,8 @@ class ScriptedUpstream:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.root = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = self.root + "/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -409,8 +418,8 @@ def scripted_upstream():
     """A factory of scripted upstreams, all stopped at teardown."""
     started: list[ScriptedUpstream] = []
 
-    def start(sse_body: bytes) -> ScriptedUpstream:
-        upstream = ScriptedUpstream(sse_body)
+    def start(sse_body: bytes, content_type: str = "text/event-stream") -> ScriptedUpstream:
+        upstream = ScriptedUpstream(sse_body, content_type)
         started.append(upstream)
         return upstream
 

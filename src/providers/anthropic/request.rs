@@ -67,12 +67,12 @@ enum Block<'a> {
         source: ImageSource<'a>,
     },
     ToolUse {
-        id: &'a str,
+        id: Cow<'a, str>,
         name: &'a str,
         input: Value,
     },
     ToolResult {
-        tool_use_id: &'a str,
+        tool_use_id: Cow<'a, str>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         content: Vec<Block<'a>>,
     },
@@ -110,8 +110,13 @@ pub fn encode_request(
             "`n` > 1 is not supported: it returns one choice".into(),
         ));
     }
-    if request.extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(refuse("`logprobs` is not supported".into()));
+    if let Some(t) = request.temperature.filter(|t| *t > 1.0) {
+        return Err(refuse(format!(
+            "`temperature` {t} is out of range: Anthropic accepts 0 to 1"
+        )));
+    }
+    if let Some(field) = crate::providers::unsupported_output(request) {
+        return Err(refuse(format!("{field} is not supported")));
     }
     let mut system = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
@@ -148,11 +153,7 @@ pub fn encode_request(
         .map(|t| ToolDef {
             name: &t.function.name,
             description: t.function.description.as_deref(),
-            input_schema: t
-                .function
-                .parameters
-                .as_ref()
-                .map_or_else(|| Cow::Owned(json!({"type": "object"})), Cow::Borrowed),
+            input_schema: input_schema(t.function.parameters.as_ref()),
             strict: t.function.strict,
         })
         .collect();
@@ -176,7 +177,10 @@ pub fn encode_request(
         stream,
         tool_choice: tool_choice(request, !tools.is_empty())?,
         tools,
-        metadata: request.user.as_ref().map(|u| json!({ "user_id": u })),
+        metadata: request.user.as_ref().map(|u| {
+            let id: String = u.chars().take(MAX_USER_ID).collect();
+            json!({ "user_id": id })
+        }),
         output_config: output_config(request)?,
     };
     serde_json::to_vec(&wire).map_err(|e| refuse(format!("encoding the request: {e}")))
@@ -266,7 +270,7 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderErr
                 })?
         };
         blocks.push(Block::ToolUse {
-            id: &call.id,
+            id: tool_id(&call.id),
             name: &call.function.name,
             input,
         });
@@ -281,7 +285,7 @@ fn tool_result(m: &Message, i: usize) -> Result<Block<'_>, ProviderError> {
         ))
     })?;
     Ok(Block::ToolResult {
-        tool_use_id,
+        tool_use_id: tool_id(tool_use_id),
         content: text_blocks(m.content.as_ref(), i)?,
     })
 }
@@ -330,6 +334,38 @@ fn output_config(request: &ChatRequest) -> Result<Option<Value>, ProviderError> 
         json!({ "format": { "type": "json_schema", "schema": schema } }),
     ))
 }
+
+/// Tool-use ids must match `^[a-zA-Z0-9_-]+$`; ids minted by other providers (e.g.
+/// `functions.get_weather:0`) are rewritten the same way wherever they appear, so a call
+/// and its result still pair up.
+fn tool_id(id: &str) -> Cow<'_, str> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !id.is_empty() && id.chars().all(ok) {
+        Cow::Borrowed(id)
+    } else {
+        let mut out: String = id.chars().map(|c| if ok(c) { c } else { '_' }).collect();
+        if out.is_empty() {
+            out.push('_');
+        }
+        Cow::Owned(out)
+    }
+}
+
+/// A tool schema must be an object schema with a `type`; OpenAI accepts `{}`.
+fn input_schema(parameters: Option<&Value>) -> Cow<'_, Value> {
+    match parameters {
+        Some(schema @ Value::Object(o)) if o.contains_key("type") => Cow::Borrowed(schema),
+        Some(Value::Object(o)) => {
+            let mut o = o.clone();
+            o.insert("type".into(), json!("object"));
+            Cow::Owned(Value::Object(o))
+        }
+        _ => Cow::Owned(json!({"type": "object"})),
+    }
+}
+
+/// Anthropic's `metadata.user_id` is at most 512 characters; longer ids are cut there.
+const MAX_USER_ID: usize = 512;
 
 fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)

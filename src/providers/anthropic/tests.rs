@@ -412,3 +412,49 @@ fn anthropic_error_bodies_keep_type_and_message() {
     );
     assert!(e.is_retryable());
 }
+
+#[test]
+fn ids_schemas_and_user_ids_are_made_acceptable_without_losing_pairing() {
+    let wire = encode(
+        json!({"model": "m", "user": "u".repeat(600), "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "functions.get_weather:0", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "sunny"}
+        ], "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]}),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        wire["messages"][1]["content"][0]["id"],
+        "functions_get_weather_0"
+    );
+    assert_eq!(
+        wire["messages"][2]["content"][0]["tool_use_id"],
+        "functions_get_weather_0"
+    );
+    assert_eq!(wire["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(wire["metadata"]["user_id"].as_str().unwrap().len(), 512);
+}
+
+#[test]
+fn out_of_range_temperature_and_audio_output_are_refused() {
+    let user = json!([{"role": "user", "content": "x"}]);
+    for body in [
+        json!({"model": "m", "messages": user, "temperature": 1.5}),
+        json!({"model": "m", "messages": user, "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}),
+        json!({"model": "m", "messages": user, "logprobs": true}),
+    ] {
+        assert!(matches!(
+            encode(body, false),
+            Err(ProviderError::Untranslatable(_))
+        ));
+    }
+    assert!(
+        encode(
+            json!({"model": "m", "messages": user, "temperature": 1.0}),
+            false
+        )
+        .is_ok()
+    );
+}

@@ -47,8 +47,8 @@ fn refuse(message: String) -> ProviderError {
 
 /// Serializes the request for `generateContent` / `streamGenerateContent`.
 pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, ProviderError> {
-    if request.extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(refuse("`logprobs` is not supported".into()));
+    if let Some(field) = crate::providers::unsupported_output(request) {
+        return Err(refuse(format!("{field} is not supported")));
     }
     // Tool results name the function they answer; OpenAI's only carry the call id.
     let mut call_names: HashMap<&str, &str> = HashMap::new();

@@ -1,0 +1,285 @@
+//! What a deployment can do, what a request needs, and the hard filter between them.
+//!
+//! A built-in table knows the common models (context window, output limit, tools, vision,
+//! json_schema); a deployment's config can override any of it; a model the table does not
+//! know is assumed capable and unlimited, so the provider has the last word. A request is
+//! routed only to deployments that have what it needs; when none has, the caller gets a 400
+//! naming the capability, never a silently dropped parameter.
+
+use crate::chat::{ChatRequest, Content, ContentPart};
+
+/// What one deployment supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub tools: bool,
+    pub parallel_tool_calls: bool,
+    pub json_schema: bool,
+    pub vision: bool,
+    pub streaming: bool,
+    /// Input + output tokens the model accepts; `None` when unknown.
+    pub context_window: Option<u32>,
+    /// Most output tokens in one answer; `None` when unknown.
+    pub max_output: Option<u32>,
+}
+
+impl Capabilities {
+    /// Everything, no known limits: for models the table does not know.
+    pub const ANY: Capabilities = Capabilities {
+        tools: true,
+        parallel_tool_calls: true,
+        json_schema: true,
+        vision: true,
+        streaming: true,
+        context_window: None,
+        max_output: None,
+    };
+
+    const fn full(context_window: u32, max_output: u32) -> Capabilities {
+        Capabilities {
+            context_window: Some(context_window),
+            max_output: Some(max_output),
+            ..Capabilities::ANY
+        }
+    }
+
+    const fn text_only(self) -> Capabilities {
+        Capabilities {
+            vision: false,
+            ..self
+        }
+    }
+
+    const fn no_json_schema(self) -> Capabilities {
+        Capabilities {
+            json_schema: false,
+            ..self
+        }
+    }
+
+    /// The built-in entry for an upstream model name (longest matching prefix wins), or
+    /// [`Capabilities::ANY`].
+    pub fn of_model(model: &str) -> Capabilities {
+        let name = model.rsplit('/').next().unwrap_or(model);
+        KNOWN
+            .iter()
+            .filter(|(prefix, _)| name.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(Capabilities::ANY, |(_, caps)| *caps)
+    }
+}
+
+/// Known models, by name prefix; figures from each provider's model documentation.
+const KNOWN: &[(&str, Capabilities)] = &[
+    ("gpt-4o", Capabilities::full(128_000, 16_384)),
+    ("gpt-4.1", Capabilities::full(1_047_576, 32_768)),
+    ("gpt-5", Capabilities::full(400_000, 128_000)),
+    ("o3", Capabilities::full(200_000, 100_000)),
+    ("o4-mini", Capabilities::full(200_000, 100_000)),
+    ("claude-opus-4", Capabilities::full(200_000, 32_000)),
+    ("claude-sonnet-4", Capabilities::full(200_000, 64_000)),
+    ("claude-haiku-4", Capabilities::full(200_000, 64_000)),
+    ("claude-3-5-haiku", Capabilities::full(200_000, 8_192)),
+    ("gemini-2.5", Capabilities::full(1_048_576, 65_536)),
+    ("gemini-2.0-flash", Capabilities::full(1_048_576, 8_192)),
+    (
+        "deepseek-chat",
+        Capabilities::full(128_000, 8_192)
+            .text_only()
+            .no_json_schema(),
+    ),
+    (
+        "deepseek-reasoner",
+        Capabilities::full(128_000, 64_000)
+            .text_only()
+            .no_json_schema(),
+    ),
+    (
+        "mistral-large",
+        Capabilities::full(128_000, 32_768).text_only(),
+    ),
+    ("mistral-small", Capabilities::full(128_000, 32_768)),
+    (
+        "llama-3.3-70b",
+        Capabilities::full(131_072, 32_768)
+            .text_only()
+            .no_json_schema(),
+    ),
+    (
+        "llama-3.1-8b",
+        Capabilities::full(131_072, 8_192)
+            .text_only()
+            .no_json_schema(),
+    ),
+    ("qwen-plus", Capabilities::full(131_072, 8_192).text_only()),
+    (
+        "qwen-turbo",
+        Capabilities::full(1_000_000, 8_192).text_only(),
+    ),
+    ("qwen-max", Capabilities::full(32_768, 8_192).text_only()),
+    ("grok-3", Capabilities::full(131_072, 16_384).text_only()),
+];
+
+/// What a request needs from the deployment that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    pub tools: bool,
+    pub parallel_tool_calls: bool,
+    pub json_schema: bool,
+    pub vision: bool,
+    pub streaming: bool,
+    /// Estimated input tokens plus the output asked for.
+    pub tokens: u32,
+}
+
+impl Needs {
+    /// Reads what `request` needs, estimating its size (see [`estimate_input_tokens`]).
+    pub fn of(request: &ChatRequest) -> Needs {
+        Needs {
+            tools: request.tools.as_ref().is_some_and(|t| !t.is_empty()),
+            parallel_tool_calls: request.parallel_tool_calls == Some(true),
+            json_schema: request
+                .response_format
+                .as_ref()
+                .is_some_and(|f| f.kind == "json_schema"),
+            vision: request.messages.iter().any(|m| {
+                matches!(&m.content, Some(Content::Parts(parts))
+                    if parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })))
+            }),
+            streaming: request.is_stream(),
+            tokens: estimate_input_tokens(request).saturating_add(
+                request
+                    .max_completion_tokens
+                    .or(request.max_tokens)
+                    .unwrap_or(0),
+            ),
+        }
+    }
+
+    /// The first thing `caps` lacks, named for the caller.
+    pub fn unmet(&self, caps: &Capabilities) -> Option<Unmet> {
+        let missing = [
+            (self.tools && !caps.tools, "tools"),
+            (
+                self.parallel_tool_calls && !caps.parallel_tool_calls,
+                "parallel tool calls",
+            ),
+            (
+                self.json_schema && !caps.json_schema,
+                "structured output (json_schema)",
+            ),
+            (self.vision && !caps.vision, "image input (vision)"),
+            (self.streaming && !caps.streaming, "streaming"),
+        ];
+        if let Some((_, name)) = missing.iter().find(|(lacks, _)| *lacks) {
+            return Some(Unmet::Capability(name));
+        }
+        match caps.context_window {
+            Some(window) if self.tokens > window => Some(Unmet::Context { window }),
+            _ => None,
+        }
+    }
+}
+
+/// Why a deployment cannot take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    Capability(&'static str),
+    Context { window: u32 },
+}
+
+/// A documented estimate of a request's input tokens, for limits and context checks
+/// before the call (the provider's reported usage is the truth after it): about four
+/// characters of text per token, plus four tokens of framing per message, plus the tool
+/// definitions as JSON; an image counts as 765 tokens (OpenAI's figure for a 512x512
+/// high-detail tile set), whatever its size.
+pub fn estimate_input_tokens(request: &ChatRequest) -> u32 {
+    let mut chars = 0usize;
+    let mut tokens = 0usize;
+    for m in &request.messages {
+        tokens += 4;
+        match &m.content {
+            Some(Content::Text(t)) => chars += t.len(),
+            Some(Content::Parts(parts)) => {
+                for p in parts {
+                    match p {
+                        ContentPart::Text { text, .. } => chars += text.len(),
+                        ContentPart::ImageUrl { .. } => tokens += 765,
+                        ContentPart::Other(v) => chars += v.to_string().len(),
+                    }
+                }
+            }
+            None => {}
+        }
+        for call in m.tool_calls.iter().flatten() {
+            chars += call.function.name.len() + call.function.arguments.len();
+        }
+    }
+    for t in request.tools.iter().flatten() {
+        chars += t.function.name.len()
+            + t.function.description.as_ref().map_or(0, String::len)
+            + t.function
+                .parameters
+                .as_ref()
+                .map_or(0, |p| p.to_string().len());
+    }
+    u32::try_from(tokens + chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn req(v: serde_json::Value) -> ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn known_models_match_by_longest_prefix_and_unknown_ones_are_open() {
+        assert_eq!(
+            Capabilities::of_model("gpt-4o-mini").context_window,
+            Some(128_000)
+        );
+        assert_eq!(
+            Capabilities::of_model("gpt-4.1-mini").context_window,
+            Some(1_047_576)
+        );
+        assert!(!Capabilities::of_model("deepseek-chat").vision);
+        assert!(!Capabilities::of_model("accounts/x/models/llama-3.3-70b-instruct").json_schema);
+        assert_eq!(Capabilities::of_model("my-finetune"), Capabilities::ANY);
+    }
+
+    #[test]
+    fn needs_name_the_first_missing_capability() {
+        let r = req(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}]}),
+        );
+        let needs = Needs::of(&r);
+        assert!(needs.vision && !needs.tools);
+        assert_eq!(
+            needs.unmet(&Capabilities::of_model("deepseek-chat")),
+            Some(Unmet::Capability("image input (vision)"))
+        );
+        assert_eq!(needs.unmet(&Capabilities::of_model("gpt-4o")), None);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_window_is_unmet() {
+        let big = "word ".repeat(200_000);
+        let r = req(json!({"model": "m", "messages": [{"role": "user", "content": big}]}));
+        let needs = Needs::of(&r);
+        assert!(
+            needs.tokens > 200_000 && needs.tokens < 300_000,
+            "{}",
+            needs.tokens
+        );
+        assert_eq!(
+            needs.unmet(&Capabilities::of_model("claude-sonnet-4-5")),
+            Some(Unmet::Context { window: 200_000 })
+        );
+        assert_eq!(needs.unmet(&Capabilities::of_model("gemini-2.5-pro")), None);
+    }
+}
