@@ -31,6 +31,9 @@ pub(super) struct GenerateResponse {
     pub response_id: Option<String>,
     #[serde(default)]
     pub prompt_feedback: Option<PromptFeedback>,
+    /// Set on an in-band error frame of a stream: `{"error": {"code", "message", "status"}}`.
+    #[serde(default)]
+    pub error: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

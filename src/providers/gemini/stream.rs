@@ -141,24 +141,23 @@ fn choice(index: u32, delta: Delta, finish: Option<&str>) -> ChunkChoice {
 
 impl StreamTranslator for GeminiStream {
     fn on_event(&mut self, event: SseEvent) -> Vec<Result<ChatChunk, ProviderError>> {
-        let parsed = serde_json::from_str::<serde_json::Value>(&event.data)
+        let parsed = serde_json::from_str::<GenerateResponse>(&event.data)
             .map_err(|e| {
                 ProviderError::Malformed(format!(
                     "stream frame: {e} in {}",
                     truncate(&event.data, 200)
                 ))
             })
-            .and_then(|v| {
-                if let Some(err) = v.get("error") {
+            .and_then(|frame| match frame.error {
+                Some(err) => {
                     let field = |k: &str| err.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-                    return Err(ProviderError::InStream {
+                    Err(ProviderError::InStream {
                         message: field("message").unwrap_or_else(|| err.to_string()),
                         kind: field("status"),
                         code: None,
-                    });
+                    })
                 }
-                serde_json::from_value::<GenerateResponse>(v)
-                    .map_err(|e| ProviderError::Malformed(format!("stream frame: {e}")))
+                None => Ok(frame),
             });
         match parsed {
             Ok(frame) => self.translate(frame).into_iter().map(Ok).collect(),
