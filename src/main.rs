@@ -41,7 +41,7 @@ enum Command {
         /// A name shown in answers.
         #[arg(long, default_value = "")]
         name: String,
-        /// The wire format: openai, anthropic, azure or gemini.
+        /// The wire format: openai, anthropic, azure, gemini or cohere.
         #[arg(long, default_value = "openai")]
         format: String,
     },
@@ -209,7 +209,7 @@ async fn run_mock(addr: &str, fault: &str, name: String, format: &str) -> Result
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let base = match format {
         MockFormat::OpenAi => format!("http://{local}/v1"),
-        MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini => {
+        MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini | MockFormat::Cohere => {
             format!("http://{local}")
         }
     };

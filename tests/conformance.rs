@@ -29,6 +29,9 @@ macro_rules! conformance {
         mod gemini {
             $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Gemini).await } )*
         }
+        mod cohere {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Cohere).await } )*
+        }
     };
 }
 
@@ -91,7 +94,7 @@ async fn system_prompt(format: MockFormat) {
     .await;
     let seen = mock.stats().await["last_request"].clone();
     match format {
-        MockFormat::OpenAi | MockFormat::Azure => assert_eq!(
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => assert_eq!(
             seen["messages"][0],
             json!({"role": "system", "content": "You are terse."})
         ),
@@ -163,7 +166,7 @@ async fn tool_call_and_result_round_trip(format: MockFormat) {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let seen = mock.stats().await["last_request"].clone();
     match format {
-        MockFormat::OpenAi | MockFormat::Azure => {
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => {
             assert_eq!(seen["messages"][2]["tool_call_id"], call["id"])
         }
         MockFormat::Anthropic => {
@@ -251,6 +254,10 @@ async fn json_schema_output(format: MockFormat) {
             );
             assert_eq!(seen["generationConfig"]["responseJsonSchema"], schema);
         }
+        MockFormat::Cohere => assert_eq!(
+            seen["response_format"],
+            json!({"type": "json_object", "json_schema": schema})
+        ),
         MockFormat::OpenAi | MockFormat::Azure => {
             assert_eq!(seen["response_format"]["json_schema"]["schema"], schema)
         }
@@ -278,7 +285,7 @@ async fn image_input(format: MockFormat) {
             last["contents"][0]["parts"][1],
             json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
         ),
-        MockFormat::OpenAi | MockFormat::Azure => assert_eq!(
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => assert_eq!(
             seen["image_url"]["url"],
             "data:image/png;base64,iVBORw0KGgo="
         ),
@@ -347,10 +354,10 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
             (MockFormat::Anthropic, 401) => "authentication_error",
             (MockFormat::Anthropic, 429) => "rate_limit_error",
             (MockFormat::Anthropic, _) => "api_error",
-            (MockFormat::Gemini, 400) => "invalid_request_error",
-            (MockFormat::Gemini, 401) => "authentication_error",
-            (MockFormat::Gemini, 429) => "rate_limit_error",
-            (MockFormat::Gemini, _) => "api_error",
+            (MockFormat::Gemini | MockFormat::Cohere, 400) => "invalid_request_error",
+            (MockFormat::Gemini | MockFormat::Cohere, 401) => "authentication_error",
+            (MockFormat::Gemini | MockFormat::Cohere, 429) => "rate_limit_error",
+            (MockFormat::Gemini | MockFormat::Cohere, _) => "api_error",
         };
         assert_eq!(kind, expected);
     }
@@ -361,7 +368,9 @@ async fn in_band_stream_error(format: MockFormat) {
     // Each format's first events differ: a role-only chunk, message_start and a block
     // start, or (Gemini) content in the very first frame.
     let (after, before) = match format {
-        MockFormat::OpenAi | MockFormat::Azure => ("error_after_chunks=3", "error_after_chunks=1"),
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => {
+            ("error_after_chunks=3", "error_after_chunks=1")
+        }
         MockFormat::Anthropic => ("error_after_chunks=5", "error_after_chunks=1"),
         MockFormat::Gemini => ("error_after_chunks=1", "error_after_chunks=0"),
     };

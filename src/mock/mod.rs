@@ -9,6 +9,7 @@
 
 mod answer;
 mod anthropic;
+mod cohere;
 mod fault;
 mod gemini;
 mod openai;
@@ -46,6 +47,8 @@ pub enum MockFormat {
     Azure,
     /// `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`.
     Gemini,
+    /// `POST /v2/chat`.
+    Cohere,
 }
 
 impl MockFormat {
@@ -56,8 +59,9 @@ impl MockFormat {
             "anthropic" => Ok(MockFormat::Anthropic),
             "azure" => Ok(MockFormat::Azure),
             "gemini" => Ok(MockFormat::Gemini),
+            "cohere" => Ok(MockFormat::Cohere),
             other => Err(format!(
-                "unknown format `{other}`; expected openai, anthropic, azure or gemini"
+                "unknown format `{other}`; expected openai, anthropic, azure, gemini or cohere"
             )),
         }
     }
@@ -187,6 +191,7 @@ pub async fn serve(
         MockFormat::Gemini => {
             Router::new().route("/v1beta/models/{model_method}", post(gemini::models))
         }
+        MockFormat::Cohere => Router::new().route("/v2/chat", post(cohere::chat)),
     };
     let router = router.route("/_mock/stats", get(stats)).with_state(state);
     tokio::pin!(shutdown);

@@ -91,6 +91,21 @@ impl ProviderError {
             #[serde(default)]
             param: Option<String>,
         }
+        // Cohere and others answer `{"message": "..."}` without the `error` envelope.
+        #[derive(Deserialize)]
+        struct Bare {
+            message: String,
+        }
+        if let Ok(Bare { message }) = serde_json::from_slice::<Bare>(body) {
+            return ProviderError::Status {
+                status,
+                message,
+                kind: None,
+                code: None,
+                param: None,
+                retry_after,
+            };
+        }
         match serde_json::from_slice::<Envelope>(body) {
             Ok(Envelope { error }) => ProviderError::Status {
                 status,

@@ -16,6 +16,8 @@ pub enum Wire {
     Anthropic,
     /// Gemini (`{base_url}/v1beta/models/{model}:generateContent`, `x-goog-api-key`).
     Gemini,
+    /// Cohere v2 chat (`{base_url}/v2/chat`, bearer key).
+    Cohere,
 }
 
 /// A config `kind`: its wire format, where it lives and where its key usually is.
@@ -34,6 +36,17 @@ pub struct Preset {
 
 /// Every kind the gateway knows.
 pub const PRESETS: &[Preset] = &[
+    Preset {
+        wire: Wire::Cohere,
+        kind: "cohere",
+        base_url: Some("https://api.cohere.com"),
+        key_env: Some("CO_API_KEY"),
+        default_models: &[
+            "command-a-03-2025",
+            "command-r-plus-08-2024",
+            "command-r7b-12-2024",
+        ],
+    },
     Preset {
         wire: Wire::Gemini,
         kind: "gemini",

@@ -63,7 +63,7 @@ impl Mock {
     pub fn base_url(&self) -> String {
         match self.format {
             MockFormat::OpenAi => format!("http://{}/v1", self.addr),
-            MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini => {
+            MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini | MockFormat::Cohere => {
                 format!("http://{}", self.addr)
             }
         }
@@ -76,6 +76,7 @@ impl Mock {
             MockFormat::Anthropic => "anthropic",
             MockFormat::Azure => "azure",
             MockFormat::Gemini => "gemini",
+            MockFormat::Cohere => "cohere",
         }
     }
 
