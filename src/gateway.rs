@@ -101,7 +101,7 @@ impl Gateway {
 
 fn plan(live: &Live, request: &ChatRequest) -> Result<Arc<[crate::routing::Deployment]>, Failed> {
     validate(request)
-        .and_then(|()| live.catalog.plan_for(&request.model, &Needs::of(request)))
+        .and_then(|()| live.catalog.plan_for(request, &Needs::of(request)))
         .map_err(|error| Failed {
             error,
             attempts: Attempts::default(),

@@ -20,7 +20,8 @@
 //!    per wire format ([`providers::openai`] for the OpenAI-compatible family).
 //! 5. **respond** — back through the surface that took the request: JSON, SSE chunks
 //!    forwarded as they arrive, or gRPC messages; errors by the one table in [`error`].
-//! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call.
+//! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call;
+//!    [`usage`]: token counting (tiktoken for OpenAI models, an estimate otherwise).
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default)
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
@@ -36,3 +37,4 @@ pub mod providers;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod usage;

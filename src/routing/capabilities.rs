@@ -6,7 +6,10 @@
 //! routed only to deployments that have what it needs; when none has, the caller gets a 400
 //! naming the capability, never a silently dropped parameter.
 
-use crate::chat::{ChatRequest, Content, ContentPart};
+use crate::{
+    chat::{ChatRequest, Content, ContentPart},
+    usage::tokens::{self, Encoding},
+};
 
 /// What one deployment supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +132,23 @@ pub struct Needs {
     pub streaming: bool,
     /// Estimated input tokens plus the output asked for.
     pub tokens: u32,
+    /// The output asked for (`max_completion_tokens` or `max_tokens`).
+    pub output_tokens: u32,
 }
 
+/// How far off the estimate may be: within this fraction of a context window the estimate
+/// alone does not decide. An OpenAI model's deployment is then judged on tiktoken's count;
+/// any other is let through, and the provider has the last word — the gateway never refuses
+/// a request that might fit.
+const MARGIN: f64 = 0.25;
+
 impl Needs {
-    /// Reads what `request` needs, estimating its size (see [`estimate_input_tokens`]).
+    /// Reads what `request` needs, estimating its size ([`tokens::estimate`]).
     pub fn of(request: &ChatRequest) -> Needs {
+        let output_tokens = request
+            .max_completion_tokens
+            .or(request.max_tokens)
+            .unwrap_or(0);
         Needs {
             tools: request.tools.as_ref().is_some_and(|t| !t.is_empty()),
             parallel_tool_calls: request.parallel_tool_calls == Some(true),
@@ -146,12 +161,34 @@ impl Needs {
                     if parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })))
             }),
             streaming: request.is_stream(),
-            tokens: estimate_input_tokens(request).saturating_add(
-                request
-                    .max_completion_tokens
-                    .or(request.max_tokens)
-                    .unwrap_or(0),
-            ),
+            tokens: tokens::estimate(request).saturating_add(output_tokens),
+            output_tokens,
+        }
+    }
+
+    /// As [`Needs::unmet`], but near a context window (see [`MARGIN`]) the estimate does
+    /// not decide: an OpenAI model is judged on tiktoken's count of `request` (when the
+    /// encoding is loaded), any other deployment is let through.
+    pub fn unmet_for(
+        &self,
+        caps: &Capabilities,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Option<Unmet> {
+        let unmet = self.unmet(caps);
+        let Some(window) = caps.context_window else {
+            return unmet;
+        };
+        let near = (f64::from(self.tokens) - f64::from(window)).abs() <= f64::from(window) * MARGIN;
+        if !near || matches!(unmet, Some(Unmet::Capability(_))) {
+            return unmet;
+        }
+        let counted = Encoding::for_model(model).and_then(|e| tokens::count(request, e));
+        match counted {
+            Some(input) if input.saturating_add(self.output_tokens) > window => {
+                Some(Unmet::Context { window })
+            }
+            _ => None,
         }
     }
 
@@ -185,44 +222,6 @@ impl Needs {
 pub enum Unmet {
     Capability(&'static str),
     Context { window: u32 },
-}
-
-/// A documented estimate of a request's input tokens, for limits and context checks
-/// before the call (the provider's reported usage is the truth after it): about four
-/// characters of text per token, plus four tokens of framing per message, plus the tool
-/// definitions as JSON; an image counts as 765 tokens (OpenAI's figure for a 512x512
-/// high-detail tile set), whatever its size.
-pub fn estimate_input_tokens(request: &ChatRequest) -> u32 {
-    let mut chars = 0usize;
-    let mut tokens = 0usize;
-    for m in &request.messages {
-        tokens += 4;
-        match &m.content {
-            Some(Content::Text(t)) => chars += t.len(),
-            Some(Content::Parts(parts)) => {
-                for p in parts {
-                    match p {
-                        ContentPart::Text { text, .. } => chars += text.len(),
-                        ContentPart::ImageUrl { .. } => tokens += 765,
-                        ContentPart::Other(v) => chars += v.to_string().len(),
-                    }
-                }
-            }
-            None => {}
-        }
-        for call in m.tool_calls.iter().flatten() {
-            chars += call.function.name.len() + call.function.arguments.len();
-        }
-    }
-    for t in request.tools.iter().flatten() {
-        chars += t.function.name.len()
-            + t.function.description.as_ref().map_or(0, String::len)
-            + t.function
-                .parameters
-                .as_ref()
-                .map_or(0, |p| p.to_string().len());
-    }
-    u32::try_from(tokens + chars.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -281,5 +280,37 @@ mod tests {
             Some(Unmet::Context { window: 200_000 })
         );
         assert_eq!(needs.unmet(&Capabilities::of_model("gemini-2.5-pro")), None);
+    }
+
+    #[test]
+    fn near_the_window_an_openai_model_is_judged_by_tiktoken() {
+        crate::usage::tokens::Encoding::O200k.load().unwrap();
+        // Long common words: the 4-characters-a-token estimate overshoots by far.
+        let text = "international ".repeat(40_000);
+        let r = req(json!({"model": "m", "messages": [{"role": "user", "content": text}]}));
+        let needs = Needs::of(&r);
+        let caps = Capabilities::of_model("gpt-4o");
+        assert_eq!(
+            needs.unmet(&caps),
+            Some(Unmet::Context { window: 128_000 }),
+            "estimate {}",
+            needs.tokens
+        );
+        assert_eq!(needs.unmet_for(&caps, "gpt-4o", &r), None);
+        // A model without a known tokenizer is let through near its window: the provider
+        // decides. Clearly over the window, it is not.
+        let claude = Capabilities {
+            context_window: Some(128_000),
+            ..Capabilities::ANY
+        };
+        assert_eq!(needs.unmet_for(&claude, "claude-x", &r), None);
+        let small = Capabilities {
+            context_window: Some(50_000),
+            ..Capabilities::ANY
+        };
+        assert_eq!(
+            needs.unmet_for(&small, "claude-x", &r),
+            Some(Unmet::Context { window: 50_000 })
+        );
     }
 }

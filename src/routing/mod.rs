@@ -10,6 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 pub use capabilities::{Capabilities, Needs, Unmet};
 
 use crate::{
+    chat::ChatRequest,
     config::Config,
     error::Error,
     providers::{self, Provider},
@@ -83,23 +84,22 @@ impl Catalog {
 
     /// The deployments of `model` that can take a request needing `needs`, in order; a
     /// 400 naming what is missing when none can.
-    pub fn plan_for(&self, model: &str, needs: &Needs) -> Result<Arc<[Deployment]>, Error> {
+    pub fn plan_for(
+        &self,
+        request: &ChatRequest,
+        needs: &Needs,
+    ) -> Result<Arc<[Deployment]>, Error> {
+        let model = request.model.as_str();
         let all = self.plan(model)?;
-        if all.iter().all(|d| needs.unmet(&d.capabilities).is_none()) {
+        let unmet = |d: &Deployment| needs.unmet_for(&d.capabilities, &d.model, request);
+        if all.iter().all(|d| unmet(d).is_none()) {
             return Ok(all);
         }
-        let kept: Vec<Deployment> = all
-            .iter()
-            .filter(|d| needs.unmet(&d.capabilities).is_none())
-            .cloned()
-            .collect();
+        let kept: Vec<Deployment> = all.iter().filter(|d| unmet(d).is_none()).cloned().collect();
         if !kept.is_empty() {
             return Ok(Arc::from(kept));
         }
-        let unmet: Vec<Unmet> = all
-            .iter()
-            .filter_map(|d| needs.unmet(&d.capabilities))
-            .collect();
+        let unmet: Vec<Unmet> = all.iter().filter_map(unmet).collect();
         Err(
             match unmet.iter().find_map(|u| match u {
                 Unmet::Capability(name) => Some(*name),

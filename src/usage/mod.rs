@@ -1,0 +1,3 @@
+//! Accounting: token counting before the call (prices and budgets come later).
+
+pub mod tokens;
