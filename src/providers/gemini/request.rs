@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, value::RawValue};
 
 use crate::{
     chat::{ChatRequest, Content, ContentPart, Message, Role, Stop, ToolChoice},
@@ -22,23 +22,148 @@ use crate::{
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Request<'a> {
-    contents: Vec<Turn>,
+    contents: Vec<Turn<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system_instruction: Option<Value>,
+    system_instruction: Option<Instruction<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<Value>,
+    tools: Vec<ToolGroup<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_config: Option<Value>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    generation_config: Map<String, Value>,
+    tool_config: Option<ToolConfig<'a>>,
+    #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
+    generation_config: GenerationConfig<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     safety_settings: Option<&'a Value>,
 }
 
 #[derive(Serialize)]
-struct Turn {
+struct Turn<'a> {
     role: &'static str,
-    parts: Vec<Value>,
+    parts: Vec<Part<'a>>,
+}
+
+#[derive(Serialize)]
+struct Instruction<'a> {
+    parts: Vec<Part<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Part<'a> {
+    Text(&'a str),
+    InlineData(Blob<'a>),
+    FileData(FileRef<'a>),
+    FunctionCall(Call<'a>),
+    FunctionResponse(CallResult<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Blob<'a> {
+    mime_type: &'a str,
+    data: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileRef<'a> {
+    mime_type: &'a str,
+    file_uri: &'a str,
+}
+
+#[derive(Serialize)]
+struct Call<'a> {
+    id: &'a str,
+    name: &'a str,
+    /// The caller's JSON arguments, checked to be an object and sent as written.
+    args: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct CallResult<'a> {
+    id: &'a str,
+    name: &'a str,
+    response: ResultBody<'a>,
+}
+
+/// `response` must be a JSON object: an object result goes as written, anything else
+/// wrapped as `{"result": text}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultBody<'a> {
+    Object(&'a RawValue),
+    Wrapped { result: String },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolGroup<'a> {
+    function_declarations: Vec<Declaration<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Declaration<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters_json_schema: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig<'a> {
+    function_calling_config: CallingConfig<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallingConfig<'a> {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_function_names: Option<[&'a str; 1]>,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop_sequences: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<&'a Value>,
+}
+
+impl GenerationConfig<'_> {
+    fn is_empty(&self) -> bool {
+        self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.top_k.is_none()
+            && self.max_output_tokens.is_none()
+            && self.stop_sequences.is_empty()
+            && self.candidate_count.is_none()
+            && self.seed.is_none()
+            && self.presence_penalty.is_none()
+            && self.frequency_penalty.is_none()
+            && self.response_mime_type.is_none()
+    }
 }
 
 fn refuse(message: String) -> ProviderError {
@@ -82,29 +207,26 @@ pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, ProviderError> {
             _ => turns.push(Turn { role, parts }),
         }
     }
-    let declarations: Vec<Value> = request
+    let declarations: Vec<Declaration> = request
         .tools
         .iter()
         .flatten()
-        .map(|t| {
-            let mut d = json!({ "name": t.function.name });
-            if let Some(desc) = &t.function.description {
-                d["description"] = json!(desc);
-            }
-            if let Some(params) = &t.function.parameters {
-                d["parametersJsonSchema"] = params.clone();
-            }
-            d
+        .map(|t| Declaration {
+            name: &t.function.name,
+            description: t.function.description.as_deref(),
+            parameters_json_schema: t.function.parameters.as_ref(),
         })
         .collect();
     let wire = Request {
         contents: turns,
-        system_instruction: (!system.is_empty()).then(|| json!({ "parts": system })),
+        system_instruction: (!system.is_empty()).then_some(Instruction { parts: system }),
         tool_config: tool_config(request)?,
         tools: if declarations.is_empty() {
             Vec::new()
         } else {
-            vec![json!({ "functionDeclarations": declarations })]
+            vec![ToolGroup {
+                function_declarations: declarations,
+            }]
         },
         generation_config: generation_config(request)?,
         safety_settings: request.extra.get("safety_settings"),
@@ -116,17 +238,17 @@ fn text_parts(
     content: Option<&Content>,
     i: usize,
     media: bool,
-) -> Result<Vec<Value>, ProviderError> {
+) -> Result<Vec<Part<'_>>, ProviderError> {
     match content {
         None => Ok(Vec::new()),
         Some(Content::Text(t)) if t.is_empty() => Ok(Vec::new()),
-        Some(Content::Text(t)) => Ok(vec![json!({ "text": t })]),
+        Some(Content::Text(t)) => Ok(vec![Part::Text(t)]),
         Some(Content::Parts(parts)) => parts
             .iter()
             .enumerate()
             .filter_map(|(j, p)| match p {
                 ContentPart::Text { text, .. } if text.is_empty() => None,
-                ContentPart::Text { text, .. } => Some(Ok(json!({ "text": text }))),
+                ContentPart::Text { text, .. } => Some(Ok(Part::Text(text))),
                 ContentPart::ImageUrl { image_url, .. } if media => {
                     Some(image(&image_url.url, i, j))
                 }
@@ -140,21 +262,21 @@ fn text_parts(
 }
 
 /// A data URL becomes `inlineData`; any other URL `fileData` (Gemini fetches it).
-fn image(url: &str, i: usize, j: usize) -> Result<Value, ProviderError> {
+fn image(url: &str, i: usize, j: usize) -> Result<Part<'_>, ProviderError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest
             .split_once(',')
             .ok_or_else(|| refuse(format!("messages[{i}].content[{j}]: malformed data URL")))?;
-        let mime = meta.strip_suffix(";base64").ok_or_else(|| {
+        let mime_type = meta.strip_suffix(";base64").ok_or_else(|| {
             refuse(format!(
                 "messages[{i}].content[{j}]: only base64 data URLs are supported"
             ))
         })?;
-        return Ok(json!({ "inlineData": { "mimeType": mime, "data": data } }));
+        return Ok(Part::InlineData(Blob { mime_type, data }));
     }
     let lower = url.to_ascii_lowercase();
     let path = lower.split(['?', '#']).next().unwrap_or_default();
-    let mime = [
+    let mime_type = [
         ("png", "image/png"),
         ("jpg", "image/jpeg"),
         ("jpeg", "image/jpeg"),
@@ -171,37 +293,44 @@ fn image(url: &str, i: usize, j: usize) -> Result<Value, ProviderError> {
                  known extension; send it as a data URL"
         ))
     })?;
-    Ok(json!({ "fileData": { "mimeType": mime, "fileUri": url } }))
+    Ok(Part::FileData(FileRef {
+        mime_type,
+        file_uri: url,
+    }))
 }
 
-fn model_parts(m: &Message, i: usize) -> Result<Vec<Value>, ProviderError> {
+/// `text` as a JSON object, checked but not rebuilt.
+fn json_object(text: &str) -> Option<&RawValue> {
+    let raw: &RawValue = serde_json::from_str(text).ok()?;
+    raw.get().starts_with('{').then_some(raw)
+}
+
+const EMPTY_OBJECT: &str = "{}";
+
+fn model_parts(m: &Message, i: usize) -> Result<Vec<Part<'_>>, ProviderError> {
     let mut parts = text_parts(m.content.as_ref(), i, false)?;
     for (j, call) in m.tool_calls.iter().flatten().enumerate() {
         let args = call.function.arguments.trim();
-        let args = if args.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str::<Value>(args)
-                .ok()
-                .filter(Value::is_object)
-                .ok_or_else(|| {
-                    refuse(format!(
-                        "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
-                    ))
-                })?
-        };
-        parts.push(
-            json!({ "functionCall": { "id": call.id, "name": call.function.name, "args": args } }),
-        );
+        let args =
+            json_object(if args.is_empty() { EMPTY_OBJECT } else { args }).ok_or_else(|| {
+                refuse(format!(
+                    "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
+                ))
+            })?;
+        parts.push(Part::FunctionCall(Call {
+            id: &call.id,
+            name: &call.function.name,
+            args,
+        }));
     }
     Ok(parts)
 }
 
-fn function_response(
-    m: &Message,
+fn function_response<'a>(
+    m: &'a Message,
     i: usize,
-    call_names: &HashMap<&str, &str>,
-) -> Result<Value, ProviderError> {
+    call_names: &HashMap<&'a str, &'a str>,
+) -> Result<Part<'a>, ProviderError> {
     let id = m.tool_call_id.as_deref().ok_or_else(|| {
         refuse(format!(
             "messages[{i}]: a tool message needs `tool_call_id`"
@@ -212,85 +341,71 @@ fn function_response(
             "messages[{i}]: tool_call_id `{id}` answers no tool call of an earlier assistant message"
         ))
     })?;
-    let text = m
-        .content
-        .as_ref()
-        .map(Content::joined_text)
-        .unwrap_or_default();
-    // `response` must be a JSON object: an object result goes as is, anything else wrapped.
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => json!({ "result": text }),
+    let response = match &m.content {
+        Some(Content::Text(t)) => match json_object(t) {
+            Some(raw) => ResultBody::Object(raw),
+            None => ResultBody::Wrapped { result: t.clone() },
+        },
+        other => ResultBody::Wrapped {
+            result: other.as_ref().map(Content::joined_text).unwrap_or_default(),
+        },
     };
-    Ok(json!({ "functionResponse": { "id": id, "name": name, "response": response } }))
+    Ok(Part::FunctionResponse(CallResult { id, name, response }))
 }
 
-fn tool_config(request: &ChatRequest) -> Result<Option<Value>, ProviderError> {
-    let config = match &request.tool_choice {
+fn tool_config(request: &ChatRequest) -> Result<Option<ToolConfig<'_>>, ProviderError> {
+    let (mode, allowed_function_names) = match &request.tool_choice {
         None => return Ok(None),
         Some(ToolChoice::Mode(mode)) => match mode.as_str() {
-            "auto" => json!({ "mode": "AUTO" }),
-            "required" => json!({ "mode": "ANY" }),
-            "none" => json!({ "mode": "NONE" }),
+            "auto" => ("AUTO", None),
+            "required" => ("ANY", None),
+            "none" => ("NONE", None),
             other => return Err(refuse(format!("tool_choice `{other}` is not supported"))),
         },
         Some(named) => match named.function_name() {
-            Some(name) => json!({ "mode": "ANY", "allowedFunctionNames": [name] }),
+            Some(name) => ("ANY", Some([name])),
             None => return Err(refuse("tool_choice must name a function".into())),
         },
     };
-    Ok(Some(json!({ "functionCallingConfig": config })))
+    Ok(Some(ToolConfig {
+        function_calling_config: CallingConfig {
+            mode,
+            allowed_function_names,
+        },
+    }))
 }
 
-fn generation_config(request: &ChatRequest) -> Result<Map<String, Value>, ProviderError> {
-    let mut c = Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            c.insert(k.to_owned(), v);
-        }
+fn generation_config(request: &ChatRequest) -> Result<GenerationConfig<'_>, ProviderError> {
+    let mut c = GenerationConfig {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request.extra.get("top_k"),
+        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
+        stop_sequences: match &request.stop {
+            None => Vec::new(),
+            Some(Stop::One(one)) => vec![one.as_str()],
+            Some(Stop::Many(many)) => many.iter().map(String::as_str).collect(),
+        },
+        candidate_count: request.n,
+        seed: request.seed,
+        presence_penalty: request.extra.get("presence_penalty"),
+        frequency_penalty: request.extra.get("frequency_penalty"),
+        ..GenerationConfig::default()
     };
-    put("temperature", request.temperature.map(Value::from));
-    put("topP", request.top_p.map(Value::from));
-    put("topK", request.extra.get("top_k").cloned());
-    put(
-        "maxOutputTokens",
-        request
-            .max_completion_tokens
-            .or(request.max_tokens)
-            .map(Value::from),
-    );
-    put("candidateCount", request.n.map(Value::from));
-    put("seed", request.seed.map(Value::from));
-    put(
-        "presencePenalty",
-        request.extra.get("presence_penalty").cloned(),
-    );
-    put(
-        "frequencyPenalty",
-        request.extra.get("frequency_penalty").cloned(),
-    );
-    put(
-        "stopSequences",
-        request.stop.as_ref().map(|s| match s {
-            Stop::One(one) => json!([one]),
-            Stop::Many(many) => json!(many),
-        }),
-    );
     if let Some(format) = &request.response_format {
         match format.kind.as_str() {
             "text" => {}
-            "json_object" => put("responseMimeType", Some(json!("application/json"))),
+            "json_object" => c.response_mime_type = Some("application/json"),
             "json_schema" => {
                 let schema = format
                     .json_schema
                     .as_ref()
                     .and_then(|s| s.get("schema"))
-                    .cloned()
                     .ok_or_else(|| {
                         refuse("response_format.json_schema.schema is required".into())
                     })?;
-                put("responseMimeType", Some(json!("application/json")));
-                put("responseJsonSchema", Some(schema));
+                c.response_mime_type = Some("application/json");
+                c.response_json_schema = Some(schema);
             }
             other => {
                 return Err(refuse(format!(
