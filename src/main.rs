@@ -29,7 +29,7 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
-    /// Run a simulated provider speaking the OpenAI chat-completions wire format.
+    /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -41,7 +41,7 @@ enum Command {
         /// A name shown in answers.
         #[arg(long, default_value = "")]
         name: String,
-        /// The wire format: openai, anthropic, azure, gemini or cohere.
+        /// The wire format: openai, anthropic, azure, gemini, cohere or bedrock.
         #[arg(long, default_value = "openai")]
         format: String,
     },
@@ -210,9 +210,11 @@ async fn run_mock(addr: &str, fault: &str, name: String, format: &str) -> Result
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let base = match format {
         MockFormat::OpenAi => format!("http://{local}/v1"),
-        MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini | MockFormat::Cohere => {
-            format!("http://{local}")
-        }
+        MockFormat::Anthropic
+        | MockFormat::Azure
+        | MockFormat::Gemini
+        | MockFormat::Cohere
+        | MockFormat::Bedrock => format!("http://{local}"),
     };
     println!("switchyard mock listening: {base}");
     let options = MockOptions {

@@ -32,6 +32,9 @@ macro_rules! conformance {
         mod cohere {
             $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Cohere).await } )*
         }
+        mod bedrock {
+            $( #[tokio::test] async fn $case() { super::$case(switchyard::mock::MockFormat::Bedrock).await } )*
+        }
     };
 }
 
@@ -118,6 +121,13 @@ async fn system_prompt(format: MockFormat) {
                 json!([{"role": "user", "parts": [{"text": "Hi"}]}])
             );
         }
+        MockFormat::Bedrock => {
+            assert_eq!(seen["system"], json!([{"text": "You are terse."}]));
+            assert_eq!(
+                seen["messages"],
+                json!([{"role": "user", "content": [{"text": "Hi"}]}])
+            );
+        }
     }
 }
 
@@ -162,8 +172,25 @@ async fn tool_call_and_result_round_trip(format: MockFormat) {
     ]));
     second["tools"] = weather_tool();
     second["tool_choice"] = json!("none");
+    if format == MockFormat::Bedrock {
+        // Converse has no `none` choice and needs the tools once the conversation holds
+        // tool blocks: refused rather than approximated by `auto`.
+        let resp = gw.chat(&second).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unsupported_by_provider");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("tool_choice `none`"), "{message}");
+        second["tool_choice"] = json!("auto");
+    }
     let v = ok_json(&gw, &second).await;
-    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    // With tools still on offer the simulated model calls one again.
+    let finish = if format == MockFormat::Bedrock {
+        "tool_calls"
+    } else {
+        "stop"
+    };
+    assert_eq!(v["choices"][0]["finish_reason"], finish);
     let seen = mock.stats().await["last_request"].clone();
     match format {
         MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => {
@@ -187,6 +214,16 @@ async fn tool_call_and_result_round_trip(format: MockFormat) {
                 seen["contents"][2],
                 json!({"role": "user", "parts": [{"functionResponse":
                 {"id": call["id"], "name": "get_weather", "response": {"result": "18 degrees"}}}]})
+            );
+        }
+        MockFormat::Bedrock => {
+            let tool_use = &seen["messages"][1]["content"][0]["toolUse"];
+            assert_eq!(tool_use["toolUseId"], call["id"]);
+            assert_eq!(tool_use["input"], args);
+            assert_eq!(
+                seen["messages"][2],
+                json!({"role": "user", "content": [{"toolResult":
+                {"toolUseId": call["id"], "content": [{"text": "18 degrees"}]}}]})
             );
         }
     }
@@ -261,6 +298,16 @@ async fn json_schema_output(format: MockFormat) {
         MockFormat::OpenAi | MockFormat::Azure => {
             assert_eq!(seen["response_format"]["json_schema"]["schema"], schema)
         }
+        MockFormat::Bedrock => {
+            let format = &seen["outputConfig"]["textFormat"];
+            assert_eq!(format["type"], "json_schema");
+            assert_eq!(format["structure"]["jsonSchema"]["name"], "reply");
+            // Converse takes the schema as a JSON string.
+            let sent = format["structure"]["jsonSchema"]["schema"]
+                .as_str()
+                .unwrap();
+            assert_eq!(serde_json::from_str::<Value>(sent).unwrap(), schema);
+        }
     }
 }
 
@@ -293,6 +340,10 @@ async fn image_input(format: MockFormat) {
             seen,
             json!({"type": "image",
             "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
+        ),
+        MockFormat::Bedrock => assert_eq!(
+            seen,
+            json!({"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}})
         ),
     }
 }
@@ -354,12 +405,28 @@ async fn error_statuses_keep_the_providers_words(format: MockFormat) {
             (MockFormat::Anthropic, 401) => "authentication_error",
             (MockFormat::Anthropic, 429) => "rate_limit_error",
             (MockFormat::Anthropic, _) => "api_error",
-            (MockFormat::Gemini | MockFormat::Cohere, 400) => "invalid_request_error",
-            (MockFormat::Gemini | MockFormat::Cohere, 401) => "authentication_error",
-            (MockFormat::Gemini | MockFormat::Cohere, 429) => "rate_limit_error",
-            (MockFormat::Gemini | MockFormat::Cohere, _) => "api_error",
+            (MockFormat::Gemini | MockFormat::Cohere | MockFormat::Bedrock, 400) => {
+                "invalid_request_error"
+            }
+            (MockFormat::Gemini | MockFormat::Cohere | MockFormat::Bedrock, 401) => {
+                "authentication_error"
+            }
+            (MockFormat::Gemini | MockFormat::Cohere | MockFormat::Bedrock, 429) => {
+                "rate_limit_error"
+            }
+            (MockFormat::Gemini | MockFormat::Cohere | MockFormat::Bedrock, _) => "api_error",
         };
         assert_eq!(kind, expected);
+        if format == MockFormat::Bedrock {
+            // The exception name from `x-amzn-ErrorType` is kept as the code.
+            let code = match status {
+                400 => "ValidationException",
+                401 => "UnrecognizedClientException",
+                429 => "ThrottlingException",
+                _ => "InternalServerException",
+            };
+            assert_eq!(v["error"]["code"], code);
+        }
     }
 }
 
@@ -368,7 +435,7 @@ async fn in_band_stream_error(format: MockFormat) {
     // Each format's first events differ: a role-only chunk, message_start and a block
     // start, or (Gemini) content in the very first frame.
     let (after, before) = match format {
-        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere => {
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere | MockFormat::Bedrock => {
             ("error_after_chunks=3", "error_after_chunks=1")
         }
         MockFormat::Anthropic => ("error_after_chunks=5", "error_after_chunks=1"),
@@ -389,4 +456,49 @@ async fn in_band_stream_error(format: MockFormat) {
     );
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["message"], "simulated in-stream error");
+}
+
+/// Bedrock only: the simulated endpoint recomputes the SigV4 signature, so a model id with
+/// `:` (encoded in the path, double-encoded in the signature) and a session token must
+/// sign exactly as sent; a wrong secret is refused with the mock's 403.
+#[tokio::test]
+async fn bedrock_signatures_verify_end_to_end() {
+    let mock = Mock::speaking(MockFormat::Bedrock, "p", "").await;
+    let config = |secret: &str| {
+        format!(
+            "{FAST}[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\
+             [[providers]]\nname = \"p\"\nkind = \"bedrock\"\nbase_url = \"{}\"\n\
+             region = \"eu-west-3\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{secret}\"\n\
+             session_token = \"token/with+symbols=\"\n\
+             [[models]]\nname = \"gpt-4o-mini\"\ndeployments = [{{ provider = \"p\", \
+             model = \"anthropic.claude-3-5-haiku-20241022-v1:0\" }}]\n",
+            mock.base_url(),
+            switchyard::mock::EXAMPLE_ACCESS_KEY_ID,
+        )
+    };
+    let gw = TestGateway::start(&config(switchyard::mock::EXAMPLE_SECRET_ACCESS_KEY)).await;
+    let v = ok_json(&gw, &hello(false)).await;
+    assert_eq!(content(&v), "Hello from p! You said: Hello");
+    let events = sse_events(gw.chat(&hello(true)).await).await;
+    assert_eq!(stream_content(&events), "Hello from p! You said: Hello");
+    let headers = mock.stats().await["last_headers"].clone();
+    assert_eq!(headers["x-amz-security-token"], "token/with+symbols=");
+    let auth = headers["authorization"].as_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/eu-west-3/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature="),
+        "{auth}"
+    );
+
+    let gw = TestGateway::start(&config("not-the-secret")).await;
+    let resp = gw.chat(&hello(false)).await;
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "InvalidSignatureException");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature we calculated does not match")
+    );
 }

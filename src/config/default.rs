@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::{Config, ConfigError, DeploymentFile, FileConfig, ModelFile, ProviderFile, ServerFile};
-use crate::providers::presets::PRESETS;
+use crate::providers::presets::{AWS_ENV, PRESETS, Wire};
 
 /// What the embedded default resolved to.
 #[derive(Debug)]
@@ -20,22 +20,28 @@ pub fn embedded_default(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<EmbeddedDefault, ConfigError> {
     let mut file = FileConfig::default();
+    let set = |var: &str| env(var).is_some_and(|v| !v.is_empty());
     for preset in PRESETS {
-        let Some(var) = preset.key_env else { continue };
         if preset.default_models.is_empty() {
             continue;
         }
-        if env(var).is_none_or(|v| v.is_empty()) {
-            continue;
+        let mut provider = ProviderFile::named(preset.kind);
+        if preset.wire == Wire::Bedrock {
+            let [region, key_id, secret, token] = AWS_ENV;
+            if !(set(region) && set(key_id) && set(secret)) {
+                continue;
+            }
+            provider.region = Some(format!("env:{region}"));
+            provider.access_key_id = Some(format!("env:{key_id}"));
+            provider.secret_access_key = Some(format!("env:{secret}"));
+            provider.session_token = set(token).then(|| format!("env:{token}"));
+        } else {
+            let Some(var) = preset.key_env.filter(|v| set(v)) else {
+                continue;
+            };
+            provider.api_key = Some(format!("env:{var}"));
         }
-        file.providers.push(ProviderFile {
-            name: preset.kind.to_owned(),
-            kind: preset.kind.to_owned(),
-            base_url: None,
-            api_key: Some(format!("env:{var}")),
-            api_version: None,
-            headers: Default::default(),
-        });
+        file.providers.push(provider);
         for model in preset.default_models {
             file.models.push(ModelFile {
                 name: (*model).to_owned(),
@@ -60,12 +66,9 @@ pub const SIMULATED_MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "sim-chat"];
 /// model failing over from the first to the second.
 pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, ConfigError> {
     let provider = |name: &str, addr: SocketAddr| ProviderFile {
-        name: name.to_owned(),
         kind: "openai".to_owned(),
         base_url: Some(format!("http://{addr}/v1")),
-        api_key: None,
-        api_version: None,
-        headers: Default::default(),
+        ..ProviderFile::named(name)
     };
     let file = FileConfig {
         server: ServerFile::default(),

@@ -50,8 +50,34 @@ pub struct ProviderFile {
     pub api_key: Option<String>,
     /// Azure OpenAI `api-version` (kind `azure` only).
     pub api_version: Option<String>,
+    /// AWS region (kind `bedrock` only), e.g. `us-east-1` or `env:AWS_REGION`.
+    pub region: Option<String>,
+    /// AWS access key id (kind `bedrock` only): `env:NAME` or a literal.
+    pub access_key_id: Option<String>,
+    /// AWS secret access key (kind `bedrock` only): `env:NAME` or a literal.
+    pub secret_access_key: Option<String>,
+    /// AWS session token for temporary credentials (kind `bedrock` only, optional).
+    pub session_token: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+impl ProviderFile {
+    /// A provider entry with only its name, and its kind the same.
+    pub fn named(name: &str) -> ProviderFile {
+        ProviderFile {
+            name: name.to_owned(),
+            kind: name.to_owned(),
+            base_url: None,
+            api_key: None,
+            api_version: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[[models]]`.

@@ -68,6 +68,18 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// Extra headers sent with every request (values may be `env:` references).
     pub headers: Vec<(String, Secret)>,
+    /// Region and credentials for SigV4 signing (only for kind `bedrock`).
+    pub aws: Option<AwsConfig>,
+}
+
+/// An AWS region and the credentials requests to it are signed with.
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Present with temporary (STS) credentials; sent as `x-amz-security-token`.
+    pub session_token: Option<Secret>,
 }
 
 /// A model name callers use, and the deployments that serve it in order.
@@ -190,10 +202,14 @@ impl TryFrom<FileConfig> for Config {
                     ),
                 )
             })?;
-            let base_url = match (p.base_url, preset.base_url) {
-                (Some(url), _) => url,
-                (None, Some(default)) => default.to_owned(),
-                (None, None) => {
+            let aws = aws_config(&p, preset.wire, &key)?;
+            let base_url = match (p.base_url, preset.base_url, &aws) {
+                (Some(url), _, _) => url,
+                (None, Some(default), _) => default.to_owned(),
+                (None, None, Some(aws)) => {
+                    format!("https://bedrock-runtime.{}.amazonaws.com", aws.region)
+                }
+                (None, None, None) => {
                     return Err(ConfigError::new(
                         key("base_url"),
                         format!("kind `{}` has no default; set the endpoint", p.kind),
@@ -245,6 +261,7 @@ impl TryFrom<FileConfig> for Config {
                 api_version,
                 api_key,
                 headers,
+                aws,
             });
         }
 
@@ -310,6 +327,61 @@ impl TryFrom<FileConfig> for Config {
             models,
         })
     }
+}
+
+/// The AWS keys: required for kind `bedrock` (the session token optional), refused for
+/// every other kind. Values may be `env:` references.
+fn aws_config(
+    p: &ProviderFile,
+    wire: Wire,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<AwsConfig>, ConfigError> {
+    let fields = [
+        ("region", &p.region),
+        ("access_key_id", &p.access_key_id),
+        ("secret_access_key", &p.secret_access_key),
+        ("session_token", &p.session_token),
+    ];
+    if wire != Wire::Bedrock {
+        return match fields.iter().find(|(_, v)| v.is_some()) {
+            Some((name, _)) => Err(ConfigError::new(key(name), "is only for kind `bedrock`")),
+            None => Ok(None),
+        };
+    }
+    if p.api_key.is_some() {
+        return Err(ConfigError::new(
+            key("api_key"),
+            "kind `bedrock` signs requests with access_key_id and secret_access_key",
+        ));
+    }
+    let resolve = |name: &str, value: &Option<String>| -> Result<Option<Secret>, ConfigError> {
+        value
+            .as_deref()
+            .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new(key(name), r)))
+            .transpose()
+    };
+    let required = |name: &str, value: &Option<String>| -> Result<Secret, ConfigError> {
+        resolve(name, value)?
+            .ok_or_else(|| ConfigError::new(key(name), "is required for kind `bedrock`"))
+    };
+    let region = required("region", &p.region)?.expose().to_owned();
+    // The region names a host and the signing scope: `us-east-1`, `eu-central-2`, ...
+    let well_formed = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !well_formed {
+        return Err(ConfigError::new(
+            key("region"),
+            format!("`{region}` is not an AWS region like us-east-1"),
+        ));
+    }
+    Ok(Some(AwsConfig {
+        region,
+        access_key_id: required("access_key_id", &p.access_key_id)?,
+        secret_access_key: required("secret_access_key", &p.secret_access_key)?,
+        session_token: resolve("session_token", &p.session_token)?,
+    }))
 }
 
 fn parse_addr(key: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {

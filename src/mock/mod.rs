@@ -1,7 +1,8 @@
 //! Simulated providers for the demo default, the tests and the benchmarks.
 //!
 //! `switchyard mock` speaks one provider's wire format ([`MockFormat`]: OpenAI chat
-//! completions or Anthropic Messages; JSON and SSE, tool calls, structured output, usage)
+//! completions, Anthropic Messages, Gemini, Cohere or Bedrock Converse; JSON and streams,
+//! tool calls, structured output, usage)
 //! and misbehaves on request: faults come from the `--fault` flag or per request from the
 //! `x-mock-fault` header ([`Fault`]). It serves its own accept loop so that a `reset` fault
 //! is a real TCP reset, not an HTTP answer. `GET /_mock/stats` reports what it received,
@@ -9,6 +10,7 @@
 
 mod answer;
 mod anthropic;
+mod bedrock;
 mod cohere;
 mod fault;
 mod gemini;
@@ -31,6 +33,7 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::Notify};
 use tower::Service;
 
+pub use bedrock::{EXAMPLE_ACCESS_KEY_ID, EXAMPLE_SECRET_ACCESS_KEY};
 pub use fault::Fault;
 pub use sample::sample;
 
@@ -49,6 +52,9 @@ pub enum MockFormat {
     Gemini,
     /// `POST /v2/chat`.
     Cohere,
+    /// `POST /model/{model}/converse` and `/model/{model}/converse-stream`, SigV4-signed,
+    /// streams as AWS event-stream frames.
+    Bedrock,
 }
 
 impl MockFormat {
@@ -60,8 +66,10 @@ impl MockFormat {
             "azure" => Ok(MockFormat::Azure),
             "gemini" => Ok(MockFormat::Gemini),
             "cohere" => Ok(MockFormat::Cohere),
+            "bedrock" => Ok(MockFormat::Bedrock),
             other => Err(format!(
-                "unknown format `{other}`; expected openai, anthropic, azure, gemini or cohere"
+                "unknown format `{other}`; expected openai, anthropic, azure, gemini, cohere \
+                 or bedrock"
             )),
         }
     }
@@ -192,6 +200,12 @@ pub async fn serve(
             Router::new().route("/v1beta/models/{model_method}", post(gemini::models))
         }
         MockFormat::Cohere => Router::new().route("/v2/chat", post(cohere::chat)),
+        MockFormat::Bedrock => Router::new()
+            .route("/model/{model}/converse", post(bedrock::converse))
+            .route(
+                "/model/{model}/converse-stream",
+                post(bedrock::converse_stream),
+            ),
     };
     let router = router.route("/_mock/stats", get(stats)).with_state(state);
     tokio::pin!(shutdown);

@@ -4,6 +4,7 @@
 //! OpenAI-compatible vendor is a preset in [`presets`], not code.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod cohere;
 mod error;
 pub mod gemini;
@@ -62,6 +63,7 @@ pub fn build(
         Wire::Anthropic => Arc::new(anthropic::AnthropicProvider::new(config, client.clone())?),
         Wire::Gemini => Arc::new(gemini::GeminiProvider::new(config, client.clone())?),
         Wire::Cohere => Arc::new(cohere::CohereProvider::new(config, client.clone())?),
+        Wire::Bedrock => Arc::new(bedrock::BedrockProvider::new(config, client.clone())?),
     })
 }
 

@@ -18,6 +18,10 @@ pub enum Wire {
     Gemini,
     /// Cohere v2 chat (`{base_url}/v2/chat`, bearer key).
     Cohere,
+    /// AWS Bedrock Converse (`{base_url}/model/{model}/converse` and `/converse-stream`),
+    /// SigV4-signed with the provider's `access_key_id` and `secret_access_key`; the base
+    /// URL defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
+    Bedrock,
 }
 
 /// A config `kind`: its wire format, where it lives and where its key usually is.
@@ -28,7 +32,9 @@ pub struct Preset {
     pub wire: Wire,
     /// Default `base_url`, version prefix included; `None` when it must be configured.
     pub base_url: Option<&'static str>,
-    /// The environment variable conventionally holding the key; `None` for local servers.
+    /// The environment variable conventionally holding the key; `None` for local servers
+    /// and for Bedrock, whose credentials are the standard AWS variables (see
+    /// [`AWS_ENV`]).
     pub key_env: Option<&'static str>,
     /// Models the embedded default config offers when the key is present.
     pub default_models: &'static [&'static str],
@@ -36,6 +42,21 @@ pub struct Preset {
 
 /// Every kind the gateway knows.
 pub const PRESETS: &[Preset] = &[
+    Preset {
+        wire: Wire::Bedrock,
+        kind: "bedrock",
+        // Derived from the provider's `region`.
+        base_url: None,
+        key_env: None,
+        // Base model ids with on-demand throughput; cross-region inference profiles
+        // (`us.anthropic...`) depend on the region, so they are left to config files.
+        default_models: &[
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "amazon.nova-lite-v1:0",
+            "amazon.nova-pro-v1:0",
+        ],
+    },
     Preset {
         wire: Wire::Cohere,
         kind: "cohere",
@@ -145,6 +166,15 @@ pub const PRESETS: &[Preset] = &[
         key_env: None,
         default_models: &[],
     },
+];
+
+/// The standard AWS variables the embedded default reads for a Bedrock provider: region,
+/// access key id, secret access key, and the session token (used when set).
+pub const AWS_ENV: [&str; 4] = [
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
 ];
 
 /// The Azure OpenAI `api-version` used when a provider sets none (the latest GA version

@@ -63,9 +63,11 @@ impl Mock {
     pub fn base_url(&self) -> String {
         match self.format {
             MockFormat::OpenAi => format!("http://{}/v1", self.addr),
-            MockFormat::Anthropic | MockFormat::Azure | MockFormat::Gemini | MockFormat::Cohere => {
-                format!("http://{}", self.addr)
-            }
+            MockFormat::Anthropic
+            | MockFormat::Azure
+            | MockFormat::Gemini
+            | MockFormat::Cohere
+            | MockFormat::Bedrock => format!("http://{}", self.addr),
         }
     }
 
@@ -77,6 +79,7 @@ impl Mock {
             MockFormat::Azure => "azure",
             MockFormat::Gemini => "gemini",
             MockFormat::Cohere => "cohere",
+            MockFormat::Bedrock => "bedrock",
         }
     }
 
@@ -101,12 +104,21 @@ pub fn config_for(mocks: &[&Mock], extra: &str) -> String {
     text.push_str(extra);
     for m in mocks {
         text.push_str(&format!(
-            "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\napi_key = \"sk-test-{}\"\n",
+            "\n[[providers]]\nname = \"{}\"\nkind = \"{}\"\nbase_url = \"{}\"\n",
             m.name,
             m.kind(),
             m.base_url(),
-            m.name
         ));
+        if m.format == MockFormat::Bedrock {
+            // AWS's documented example key pair: the mock verifies signatures made with it.
+            text.push_str(&format!(
+                "region = \"us-east-1\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                mock::EXAMPLE_ACCESS_KEY_ID,
+                mock::EXAMPLE_SECRET_ACCESS_KEY
+            ));
+        } else {
+            text.push_str(&format!("api_key = \"sk-test-{}\"\n", m.name));
+        }
     }
     let deployments: Vec<String> = mocks
         .iter()

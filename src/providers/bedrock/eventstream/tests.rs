@@ -1,0 +1,181 @@
+//! Event-stream framing on a published frame, across arbitrary splits, and on damage.
+
+use super::*;
+
+/// A frame from awslabs/aws-c-event-stream, tests/message_deserializer_test.c
+/// (`test_outgoing_application_one_compressed_header_pair_valid`): one string header
+/// `content-type: application/json`, payload `{'foo':'bar'}`, prelude CRC 0x07FD8396,
+/// message CRC 0x8D9C08B1.
+const PUBLISHED: &[u8] = &[
+    0x00, 0x00, 0x00, 0x3D, 0x00, 0x00, 0x00, 0x20, 0x07, 0xFD, 0x83, 0x96, 0x0C, b'c', b'o', b'n',
+    b't', b'e', b'n', b't', b'-', b't', b'y', b'p', b'e', 0x07, 0x00, 0x10, b'a', b'p', b'p', b'l',
+    b'i', b'c', b'a', b't', b'i', b'o', b'n', b'/', b'j', b's', b'o', b'n', 0x7b, 0x27, 0x66, 0x6f,
+    0x6f, 0x27, 0x3a, 0x27, 0x62, 0x61, 0x72, 0x27, 0x7d, 0x8D, 0x9C, 0x08, 0xB1,
+];
+
+fn published() -> Frame {
+    Frame {
+        headers: vec![("content-type".into(), "application/json".into())],
+        payload: Bytes::from_static(b"{'foo':'bar'}"),
+    }
+}
+
+/// Feeds `wire` in pieces of `split` bytes, up to and including the first error.
+fn feed(wire: &[u8], split: usize) -> (Vec<Result<Frame, ProviderError>>, FrameDecoder) {
+    let mut d = FrameDecoder::default();
+    let mut out = Vec::new();
+    for piece in wire.chunks(split) {
+        for item in d.push(piece) {
+            let failed = item.is_err();
+            out.push(item);
+            if failed {
+                return (out, d);
+            }
+        }
+    }
+    (out, d)
+}
+
+#[test]
+fn the_published_frame_decodes() {
+    let (frames, d) = feed(PUBLISHED, PUBLISHED.len());
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].as_ref().unwrap(), &published());
+    assert_eq!(
+        frames[0].as_ref().unwrap().header("content-type"),
+        Some("application/json")
+    );
+    assert!(!d.has_partial());
+}
+
+#[test]
+fn the_encoder_writes_the_published_bytes() {
+    let bytes = encode(&[("content-type", "application/json")], b"{'foo':'bar'}");
+    assert_eq!(&bytes[..], PUBLISHED);
+}
+
+#[test]
+fn frames_split_anywhere_are_reassembled() {
+    let mut wire = Vec::new();
+    for i in 0..3 {
+        wire.extend_from_slice(PUBLISHED);
+        wire.extend_from_slice(&encode(
+            &[
+                (":event-type", "contentBlockDelta"),
+                (":message-type", "event"),
+            ],
+            format!("{{\"n\":{i}}}").as_bytes(),
+        ));
+    }
+    wire.extend_from_slice(&encode(&[], b""));
+    for split in [1, 2, 3, 7, 12, 13, 61, 64, 100, wire.len()] {
+        let (frames, d) = feed(&wire, split);
+        let frames: Vec<Frame> = frames.into_iter().map(Result::unwrap).collect();
+        assert_eq!(frames.len(), 7, "split {split}");
+        assert_eq!(frames[0], published());
+        assert_eq!(frames[1].header(":event-type"), Some("contentBlockDelta"));
+        assert_eq!(&frames[5].payload[..], b"{\"n\":2}");
+        assert!(frames[6].headers.is_empty() && frames[6].payload.is_empty());
+        assert!(!d.has_partial());
+    }
+}
+
+#[test]
+fn a_partial_frame_is_held_until_complete() {
+    let mut d = FrameDecoder::default();
+    assert!(d.push(&PUBLISHED[..11]).is_empty());
+    assert!(d.push(&PUBLISHED[11..60]).is_empty());
+    assert!(d.has_partial());
+    assert_eq!(d.push(&PUBLISHED[60..]).len(), 1);
+}
+
+#[test]
+fn a_bad_message_checksum_is_malformed_after_the_good_frames() {
+    let mut wire = PUBLISHED.to_vec();
+    let mut bad = PUBLISHED.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xFF;
+    wire.extend_from_slice(&bad);
+    wire.extend_from_slice(PUBLISHED);
+    for split in [1, 5, wire.len()] {
+        let (items, mut d) = feed(&wire, split);
+        assert!(items[0].is_ok(), "split {split}");
+        assert!(
+            matches!(&items[1], Err(ProviderError::Malformed(m)) if m.contains("message checksum")),
+            "split {split}: {items:?}"
+        );
+        assert_eq!(items.len(), 2, "nothing after the damage: split {split}");
+        assert!(d.push(PUBLISHED)[0].is_err(), "the decoder stays stopped");
+    }
+}
+
+#[test]
+fn a_bad_prelude_checksum_is_caught_before_the_body_arrives() {
+    let mut bad = PUBLISHED.to_vec();
+    bad[9] ^= 0x01;
+    let mut d = FrameDecoder::default();
+    let items = d.push(&bad[..12]);
+    assert!(matches!(&items[..], [Err(ProviderError::Malformed(m))] if m.contains("prelude")));
+}
+
+#[test]
+fn impossible_lengths_and_header_types_are_malformed() {
+    // SSE text where a frame should be: the "length" is 1.6 GB.
+    let (items, _) = feed(b"data: {\"id\": \"broken\"}\n\n", 4);
+    assert!(matches!(&items[..], [Err(ProviderError::Malformed(_))]));
+    // A frame whose headers claim more than the frame holds, with valid checksums.
+    let mut frame = vec![0, 0, 0, 16, 0, 0, 0, 9];
+    frame.extend_from_slice(&crc32fast::hash(&frame).to_be_bytes());
+    let crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    let (items, _) = feed(&frame, 3);
+    assert!(matches!(&items[..], [Err(ProviderError::Malformed(m))] if m.contains("lengths")));
+    // A header of unknown type 12.
+    let mut head = vec![1, b'x', 12];
+    head.extend_from_slice(b"zz");
+    let wire = frame_with_raw_headers(&head, b"{}");
+    let (items, _) = feed(&wire, 1);
+    assert!(matches!(&items[..], [Err(ProviderError::Malformed(m))] if m.contains("type 12")));
+}
+
+#[test]
+fn headers_of_every_type_are_read_and_only_strings_kept() {
+    let mut head = Vec::new();
+    let mut put = |name: &str, kind: u8, value: &[u8]| {
+        head.push(name.len() as u8);
+        head.extend_from_slice(name.as_bytes());
+        head.push(kind);
+        head.extend_from_slice(value);
+    };
+    put("t", 0, &[]);
+    put("f", 1, &[]);
+    put("b", 2, &[7]);
+    put("s", 3, &[0, 7]);
+    put("i", 4, &[0, 0, 0, 7]);
+    put("l", 5, &[0; 8]);
+    put("a", 6, &[0, 2, 0xAB, 0xCD]);
+    put(":event-type", 7, b"\x00\x0bmessageStop");
+    put("ts", 8, &[0; 8]);
+    put("u", 9, &[0; 16]);
+    let wire = frame_with_raw_headers(&head, b"{\"stopReason\":\"end_turn\"}");
+    let (items, _) = feed(&wire, 2);
+    let frame = items.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        frame.headers,
+        vec![(":event-type".to_owned(), "messageStop".to_owned())]
+    );
+    assert_eq!(&frame.payload[..], b"{\"stopReason\":\"end_turn\"}");
+}
+
+fn frame_with_raw_headers(head: &[u8], payload: &[u8]) -> Vec<u8> {
+    let total = (12 + head.len() + payload.len() + 4) as u32;
+    let mut out = total.to_be_bytes().to_vec();
+    out.extend_from_slice(&(head.len() as u32).to_be_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(head);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
