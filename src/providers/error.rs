@@ -54,7 +54,9 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ProviderError::Status { status, .. } => {
-                status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429)
+                // 424 is Bedrock's ModelErrorException: the model failed, not the request.
+                status.is_server_error()
+                    || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 424 | 429)
             }
             _ => true,
         }

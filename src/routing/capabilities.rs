@@ -62,13 +62,35 @@ impl Capabilities {
     /// The built-in entry for an upstream model name (longest matching prefix wins), or
     /// [`Capabilities::ANY`].
     pub fn of_model(model: &str) -> Capabilities {
-        let name = model.rsplit('/').next().unwrap_or(model);
+        let name = bare_model_name(model);
         KNOWN
             .iter()
             .filter(|(prefix, _)| name.starts_with(prefix))
             .max_by_key(|(prefix, _)| prefix.len())
             .map_or(Capabilities::ANY, |(_, caps)| *caps)
     }
+}
+
+/// The model's own name: without a path (`accounts/x/models/`, `openai/`) or a Bedrock
+/// inference-profile region and vendor (`us.anthropic.claude-...` -> `claude-...`).
+fn bare_model_name(model: &str) -> &str {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    let name = ["us.", "eu.", "apac.", "global.", "us-gov."]
+        .iter()
+        .find_map(|region| name.strip_prefix(region))
+        .unwrap_or(name);
+    [
+        "anthropic.",
+        "amazon.",
+        "meta.",
+        "mistral.",
+        "cohere.",
+        "deepseek.",
+        "openai.",
+    ]
+    .iter()
+    .find_map(|vendor| name.strip_prefix(vendor))
+    .unwrap_or(name)
 }
 
 /// Known models, by name prefix; figures from each provider's model documentation.
@@ -247,6 +269,12 @@ mod tests {
         assert!(!Capabilities::of_model("deepseek-chat").vision);
         assert!(!Capabilities::of_model("accounts/x/models/llama-3.3-70b-instruct").json_schema);
         assert_eq!(Capabilities::of_model("my-finetune"), Capabilities::ANY);
+        let bedrock = Capabilities::of_model("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert_eq!(bedrock.context_window, Some(200_000));
+        assert_eq!(
+            Capabilities::of_model("anthropic.claude-3-5-haiku-20241022-v1:0").max_output,
+            Some(8_192)
+        );
     }
 
     #[test]

@@ -339,11 +339,8 @@ fn tool_config(
         }
         return Ok(None);
     }
-    if request.parallel_tool_calls == Some(false) {
-        return Err(refuse(
-            "`parallel_tool_calls: false` has no Converse equivalent".into(),
-        ));
-    }
+    // `parallel_tool_calls: false` has no Converse equivalent; like the Gemini and Cohere
+    // adapters, the hint is not sent (the README says so) rather than the request refused.
     Ok(Some(ToolConfig { tools, tool_choice }))
 }
 

@@ -158,7 +158,7 @@ fn only_failures_the_next_provider_may_not_share_are_retryable() {
         param: None,
         retry_after: None,
     };
-    for s in [401, 403, 404, 408, 429, 500, 502, 503, 504] {
+    for s in [401, 403, 404, 408, 424, 429, 500, 502, 503, 504] {
         assert!(status(s).is_retryable(), "{s}");
     }
     for s in [400, 413, 422] {
