@@ -17,7 +17,10 @@
 //! 3. **route** — [`routing::Catalog`] turns a model name into its deployments, in order.
 //! 4. **attempt** — [`failover::run`] tries them with capped, jittered backoff under a
 //!    deadline; [`providers`] holds the narrow [`providers::Provider`] trait and one module
-//!    per wire format ([`providers::openai`] for the OpenAI-compatible family).
+//!    per wire format: [`providers::openai`] (OpenAI, Azure and the OpenAI-compatible
+//!    family), [`providers::anthropic`], [`providers::gemini`], [`providers::cohere`],
+//!    [`providers::bedrock`]. [`routing::capabilities`] filters out deployments that lack
+//!    what the request needs before any attempt.
 //! 5. **respond** — back through the surface that took the request: JSON, SSE chunks
 //!    forwarded as they arrive, or gRPC messages; errors by the one table in [`error`].
 //! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call;
