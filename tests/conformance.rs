@@ -50,6 +50,7 @@ conformance!(
     usage_in_stream_and_not,
     error_statuses_keep_the_providers_words,
     in_band_stream_error,
+    parallel_tool_calls,
 );
 
 async fn setup(format: MockFormat, fault: &str) -> (Mock, TestGateway) {
@@ -501,4 +502,73 @@ async fn bedrock_signatures_verify_end_to_end() {
             .unwrap()
             .contains("signature we calculated does not match")
     );
+}
+
+fn two_tools() -> Value {
+    let mut tools = weather_tool();
+    tools.as_array_mut().unwrap().push(
+        json!({ "type": "function", "function": { "name": "get_time",
+        "description": "Local time in a city", "parameters": { "type": "object",
+        "properties": { "city": {"type": "string"} }, "required": ["city"] } } }),
+    );
+    tools
+}
+
+async fn parallel_tool_calls(format: MockFormat) {
+    let (_mock, gw) = setup(format, "").await;
+    let mut req = request(json!([{"role": "user", "content": "Weather and time in Paris?"}]));
+    req["tools"] = two_tools();
+    req["tool_choice"] = json!("required");
+    let v = ok_json(&gw, &req).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let calls = v["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = calls
+        .iter()
+        .map(|c| c["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather", "get_time"]);
+    assert_ne!(calls[0]["id"], calls[1]["id"]);
+    for c in &calls {
+        let args: Value =
+            serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args["city"], "sample");
+    }
+
+    // Streamed: two calls with their own index and id; arguments reassemble per index.
+    req["stream"] = json!(true);
+    let events = sse_events(gw.chat(&req).await).await;
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let mut args = [String::new(), String::new()];
+    let mut ids = [None, None];
+    for call in chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls"))
+        .flat_map(|t| t.as_array().unwrap().clone())
+    {
+        let i = call["index"].as_u64().unwrap() as usize;
+        if let Some(id) = call["id"].as_str() {
+            assert!(ids[i].replace(id.to_owned()).is_none(), "one id per call");
+        }
+        args[i].push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+    }
+    assert!(ids[0].is_some() && ids[1].is_some() && ids[0] != ids[1]);
+    for a in &args {
+        assert_eq!(serde_json::from_str::<Value>(a).unwrap()["city"], "sample");
+    }
+
+    // Both results go back; the simulated provider checks every call is answered.
+    let mut back = request(json!([
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "18C"},
+        {"role": "tool", "tool_call_id": calls[1]["id"], "content": "14:05"}
+    ]));
+    back["tools"] = two_tools();
+    ok_json(&gw, &back).await;
 }

@@ -19,6 +19,9 @@ pub(super) struct Ask {
     pub forced_tool: Option<String>,
     /// The caller forbade tool calls.
     pub tools_off: bool,
+    /// The caller requires a tool call and allows several: with several tools offered,
+    /// the simulated model calls each once (parallel tool calls).
+    pub parallel: bool,
     /// Structured output: the schema the answer must validate against.
     pub schema: Option<Value>,
     pub last_user_text: String,
@@ -37,8 +40,8 @@ pub(super) enum Finish {
 /// The simulated model's answer.
 pub(super) struct Answer {
     pub content: Option<String>,
-    /// `(name, JSON arguments)`.
-    pub tool_call: Option<(String, Value)>,
+    /// `(name, JSON arguments)` of each call, in order.
+    pub tool_calls: Vec<(String, Value)>,
     pub finish: Finish,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -48,17 +51,29 @@ impl Answer {
     /// Decides the answer: a tool call when tools are offered and allowed, JSON when a
     /// schema is asked for, else text that names the mock and echoes the user.
     pub(super) fn to(ask: &Ask, name: &str) -> Answer {
-        if !ask.tools_off
-            && let Some((tool, schema)) = match &ask.forced_tool {
-                Some(forced) => ask.tools.iter().find(|(n, _)| n == forced),
-                None => ask.tools.first(),
-            }
-        {
-            let args = sample(schema);
+        let chosen: Vec<&(String, Value)> = match &ask.forced_tool {
+            _ if ask.tools_off => Vec::new(),
+            Some(forced) => ask
+                .tools
+                .iter()
+                .filter(|(n, _)| n == forced)
+                .take(1)
+                .collect(),
+            None if ask.parallel => ask.tools.iter().collect(),
+            None => ask.tools.iter().take(1).collect(),
+        };
+        if !chosen.is_empty() {
+            let tool_calls: Vec<(String, Value)> = chosen
+                .into_iter()
+                .map(|(name, schema)| (name.clone(), sample(schema)))
+                .collect();
             return Answer {
-                completion_tokens: (args.to_string().len() as u64).div_ceil(4),
+                completion_tokens: tool_calls
+                    .iter()
+                    .map(|(_, args)| (args.to_string().len() as u64).div_ceil(4))
+                    .sum(),
                 content: None,
-                tool_call: Some((tool.clone(), args)),
+                tool_calls,
                 finish: Finish::ToolUse,
                 prompt_tokens: ask.prompt_tokens,
             };
@@ -68,7 +83,7 @@ impl Answer {
             return Answer {
                 completion_tokens: (text.len() as u64).div_ceil(4),
                 content: Some(text),
-                tool_call: None,
+                tool_calls: Vec::new(),
                 finish: Finish::Stop,
                 prompt_tokens: ask.prompt_tokens,
             };
@@ -86,7 +101,7 @@ impl Answer {
         Answer {
             completion_tokens: text.split(' ').count() as u64,
             content: Some(text),
-            tool_call: None,
+            tool_calls: Vec::new(),
             finish,
             prompt_tokens: ask.prompt_tokens,
         }

@@ -207,6 +207,11 @@ fn ask(r: &Value) -> Ask {
             .and_then(Value::as_str)
             .map(str::to_owned),
         tools_off: choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("none"),
+        parallel: choice.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("any")
+            && choice
+                .and_then(|c| c.get("disable_parallel_tool_use"))
+                .and_then(Value::as_bool)
+                != Some(true),
         schema: r.pointer("/output_config/format/schema").cloned(),
         last_user_text: messages
             .iter()
@@ -253,8 +258,12 @@ fn usage(a: &Answer) -> Value {
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 })
 }
 
-fn tool_id(n: u64) -> String {
-    format!("toolu_mock{n}")
+fn tool_id(n: u64, k: usize) -> String {
+    if k == 0 {
+        format!("toolu_mock{n}")
+    } else {
+        format!("toolu_mock{n}_{k}")
+    }
 }
 
 fn message(a: &Answer, id: &str, model: &str, n: u64) -> Value {
@@ -262,8 +271,9 @@ fn message(a: &Answer, id: &str, model: &str, n: u64) -> Value {
     if let Some(text) = &a.content {
         content.push(json!({ "type": "text", "text": text }));
     }
-    if let Some((name, args)) = &a.tool_call {
-        content.push(json!({ "type": "tool_use", "id": tool_id(n), "name": name, "input": args }));
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
+        content
+            .push(json!({ "type": "tool_use", "id": tool_id(n, k), "name": name, "input": args }));
     }
     json!({ "id": id, "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop_reason(a.finish), "stop_sequence": null,
@@ -309,10 +319,10 @@ fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
         out.push(block_stop(index));
         index += 1;
     }
-    if let Some((name, args)) = &a.tool_call {
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
         out.push(block_start(
             index,
-            json!({ "type": "tool_use", "id": tool_id(n), "name": name, "input": {} }),
+            json!({ "type": "tool_use", "id": tool_id(n, k), "name": name, "input": {} }),
         ));
         out.push(block_delta(
             index,
@@ -325,6 +335,7 @@ fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
             ));
         }
         out.push(block_stop(index));
+        index += 1;
     }
     out.push(stream::named(
         "message_delta",

@@ -172,6 +172,7 @@ fn ask(r: &Value) -> Ask {
         tools,
         forced_tool: None,
         tools_off: r.get("tool_choice").and_then(Value::as_str) == Some("NONE"),
+        parallel: r.get("tool_choice").and_then(Value::as_str) == Some("REQUIRED"),
         schema,
         last_user_text: messages
             .iter()
@@ -208,8 +209,12 @@ fn usage(a: &Answer) -> Value {
             "tokens": { "input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens } })
 }
 
-fn call_id(n: u64) -> String {
-    format!("mock_tool_call_{n}")
+fn call_id(n: u64, k: usize) -> String {
+    if k == 0 {
+        format!("mock_tool_call_{n}")
+    } else {
+        format!("mock_tool_call_{n}_{k}")
+    }
 }
 
 fn whole(a: &Answer, id: &str, n: u64) -> Value {
@@ -217,10 +222,18 @@ fn whole(a: &Answer, id: &str, n: u64) -> Value {
     if let Some(text) = &a.content {
         message["content"] = json!([{ "type": "text", "text": text }]);
     }
-    if let Some((name, args)) = &a.tool_call {
+    if !a.tool_calls.is_empty() {
         message["tool_plan"] = json!("I will call the tool.");
-        message["tool_calls"] = json!([{ "id": call_id(n), "type": "function",
-            "function": { "name": name, "arguments": args.to_string() } }]);
+        let calls: Vec<Value> = a
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(k, (name, args))| {
+                json!({ "id": call_id(n, k), "type": "function",
+                "function": { "name": name, "arguments": args.to_string() } })
+            })
+            .collect();
+        message["tool_calls"] = json!(calls);
     }
     json!({ "id": id, "finish_reason": finish(a.finish), "message": message, "usage": usage(a) })
 }
@@ -242,15 +255,17 @@ fn events(a: &Answer, id: &str, n: u64) -> Vec<Bytes> {
         }
         out.push(ev(json!({ "type": "content-end", "index": 0 })));
     }
-    if let Some((name, args)) = &a.tool_call {
+    if !a.tool_calls.is_empty() {
         out.push(ev(json!({ "type": "tool-plan-delta", "delta": { "message": { "tool_plan": "I will call the tool." } } })));
-        out.push(ev(json!({ "type": "tool-call-start", "index": 0, "delta": { "message": { "tool_calls": {
-            "id": call_id(n), "type": "function", "function": { "name": name, "arguments": "" } } } } })));
+    }
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
+        out.push(ev(json!({ "type": "tool-call-start", "index": k, "delta": { "message": { "tool_calls": {
+            "id": call_id(n, k), "type": "function", "function": { "name": name, "arguments": "" } } } } })));
         for piece in split_in(&args.to_string(), 3) {
-            out.push(ev(json!({ "type": "tool-call-delta", "index": 0,
+            out.push(ev(json!({ "type": "tool-call-delta", "index": k,
                 "delta": { "message": { "tool_calls": { "function": { "arguments": piece } } } } })));
         }
-        out.push(ev(json!({ "type": "tool-call-end", "index": 0 })));
+        out.push(ev(json!({ "type": "tool-call-end", "index": k })));
     }
     out.push(ev(json!({ "type": "message-end", "delta": { "finish_reason": finish(a.finish), "usage": usage(a) } })));
     out

@@ -179,6 +179,9 @@ fn ask(r: &Value) -> Ask {
             .and_then(Value::as_str)
             .map(str::to_owned),
         tools_off: mode == Some("NONE"),
+        parallel: mode == Some("ANY")
+            && r.pointer("/toolConfig/functionCallingConfig/allowedFunctionNames")
+                .is_none(),
         schema: r
             .pointer("/generationConfig/responseJsonSchema")
             .or_else(|| r.pointer("/generationConfig/responseSchema"))
@@ -260,7 +263,7 @@ fn whole(a: &Answer, model: &str, n: u64) -> Value {
     if let Some(text) = &a.content {
         parts.push(json!({ "text": text }));
     }
-    if let Some((name, args)) = &a.tool_call {
+    for (name, args) in &a.tool_calls {
         parts.push(json!({ "functionCall": { "name": name, "args": args } }));
     }
     frame(
@@ -287,14 +290,14 @@ fn frames(a: &Answer, model: &str, n: u64) -> Vec<Value> {
             ));
         }
     }
-    if let Some((name, args)) = &a.tool_call {
-        out.push(frame(
-            json!([{ "functionCall": { "name": name, "args": args } }]),
-            None,
-            None,
-            model,
-            n,
-        ));
+    if !a.tool_calls.is_empty() {
+        // Parallel function calls arrive together, each whole.
+        let calls: Vec<Value> = a
+            .tool_calls
+            .iter()
+            .map(|(name, args)| json!({ "functionCall": { "name": name, "args": args } }))
+            .collect();
+        out.push(frame(json!(calls), None, None, model, n));
     }
     out.push(frame(
         json!([{ "text": "" }]),

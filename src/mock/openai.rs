@@ -158,6 +158,8 @@ fn ask(request: &Value) -> Ask {
             .and_then(Value::as_str)
             .map(str::to_owned),
         tools_off: choice.and_then(Value::as_str) == Some("none"),
+        parallel: choice.and_then(Value::as_str) == Some("required")
+            && request.get("parallel_tool_calls").and_then(Value::as_bool) != Some(false),
         schema,
         last_user_text: messages
             .iter()
@@ -210,15 +212,24 @@ fn usage(a: &Answer) -> Value {
     })
 }
 
-fn call_id(id: &str) -> String {
-    format!("call_{}", id.trim_start_matches("chatcmpl-"))
+fn call_id(id: &str, k: usize) -> String {
+    let base = format!("call_{}", id.trim_start_matches("chatcmpl-"));
+    if k == 0 { base } else { format!("{base}_{k}") }
 }
 
 fn completion(a: &Answer, id: &str, model: &str) -> Value {
     let mut message = json!({ "role": "assistant", "content": a.content, "refusal": null });
-    if let Some((name, args)) = &a.tool_call {
-        message["tool_calls"] = json!([{ "id": call_id(id), "type": "function",
-            "function": { "name": name, "arguments": args.to_string() } }]);
+    if !a.tool_calls.is_empty() {
+        let calls: Vec<Value> = a
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(k, (name, args))| {
+                json!({ "id": call_id(id, k), "type": "function",
+                "function": { "name": name, "arguments": args.to_string() } })
+            })
+            .collect();
+        message["tool_calls"] = json!(calls);
     }
     json!({
         "id": id, "object": "chat.completion", "created": now(), "model": model,
@@ -250,15 +261,15 @@ fn chunks(a: &Answer, id: &str, model: &str, include_usage: bool) -> Vec<Value> 
             out.push(chunk(json!({ "content": word }), None));
         }
     }
-    if let Some((name, args)) = &a.tool_call {
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
         out.push(chunk(
-            json!({ "tool_calls": [{ "index": 0, "id": call_id(id), "type": "function",
+            json!({ "tool_calls": [{ "index": k, "id": call_id(id, k), "type": "function",
                 "function": { "name": name, "arguments": "" } }] }),
             None,
         ));
         for piece in split_in(&args.to_string(), 3) {
             out.push(chunk(
-                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }),
+                json!({ "tool_calls": [{ "index": k, "function": { "arguments": piece } }] }),
                 None,
             ));
         }

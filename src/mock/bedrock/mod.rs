@@ -138,6 +138,7 @@ fn ask(r: &Value) -> Ask {
             .map(str::to_owned),
         // Converse has no "none": without toolConfig no tools are offered.
         tools_off: false,
+        parallel: r.pointer("/toolConfig/toolChoice/any").is_some(),
         schema: r
             .pointer("/outputConfig/textFormat/structure/jsonSchema/schema")
             .and_then(Value::as_str)
@@ -204,8 +205,12 @@ fn usage(a: &Answer) -> Value {
             "totalTokens": a.prompt_tokens + a.completion_tokens })
 }
 
-fn tool_id(n: u64) -> String {
-    format!("tooluse_mock{n}")
+fn tool_id(n: u64, k: usize) -> String {
+    if k == 0 {
+        format!("tooluse_mock{n}")
+    } else {
+        format!("tooluse_mock{n}_{k}")
+    }
 }
 
 fn whole(a: &Answer, n: u64) -> Value {
@@ -213,9 +218,10 @@ fn whole(a: &Answer, n: u64) -> Value {
     if let Some(text) = &a.content {
         content.push(json!({ "text": text }));
     }
-    if let Some((name, args)) = &a.tool_call {
-        content
-            .push(json!({ "toolUse": { "toolUseId": tool_id(n), "name": name, "input": args } }));
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
+        content.push(
+            json!({ "toolUse": { "toolUseId": tool_id(n, k), "name": name, "input": args } }),
+        );
     }
     json!({ "output": { "message": { "role": "assistant", "content": content } },
             "stopReason": stop_reason(a.finish), "usage": usage(a), "metrics": { "latencyMs": 1 } })
@@ -270,11 +276,11 @@ fn frames(a: &Answer, n: u64) -> Vec<Bytes> {
         ));
         index += 1;
     }
-    if let Some((name, args)) = &a.tool_call {
+    for (k, (name, args)) in a.tool_calls.iter().enumerate() {
         out.push(event(
             "contentBlockStart",
             json!({ "contentBlockIndex": index,
-            "start": { "toolUse": { "toolUseId": tool_id(n), "name": name } } }),
+            "start": { "toolUse": { "toolUseId": tool_id(n, k), "name": name } } }),
         ));
         for piece in split_in(&args.to_string(), 3) {
             out.push(event(
@@ -287,6 +293,7 @@ fn frames(a: &Answer, n: u64) -> Vec<Bytes> {
             "contentBlockStop",
             json!({ "contentBlockIndex": index }),
         ));
+        index += 1;
     }
     out.push(event(
         "messageStop",
