@@ -136,7 +136,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(&body)).unwrap())
     });
     g.bench_function("encode openai", |b| {
-        b.iter(|| openai::encode_request(black_box(&req), "gpt-4o-mini", false))
+        b.iter(|| {
+            openai::encode_request(
+                black_box(&req),
+                "gpt-4o-mini",
+                false,
+                openai::Quirks::default(),
+            )
+        })
     });
     g.bench_function("encode anthropic", |b| {
         b.iter(|| anthropic::encode_request(black_box(&req), "claude-sonnet-4-5", false).unwrap())

@@ -25,6 +25,7 @@ use crate::{
 /// A provider speaking the OpenAI chat-completions wire format.
 pub struct OpenAiProvider {
     upstream: Upstream,
+    quirks: Quirks,
     /// Azure OpenAI: the `api-version`; requests go to a per-deployment path.
     azure_api_version: Option<String>,
 }
@@ -53,6 +54,7 @@ impl OpenAiProvider {
         };
         Ok(OpenAiProvider {
             upstream: Upstream::new(client, &url, headers)?,
+            quirks: Quirks::of_kind(config.kind),
             azure_api_version: azure.then(|| config.api_version.clone().unwrap_or_default()),
         })
     }
@@ -106,8 +108,103 @@ struct WireRequest<'a> {
     stream_options: Option<StreamOptions>,
 }
 
-/// Serializes the request for the wire.
-pub fn encode_request(request: &ChatRequest, model: &str, stream: bool) -> Vec<u8> {
+/// Known differences of OpenAI-compatible vendors, applied while encoding. Each one is a
+/// documented rejection by that vendor's API of something OpenAI accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Mistral: tool-call ids must be exactly 9 characters of `[a-zA-Z0-9]` ("Tool call id
+    /// was ... but must be a-z, A-Z, 0-9, with a length of 9"). Other ids are mapped to
+    /// such ids, the same way in calls and results, so they still pair up.
+    pub nine_char_tool_ids: bool,
+    /// OpenAI (also on Azure): reasoning models (o1, o3, o4, gpt-5) reject `max_tokens`
+    /// ("Use 'max_completion_tokens' instead"); it is sent as `max_completion_tokens`.
+    pub reasoning_max_completion_tokens: bool,
+}
+
+impl Quirks {
+    /// The quirks of a config `kind`.
+    pub fn of_kind(kind: &str) -> Quirks {
+        match kind {
+            "mistral" => Quirks {
+                nine_char_tool_ids: true,
+                ..Quirks::default()
+            },
+            "openai" | "azure" => Quirks {
+                reasoning_max_completion_tokens: true,
+                ..Quirks::default()
+            },
+            _ => Quirks::default(),
+        }
+    }
+
+    /// The request as this vendor needs it, or `None` when it can go as it is.
+    fn patch(self, request: &ChatRequest, model: &str) -> Option<ChatRequest> {
+        let name = model.rsplit('/').next().unwrap_or(model);
+        let reasoning = self.reasoning_max_completion_tokens
+            && request.max_tokens.is_some()
+            && ["o1", "o3", "o4", "gpt-5"]
+                .iter()
+                .any(|p| name.starts_with(p));
+        let foreign_ids = self.nine_char_tool_ids
+            && request.messages.iter().any(|m| {
+                m.tool_call_id
+                    .as_deref()
+                    .is_some_and(|id| !is_nine_char_id(id))
+                    || m.tool_calls
+                        .iter()
+                        .flatten()
+                        .any(|c| !is_nine_char_id(&c.id))
+            });
+        if !reasoning && !foreign_ids {
+            return None;
+        }
+        let mut patched = request.clone();
+        if reasoning {
+            patched.max_completion_tokens = patched.max_completion_tokens.or(patched.max_tokens);
+            patched.max_tokens = None;
+        }
+        if foreign_ids {
+            for m in &mut patched.messages {
+                if let Some(id) = &mut m.tool_call_id {
+                    *id = nine_char_id(id);
+                }
+                for call in m.tool_calls.iter_mut().flatten() {
+                    call.id = nine_char_id(&call.id);
+                }
+            }
+        }
+        Some(patched)
+    }
+}
+
+fn is_nine_char_id(id: &str) -> bool {
+    id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A valid id stays; any other becomes 9 base-62 characters of its FNV-1a hash, so the
+/// same id always maps to the same new one.
+fn nine_char_id(id: &str) -> String {
+    if is_nine_char_id(id) {
+        return id.to_owned();
+    }
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (0..9)
+        .map(|_| {
+            let digit = DIGITS[(hash % 62) as usize] as char;
+            hash /= 62;
+            digit
+        })
+        .collect()
+}
+
+/// Serializes the request for the wire, with the vendor's quirks applied.
+pub fn encode_request(request: &ChatRequest, model: &str, stream: bool, quirks: Quirks) -> Vec<u8> {
+    let patched = quirks.patch(request, model);
+    let request = patched.as_ref().unwrap_or(request);
     let stream_options = stream.then(|| {
         let mut options = request.stream_options.clone().unwrap_or_default();
         options.include_usage = Some(true);
@@ -130,7 +227,7 @@ impl Provider for OpenAiProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
-            let body = encode_request(request, model, false);
+            let body = encode_request(request, model, false, self.quirks);
             let answer = self.post(body, model, false).await?;
             upstream::decode(&upstream::body(answer).await?)
         })
@@ -142,7 +239,7 @@ impl Provider for OpenAiProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
         Box::pin(async move {
-            let body = encode_request(request, model, true);
+            let body = encode_request(request, model, true, self.quirks);
             let answer = self.post(body, model, true).await?;
             Ok(sse::translate(
                 answer.bytes_stream(),

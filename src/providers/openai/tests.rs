@@ -34,7 +34,13 @@ fn encoded_request_carries_the_deployment_model_and_every_caller_field() {
         "model": "alias", "messages": [{"role": "user", "content": "hi"}],
         "temperature": 0.2, "my_custom_field": {"x": [1, 2]}
     }));
-    let wire: Value = serde_json::from_slice(&encode_request(&req, "gpt-4o-mini", false)).unwrap();
+    let wire: Value = serde_json::from_slice(&encode_request(
+        &req,
+        "gpt-4o-mini",
+        false,
+        Quirks::default(),
+    ))
+    .unwrap();
     assert_eq!(wire["model"], "gpt-4o-mini");
     assert_eq!(wire["temperature"], 0.2);
     assert_eq!(wire["my_custom_field"], json!({"x": [1, 2]}));
@@ -47,7 +53,8 @@ fn streamed_requests_always_ask_for_usage_and_keep_other_stream_options() {
         "model": "m", "stream": true, "stream_options": {"x_opt": 1},
         "messages": [{"role": "user", "content": "hi"}]
     }));
-    let wire: Value = serde_json::from_slice(&encode_request(&req, "m", true)).unwrap();
+    let wire: Value =
+        serde_json::from_slice(&encode_request(&req, "m", true, Quirks::default())).unwrap();
     assert_eq!(wire["stream"], true);
     assert_eq!(
         wire["stream_options"],
@@ -182,4 +189,57 @@ fn azure_urls_name_the_deployment_and_version() {
         odd.as_str().contains("/deployments/a%20b%2Fc/chat"),
         "{odd}"
     );
+}
+
+#[test]
+fn mistral_gets_nine_character_tool_ids_that_still_pair_up() {
+    let req = request(json!({
+    "model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "toolu_01A09q90qw90lq917835lq9", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": "abcDEF123", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_01A09q90qw90lq917835lq9", "content": "1"},
+        {"role": "tool", "tool_call_id": "abcDEF123", "content": "2"}
+    ]}));
+    let wire: Value = serde_json::from_slice(&encode_request(
+        &req,
+        "mistral-large-latest",
+        false,
+        Quirks::of_kind("mistral"),
+    ))
+    .unwrap();
+    let mapped = wire["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(mapped.len(), 9);
+    assert!(mapped.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(
+        wire["messages"][2]["tool_call_id"], mapped,
+        "call and result still pair up"
+    );
+    assert_eq!(
+        wire["messages"][1]["tool_calls"][1]["id"], "abcDEF123",
+        "a valid id is kept"
+    );
+    // Other kinds send ids as written.
+    let wire: Value =
+        serde_json::from_slice(&encode_request(&req, "m", false, Quirks::of_kind("groq"))).unwrap();
+    assert_eq!(
+        wire["messages"][2]["tool_call_id"],
+        "toolu_01A09q90qw90lq917835lq9"
+    );
+}
+
+#[test]
+fn openai_reasoning_models_get_max_completion_tokens() {
+    let req = request(
+        json!({"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "x"}]}),
+    );
+    let quirks = Quirks::of_kind("openai");
+    let wire: Value =
+        serde_json::from_slice(&encode_request(&req, "o3-mini", false, quirks)).unwrap();
+    assert_eq!(wire["max_completion_tokens"], 300);
+    assert!(wire.get("max_tokens").is_none());
+    let wire: Value =
+        serde_json::from_slice(&encode_request(&req, "gpt-4o-mini", false, quirks)).unwrap();
+    assert_eq!(wire["max_tokens"], 300, "other models keep max_tokens");
 }
