@@ -16,6 +16,11 @@ use switchyard::{
     chat::{ChatRequest, ChatResponse},
     providers::{
         anthropic::{self, AnthropicStream},
+        bedrock::{
+            self, BedrockStream,
+            eventstream::{self, FrameDecoder},
+        },
+        cohere::{self, CohereStream},
         gemini::{self, GeminiStream},
         openai::{self, StreamDecoder},
         sse::{SseDecoder, StreamTranslator},
@@ -110,6 +115,67 @@ fn gemini_stream() -> String {
     s
 }
 
+fn cohere_stream() -> String {
+    let ev = |data: Value| {
+        format!(
+            "event: {}\ndata: {data}\n\n",
+            data["type"].as_str().unwrap()
+        )
+    };
+    let mut s = ev(
+        json!({"type": "message-start", "id": "c1", "delta": {"message": {"role": "assistant"}}}),
+    );
+    s.push_str(&ev(json!({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}})));
+    for i in 0..WORDS {
+        s.push_str(&ev(json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": format!("word{i} ")}}}})));
+    }
+    s.push_str(&ev(json!({"type": "content-end", "index": 0})));
+    s.push_str(&ev(json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE",
+        "usage": {"billed_units": {"input_tokens": 90, "output_tokens": 60}, "tokens": {"input_tokens": 90, "output_tokens": 60}}}})));
+    s
+}
+
+fn bedrock_frames() -> Vec<u8> {
+    let frame = |kind: &str, payload: Value| {
+        eventstream::encode(
+            &[
+                (":event-type", kind),
+                (":content-type", "application/json"),
+                (":message-type", "event"),
+            ],
+            payload.to_string().as_bytes(),
+        )
+    };
+    let mut out = Vec::new();
+    out.extend_from_slice(&frame("messageStart", json!({"role": "assistant"})));
+    for i in 0..WORDS {
+        out.extend_from_slice(&frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": format!("word{i} ")}}),
+        ));
+    }
+    out.extend_from_slice(&frame("contentBlockStop", json!({"contentBlockIndex": 0})));
+    out.extend_from_slice(&frame("messageStop", json!({"stopReason": "end_turn"})));
+    out.extend_from_slice(&frame(
+        "metadata",
+        json!({"usage": {"inputTokens": 90, "outputTokens": 60, "totalTokens": 150},
+        "metrics": {"latencyMs": 100}}),
+    ));
+    out
+}
+
+/// Decodes the frames in 1 KiB reads and translates them.
+fn translate_frames(wire: &[u8], mut translator: BedrockStream) -> usize {
+    let mut frames = FrameDecoder::default();
+    let mut n = 0;
+    for piece in wire.chunks(1024) {
+        for frame in frames.push(piece) {
+            n += translator.on_frame(&frame.unwrap()).len();
+        }
+    }
+    n
+}
+
 fn events(wire: &str) -> u64 {
     wire.matches("data: ").count() as u64
 }
@@ -151,6 +217,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("encode gemini", |b| {
         b.iter(|| gemini::encode_request(black_box(&req)).unwrap())
     });
+    g.bench_function("encode cohere", |b| {
+        b.iter(|| cohere::encode_request(black_box(&req), "command-a-03-2025", false).unwrap())
+    });
+    g.bench_function("encode bedrock", |b| {
+        b.iter(|| bedrock::encode_request(black_box(&req)).unwrap())
+    });
     g.finish();
 
     let openai_body = serde_json::to_vec(&json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
@@ -167,6 +239,12 @@ fn benches(c: &mut Criterion) {
         {"text": "Rome will be sunny with a high of 21C; no umbrella needed."}]}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 16, "totalTokenCount": 136},
         "modelVersion": "gemini-2.5-flash", "responseId": "r1"})).unwrap();
+    let cohere_body = serde_json::to_vec(&json!({"id": "c1", "finish_reason": "COMPLETE", "message": {"role": "assistant",
+        "content": [{"type": "text", "text": "Rome will be sunny with a high of 21C; no umbrella needed."}]},
+        "usage": {"billed_units": {"input_tokens": 120, "output_tokens": 16}, "tokens": {"input_tokens": 120, "output_tokens": 16}}})).unwrap();
+    let bedrock_body = serde_json::to_vec(&json!({"output": {"message": {"role": "assistant", "content": [
+        {"text": "Rome will be sunny with a high of 21C; no umbrella needed."}]}}, "stopReason": "end_turn",
+        "usage": {"inputTokens": 120, "outputTokens": 16, "totalTokens": 136}, "metrics": {"latencyMs": 300}})).unwrap();
     let mut g = c.benchmark_group("response");
     g.throughput(Throughput::Elements(1));
     g.bench_function("decode openai", |b| {
@@ -177,6 +255,12 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("decode gemini", |b| {
         b.iter(|| gemini::decode_response(black_box(&gemini_body), "m").unwrap())
+    });
+    g.bench_function("decode cohere", |b| {
+        b.iter(|| cohere::decode_response(black_box(&cohere_body), "m").unwrap())
+    });
+    g.bench_function("decode bedrock", |b| {
+        b.iter(|| bedrock::decode_response(black_box(&bedrock_body), "m", "id").unwrap())
     });
     g.bench_function("serialize for the client", |b| {
         let r = upstream::decode::<ChatResponse>(&openai_body).unwrap();
@@ -197,6 +281,16 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events(&gm)));
     g.bench_function("gemini", |b| {
         b.iter(|| translate(black_box(&gm), GeminiStream::new("m")))
+    });
+    let co = cohere_stream();
+    g.throughput(Throughput::Elements(events(&co)));
+    g.bench_function("cohere", |b| {
+        b.iter(|| translate(black_box(&co), CohereStream::new("m")))
+    });
+    let br = bedrock_frames();
+    g.throughput(Throughput::Elements(WORDS as u64 + 4));
+    g.bench_function("bedrock (event-stream frames)", |b| {
+        b.iter(|| translate_frames(black_box(&br), BedrockStream::new("m", "id")))
     });
     g.finish();
 }
