@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+mod content;
 mod error;
 pub mod gemini;
 pub mod openai;

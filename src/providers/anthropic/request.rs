@@ -11,11 +11,14 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use crate::{
     chat::{ChatRequest, Content, ContentPart, Message, Role, ToolChoice},
-    providers::ProviderError,
+    providers::{
+        ProviderError,
+        content::{DataUrl, arguments_object, data_url},
+    },
 };
 
 /// Anthropic requires `max_tokens`; OpenAI does not. Used when the caller gave none.
@@ -69,7 +72,7 @@ enum Block<'a> {
     ToolUse {
         id: Cow<'a, str>,
         name: &'a str,
-        input: Value,
+        input: &'a RawValue,
     },
     ToolResult {
         tool_use_id: Cow<'a, str>,
@@ -230,16 +233,10 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderError> {
 }
 
 fn image(url: &str, i: usize, j: usize) -> Result<Block<'_>, ProviderError> {
-    let source = match url.strip_prefix("data:") {
-        Some(rest) => {
-            let (meta, data) = rest
-                .split_once(',')
-                .ok_or_else(|| refuse(format!("messages[{i}].content[{j}]: malformed data URL")))?;
-            let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
-                refuse(format!(
-                    "messages[{i}].content[{j}]: only base64 data URLs are supported"
-                ))
-            })?;
+    let source = match data_url(url) {
+        None => ImageSource::Url { url },
+        Some(Err(why)) => return Err(refuse(format!("messages[{i}].content[{j}]: {why}"))),
+        Some(Ok(DataUrl { media_type, data })) => {
             if !IMAGE_TYPES.contains(&media_type) {
                 return Err(refuse(format!(
                     "messages[{i}].content[{j}]: image type `{media_type}` is not supported \
@@ -248,7 +245,6 @@ fn image(url: &str, i: usize, j: usize) -> Result<Block<'_>, ProviderError> {
             }
             ImageSource::Base64 { media_type, data }
         }
-        None => ImageSource::Url { url },
     };
     Ok(Block::Image { source })
 }
@@ -256,19 +252,11 @@ fn image(url: &str, i: usize, j: usize) -> Result<Block<'_>, ProviderError> {
 fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderError> {
     let mut blocks = text_blocks(m.content.as_ref(), i)?;
     for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-        let args = call.function.arguments.trim();
-        let input = if args.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str::<Value>(args)
-                .ok()
-                .filter(Value::is_object)
-                .ok_or_else(|| {
-                    refuse(format!(
-                        "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
-                    ))
-                })?
-        };
+        let input = arguments_object(&call.function.arguments).ok_or_else(|| {
+            refuse(format!(
+                "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
+            ))
+        })?;
         blocks.push(Block::ToolUse {
             id: tool_id(&call.id),
             name: &call.function.name,

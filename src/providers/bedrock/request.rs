@@ -15,11 +15,14 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use crate::{
     chat::{ChatRequest, Content, ContentPart, Message, Role, Stop, ToolChoice},
-    providers::ProviderError,
+    providers::{
+        ProviderError,
+        content::{DataUrl, arguments_object, data_url},
+    },
 };
 
 #[derive(Serialize)]
@@ -54,7 +57,7 @@ enum Block<'a> {
         #[serde(rename = "toolUseId")]
         tool_use_id: Cow<'a, str>,
         name: &'a str,
-        input: Value,
+        input: &'a RawValue,
     },
     ToolResult {
         #[serde(rename = "toolUseId")]
@@ -214,15 +217,14 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderError> {
 /// URLs translate, and their base64 is what the JSON `bytes` field carries.
 fn image(url: &str, i: usize, j: usize) -> Result<Block<'_>, ProviderError> {
     let at = |what: &str| refuse(format!("messages[{i}].content[{j}]: {what}"));
-    let rest = url.strip_prefix("data:").ok_or_else(|| {
-        at("image URLs are not supported (Bedrock takes image bytes); send a data URL")
-    })?;
-    let (meta, data) = rest
-        .split_once(',')
-        .ok_or_else(|| at("malformed data URL"))?;
-    let media_type = meta
-        .strip_suffix(";base64")
-        .ok_or_else(|| at("only base64 data URLs are supported"))?;
+    let DataUrl { media_type, data } = match data_url(url) {
+        None => {
+            return Err(at(
+                "image URLs are not supported (Bedrock takes image bytes); send a data URL",
+            ));
+        }
+        Some(parsed) => parsed.map_err(at)?,
+    };
     let format = match media_type {
         "image/png" => "png",
         "image/jpeg" | "image/jpg" => "jpeg",
@@ -243,19 +245,11 @@ fn image(url: &str, i: usize, j: usize) -> Result<Block<'_>, ProviderError> {
 fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderError> {
     let mut blocks = text_blocks(m.content.as_ref(), i)?;
     for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-        let args = call.function.arguments.trim();
-        let input = if args.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str::<Value>(args)
-                .ok()
-                .filter(Value::is_object)
-                .ok_or_else(|| {
-                    refuse(format!(
-                        "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
-                    ))
-                })?
-        };
+        let input = arguments_object(&call.function.arguments).ok_or_else(|| {
+            refuse(format!(
+                "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
+            ))
+        })?;
         blocks.push(Block::ToolUse {
             tool_use_id: tool_id(&call.id),
             name: &call.function.name,

@@ -16,7 +16,10 @@ use serde_json::{Value, value::RawValue};
 
 use crate::{
     chat::{ChatRequest, Content, ContentPart, Message, Role, Stop, ToolChoice},
-    providers::ProviderError,
+    providers::{
+        ProviderError,
+        content::{DataUrl, arguments_object, data_url},
+    },
 };
 
 #[derive(Serialize)]
@@ -263,16 +266,13 @@ fn text_parts(
 
 /// A data URL becomes `inlineData`; any other URL `fileData` (Gemini fetches it).
 fn image(url: &str, i: usize, j: usize) -> Result<Part<'_>, ProviderError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| refuse(format!("messages[{i}].content[{j}]: malformed data URL")))?;
-        let mime_type = meta.strip_suffix(";base64").ok_or_else(|| {
-            refuse(format!(
-                "messages[{i}].content[{j}]: only base64 data URLs are supported"
-            ))
-        })?;
-        return Ok(Part::InlineData(Blob { mime_type, data }));
+    if let Some(parsed) = data_url(url) {
+        let DataUrl { media_type, data } =
+            parsed.map_err(|why| refuse(format!("messages[{i}].content[{j}]: {why}")))?;
+        return Ok(Part::InlineData(Blob {
+            mime_type: media_type,
+            data,
+        }));
     }
     let lower = url.to_ascii_lowercase();
     let path = lower.split(['?', '#']).next().unwrap_or_default();
@@ -299,24 +299,14 @@ fn image(url: &str, i: usize, j: usize) -> Result<Part<'_>, ProviderError> {
     }))
 }
 
-/// `text` as a JSON object, checked but not rebuilt.
-fn json_object(text: &str) -> Option<&RawValue> {
-    let raw: &RawValue = serde_json::from_str(text).ok()?;
-    raw.get().starts_with('{').then_some(raw)
-}
-
-const EMPTY_OBJECT: &str = "{}";
-
 fn model_parts(m: &Message, i: usize) -> Result<Vec<Part<'_>>, ProviderError> {
     let mut parts = text_parts(m.content.as_ref(), i, false)?;
     for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-        let args = call.function.arguments.trim();
-        let args =
-            json_object(if args.is_empty() { EMPTY_OBJECT } else { args }).ok_or_else(|| {
-                refuse(format!(
-                    "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
-                ))
-            })?;
+        let args = arguments_object(&call.function.arguments).ok_or_else(|| {
+            refuse(format!(
+                "messages[{i}].tool_calls[{j}].function.arguments must be a JSON object"
+            ))
+        })?;
         parts.push(Part::FunctionCall(Call {
             id: &call.id,
             name: &call.function.name,
@@ -342,7 +332,8 @@ fn function_response<'a>(
         ))
     })?;
     let response = match &m.content {
-        Some(Content::Text(t)) => match json_object(t) {
+        Some(Content::Text(t)) if t.trim().is_empty() => ResultBody::Wrapped { result: t.clone() },
+        Some(Content::Text(t)) => match arguments_object(t) {
             Some(raw) => ResultBody::Object(raw),
             None => ResultBody::Wrapped { result: t.clone() },
         },
