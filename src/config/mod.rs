@@ -82,6 +82,16 @@ pub struct AwsConfig {
     pub session_token: Option<Secret>,
 }
 
+impl ProviderConfig {
+    /// The configured extra headers as name/value pairs, for the one place that sends them.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect()
+    }
+}
+
 /// A model name callers use, and the deployments that serve it in order.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {

@@ -33,11 +33,7 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
     pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
-        let mut headers: Vec<(String, String)> = config
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.expose().to_owned()))
-            .collect();
+        let mut headers = config.header_pairs();
         let base = config.base_url.trim_end_matches('/');
         let azure = config.wire == Wire::Azure;
         if let Some(key) = &config.api_key {

@@ -32,11 +32,7 @@ pub struct AnthropicProvider {
 impl AnthropicProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
     pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
-        let mut headers: Vec<(String, String)> = config
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.expose().to_owned()))
-            .collect();
+        let mut headers = config.header_pairs();
         if !headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("anthropic-version"))

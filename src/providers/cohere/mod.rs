@@ -28,11 +28,7 @@ pub struct CohereProvider {
 impl CohereProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
     pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
-        let mut headers: Vec<(String, String)> = config
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.expose().to_owned()))
-            .collect();
+        let mut headers = config.header_pairs();
         if let Some(key) = &config.api_key {
             headers.push(("authorization".into(), format!("Bearer {}", key.expose())));
         }
