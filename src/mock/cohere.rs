@@ -11,7 +11,7 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{
@@ -188,12 +188,7 @@ fn ask(r: &Value) -> Ask {
 /// A Cohere error answer.
 pub(super) fn error(status: StatusCode, message: &str, retry_after: Option<u64>) -> Response {
     let body = json!({ "id": "mock-error", "message": message });
-    let mut resp = (status, Json(body)).into_response();
-    if let Some(secs) = retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
+    super::error_answer(status, &body, retry_after)
 }
 
 fn finish(f: Finish) -> &'static str {

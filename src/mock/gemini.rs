@@ -15,7 +15,7 @@ use axum::{
     extract::{Path, Query, State},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{
@@ -220,12 +220,7 @@ pub(super) fn error(status: StatusCode, message: &str, retry_after: Option<u64>)
         _ => "INTERNAL",
     };
     let body = json!({ "error": { "code": status.as_u16(), "message": message, "status": kind } });
-    let mut resp = (status, Json(body)).into_response();
-    if let Some(secs) = retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
+    super::error_answer(status, &body, retry_after)
 }
 
 fn finish(f: Finish) -> &'static str {

@@ -111,6 +111,22 @@ impl MockState {
     }
 }
 
+/// An error answer: `body` (in the format's shape) with `status`, and `retry-after` when
+/// the fault set one.
+fn error_answer(
+    status: http::StatusCode,
+    body: &Value,
+    retry_after: Option<u64>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// Renders an error answer in a format's shape.
 type ErrorAnswer = fn(http::StatusCode, &str, Option<u64>) -> axum::response::Response;
 
