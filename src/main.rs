@@ -114,7 +114,6 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 )]
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let _log_guard = telemetry::init_logging();
-    switchyard::usage::tokens::preload();
     let local = PathBuf::from("switchyard.toml");
     let (mut config, source) = match args.config {
         Some(path) => (

@@ -3,8 +3,10 @@
 //! GPT-3.5), a documented estimate for every other model ([`estimate`]). The provider's
 //! reported usage is the truth after the call.
 //!
-//! The encodings take 0.2–0.3 s to load (release): [`preload`] starts that on a thread at
-//! start-up, and a request never waits for it — until they are loaded, the estimate is used.
+//! An encoding takes 0.2–0.3 s (release) and some 35 MB to load, and most gateways never
+//! need one: it is loaded on a background thread the first time a request comes near the
+//! context window of a model that uses it ([`count`]), and no request waits for it — until
+//! it is loaded, the provider decides.
 
 use std::sync::OnceLock;
 
@@ -77,24 +79,34 @@ impl Encoding {
     }
 }
 
-/// Starts loading both encodings on a background thread.
-pub fn preload() {
-    let spawned = std::thread::Builder::new()
-        .name("tiktoken-load".into())
-        .spawn(|| {
-            Encoding::O200k.load();
-            Encoding::Cl100k.load();
+impl Encoding {
+    /// The encoding if it is loaded; otherwise starts loading it on a background thread
+    /// (once) and returns `None` at once.
+    pub fn loaded_or_start(self) -> Option<&'static CoreBPE> {
+        if let Some(bpe) = self.loaded() {
+            return Some(bpe);
+        }
+        static STARTED: [std::sync::Once; 2] = [std::sync::Once::new(), std::sync::Once::new()];
+        STARTED[self as usize].call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("tiktoken-load".into())
+                .spawn(move || {
+                    self.load();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start loading tiktoken");
+            }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start loading tiktoken; estimates will be used");
+        None
     }
 }
 
 /// Input tokens of `request` for a model using `encoding`, following OpenAI's counting
 /// for chat: 3 tokens of framing per message, 1 more for a name, 3 to prime the reply,
-/// plus the tool definitions as JSON; `None` if the encoding is not loaded yet.
+/// plus the tool definitions as JSON; `None` while the encoding is loading (the first call
+/// starts that).
 pub fn count(request: &ChatRequest, encoding: Encoding) -> Option<u32> {
-    let bpe = encoding.loaded()?;
+    let bpe = encoding.loaded_or_start()?;
     let mut n = 3usize;
     for m in &request.messages {
         n += 3 + m
