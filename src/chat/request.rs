@@ -117,6 +117,26 @@ pub struct Message {
 }
 
 impl Message {
+    /// An assistant answer translated from another format: `content` is the text (absent
+    /// when there is none and the answer is only tool calls), the tool calls when there are
+    /// any, and reasoning text as `reasoning_content`, the field OpenAI-compatible reasoning
+    /// models use.
+    pub fn assistant(text: String, reasoning: String, tool_calls: Vec<ToolCall>) -> Self {
+        let mut extra = Extra::new();
+        if !reasoning.is_empty() {
+            extra.insert("reasoning_content".into(), Value::from(reasoning));
+        }
+        Message {
+            role: Role::Assistant,
+            content: (!text.is_empty() || tool_calls.is_empty()).then_some(Content::Text(text)),
+            name: None,
+            tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+            tool_call_id: None,
+            refusal: None,
+            extra,
+        }
+    }
+
     /// A message with only text content.
     pub fn text(role: Role, text: impl Into<String>) -> Self {
         Message {

@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use crate::{
     chat::{
-        ChatResponse, Choice, Content, Extra, FunctionCall, Message, PromptTokensDetails, Role,
-        ToolCall, Usage,
+        ChatResponse, Choice, Extra, FunctionCall, Message, PromptTokensDetails, ToolCall, Usage,
     },
     providers::{ProviderError, unix_now, upstream},
 };
@@ -138,20 +137,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             ResponseBlock::Other => {}
         }
     }
-    let mut extra = Extra::new();
-    if !reasoning.is_empty() {
-        extra.insert("reasoning_content".into(), reasoning.into());
-    }
-    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(Content::Text(text));
-    let message = Message {
-        role: Role::Assistant,
-        content,
-        name: None,
-        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-        tool_call_id: None,
-        refusal: None,
-        extra,
-    };
+    let message = Message::assistant(text, reasoning, tool_calls);
     Ok(ChatResponse {
         id: r.id,
         object: "chat.completion".into(),

@@ -13,8 +13,7 @@ use serde_json::Value;
 
 use crate::{
     chat::{
-        ChatResponse, Choice, Content, Extra, FunctionCall, Message, PromptTokensDetails, Role,
-        ToolCall, Usage,
+        ChatResponse, Choice, Extra, FunctionCall, Message, PromptTokensDetails, ToolCall, Usage,
     },
     providers::{ProviderError, unix_now, upstream},
 };
@@ -148,20 +147,7 @@ pub fn decode_response(body: &[u8], model: &str, id: &str) -> Result<ChatRespons
             });
         }
     }
-    let mut extra = Extra::new();
-    if !reasoning.is_empty() {
-        extra.insert("reasoning_content".into(), reasoning.into());
-    }
-    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(Content::Text(text));
-    let message = Message {
-        role: Role::Assistant,
-        content,
-        name: None,
-        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-        tool_call_id: None,
-        refusal: None,
-        extra,
-    };
+    let message = Message::assistant(text, reasoning, tool_calls);
     Ok(ChatResponse {
         id: id.to_owned(),
         object: "chat.completion".into(),

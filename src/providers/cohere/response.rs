@@ -6,10 +6,9 @@
 //! the gateway reports `tokens`, falling back to `billed_units`.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::{
-    chat::{ChatResponse, Choice, Content, Extra, Message, Role, ToolCall, Usage},
+    chat::{ChatResponse, Choice, Extra, Message, ToolCall, Usage},
     providers::{ProviderError, unix_now, upstream},
 };
 
@@ -103,11 +102,7 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
             _ => text.push_str(item.text.as_deref().unwrap_or("")),
         }
     }
-    let mut extra = Extra::new();
-    if !reasoning.is_empty() {
-        extra.insert("reasoning_content".into(), Value::from(reasoning));
-    }
-    let calls = r.message.tool_calls;
+    let message = Message::assistant(text, reasoning, r.message.tool_calls);
     Ok(ChatResponse {
         id: r.id,
         object: "chat.completion".into(),
@@ -115,15 +110,7 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
         model: requested_model.to_owned(),
         choices: vec![Choice {
             index: 0,
-            message: Message {
-                role: Role::Assistant,
-                content: (!text.is_empty() || calls.is_empty()).then_some(Content::Text(text)),
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                refusal: None,
-                extra,
-            },
+            message,
             finish_reason: Some(
                 finish_reason(r.finish_reason.as_deref().unwrap_or("COMPLETE")).into(),
             ),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::{
     chat::{
-        ChatResponse, Choice, CompletionTokensDetails, Content, Extra, FunctionCall, Message,
+        ChatResponse, Choice, CompletionTokensDetails, Extra, FunctionCall, Message,
         PromptTokensDetails, Role, ToolCall, Usage,
     },
     providers::{ProviderError, upstream},
@@ -168,25 +168,13 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
                 (None, None) => {}
             }
         }
-        let mut extra = Extra::new();
-        if !reasoning.is_empty() {
-            extra.insert("reasoning_content".into(), reasoning.into());
-        }
         let finish = finish_reason(
             c.finish_reason.as_deref().unwrap_or("STOP"),
             !calls.is_empty(),
         );
         choices.push(Choice {
             index: c.index.unwrap_or(u32::try_from(i).unwrap_or(0)),
-            message: Message {
-                role: Role::Assistant,
-                content: (!text.is_empty() || calls.is_empty()).then_some(Content::Text(text)),
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                refusal: None,
-                extra,
-            },
+            message: Message::assistant(text, reasoning, calls),
             finish_reason: Some(finish.into()),
             logprobs: None,
             extra: Extra::new(),
