@@ -19,6 +19,15 @@ pub enum EmbeddedDefault {
 pub fn embedded_default(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<EmbeddedDefault, ConfigError> {
+    match default_file(env) {
+        None => Ok(EmbeddedDefault::Simulated),
+        Some(file) => Config::try_from(file).map(|c| EmbeddedDefault::Real(Box::new(c))),
+    }
+}
+
+/// The providers and models the keys in `env` call for, as a config file whose secrets are
+/// `env:` references; `None` when there are none.
+pub fn default_file(env: impl Fn(&str) -> Option<String>) -> Option<FileConfig> {
     let mut file = FileConfig::default();
     let set = |var: &str| env(var).is_some_and(|v| !v.is_empty());
     for preset in PRESETS {
@@ -53,10 +62,7 @@ pub fn embedded_default(
             });
         }
     }
-    if file.providers.is_empty() {
-        return Ok(EmbeddedDefault::Simulated);
-    }
-    Config::try_from(file).map(|c| EmbeddedDefault::Real(Box::new(c)))
+    (!file.providers.is_empty()).then_some(file)
 }
 
 /// Model names the simulated default serves.

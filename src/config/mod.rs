@@ -10,7 +10,7 @@ mod secret;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-pub use default::{EmbeddedDefault, embedded_default, simulated};
+pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
 pub use secret::Secret;
 

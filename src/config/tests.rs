@@ -108,13 +108,40 @@ fn secrets_never_print() {
 fn embedded_default_uses_the_keys_present_else_simulates() {
     let none = embedded_default(|_| None).unwrap();
     assert!(matches!(none, EmbeddedDefault::Simulated));
-    // The config resolves env: references from the real environment, so only check the
-    // shape: with a key "present", a provider and its models appear.
-    let with_key = |k: &str| (k == "PATH").then(|| "x".to_owned());
-    assert!(matches!(
-        embedded_default(with_key).unwrap(),
-        EmbeddedDefault::Simulated
-    ));
+    // Which providers a set of keys calls for (resolving the `env:` references needs the
+    // real environment, so the decision is checked before that step).
+    let keys = |k: &str| {
+        ["OPENAI_API_KEY", "CO_API_KEY"]
+            .contains(&k)
+            .then(|| "x".to_owned())
+    };
+    let file = default_file(keys).unwrap();
+    let providers: Vec<(&str, Option<&str>)> = file
+        .providers
+        .iter()
+        .map(|p| (p.kind.as_str(), p.api_key.as_deref()))
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            ("cohere", Some("env:CO_API_KEY")),
+            ("openai", Some("env:OPENAI_API_KEY"))
+        ]
+    );
+    assert!(
+        file.models
+            .iter()
+            .any(|m| m.name == "gpt-4o-mini" && m.deployments[0].provider == "openai")
+    );
+    assert!(file.models.iter().any(|m| m.name == "command-a-03-2025"));
+    assert!(
+        default_file(|k| (k == "PATH").then(|| "x".to_owned())).is_none(),
+        "no provider key, no providers"
+    );
+    assert!(
+        default_file(|k| (k == "OPENAI_API_KEY").then(String::new)).is_none(),
+        "an empty key is no key"
+    );
     let sim = simulated(
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:2".parse().unwrap(),

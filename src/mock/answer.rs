@@ -121,6 +121,28 @@ pub(super) fn text_of(content: Option<&Value>) -> String {
     }
 }
 
+/// The text of the last turn whose `role` passes `is_user`, reading its `key` field
+/// (`content`, or Gemini's `parts`).
+pub(super) fn last_text(
+    turns: &[Value],
+    key: &str,
+    is_user: impl Fn(Option<&str>) -> bool,
+) -> String {
+    turns
+        .iter()
+        .rev()
+        .find(|t| is_user(t.get("role").and_then(Value::as_str)))
+        .map(|t| text_of(t.get(key)))
+        .unwrap_or_default()
+}
+
+/// The `malformed` fault for a whole answer: 200 with the start of a JSON body that never
+/// closes (`prefix`, in the format's shape).
+pub(super) fn malformed_json(prefix: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(http::header::CONTENT_TYPE, "application/json")], prefix).into_response()
+}
+
 /// About four characters a token, plus a few tokens of framing per message.
 pub(super) fn estimate_tokens(messages: &[Value]) -> u64 {
     messages

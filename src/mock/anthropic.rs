@@ -12,12 +12,14 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
     ConnReset, MockState,
-    answer::{Answer, Ask, Finish, empty_object, estimate_tokens, split_in, text_of},
+    answer::{
+        Answer, Ask, Finish, empty_object, estimate_tokens, last_text, malformed_json, split_in,
+    },
     stream::{self, SseAnswer},
 };
 
@@ -74,11 +76,7 @@ pub(super) async fn messages(
     let answer = Answer::to(&ask(&request), &state.name());
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"id\": \"msg_broken\", \"content\": [",
-            )
-                .into_response();
+            return malformed_json("{\"id\": \"msg_broken\", \"content\": [");
         }
         return Json(message(&answer, &id, model, n)).into_response();
     }
@@ -213,12 +211,7 @@ fn ask(r: &Value) -> Ask {
                 .and_then(Value::as_bool)
                 != Some(true),
         schema: r.pointer("/output_config/format/schema").cloned(),
-        last_user_text: messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(|m| text_of(m.get("content")))
-            .unwrap_or_default(),
+        last_user_text: last_text(messages, "content", |role| role == Some("user")),
         max_tokens: r.get("max_tokens").and_then(Value::as_u64),
         prompt_tokens: estimate_tokens(messages),
     }

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use super::{
     ConnReset, MockState,
-    answer::{Answer, Ask, Finish, empty_object, estimate_tokens, split_in, text_of},
+    answer::{
+        Answer, Ask, Finish, empty_object, estimate_tokens, last_text, malformed_json, split_in,
+    },
     stream::{self, SseAnswer},
 };
 
@@ -52,11 +54,7 @@ pub(super) async fn chat(
     let answer = Answer::to(&ask(&request), &state.name());
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"id\": \"x\", \"message\": {",
-            )
-                .into_response();
+            return malformed_json("{\"id\": \"x\", \"message\": {");
         }
         return Json(whole(&answer, &id, n)).into_response();
     }
@@ -174,12 +172,7 @@ fn ask(r: &Value) -> Ask {
         tools_off: r.get("tool_choice").and_then(Value::as_str) == Some("NONE"),
         parallel: r.get("tool_choice").and_then(Value::as_str) == Some("REQUIRED"),
         schema,
-        last_user_text: messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(|m| text_of(m.get("content")))
-            .unwrap_or_default(),
+        last_user_text: last_text(messages, "content", |role| role == Some("user")),
         max_tokens: r.get("max_tokens").and_then(Value::as_u64),
         prompt_tokens: estimate_tokens(messages),
     }

@@ -15,12 +15,12 @@ use axum::{
     extract::{Path, Query, State},
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
     ConnReset, MockState,
-    answer::{Answer, Ask, Finish, empty_object, text_of},
+    answer::{Answer, Ask, Finish, empty_object, last_text, malformed_json},
     stream::{self, SseAnswer},
 };
 
@@ -71,11 +71,7 @@ pub(super) async fn models(
     let answer = Answer::to(&ask(&request), &state.name());
     if !stream {
         if fault.malformed {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"candidates\": [",
-            )
-                .into_response();
+            return malformed_json("{\"candidates\": [");
         }
         return Json(whole(&answer, model, n)).into_response();
     }
@@ -192,12 +188,7 @@ fn ask(r: &Value) -> Ask {
                     == Some("application/json"))
                 .then(|| json!({"type": "object", "properties": {"answer": {"type": "string"}}}))
             }),
-        last_user_text: contents
-            .iter()
-            .rev()
-            .find(|c| c.get("role").and_then(Value::as_str) != Some("model"))
-            .map(|c| text_of(c.get("parts")))
-            .unwrap_or_default(),
+        last_user_text: last_text(contents, "parts", |role| role != Some("model")),
         max_tokens: r
             .pointer("/generationConfig/maxOutputTokens")
             .and_then(Value::as_u64),

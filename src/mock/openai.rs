@@ -11,12 +11,15 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
     ConnReset, MockState,
-    answer::{Answer, Ask, Finish, empty_object, estimate_tokens, now, split_in, text_of},
+    answer::{
+        Answer, Ask, Finish, empty_object, estimate_tokens, last_text, malformed_json, now,
+        split_in,
+    },
     stream::{self, SseAnswer},
 };
 
@@ -54,11 +57,7 @@ pub(super) async fn chat_completions(
     let answer = Answer::to(&ask(&request), &state.name());
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"id\": \"chatcmpl-broken\", \"choices\": [",
-            )
-                .into_response();
+            return malformed_json("{\"id\": \"chatcmpl-broken\", \"choices\": [");
         }
         return Json(completion(&answer, &id, model)).into_response();
     }
@@ -161,12 +160,7 @@ fn ask(request: &Value) -> Ask {
         parallel: choice.and_then(Value::as_str) == Some("required")
             && request.get("parallel_tool_calls").and_then(Value::as_bool) != Some(false),
         schema,
-        last_user_text: messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(|m| text_of(m.get("content")))
-            .unwrap_or_default(),
+        last_user_text: last_text(messages, "content", |role| role == Some("user")),
         max_tokens: request
             .get("max_completion_tokens")
             .or_else(|| request.get("max_tokens"))

@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::{
     ChunkStream, Provider, ProviderError,
     sse::{self, SseEvent, StreamTranslator},
-    truncate,
     upstream::{self, Upstream},
 };
 use crate::{
@@ -285,7 +284,7 @@ impl StreamTranslator for StreamDecoder {
 }
 
 fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
-    serde_json::from_str(data).map_err(|e| {
+    upstream::decode(data.as_bytes()).map_err(|malformed| {
         // Not a chunk: an in-band error, `data: {"error": {...}}`, or garbage.
         #[derive(serde::Deserialize)]
         struct Envelope {
@@ -300,9 +299,7 @@ fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
                     code: field("code"),
                 }
             }
-            Err(_) => {
-                ProviderError::Malformed(format!("stream chunk: {e} in {}", truncate(data, 200)))
-            }
+            Err(_) => malformed,
         }
     })
 }

@@ -155,7 +155,7 @@ pub fn estimate(request: &ChatRequest) -> u32 {
                     match p {
                         ContentPart::Text { text, .. } => chars += text.len(),
                         ContentPart::ImageUrl { .. } => tokens += IMAGE_TOKENS,
-                        ContentPart::Other(v) => chars += v.to_string().len(),
+                        ContentPart::Other(v) => chars += json_len(v),
                     }
                 }
             }
@@ -168,12 +168,28 @@ pub fn estimate(request: &ChatRequest) -> u32 {
     for t in request.tools.iter().flatten() {
         chars += t.function.name.len()
             + t.function.description.as_ref().map_or(0, String::len)
-            + t.function
-                .parameters
-                .as_ref()
-                .map_or(0, |p| p.to_string().len());
+            + t.function.parameters.as_ref().map_or(0, json_len);
     }
     u32::try_from(tokens + chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// The length of `value` as compact JSON, counted without building the string: the
+/// estimate runs on every request, and tool schemas can be large.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 #[cfg(test)]
@@ -184,6 +200,12 @@ mod tests {
 
     fn req(v: serde_json::Value) -> ChatRequest {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn json_len_is_the_compact_serialized_length() {
+        let v = json!({"type": "object", "properties": {"city": {"type": "string"}}, "n": [1, 2.5, null]});
+        assert_eq!(json_len(&v), v.to_string().len());
     }
 
     #[test]

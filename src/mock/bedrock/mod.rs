@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 
 use super::{
     ConnReset, MockState,
-    answer::{Answer, Ask, Finish, empty_object, estimate_tokens, split_in, text_of},
+    answer::{
+        Answer, Ask, Finish, empty_object, estimate_tokens, malformed_json, split_in, text_of,
+    },
     stream::{self, SseAnswer},
 };
 use crate::providers::bedrock::{EVENT_STREAM, eventstream};
@@ -83,11 +85,7 @@ async fn answer(
         .unwrap_or(HeaderValue::from_static("mock-request"));
     let mut resp = if !streaming {
         if fault.malformed {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"output\": {\"message\": {",
-            )
-                .into_response();
+            return malformed_json("{\"output\": {\"message\": {");
         }
         Json(whole(&answer, n)).into_response()
     } else {

@@ -15,7 +15,7 @@ use crate::{
     providers::{
         ProviderError,
         sse::{SseEvent, StreamTranslator},
-        truncate,
+        upstream,
     },
 };
 
@@ -259,12 +259,7 @@ impl AnthropicStream {
 
 impl StreamTranslator for AnthropicStream {
     fn on_event(&mut self, event: SseEvent) -> Vec<Result<ChatChunk, ProviderError>> {
-        let parsed = serde_json::from_str::<Event>(&event.data).map_err(|e| {
-            ProviderError::Malformed(format!(
-                "stream event: {e} in {}",
-                truncate(&event.data, 200)
-            ))
-        });
+        let parsed = upstream::decode::<Event>(event.data.as_bytes());
         match parsed.and_then(|ev| self.translate(ev)) {
             Ok(chunk) => chunk.map(Ok).into_iter().collect(),
             Err(e) => {

@@ -17,7 +17,7 @@ use crate::{
     providers::{
         ProviderError,
         sse::{SseEvent, StreamTranslator},
-        truncate, unix_now,
+        unix_now, upstream,
     },
 };
 
@@ -236,12 +236,7 @@ impl StreamTranslator for CohereStream {
         if event.data.trim() == "[DONE]" {
             return Vec::new();
         }
-        let parsed = serde_json::from_str::<Event>(&event.data).map_err(|e| {
-            ProviderError::Malformed(format!(
-                "stream event: {e} in {}",
-                truncate(&event.data, 200)
-            ))
-        });
+        let parsed = upstream::decode::<Event>(event.data.as_bytes());
         match parsed.and_then(|ev| self.translate(ev)) {
             Ok(chunks) => chunks.into_iter().map(Ok).collect(),
             Err(e) => {

@@ -12,7 +12,7 @@ use crate::{
     providers::{
         ProviderError,
         sse::{SseEvent, StreamTranslator},
-        truncate, unix_now,
+        unix_now, upstream,
     },
 };
 
@@ -141,14 +141,8 @@ fn choice(index: u32, delta: Delta, finish: Option<&str>) -> ChunkChoice {
 
 impl StreamTranslator for GeminiStream {
     fn on_event(&mut self, event: SseEvent) -> Vec<Result<ChatChunk, ProviderError>> {
-        let parsed = serde_json::from_str::<GenerateResponse>(&event.data)
-            .map_err(|e| {
-                ProviderError::Malformed(format!(
-                    "stream frame: {e} in {}",
-                    truncate(&event.data, 200)
-                ))
-            })
-            .and_then(|frame| match frame.error {
+        let parsed = upstream::decode::<GenerateResponse>(event.data.as_bytes()).and_then(
+            |frame| match frame.error {
                 Some(err) => {
                     let field = |k: &str| err.get(k).and_then(|x| x.as_str()).map(str::to_owned);
                     Err(ProviderError::InStream {
@@ -158,7 +152,8 @@ impl StreamTranslator for GeminiStream {
                     })
                 }
                 None => Ok(frame),
-            });
+            },
+        );
         match parsed {
             Ok(frame) => self.translate(frame).into_iter().map(Ok).collect(),
             Err(e) => {
