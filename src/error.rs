@@ -48,6 +48,12 @@ pub enum Error {
         provider: Arc<str>,
         error: Box<ProviderError>,
     },
+    /// No valid API key on a gateway that requires one.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// The caller's key may not do this (`code` says what).
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
     /// A bug or an unexpected condition. The detail goes to the log, never to the caller.
     #[error("internal error")]
     Internal { detail: String },
@@ -142,6 +148,14 @@ impl Error {
                     Some("upstream_stream_error"),
                 ),
             },
+            Error::Unauthorized { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ),
+            Error::Forbidden { code, .. } => {
+                (StatusCode::FORBIDDEN, "permission_error", Some(*code))
+            }
             Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None),
         };
         let grpc = match self {

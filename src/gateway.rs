@@ -9,25 +9,32 @@ use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::{
+    auth::{CallerHeaders, Keys},
     chat::{ChatChunk, ChatRequest, ChatResponse},
     config::Config,
     error::Error,
-    failover::{self, Attempts, Failed, Served},
+    failover::{self, Failed, Served},
+    health,
     providers::{self, ChunkStream, ProviderError},
-    routing::{Catalog, Needs},
+    routing::{Catalog, Needs, Route},
     telemetry::{Outcome, RequestRecord},
+    usage::pricing::{PriceTable, Pricing},
 };
 
 /// Everything built from one config.
 pub struct Live {
     pub config: Config,
     pub catalog: Catalog,
+    pub keys: Keys,
 }
 
-/// The gateway: a swappable [`Live`] snapshot and the pooled upstream client.
+/// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, and what
+/// outlives a reload: each deployment's health and the price table.
 pub struct Gateway {
     live: ArcSwap<Live>,
     client: reqwest::Client,
+    health: health::Registry,
+    pricing: Arc<Pricing>,
 }
 
 /// A stream committed to one deployment: the chunks read up to and including the first
@@ -43,10 +50,14 @@ impl Gateway {
     pub fn new(config: Config) -> Result<Gateway, Error> {
         let client = providers::http_client(config.failover.connect_timeout)
             .map_err(|detail| Error::Internal { detail })?;
-        let catalog = Catalog::build(&config, &client)?;
+        let health = health::Registry::new(config.breaker);
+        let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
+        let live = Live::build(config, &client, &health, &pricing.current())?;
         Ok(Gateway {
-            live: ArcSwap::from_pointee(Live { config, catalog }),
+            live: ArcSwap::from_pointee(live),
             client,
+            health,
+            pricing,
         })
     }
 
@@ -55,30 +66,82 @@ impl Gateway {
         self.live.load_full()
     }
 
-    /// Builds a new snapshot from `config` and swaps it in; in-flight requests keep theirs.
+    /// Builds a new snapshot from `config` (providers, prices, policies, each policy
+    /// self-checked) and swaps it in; in-flight requests finish on theirs. On error the
+    /// old snapshot keeps serving.
     pub fn reload(&self, config: Config) -> Result<(), Error> {
-        let catalog = Catalog::build(&config, &self.client)?;
-        self.live.store(Arc::new(Live { config, catalog }));
+        let live = Live::build(config, &self.client, &self.health, &self.pricing.current())?;
+        self.health.set_config(live.config.breaker);
+        self.live.store(Arc::new(live));
         Ok(())
     }
 
-    /// One completion, failing over across the model's deployments.
-    pub async fn chat(&self, request: &ChatRequest) -> Result<Served<ChatResponse>, Failed> {
+    /// Rebuilds the snapshot with the current config, for a new price table.
+    pub fn reprice(&self) -> Result<(), Error> {
+        self.reload(self.live().config.clone())
+    }
+
+    /// The live price table (swapped by the refresh task).
+    pub fn pricing(&self) -> &Arc<Pricing> {
+        &self.pricing
+    }
+
+    /// Every deployment's health, for the admin endpoint.
+    pub fn health(&self) -> &health::Registry {
+        &self.health
+    }
+
+    /// The pooled upstream client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The model names the caller may use (all of them for anonymous callers).
+    pub fn visible_models(&self, caller: CallerHeaders) -> Result<Vec<String>, Error> {
         let live = self.live();
-        let plan = plan(&live, request)?;
-        failover::run(&plan, &live.config.failover, |d| async move {
+        let caller = live.keys.caller(caller)?;
+        let allowed = |m: &crate::routing::ModelRoute| match &caller.key {
+            Some(k) if !k.allowed_models.is_empty() => k
+                .allowed_models
+                .iter()
+                .any(|a| **a == *m.name || m.deployments.iter().any(|d| **a == *d.model)),
+            _ => true,
+        };
+        Ok(live
+            .catalog
+            .models()
+            .iter()
+            .filter(|m| allowed(m))
+            .map(|m| m.name.to_string())
+            .collect())
+    }
+
+    /// One completion, failing over across the model's deployments.
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        caller: CallerHeaders,
+    ) -> Result<Served<ChatResponse>, Failed> {
+        let live = self.live();
+        let route = route(&live, request, caller)?;
+        let result = failover::run(&route.plan, &live.config.failover, false, |d| async move {
             d.provider.chat(request, &d.model).await
         })
-        .await
+        .await;
+        with_explain(result, route)
     }
 
     /// A streamed completion. Fails over until a deployment's stream produces its first
     /// content chunk (or ends cleanly); from then on the stream is committed.
-    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Served<OpenStream>, Failed> {
+    pub async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        caller: CallerHeaders,
+    ) -> Result<Served<OpenStream>, Failed> {
         let live = self.live();
-        let plan = plan(&live, request)?;
+        let route = route(&live, request, caller)?;
         let idle_timeout = live.config.failover.attempt_timeout;
-        failover::run(&plan, &live.config.failover, |d| async move {
+        let result = failover::run(&route.plan, &live.config.failover, true, |d| async move {
             let mut rest = d.provider.chat_stream(request, &d.model).await?;
             let mut head = Vec::new();
             while let Some(item) = rest.next().await {
@@ -95,17 +158,50 @@ impl Gateway {
                 idle_timeout,
             })
         })
-        .await
+        .await;
+        with_explain(result, route)
     }
 }
 
-fn plan(live: &Live, request: &ChatRequest) -> Result<Arc<[crate::routing::Deployment]>, Failed> {
-    validate(request)
-        .and_then(|()| live.catalog.plan_for(request, &Needs::of(request)))
-        .map_err(|error| Failed {
-            error,
-            attempts: Attempts::default(),
+impl Live {
+    fn build(
+        config: Config,
+        client: &reqwest::Client,
+        health: &health::Registry,
+        prices: &PriceTable,
+    ) -> Result<Live, Error> {
+        let catalog = Catalog::build(&config, client, health, prices)?;
+        let keys = Keys::new(&config.keys);
+        Ok(Live {
+            config,
+            catalog,
+            keys,
         })
+    }
+}
+
+/// Authenticates, validates and routes: the plan, or why there is none.
+fn route(live: &Live, request: &ChatRequest, caller: CallerHeaders) -> Result<Route, Failed> {
+    live.keys
+        .caller(caller)
+        .and_then(|caller| {
+            validate(request)?;
+            live.catalog.route(request, &Needs::of(request), &caller)
+        })
+        .map_err(Failed::refused)
+}
+
+fn with_explain<T>(result: Result<Served<T>, Failed>, route: Route) -> Result<Served<T>, Failed> {
+    match result {
+        Ok(mut served) => {
+            served.explain = route.explain;
+            Ok(served)
+        }
+        Err(mut failed) => {
+            failed.explain = Box::new(route.explain);
+            Err(failed)
+        }
+    }
 }
 
 /// Checks the request is one any provider could serve.

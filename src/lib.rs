@@ -30,11 +30,13 @@
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
 
 pub mod api;
+pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod failover;
 pub mod gateway;
+pub mod health;
 pub mod mock;
 pub mod providers;
 pub mod routing;

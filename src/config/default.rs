@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Config, ConfigError, DeploymentFile, FileConfig, ModelFile, ProviderFile, ServerFile};
+use super::{Config, ConfigError, DeploymentFile, FileConfig, ModelFile, ProviderFile};
 use crate::providers::presets::{AWS_ENV, PRESETS, Wire};
 
 /// What the embedded default resolved to.
@@ -54,6 +54,8 @@ pub fn default_file(env: impl Fn(&str) -> Option<String>) -> Option<FileConfig> 
         for model in preset.default_models {
             file.models.push(ModelFile {
                 name: (*model).to_owned(),
+                policy: None,
+                params: Default::default(),
                 deployments: vec![DeploymentFile {
                     provider: preset.kind.to_owned(),
                     model: (*model).to_owned(),
@@ -77,8 +79,6 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
         ..ProviderFile::named(name)
     };
     let file = FileConfig {
-        server: ServerFile::default(),
-        failover: Default::default(),
         providers: vec![
             provider("sim-primary", primary),
             provider("sim-backup", backup),
@@ -87,6 +87,8 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
             .iter()
             .map(|m| ModelFile {
                 name: (*m).to_owned(),
+                policy: None,
+                params: Default::default(),
                 deployments: ["sim-primary", "sim-backup"]
                     .iter()
                     .map(|p| DeploymentFile {
@@ -97,6 +99,7 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
                     .collect(),
             })
             .collect(),
+        ..FileConfig::default()
     };
     Config::try_from(file)
 }

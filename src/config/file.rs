@@ -16,6 +16,94 @@ pub struct FileConfig {
     pub providers: Vec<ProviderFile>,
     #[serde(default)]
     pub models: Vec<ModelFile>,
+    #[serde(default)]
+    pub routing: RoutingFile,
+    /// `[security_tiers]`: level name (`low`, `medium`, `high`) -> what it requires.
+    #[serde(default)]
+    pub security_tiers: BTreeMap<String, SecurityTierFile>,
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub pricing: PricingFile,
+    #[serde(default)]
+    pub breaker: BreakerFile,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    /// Folder of `<policy>.lua` scripts (and their `<policy>.cases.json`), relative to the
+    /// config file. Scripts here override the built-in ones of the same name.
+    pub scripts_dir: Option<String>,
+    /// The policy for models that name none (default `failover`).
+    pub default_policy: Option<String>,
+    /// Instructions one policy call may run (default 200000).
+    pub instruction_budget: Option<u32>,
+    /// Memory a policy VM may hold, in KiB (default 8192).
+    pub memory_limit_kib: Option<usize>,
+}
+
+/// One entry of `[security_tiers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityTierFile {
+    /// A deployment serves this level only if it has every one of these tags.
+    #[serde(default)]
+    pub require_tags: Vec<String>,
+}
+
+/// `[[keys]]`: when any is configured, every request must carry one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub name: String,
+    /// The bearer token: `env:NAME` or a literal.
+    pub key: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Providers this key may reach (empty: all).
+    #[serde(default)]
+    pub allowed_providers: Vec<String>,
+    /// Model names (as callers use them, or upstream names) this key may reach (empty: all).
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// The highest `x-security-level` this key may ask for (default `high`).
+    pub max_security_level: Option<String>,
+    /// The level used when a request sends no `x-security-level` (default `low`).
+    pub security_level: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Bearer token for `/admin/*` (`env:NAME` or a literal); without it the admin
+    /// endpoints answer 404.
+    pub api_key: Option<String>,
+}
+
+/// `[pricing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingFile {
+    /// A price table (file path relative to the config, or an http(s) URL) that overrides
+    /// the built-in one, re-read every `refresh_secs`.
+    pub source: Option<String>,
+    pub refresh_secs: Option<u64>,
+}
+
+/// `[breaker]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerFile {
+    pub failures: Option<u32>,
+    pub throttles: Option<u32>,
+    pub throttle_window_ms: Option<u64>,
+    pub cool_down_ms: Option<u64>,
+    pub slow_start_ms: Option<u64>,
 }
 
 /// `[server]`.
@@ -85,6 +173,11 @@ impl ProviderFile {
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
     pub name: String,
+    /// The routing policy (a script name); default `routing.default_policy`.
+    pub policy: Option<String>,
+    /// Parameters handed to the policy as `request.params`.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
     pub deployments: Vec<DeploymentFile>,
 }
 
@@ -102,4 +195,18 @@ pub struct DeploymentFile {
     pub json_schema: Option<bool>,
     pub vision: Option<bool>,
     pub streaming: Option<bool>,
+    /// USD per million input tokens; default from the pricing table.
+    pub price_in: Option<f64>,
+    /// USD per million output tokens; default from the pricing table.
+    pub price_out: Option<f64>,
+    /// USD per million cached input tokens; default from the pricing table.
+    pub price_cached: Option<f64>,
+    /// Quality tier, higher is better (default 1).
+    pub quality: Option<u32>,
+    /// Compliance tags (`soc2`, `hipaa`, `private`, ...), matched by security tiers.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub region: Option<String>,
+    /// Share of traffic for the weighted policy (default 1).
+    pub weight: Option<f64>,
 }

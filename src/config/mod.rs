@@ -8,13 +8,22 @@ mod default;
 mod file;
 mod secret;
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
-pub use file::{DeploymentFile, FailoverFile, FileConfig, ModelFile, ProviderFile, ServerFile};
+pub use file::{
+    AdminFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile, ModelFile,
+    PricingFile, ProviderFile, RoutingFile, SecurityTierFile, ServerFile,
+};
 pub use secret::Secret;
 
 use crate::{
+    health::BreakerConfig,
     providers::presets::{AZURE_API_VERSION, Preset, Wire},
     routing::Capabilities,
 };
@@ -26,6 +35,115 @@ pub struct Config {
     pub failover: FailoverConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    pub routing: RoutingConfig,
+    /// Tags each security level requires of a deployment.
+    pub security_tiers: SecurityTiers,
+    /// API keys; empty means the gateway takes anonymous calls.
+    pub keys: Vec<KeyConfig>,
+    /// Bearer token for `/admin/*`; `None` disables the admin endpoints.
+    pub admin_key: Option<Secret>,
+    pub pricing: PricingConfig,
+    pub breaker: BreakerConfig,
+    /// The folder relative paths in the config are resolved against (the config file's).
+    pub dir: PathBuf,
+}
+
+/// `[routing]`, validated.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Where `<policy>.lua` scripts are read from, resolved against [`Config::dir`].
+    pub scripts_dir: Option<PathBuf>,
+    pub default_policy: String,
+    pub instruction_budget: u32,
+    pub memory_limit: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            scripts_dir: None,
+            default_policy: "failover".to_owned(),
+            instruction_budget: 200_000,
+            memory_limit: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// How sensitive a request's data is; each level admits only deployments with the tags
+/// `[security_tiers]` requires of it. Ordered: `Low < Medium < High`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecurityLevel {
+    Low,
+    Medium,
+    High,
+}
+
+impl SecurityLevel {
+    pub const ALL: [SecurityLevel; 3] = [
+        SecurityLevel::Low,
+        SecurityLevel::Medium,
+        SecurityLevel::High,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityLevel::Low => "low",
+            SecurityLevel::Medium => "medium",
+            SecurityLevel::High => "high",
+        }
+    }
+
+    /// Parses a level name, case-insensitively.
+    pub fn parse(name: &str) -> Option<SecurityLevel> {
+        SecurityLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// The tags each level requires (a level requires its own and every lower level's tags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityTiers {
+    required: [Vec<String>; 3],
+}
+
+impl SecurityTiers {
+    /// Every tag a deployment needs to serve `level`.
+    pub fn required(&self, level: SecurityLevel) -> impl Iterator<Item = &str> {
+        self.required[..=level as usize]
+            .iter()
+            .flatten()
+            .map(String::as_str)
+    }
+}
+
+/// One API key and what it may do.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub name: String,
+    pub key: Secret,
+    pub tags: Vec<String>,
+    pub allowed_providers: Vec<String>,
+    pub allowed_models: Vec<String>,
+    pub max_security_level: SecurityLevel,
+    pub security_level: SecurityLevel,
+}
+
+/// `[pricing]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricingConfig {
+    /// A file (resolved against [`Config::dir`]) or an http(s) URL.
+    pub source: Option<String>,
+    pub refresh: Duration,
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        PricingConfig {
+            source: None,
+            refresh: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Where and how the gateway listens.
@@ -96,6 +214,10 @@ impl ProviderConfig {
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
+    /// The routing policy; `None` means `routing.default_policy`.
+    pub policy: Option<String>,
+    /// Parameters handed to the policy as `request.params`.
+    pub params: BTreeMap<String, toml::Value>,
     pub deployments: Vec<DeploymentConfig>,
 }
 
@@ -106,6 +228,21 @@ pub struct DeploymentConfig {
     pub model: String,
     /// The built-in table's entry for `model`, with the config's overrides applied.
     pub capabilities: Capabilities,
+    /// USD per million tokens; `None` takes the pricing table's.
+    pub price_in: Option<f64>,
+    pub price_out: Option<f64>,
+    pub price_cached: Option<f64>,
+    pub quality: u32,
+    pub tags: Vec<String>,
+    pub region: Option<String>,
+    pub weight: f64,
+}
+
+impl DeploymentConfig {
+    /// `provider/model`: how policies, headers and logs name this deployment.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.provider, self.model)
+    }
 }
 
 /// A configuration problem, naming the key it is about.
@@ -130,7 +267,25 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        config.dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// The policy `model` routes with.
+    pub fn policy_of<'a>(&'a self, model: &'a ModelConfig) -> &'a str {
+        model
+            .policy
+            .as_deref()
+            .unwrap_or(&self.routing.default_policy)
+    }
+
+    /// `routing.scripts_dir`, resolved against the config's folder.
+    pub fn scripts_dir(&self) -> Option<PathBuf> {
+        self.routing.scripts_dir.as_ref().map(|d| self.dir.join(d))
     }
 
     /// Parses and validates config text, resolving `env:` references from the process.
@@ -316,27 +471,281 @@ impl TryFrom<FileConfig> for Config {
                 set(&mut caps.streaming, d.streaming);
                 caps.context_window = d.context_window.or(caps.context_window);
                 caps.max_output = d.max_output.or(caps.max_output);
-                deployments.push(DeploymentConfig {
+                let dkey = |field: &str| key(&format!("deployments[{j}].{field}"));
+                let price = |field: &str, v: Option<f64>| -> Result<Option<f64>, ConfigError> {
+                    match v {
+                        Some(p) if !(p.is_finite() && p >= 0.0) => Err(ConfigError::new(
+                            dkey(field),
+                            "must be a price in USD per million tokens, 0 or more",
+                        )),
+                        other => Ok(other),
+                    }
+                };
+                let weight = d.weight.unwrap_or(1.0);
+                if !(weight.is_finite() && weight >= 0.0) {
+                    return Err(ConfigError::new(dkey("weight"), "must be 0 or more"));
+                }
+                let deployment = DeploymentConfig {
+                    price_in: price("price_in", d.price_in)?,
+                    price_out: price("price_out", d.price_out)?,
+                    price_cached: price("price_cached", d.price_cached)?,
+                    quality: d.quality.unwrap_or(1),
+                    tags: d.tags,
+                    region: d.region,
+                    weight,
                     provider: d.provider,
                     model: d.model,
                     capabilities: caps,
-                });
+                };
+                if deployments
+                    .iter()
+                    .any(|q: &DeploymentConfig| q.id() == deployment.id())
+                {
+                    return Err(ConfigError::new(
+                        dkey("model"),
+                        format!("`{}` is listed twice for this model", deployment.id()),
+                    ));
+                }
+                deployments.push(deployment);
+            }
+            if let Some(policy) = &m.policy {
+                check_policy_name(&key("policy"), policy)?;
             }
             models.push(ModelConfig {
                 name: m.name,
+                policy: m.policy,
+                params: m.params,
                 deployments,
             });
         }
         if models.is_empty() {
             return Err(ConfigError::new("models", "at least one model is needed"));
         }
+        let routing = routing_config(&file.routing)?;
+        let security_tiers = security_tiers(file.security_tiers)?;
+        let keys = keys(file.keys, &providers, &models)?;
+        let admin_key = file
+            .admin
+            .api_key
+            .as_deref()
+            .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new("admin.api_key", r)))
+            .transpose()?;
+        if admin_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
+            return Err(ConfigError::new(
+                "admin.api_key",
+                "must be at least 16 characters",
+            ));
+        }
+        let pricing = PricingConfig {
+            source: file.pricing.source.filter(|s| !s.trim().is_empty()),
+            refresh: match file.pricing.refresh_secs {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        "pricing.refresh_secs",
+                        "must be greater than 0",
+                    ));
+                }
+                Some(n) => Duration::from_secs(n),
+                None => PricingConfig::default().refresh,
+            },
+        };
+        let breaker = breaker_config(&file.breaker)?;
         Ok(Config {
             server,
             failover,
             providers,
             models,
+            routing,
+            security_tiers,
+            keys,
+            admin_key,
+            pricing,
+            breaker,
+            dir: PathBuf::from("."),
         })
     }
+}
+
+/// Policy names become file names: letters, digits, `-` and `_` only.
+fn check_policy_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("`{name}` is not a policy name (letters, digits, - and _)"),
+        ))
+    }
+}
+
+fn routing_config(f: &RoutingFile) -> Result<RoutingConfig, ConfigError> {
+    let d = RoutingConfig::default();
+    let default_policy = f.default_policy.clone().unwrap_or(d.default_policy);
+    check_policy_name("routing.default_policy", &default_policy)?;
+    let instruction_budget = match f.instruction_budget {
+        Some(n) if n < 1_000 => {
+            return Err(ConfigError::new(
+                "routing.instruction_budget",
+                "must be at least 1000",
+            ));
+        }
+        Some(n) => n,
+        None => d.instruction_budget,
+    };
+    let memory_limit = match f.memory_limit_kib {
+        Some(n) if n < 512 => {
+            return Err(ConfigError::new(
+                "routing.memory_limit_kib",
+                "must be at least 512",
+            ));
+        }
+        Some(n) => n * 1024,
+        None => d.memory_limit,
+    };
+    Ok(RoutingConfig {
+        scripts_dir: f
+            .scripts_dir
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(PathBuf::from),
+        default_policy,
+        instruction_budget,
+        memory_limit,
+    })
+}
+
+fn security_tiers(file: BTreeMap<String, SecurityTierFile>) -> Result<SecurityTiers, ConfigError> {
+    let mut tiers = SecurityTiers::default();
+    for (name, tier) in file {
+        let level = SecurityLevel::parse(&name).ok_or_else(|| {
+            ConfigError::new(
+                format!("security_tiers.{name}"),
+                "is not a level; expected low, medium or high",
+            )
+        })?;
+        if tier.require_tags.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new(
+                format!("security_tiers.{name}.require_tags"),
+                "tags must not be empty",
+            ));
+        }
+        tiers.required[level as usize] = tier.require_tags;
+    }
+    Ok(tiers)
+}
+
+fn keys(
+    file: Vec<KeyFile>,
+    providers: &[ProviderConfig],
+    models: &[ModelConfig],
+) -> Result<Vec<KeyConfig>, ConfigError> {
+    let mut keys: Vec<KeyConfig> = Vec::with_capacity(file.len());
+    for (i, k) in file.into_iter().enumerate() {
+        let key = |field: &str| format!("keys[{i}].{field}");
+        if k.name.trim().is_empty() {
+            return Err(ConfigError::new(key("name"), "must not be empty"));
+        }
+        if keys.iter().any(|q| q.name == k.name) {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("duplicate key name `{}`", k.name),
+            ));
+        }
+        let secret = Secret::resolve(&k.key).map_err(|r| ConfigError::new(key("key"), r))?;
+        if secret.expose().len() < 16 {
+            return Err(ConfigError::new(
+                key("key"),
+                "must be at least 16 characters",
+            ));
+        }
+        if keys.iter().any(|q| q.key.expose() == secret.expose()) {
+            return Err(ConfigError::new(key("key"), "is the same as another key's"));
+        }
+        if let Some(p) = k
+            .allowed_providers
+            .iter()
+            .find(|p| !providers.iter().any(|q| &q.name == *p))
+        {
+            return Err(ConfigError::new(
+                key("allowed_providers"),
+                format!("no provider named `{p}`"),
+            ));
+        }
+        let known_model = |m: &String| {
+            models
+                .iter()
+                .any(|q| &q.name == m || q.deployments.iter().any(|d| &d.model == m))
+        };
+        if let Some(m) = k.allowed_models.iter().find(|m| !known_model(m)) {
+            return Err(ConfigError::new(
+                key("allowed_models"),
+                format!("no model named `{m}`"),
+            ));
+        }
+        let level = |field: &str, v: Option<&str>, default| match v {
+            None => Ok(default),
+            Some(v) => SecurityLevel::parse(v).ok_or_else(|| {
+                ConfigError::new(key(field), format!("`{v}` is not low, medium or high"))
+            }),
+        };
+        let max_security_level = level(
+            "max_security_level",
+            k.max_security_level.as_deref(),
+            SecurityLevel::High,
+        )?;
+        let security_level = level(
+            "security_level",
+            k.security_level.as_deref(),
+            SecurityLevel::Low,
+        )?;
+        if security_level > max_security_level {
+            return Err(ConfigError::new(
+                key("security_level"),
+                "must not exceed max_security_level",
+            ));
+        }
+        keys.push(KeyConfig {
+            name: k.name,
+            key: secret,
+            tags: k.tags,
+            allowed_providers: k.allowed_providers,
+            allowed_models: k.allowed_models,
+            max_security_level,
+            security_level,
+        });
+    }
+    Ok(keys)
+}
+
+fn breaker_config(f: &BreakerFile) -> Result<BreakerConfig, ConfigError> {
+    let d = BreakerConfig::default();
+    let positive = |key: &str, v: Option<u32>, default: u32| match v {
+        Some(0) => Err(ConfigError::new(
+            format!("breaker.{key}"),
+            "must be greater than 0",
+        )),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
+    let config = BreakerConfig {
+        failures: positive("failures", f.failures, d.failures)?,
+        throttles: positive("throttles", f.throttles, d.throttles)?,
+        throttle_window: ms(f.throttle_window_ms, d.throttle_window),
+        cool_down: ms(f.cool_down_ms, d.cool_down),
+        slow_start: ms(f.slow_start_ms, d.slow_start),
+    };
+    if config.cool_down.is_zero() {
+        return Err(ConfigError::new(
+            "breaker.cool_down_ms",
+            "must be greater than 0",
+        ));
+    }
+    Ok(config)
 }
 
 /// The AWS keys: required for kind `bedrock` (the session token optional), refused for

@@ -57,6 +57,23 @@ fn each_variant_has_one_status_code_and_type() {
             "api_error",
         ),
         (
+            Error::Unauthorized {
+                message: "m".into(),
+            },
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "invalid_request_error",
+        ),
+        (
+            Error::Forbidden {
+                message: "m".into(),
+                code: "model_not_allowed",
+            },
+            StatusCode::FORBIDDEN,
+            Code::PermissionDenied,
+            "permission_error",
+        ),
+        (
             Error::Internal { detail: "d".into() },
             StatusCode::INTERNAL_SERVER_ERROR,
             Code::Internal,

@@ -25,6 +25,16 @@ impl Attempt {
         }
     }
 
+    /// Not tried: the deployment's circuit breaker refused it.
+    pub(crate) fn skipped(d: &Deployment) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: "circuit_open".to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     pub(crate) fn failed(d: &Deployment, error: &ProviderError, elapsed: Duration) -> Self {
         Attempt {
             provider: d.provider_name.clone(),

@@ -15,28 +15,84 @@ use tokio::time::Instant;
 pub use attempts::{Attempt, Attempts};
 pub use backoff::backoff_delay;
 
-use crate::{config::FailoverConfig, error::Error, providers::ProviderError, routing::Deployment};
+use crate::{
+    config::FailoverConfig,
+    error::Error,
+    health::{self, Admit},
+    providers::ProviderError,
+    routing::{Deployment, Explain, Planned},
+};
 
 /// The answer and who gave it.
 pub struct Served<T> {
     pub value: T,
     pub deployment: Deployment,
     pub attempts: Attempts,
+    /// How the plan was made (set by the gateway).
+    pub explain: Explain,
 }
 
 /// Every attempt failed, or the caller's request was refused; the attempts made so far.
 pub struct Failed {
     pub error: Error,
     pub attempts: Attempts,
+    /// How the plan was made, when routing got that far (set by the gateway).
+    pub explain: Box<Explain>,
+}
+
+impl Failed {
+    /// A request refused before any attempt.
+    pub fn refused(error: Error) -> Failed {
+        Failed {
+            error,
+            attempts: Attempts::default(),
+            explain: Box::default(),
+        }
+    }
+}
+
+/// Releases a half-open probe whose attempt was abandoned (the caller went away), so the
+/// next request may probe instead.
+struct ProbeGuard<'a>(Option<&'a health::DeploymentHealth>);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0 {
+            h.release_probe();
+        }
+    }
+}
+
+/// What an attempt's outcome tells the deployment's health; `None` for the caller's own
+/// mistakes, which say nothing about the deployment.
+fn health_outcome(error: &ProviderError, elapsed: Duration) -> Option<health::Outcome> {
+    match error {
+        ProviderError::Status {
+            status,
+            retry_after,
+            ..
+        } if status.as_u16() == 429 => Some(health::Outcome::Throttled {
+            retry_after: *retry_after,
+        }),
+        e if e.is_retryable() && !matches!(e, ProviderError::Untranslatable(_)) => {
+            Some(health::Outcome::Failure { latency: elapsed })
+        }
+        _ => None,
+    }
 }
 
 /// Runs `attempt` against each deployment of `plan` in turn.
 ///
-/// `attempt` gets the deployment and the time it may take; it is cut off when that time
-/// runs out (counted as a timeout).
+/// `attempt` gets the deployment; it is cut off when its time runs out (the plan's
+/// per-attempt timeout, else the configured one, within the deadline), which counts as a
+/// timeout. Each deployment's breaker is asked first: one that refuses is skipped, unless
+/// it is the last hope (nothing tried yet and nothing after it). Outcomes feed each
+/// deployment's health; `stream` says the attempt ends at the first token (its latency is
+/// the time to first token).
 pub async fn run<T, F, Fut>(
-    plan: &[Deployment],
+    plan: &[Planned],
     config: &FailoverConfig,
+    stream: bool,
     mut attempt: F,
 ) -> Result<Served<T>, Failed>
 where
@@ -50,19 +106,33 @@ where
         n => n.min(plan.len()),
     };
     let mut attempts = Attempts::default();
+    let mut tried = 0usize;
     let mut last: Option<(Deployment, ProviderError)> = None;
 
-    for (n, deployment) in plan.iter().take(max_attempts).enumerate() {
-        if n > 0 {
-            let pause = backoff_delay(n as u32, config.backoff_initial, config.backoff_max);
+    for (n, step) in plan.iter().enumerate() {
+        if tried >= max_attempts {
+            break;
+        }
+        let deployment = &step.deployment;
+        let admit = deployment.health.admit(Instant::now().into_std());
+        let last_hope = tried == 0 && n + 1 == plan.len();
+        if admit == Admit::No && !last_hope {
+            attempts.push(Attempt::skipped(deployment));
+            continue;
+        }
+        let mut probe = ProbeGuard((admit == Admit::Probe).then_some(&*deployment.health));
+        if tried > 0 {
+            let pause = backoff_delay(tried as u32, config.backoff_initial, config.backoff_max);
             if Instant::now() + pause >= deadline {
                 break;
             }
             tokio::time::sleep(pause).await;
         }
+        tried += 1;
         let now = Instant::now();
-        let budget = config
-            .attempt_timeout
+        let budget = step
+            .timeout
+            .unwrap_or(config.attempt_timeout)
             .min(deadline.saturating_duration_since(now));
         if budget.is_zero() {
             break;
@@ -72,16 +142,32 @@ where
             Err(_) => Err(ProviderError::Timeout),
         };
         let elapsed = now.elapsed();
+        let at = Instant::now().into_std();
         match outcome {
             Ok(value) => {
+                deployment.health.record(
+                    health::Outcome::Success {
+                        latency: elapsed,
+                        ttft: stream.then_some(elapsed),
+                    },
+                    at,
+                );
+                probe.0 = None;
                 attempts.push(Attempt::ok(deployment, elapsed));
                 return Ok(Served {
                     value,
                     deployment: deployment.clone(),
                     attempts,
+                    explain: Explain::default(),
                 });
             }
             Err(error) => {
+                // The caller's own mistake says nothing about the deployment; a probe it
+                // was is released (by the guard) for the next request.
+                if let Some(o) = health_outcome(&error, elapsed) {
+                    deployment.health.record(o, at);
+                    probe.0 = None;
+                }
                 attempts.push(Attempt::failed(deployment, &error, elapsed));
                 let retryable = error.is_retryable();
                 last = Some((deployment.clone(), error));
@@ -93,12 +179,16 @@ where
     }
 
     let error = match last {
-        Some((deployment, error)) => Error::upstream(deployment.provider_name, error),
+        Some((deployment, error)) => Error::upstream(deployment.provider_name.clone(), error),
         None => Error::DeadlineExceeded {
             deadline_ms: duration_ms(config.deadline),
         },
     };
-    Err(Failed { error, attempts })
+    Err(Failed {
+        error,
+        attempts,
+        explain: Box::default(),
+    })
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -35,15 +35,10 @@ impl Provider for Scripted {
     }
 }
 
-fn plan(names: &[&str]) -> Vec<Deployment> {
+fn plan(names: &[&str]) -> Vec<Planned> {
     names
         .iter()
-        .map(|n| Deployment {
-            provider_name: Arc::from(*n),
-            model: Arc::from("m"),
-            provider: Arc::new(Scripted),
-            capabilities: crate::routing::Capabilities::ANY,
-        })
+        .map(|n| Deployment::bare(n, "m", Arc::new(Scripted)).into())
         .collect()
 }
 
@@ -74,7 +69,7 @@ async fn drive(
     let plan = plan(names);
     let script = Arc::new(script);
     let log = calls.clone();
-    let result = run(&plan, &config, move |d| {
+    let result = run(&plan, &config, false, move |d| {
         let script = script.clone();
         let log = log.clone();
         async move {

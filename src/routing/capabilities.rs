@@ -214,6 +214,19 @@ impl Needs {
         }
     }
 
+    /// The capabilities needed, by their policy-facing names.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.tools, "tools"),
+            (self.parallel_tool_calls, "parallel_tool_calls"),
+            (self.json_schema, "json_schema"),
+            (self.vision, "vision"),
+            (self.streaming, "streaming"),
+        ]
+        .into_iter()
+        .filter_map(|(needed, name)| needed.then_some(name))
+    }
+
     /// The first thing `caps` lacks, named for the caller.
     pub fn unmet(&self, caps: &Capabilities) -> Option<Unmet> {
         let missing = [

@@ -1,131 +1,326 @@
-//! Routing: the catalog of models and the deployments that may serve a request.
+//! Routing: the catalog of models, the hard filters, and the policy that orders what is left.
 //!
-//! This first cut plans in the configured order; hard filters and the Lua policy engine
-//! slot in between [`Catalog::plan`] and the attempt loop.
+//! [`Catalog::route`] is the whole decision for one request:
+//! 1. the hard filters ([`filter`]), in Rust, which a policy cannot undo: the key's allowed
+//!    models and providers, the security level's required tags, capabilities and context
+//!    window, and open circuits (unless nothing else is left);
+//! 2. the model's policy ([`policy`]), a sandboxed Lua function that orders the survivors,
+//!    falling back to the configured order when it fails;
+//! 3. a [`Route`]: the plan for the attempt loop and the [`Explain`] for the log.
 
 pub mod capabilities;
+pub mod filter;
+pub mod policy;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Deref, sync::Arc, time::Duration};
 
 pub use capabilities::{Capabilities, Needs, Unmet};
+pub use filter::Removed;
+pub use policy::{PolicyError, Script};
 
 use crate::{
+    auth::Caller,
     chat::ChatRequest,
-    config::Config,
+    config::{Config, SecurityTiers},
     error::Error,
+    health::{self, DeploymentHealth},
     providers::{self, Provider},
+    usage::pricing::PriceTable,
 };
 
-/// One provider serving one model: a candidate for an attempt.
+/// One provider serving one model: a candidate for an attempt. Cheap to clone.
 #[derive(Clone)]
-pub struct Deployment {
+pub struct Deployment(Arc<DeploymentInfo>);
+
+/// What the gateway knows about a deployment.
+pub struct DeploymentInfo {
+    /// `provider/model`: how policies, headers and logs name it.
+    pub id: Arc<str>,
     /// The provider's config name (shown in headers, logs and metrics).
     pub provider_name: Arc<str>,
+    /// The provider's preset (`openai`, `anthropic`, ...).
+    pub kind: &'static str,
     /// The model name sent upstream.
     pub model: Arc<str>,
     pub provider: Arc<dyn Provider>,
     pub capabilities: Capabilities,
+    /// USD per million input, output and cached input tokens (0 when unknown).
+    pub price_in: f64,
+    pub price_out: f64,
+    pub price_cached: Option<f64>,
+    pub quality: u32,
+    pub tags: Vec<String>,
+    pub region: Option<String>,
+    pub weight: f64,
+    /// 1-based place in the model's configured order.
+    pub position: usize,
+    /// Live stats and the circuit breaker; the same across config reloads.
+    pub health: Arc<DeploymentHealth>,
+}
+
+impl Deployment {
+    pub fn new(info: DeploymentInfo) -> Deployment {
+        Deployment(Arc::new(info))
+    }
+
+    /// A deployment with default metadata and health of its own: for tests and benches.
+    pub fn bare(provider_name: &str, model: &str, provider: Arc<dyn Provider>) -> Deployment {
+        let id = format!("{provider_name}/{model}");
+        let health = health::Registry::new(health::BreakerConfig::default()).deployment(&id);
+        Deployment::new(DeploymentInfo {
+            id: Arc::from(id),
+            provider_name: Arc::from(provider_name),
+            kind: "openai",
+            model: Arc::from(model),
+            provider,
+            capabilities: Capabilities::ANY,
+            price_in: 0.0,
+            price_out: 0.0,
+            price_cached: None,
+            quality: 1,
+            tags: Vec::new(),
+            region: None,
+            weight: 1.0,
+            position: 1,
+            health,
+        })
+    }
+}
+
+impl Deref for Deployment {
+    type Target = DeploymentInfo;
+
+    fn deref(&self) -> &DeploymentInfo {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Deployment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.provider_name, self.model)
+        f.write_str(&self.id)
     }
 }
 
-/// Every model the gateway serves, with its deployments in configured order.
+/// A model callers ask for: its deployments in configured order, and how to order them.
+pub struct ModelRoute {
+    pub name: Arc<str>,
+    pub deployments: Arc<[Deployment]>,
+    /// The policy's name (`static` runs no script).
+    pub policy: Arc<str>,
+    pub script: Option<Arc<Script>>,
+    /// `[[models]] params`, for the script.
+    pub params: Arc<toml::Table>,
+}
+
+/// One step of a plan: a deployment and, when the policy set one, its attempt timeout.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub deployment: Deployment,
+    pub timeout: Option<Duration>,
+}
+
+impl From<Deployment> for Planned {
+    fn from(deployment: Deployment) -> Planned {
+        Planned {
+            deployment,
+            timeout: None,
+        }
+    }
+}
+
+/// A routing decision: what to try, in order, and why.
+#[derive(Debug)]
+pub struct Route {
+    pub plan: Vec<Planned>,
+    pub explain: Explain,
+}
+
+/// Why the plan is what it is, for `route --explain` and the request log.
+#[derive(Debug, Clone, Default)]
+pub struct Explain {
+    pub policy: Arc<str>,
+    /// Deployments the hard filters removed, each with the reason.
+    pub removed: Vec<Removed>,
+    /// Set when the policy failed and the configured order was used instead.
+    pub fallback: Option<String>,
+    /// Ids the policy returned that were not candidates (ignored).
+    pub ignored: Vec<String>,
+    /// Time spent in the policy.
+    pub policy_time: Duration,
+}
+
+impl Explain {
+    /// One line for the request log: `removed` and `fallback`, when there were any.
+    pub fn summary(&self) -> Option<String> {
+        if self.removed.is_empty() && self.fallback.is_none() && self.ignored.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = self
+            .removed
+            .iter()
+            .map(|r| format!("{} removed: {}", r.id, r.reason))
+            .collect();
+        if let Some(f) = &self.fallback {
+            parts.push(format!("policy failed ({f}): configured order"));
+        }
+        if !self.ignored.is_empty() {
+            parts.push(format!(
+                "policy named non-candidates: {}",
+                self.ignored.join(", ")
+            ));
+        }
+        Some(parts.join("; "))
+    }
+}
+
+/// Every model the gateway serves, with its deployments and policies.
 pub struct Catalog {
-    models: HashMap<String, Arc<[Deployment]>>,
-    /// Model names in config order, for listings.
-    names: Vec<String>,
+    models: Vec<ModelRoute>,
+    by_name: HashMap<String, usize>,
+    tiers: SecurityTiers,
+    /// Identifies this build: per-thread policy VMs are rebuilt when it changes.
+    generation: u64,
+    limits: policy::sandbox::Limits,
 }
 
 impl Catalog {
-    /// Builds providers and the model table from a validated config.
-    pub fn build(config: &Config, client: &reqwest::Client) -> Result<Catalog, Error> {
-        let mut built: HashMap<&str, (Arc<str>, Arc<dyn Provider>)> = HashMap::new();
+    /// Builds providers, the model table and the policies from a validated config.
+    /// Scripts are loaded and self-checked here: a broken one fails the build.
+    pub fn build(
+        config: &Config,
+        client: &reqwest::Client,
+        health: &health::Registry,
+        prices: &PriceTable,
+    ) -> Result<Catalog, Error> {
+        let scripts = policy::load_scripts(config).map_err(|e| Error::Internal {
+            detail: e.to_string(),
+        })?;
+        // Provider name -> (shared name, preset kind, built provider).
+        type Built = (Arc<str>, &'static str, Arc<dyn Provider>);
+        let mut built: HashMap<&str, Built> = HashMap::new();
         for p in &config.providers {
             let provider = providers::build(p, client).map_err(|detail| Error::Internal {
                 detail: format!("provider `{}`: {detail}", p.name),
             })?;
-            built.insert(&p.name, (Arc::from(p.name.as_str()), provider));
+            built.insert(&p.name, (Arc::from(p.name.as_str()), p.kind, provider));
         }
-        let mut models = HashMap::with_capacity(config.models.len());
-        let mut names = Vec::with_capacity(config.models.len());
+        let mut models = Vec::with_capacity(config.models.len());
+        let mut by_name = HashMap::with_capacity(config.models.len());
         for m in &config.models {
             let deployments: Vec<Deployment> = m
                 .deployments
                 .iter()
-                .filter_map(|d| {
-                    let (name, provider) = built.get(d.provider.as_str())?;
-                    Some(Deployment {
+                .filter_map(|d| Some((d, built.get(d.provider.as_str())?)))
+                .enumerate()
+                .map(|(i, (d, (name, kind, provider)))| {
+                    let listed = prices.lookup(&d.model);
+                    let id = d.id();
+                    Deployment::new(DeploymentInfo {
+                        health: health.deployment(&id),
+                        id: Arc::from(id),
                         provider_name: name.clone(),
+                        kind,
                         model: Arc::from(d.model.as_str()),
                         provider: provider.clone(),
                         capabilities: d.capabilities,
+                        price_in: d.price_in.or(listed.map(|p| p.input)).unwrap_or(0.0),
+                        price_out: d.price_out.or(listed.map(|p| p.output)).unwrap_or(0.0),
+                        price_cached: d.price_cached.or(listed.and_then(|p| p.cached_input)),
+                        quality: d.quality,
+                        tags: d.tags.clone(),
+                        region: d.region.clone(),
+                        weight: d.weight,
+                        position: i + 1,
                     })
                 })
                 .collect();
-            models.insert(m.name.clone(), Arc::from(deployments));
-            names.push(m.name.clone());
+            let policy = config.policy_of(m);
+            let script = scripts.get(policy).cloned();
+            by_name.insert(m.name.clone(), models.len());
+            models.push(ModelRoute {
+                name: Arc::from(m.name.as_str()),
+                deployments: Arc::from(deployments),
+                policy: Arc::from(policy),
+                script,
+                params: Arc::new(m.params.clone().into_iter().collect()),
+            });
         }
-        Ok(Catalog { models, names })
+        Ok(Catalog {
+            models,
+            by_name,
+            tiers: config.security_tiers.clone(),
+            generation: policy::next_generation(),
+            limits: policy::sandbox::Limits {
+                instructions: config.routing.instruction_budget,
+                memory: config.routing.memory_limit,
+            },
+        })
     }
 
-    /// The deployments to try for `model`, in order.
-    pub fn plan(&self, model: &str) -> Result<Arc<[Deployment]>, Error> {
-        self.models
+    /// The model callers name `model`.
+    pub fn model(&self, model: &str) -> Result<&ModelRoute, Error> {
+        self.by_name
             .get(model)
-            .cloned()
+            .map(|&i| &self.models[i])
             .ok_or_else(|| Error::ModelNotFound {
                 model: model.to_owned(),
             })
     }
 
-    /// The deployments of `model` that can take a request needing `needs`, in order; a
-    /// 400 naming what is missing when none can.
-    pub fn plan_for(
+    /// Every model, in config order.
+    pub fn models(&self) -> &[ModelRoute] {
+        &self.models
+    }
+
+    /// The deployments to try for `request`, filtered and ordered, with the reasons.
+    pub fn route(
         &self,
         request: &ChatRequest,
         needs: &Needs,
-    ) -> Result<Arc<[Deployment]>, Error> {
-        let model = request.model.as_str();
-        let all = self.plan(model)?;
-        let unmet = |d: &Deployment| needs.unmet_for(&d.capabilities, &d.model, request);
-        if all.iter().all(|d| unmet(d).is_none()) {
-            return Ok(all);
-        }
-        let kept: Vec<Deployment> = all.iter().filter(|d| unmet(d).is_none()).cloned().collect();
-        if !kept.is_empty() {
-            return Ok(Arc::from(kept));
-        }
-        let unmet: Vec<Unmet> = all.iter().filter_map(unmet).collect();
-        Err(
-            match unmet.iter().find_map(|u| match u {
-                Unmet::Capability(name) => Some(*name),
-                Unmet::Context { .. } => None,
-            }) {
-                Some(capability) => Error::Unsupported {
-                    model: model.to_owned(),
-                    capability,
-                },
-                None => Error::ContextLength {
-                    tokens: needs.tokens,
-                    window: unmet
-                        .iter()
-                        .filter_map(|u| match u {
-                            Unmet::Context { window } => Some(*window),
-                            Unmet::Capability(_) => None,
-                        })
-                        .max()
-                        .unwrap_or(0),
-                },
+        caller: &Caller,
+    ) -> Result<Route, Error> {
+        let index =
+            *self
+                .by_name
+                .get(request.model.as_str())
+                .ok_or_else(|| Error::ModelNotFound {
+                    model: request.model.clone(),
+                })?;
+        let model = &self.models[index];
+        let filtered = filter::run(model, request, needs, caller, &self.tiers)?;
+        let facts = policy::Facts {
+            input_tokens: needs.tokens.saturating_sub(needs.output_tokens),
+            max_tokens: (needs.output_tokens > 0).then_some(needs.output_tokens),
+            stream: request.is_stream(),
+            needs,
+            caller,
+        };
+        let decision = policy::order(self, index, &filtered.survivors, &facts);
+        let plan = decision
+            .order
+            .iter()
+            .map(|&(i, timeout)| Planned {
+                deployment: model.deployments[i].clone(),
+                timeout,
+            })
+            .collect();
+        Ok(Route {
+            plan,
+            explain: Explain {
+                policy: model.policy.clone(),
+                removed: filtered.removed,
+                fallback: decision.fallback,
+                ignored: decision.ignored,
+                policy_time: decision.took,
             },
-        )
+        })
     }
 
     /// Model names in config order.
-    pub fn model_names(&self) -> &[String] {
-        &self.names
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.models.iter().map(|m| &*m.name)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ use std::{
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::{chat::Usage, failover::Attempts};
+use crate::{chat::Usage, failover::Attempts, routing::Explain};
 
 /// Installs rustls' ring provider once; reqwest panics without one.
 pub fn install_crypto_provider() {
@@ -102,6 +102,10 @@ pub struct RequestRecord {
     pub attempts: Attempts,
     pub usage: Option<Usage>,
     pub ttft: Option<Duration>,
+    /// The routing policy, what the hard filters removed and why, and the policy's time.
+    pub policy: Option<std::sync::Arc<str>>,
+    pub route: Option<String>,
+    pub policy_us: Option<f64>,
 }
 
 impl RequestRecord {
@@ -117,7 +121,20 @@ impl RequestRecord {
             attempts: Attempts::default(),
             usage: None,
             ttft: None,
+            policy: None,
+            route: None,
+            policy_us: None,
         }
+    }
+
+    /// Notes how the request was routed.
+    pub fn routed(&mut self, explain: &Explain) {
+        if explain.policy.is_empty() {
+            return;
+        }
+        self.policy = Some(explain.policy.clone());
+        self.route = explain.summary();
+        self.policy_us = Some(explain.policy_time.as_secs_f64() * 1e6);
     }
 
     /// Marks the first byte of content sent to the client.
@@ -147,6 +164,9 @@ impl RequestRecord {
             stream = self.stream,
             outcome = %outcome_label,
             attempts = %self.attempts.header_value(),
+            policy = self.policy.as_deref(),
+            route = self.route.as_deref(),
+            policy_us = self.policy_us,
             latency_ms = latency.as_secs_f64() * 1000.0,
             ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
             prompt_tokens = usage.map(|u| u.prompt_tokens),

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
+    auth::CallerHeaders,
     error::Error,
     failover::{Attempts, Failed},
     gateway::{Delivered, Gateway},
@@ -67,11 +68,12 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatResponse>, Status> {
         let request_id = request_id(&request);
+        let caller = caller_headers(request.metadata());
         let chat = convert::chat_request(request.into_inner(), false)
             .map_err(|e| status(&e, &request_id, None))?;
         let mut record =
             RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, false);
-        match self.gateway.chat(&chat).await {
+        match self.gateway.chat(&chat, caller).await {
             Ok(served) => {
                 record.provider = Some(served.deployment.provider_name.clone());
                 record.usage = served.value.usage.clone();
@@ -82,6 +84,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
                     &served.deployment.provider_name,
                     &served.attempts,
                 );
+                record.routed(&served.explain);
                 record.attempts = served.attempts;
                 record.first_byte();
                 record.finish(Outcome::Ok);
@@ -98,10 +101,11 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let request_id = request_id(&request);
+        let caller = caller_headers(request.metadata());
         let chat = convert::chat_request(request.into_inner(), true)
             .map_err(|e| status(&e, &request_id, None))?;
         let mut record = RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, true);
-        match self.gateway.chat_stream(&chat).await {
+        match self.gateway.chat_stream(&chat, caller).await {
             Ok(served) => {
                 record.provider = Some(served.deployment.provider_name.clone());
                 let mut md = tonic::metadata::MetadataMap::new();
@@ -111,6 +115,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
                     &served.deployment.provider_name,
                     &served.attempts,
                 );
+                record.routed(&served.explain);
                 record.attempts = served.attempts;
                 let rid = request_id.clone();
                 let stream = served
@@ -134,21 +139,30 @@ impl pb::gateway_server::Gateway for GrpcGateway {
 
     async fn list_models(
         &self,
-        _request: Request<pb::ListModelsRequest>,
+        request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let live = self.gateway.live();
-        let models = live
-            .catalog
-            .model_names()
-            .iter()
+        let request_id = request_id(&request);
+        let models = self
+            .gateway
+            .visible_models(caller_headers(request.metadata()))
+            .map_err(|e| status(&e, &request_id, None))?
+            .into_iter()
             .map(|id| pb::Model {
-                id: id.clone(),
+                id,
                 owned_by: "switchyard".to_owned(),
                 created: 0,
             })
             .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
+}
+
+/// The caller's key, security level and routing headers from gRPC metadata.
+fn caller_headers(md: &tonic::metadata::MetadataMap) -> CallerHeaders {
+    CallerHeaders::collect(md.iter().filter_map(|kv| match kv {
+        tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.as_str(), v.as_bytes())),
+        tonic::metadata::KeyAndValueRef::Binary(..) => None,
+    }))
 }
 
 fn request_id<T>(request: &Request<T>) -> String {
@@ -165,6 +179,7 @@ fn failure(mut record: RequestRecord, failed: Failed) -> Status {
     if let Error::Upstream { provider, .. } = &failed.error {
         record.provider = Some(provider.clone());
     }
+    record.routed(&failed.explain);
     record.attempts = failed.attempts;
     record.finish(Outcome::Error(failed.error.spec().status.as_u16()));
     st

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::{errors::error_response, sse};
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER, request_id},
+    auth::CallerHeaders,
     chat::ChatRequest,
     error::Error,
     failover::{Attempts, Failed},
@@ -40,8 +41,9 @@ pub(super) async fn chat_completions(
         &request.model,
         request.is_stream(),
     );
+    let caller = CallerHeaders::from_http(&headers);
     if request.is_stream() {
-        match gw.chat_stream(&request).await {
+        match gw.chat_stream(&request, caller).await {
             Ok(served) => {
                 record.provider = Some(served.deployment.provider_name.clone());
                 let head = served_headers(
@@ -49,6 +51,7 @@ pub(super) async fn chat_completions(
                     &served.deployment.provider_name,
                     &served.attempts,
                 );
+                record.routed(&served.explain);
                 record.attempts = served.attempts;
                 let body = sse::body(served.value, record, request.wants_stream_usage());
                 let mut resp = Response::new(body);
@@ -65,7 +68,7 @@ pub(super) async fn chat_completions(
             Err(failed) => failure(record, failed),
         }
     } else {
-        match gw.chat(&request).await {
+        match gw.chat(&request, caller).await {
             Ok(served) => {
                 let head = served_headers(
                     &request_id,
@@ -73,6 +76,7 @@ pub(super) async fn chat_completions(
                     &served.attempts,
                 );
                 record.provider = Some(served.deployment.provider_name.clone());
+                record.routed(&served.explain);
                 record.attempts = served.attempts;
                 record.usage = served.value.usage.clone();
                 let body = match serde_json::to_vec(&served.value) {
@@ -106,6 +110,7 @@ fn failure(mut record: RequestRecord, failed: Failed) -> Response {
     if let Error::Upstream { provider, .. } = &failed.error {
         record.provider = Some(provider.clone());
     }
+    record.routed(&failed.explain);
     record.attempts = failed.attempts;
     record.finish(Outcome::Error(resp.status().as_u16()));
     resp

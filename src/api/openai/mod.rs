@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{Method, Uri},
+    http::{HeaderMap, Method, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -17,7 +17,7 @@ use serde_json::json;
 
 pub use errors::error_response;
 
-use crate::{error::Error, gateway::Gateway};
+use crate::{auth::CallerHeaders, error::Error, gateway::Gateway};
 
 /// The REST routes over a gateway (no fallback: [`crate::server::router`] sets the one
 /// fallback for REST and gRPC together).
@@ -37,29 +37,31 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" })
 }
 
-async fn list_models(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    let live = gw.live();
-    let data: Vec<_> = live
-        .catalog
-        .model_names()
-        .iter()
-        .map(|m| model_object(m))
-        .collect();
-    Json(json!({ "object": "list", "data": data }))
+async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+        Ok(names) => {
+            let data: Vec<_> = names.iter().map(|m| model_object(m)).collect();
+            Json(json!({ "object": "list", "data": data })).into_response()
+        }
+        Err(e) => error_response(&e, "", None),
+    }
 }
 
-async fn get_model(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
-    let live = gw.live();
-    if live.catalog.plan(&id).is_ok() {
-        Json(model_object(&id)).into_response()
-    } else {
-        error_response(&Error::ModelNotFound { model: id }, "", None)
+async fn get_model(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+        Ok(names) if names.contains(&id) => Json(model_object(&id)).into_response(),
+        Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", None),
+        Err(e) => error_response(&e, "", None),
     }
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let live = gw.live();
-    Json(json!({ "status": "ready", "models": live.catalog.model_names().len() })).into_response()
+    Json(json!({ "status": "ready", "models": live.catalog.models().len() })).into_response()
 }
 
 async fn metrics() -> String {

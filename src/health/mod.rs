@@ -1,0 +1,302 @@
+//! Live health of each deployment (`"provider/model"`): statistics and a circuit breaker,
+//! kept in a [`Registry`] that outlives config reloads.
+//!
+//! # The breaker
+//!
+//! ```text
+//!        a success resets the failure run
+//!               +-----+
+//!               |     v
+//!     +--------------------+  `failures` failures in a row, or
+//!     |       Closed       |  `throttles` 429s within `throttle_window`
+//!     | admit: Yes; during |--------------------------------------------+
+//!     | slow start, Yes    |                                            |
+//!     | with p = ramp      |                                            v
+//!     +--------------------+                                  +--------------------+
+//!               ^                                             |        Open        |
+//!               | the probe succeeds:                         | admit: No until    |
+//!               | slow start begins, ramp                     | the cool-down ends |
+//!               | 0.1 -> 1 over `slow_start`                  | (or a retry-after, |
+//!               |                                             | if later)          |
+//!     +--------------------+    cool-down over: the first     +--------------------+
+//!     |      HalfOpen      |<------- admit gets Probe ---------------+    ^
+//!     | one probe out;     |                                            |
+//!     | admit: No          |-------- the probe fails or gets a 429: ----+
+//!     +--------------------+         a fresh cool-down.
+//!                                    release_probe: back, probe still due
+//! ```
+//!
+//! Once the cool-down is over the circuit already reads HalfOpen (the probe is due), so that
+//! routing, which skips Open circuits, still asks `admit`; the transition itself happens in
+//! `admit`.
+//!
+//! A 429 with retry-after that leaves the circuit Closed (below the threshold) still holds
+//! admission until that instant passes; the circuit reads Open meanwhile. A 429 with
+//! retry-after while Open keeps it open at least that long. A 429 neither breaks nor extends
+//! the failure run; it counts in the throttle window. Outcomes recorded while Open are
+//! answers to requests sent before it opened and leave the circuit alone; an outcome
+//! recorded while HalfOpen is taken as the probe's.
+//!
+//! Every transition to Open counts in `switchyard_breaker_open_total{deployment}` and logs a
+//! warning with the reason; `switchyard_breaker_state{deployment}` is 0 closed, 1 half-open,
+//! 2 open.
+//!
+//! Time is passed in, never read here: callers pass `tokio::time::Instant::now().into_std()`,
+//! tests pass a base instant plus durations.
+
+mod breaker;
+mod stats;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+pub use breaker::{Admit, BreakerConfig, CircuitState};
+
+use breaker::{Breaker, Change};
+use stats::Stats;
+
+/// The health of every deployment seen, by id; one per gateway process, kept across reloads.
+pub struct Registry {
+    inner: RwLock<Inner>,
+}
+
+struct Inner {
+    config: BreakerConfig,
+    deployments: BTreeMap<String, Arc<DeploymentHealth>>,
+}
+
+impl Registry {
+    pub fn new(config: BreakerConfig) -> Registry {
+        Registry {
+            inner: RwLock::new(Inner {
+                config,
+                deployments: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// The health of `id`: the same `Arc` for the same id for the life of the registry.
+    pub fn deployment(&self, id: &str) -> Arc<DeploymentHealth> {
+        if let Some(found) = read(&self.inner).deployments.get(id) {
+            return found.clone();
+        }
+        let mut inner = write(&self.inner);
+        let config = inner.config;
+        inner
+            .deployments
+            .entry(id.to_owned())
+            .or_insert_with(|| {
+                let health = DeploymentHealth::new(id, config);
+                metrics::gauge!("switchyard_breaker_state", "deployment" => health.id.clone())
+                    .set(CircuitState::Closed.gauge());
+                Arc::new(health)
+            })
+            .clone()
+    }
+
+    /// New thresholds for every deployment, now and later; circuit states are kept.
+    pub fn set_config(&self, config: BreakerConfig) {
+        let mut inner = write(&self.inner);
+        inner.config = config;
+        for health in inner.deployments.values() {
+            lock(&health.breaker).set_config(config);
+        }
+    }
+
+    /// Every deployment, sorted by id.
+    pub fn all(&self) -> Vec<(String, Arc<DeploymentHealth>)> {
+        read(&self.inner)
+            .deployments
+            .iter()
+            .map(|(id, health)| (id.clone(), health.clone()))
+            .collect()
+    }
+}
+
+/// How an attempt ended, as far as health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    Success {
+        latency: Duration,
+        /// Time to first token, for streams.
+        ttft: Option<Duration>,
+    },
+    /// Transport error, 5xx, timeout or malformed answer. The latency is not sampled: the
+    /// latency figures describe answers.
+    Failure { latency: Duration },
+    /// Upstream 429.
+    Throttled { retry_after: Option<Duration> },
+}
+
+/// A point-in-time view of one deployment, for routing and the admin endpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snapshot {
+    /// Latency EWMA of successful attempts; 0 with no samples.
+    pub ewma_ms: f64,
+    /// p95 latency of the last 256 successful attempts; 0 with no samples.
+    pub p95_ms: f64,
+    /// EWMA of time to first token (streams); 0 with none.
+    pub ttft_ms: f64,
+    /// EWMA of failure (1) / success (0), throttles counting as failures.
+    pub error_rate: f64,
+    /// Successful attempts recorded.
+    pub samples: u64,
+    pub circuit: CircuitState,
+    /// While Open: when the cool-down or upstream retry-after ends.
+    pub open_until: Option<Instant>,
+    /// Share of traffic admitted: 1 when fully closed, 0.1 -> 1 in slow start, 0 otherwise.
+    pub ramp: f64,
+}
+
+/// Live health of one deployment.
+pub struct DeploymentHealth {
+    id: Arc<str>,
+    stats: Stats,
+    breaker: Mutex<Breaker>,
+    version: AtomicU64,
+}
+
+impl DeploymentHealth {
+    fn new(id: &str, config: BreakerConfig) -> DeploymentHealth {
+        DeploymentHealth {
+            id: Arc::from(id),
+            stats: Stats::new(),
+            breaker: Mutex::new(Breaker::new(config)),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// `"provider/model"`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Records how an attempt ended, `now` being when it did.
+    pub fn record(&self, outcome: Outcome, now: Instant) {
+        match outcome {
+            Outcome::Success { latency, ttft } => {
+                self.stats.success(latency, ttft);
+                self.apply(|b| b.on_success(now));
+            }
+            Outcome::Failure { .. } => {
+                self.stats.failure();
+                self.apply(|b| b.on_failure(now));
+            }
+            Outcome::Throttled { retry_after } => {
+                self.stats.failure();
+                self.apply(|b| b.on_throttle(now, retry_after));
+            }
+        }
+    }
+
+    /// The breaker's gate, asked before an attempt. Closed: Yes (in slow start, Yes with
+    /// probability `ramp`). Open: No until the cool-down is over, then Probe to the first
+    /// caller (the circuit goes HalfOpen) and No to the rest until the probe's outcome is
+    /// recorded or it is released.
+    pub fn admit(&self, now: Instant) -> Admit {
+        let mut answer = Admit::No;
+        self.apply(|b| {
+            let (admit, change) = b.admit(now, fastrand::f64);
+            answer = admit;
+            change
+        });
+        answer
+    }
+
+    /// The probe was abandoned (the caller cancelled): the next `admit` may probe.
+    pub fn release_probe(&self) {
+        self.apply(Breaker::release_probe);
+    }
+
+    pub fn state(&self, now: Instant) -> CircuitState {
+        lock(&self.breaker).state(now)
+    }
+
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let (circuit, open_until, ramp) = {
+            let b = lock(&self.breaker);
+            (b.state(now), b.open_until(now), b.ramp(now))
+        };
+        let f = self.stats.figures();
+        Snapshot {
+            ewma_ms: f.ewma_ms,
+            p95_ms: f.p95_ms,
+            ttft_ms: f.ttft_ms,
+            error_rate: f.error_rate,
+            samples: f.samples,
+            circuit,
+            open_until,
+            ramp,
+        }
+    }
+
+    /// Bumped on every change to the circuit made by `record`, `admit` or `release_probe`.
+    /// A cached snapshot also goes stale by itself at `open_until` and while `ramp < 1`.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Runs `event` on the breaker; reports any change once the lock is released.
+    fn apply(&self, event: impl FnOnce(&mut Breaker) -> Option<Change>) {
+        let change = {
+            let mut breaker = lock(&self.breaker);
+            let change = event(&mut breaker);
+            if change.is_some() {
+                // Inside the lock, so a version never runs ahead of the state it names.
+                self.version.fetch_add(1, Ordering::Release);
+            }
+            change
+        };
+        if let Some(change) = change {
+            self.report(change);
+        }
+    }
+
+    fn report(&self, change: Change) {
+        let state = match change {
+            Change::Opened { reason, wait } => {
+                metrics::counter!("switchyard_breaker_open_total", "deployment" => self.id.clone())
+                    .increment(1);
+                tracing::warn!(
+                    deployment = %self.id,
+                    reason = reason.as_str(),
+                    open_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "circuit opened"
+                );
+                CircuitState::Open
+            }
+            Change::Extended => CircuitState::Open,
+            // A released probe leaves the cool-down over: the circuit reads HalfOpen.
+            Change::Probing | Change::ProbeReleased => CircuitState::HalfOpen,
+            Change::Closed => {
+                tracing::info!(deployment = %self.id, "circuit closed");
+                CircuitState::Closed
+            }
+        };
+        metrics::gauge!("switchyard_breaker_state", "deployment" => self.id.clone())
+            .set(state.gauge());
+    }
+}
+
+/// Locks, carrying on past a poisoned lock: every critical section here leaves the data
+/// consistent at each step, so a panic elsewhere does not make it unsafe to read.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read(lock: &RwLock<Inner>) -> std::sync::RwLockReadGuard<'_, Inner> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<Inner>) -> std::sync::RwLockWriteGuard<'_, Inner> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The Lua sandbox a policy runs in: only `table`, `string` and `math` and a trimmed base
+//! library; an instruction budget per call and a memory ceiling per VM.
+//!
+//! Removed from the base library: `load`, `loadstring`, `dofile`, `loadfile`, `require`,
+//! `collectgarbage`, `print`; from `string`: `dump` (no bytecode in or out: scripts are
+//! loaded in text mode). Pattern functions refuse subjects over 16 KiB, because Lua's
+//! matcher runs in C where the instruction budget cannot reach it.
+
+use std::{cell::Cell, rc::Rc};
+
+use mlua::chunk::ChunkMode;
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+
+/// How much one VM and one call may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Lua VM instructions one call may run.
+    pub instructions: u32,
+    /// Bytes the VM may hold, on top of what it holds once set up.
+    pub memory: usize,
+}
+
+/// The hook fires every this many instructions; the budget is counted in these steps.
+const HOOK_EVERY: u32 = 1_000;
+
+const PRELUDE: &str = r#"
+local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
+local MAX = 16384
+local function subject(s)
+  if type(s) == "string" and #s > MAX then
+    error("string too long for pattern matching in a policy (max 16384 bytes)", 3)
+  end
+end
+string.find = function(s, ...) subject(s) return find(s, ...) end
+string.match = function(s, ...) subject(s) return match(s, ...) end
+string.gmatch = function(s, ...) subject(s) return gmatch(s, ...) end
+string.gsub = function(s, ...) subject(s) return gsub(s, ...) end
+string.dump = nil
+"#;
+
+/// Why a call did not return an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The instruction budget ran out.
+    Budget,
+    /// The VM hit its memory ceiling.
+    Memory,
+    /// The script raised an error (or returned something unusable).
+    Runtime(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Budget => f.write_str("instruction budget exceeded"),
+            CallError::Memory => f.write_str("memory limit exceeded"),
+            CallError::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl CallError {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallError::Budget => "instruction_budget",
+            CallError::Memory => "memory_limit",
+            CallError::Runtime(_) => "runtime_error",
+        }
+    }
+
+    /// After a limit was hit the VM's state is suspect: rebuild it.
+    pub fn poisons_vm(&self) -> bool {
+        !matches!(self, CallError::Runtime(_))
+    }
+}
+
+/// One sandboxed Lua state.
+pub struct Vm {
+    lua: Lua,
+    /// Hook steps left in the current call.
+    steps_left: Rc<Cell<u32>>,
+    exhausted: Rc<Cell<bool>>,
+    steps_per_call: u32,
+}
+
+impl Vm {
+    /// A fresh sandbox. The memory ceiling is set by [`Vm::seal`], once resident tables
+    /// are built.
+    pub fn new(limits: Limits) -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
+        let globals = lua.globals();
+        for name in [
+            "load",
+            "loadstring",
+            "dofile",
+            "loadfile",
+            "require",
+            "collectgarbage",
+            "print",
+        ] {
+            globals.raw_set(name, mlua::Nil)?;
+        }
+        lua.load(PRELUDE)
+            .set_name("=sandbox")
+            .set_mode(ChunkMode::Text)
+            .exec()?;
+        let steps_left = Rc::new(Cell::new(0));
+        let exhausted = Rc::new(Cell::new(false));
+        let (left, flag) = (steps_left.clone(), exhausted.clone());
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |_, _| match left.get() {
+                0 => {
+                    flag.set(true);
+                    Err(mlua::Error::runtime("instruction budget exceeded"))
+                }
+                n => {
+                    left.set(n - 1);
+                    Ok(VmState::Continue)
+                }
+            },
+        )?;
+        Ok(Vm {
+            lua,
+            steps_left,
+            exhausted,
+            steps_per_call: limits.instructions.div_ceil(HOOK_EVERY).max(1),
+        })
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Sets the memory ceiling to what the VM holds now plus `extra` bytes.
+    pub fn seal(&self, extra: usize) -> mlua::Result<()> {
+        self.lua.set_memory_limit(self.lua.used_memory() + extra)?;
+        Ok(())
+    }
+
+    /// Runs a script's top level (text only) in its own environment, whose misses fall
+    /// through to the sandbox globals, and returns that environment.
+    pub fn load_script(&self, name: &str, source: &str) -> Result<Table, CallError> {
+        let env = self.lua.create_table().map_err(classify_plain)?;
+        let meta = self.lua.create_table().map_err(classify_plain)?;
+        meta.raw_set("__index", self.lua.globals())
+            .map_err(classify_plain)?;
+        env.set_metatable(Some(meta)).map_err(classify_plain)?;
+        let chunk = self
+            .lua
+            .load(source)
+            .set_name(format!("={name}.lua"))
+            .set_mode(ChunkMode::Text)
+            .set_environment(env.clone());
+        self.guarded(|| chunk.exec())?;
+        Ok(env)
+    }
+
+    /// Calls `f` within the instruction budget.
+    pub fn call<A, R>(&self, f: &Function, args: A) -> Result<R, CallError>
+    where
+        A: mlua::IntoLuaMulti,
+        R: mlua::FromLuaMulti,
+    {
+        self.guarded(|| f.call(args))
+    }
+
+    fn guarded<R>(&self, run: impl FnOnce() -> mlua::Result<R>) -> Result<R, CallError> {
+        self.steps_left.set(self.steps_per_call);
+        self.exhausted.set(false);
+        run().map_err(|e| {
+            if self.exhausted.get() {
+                CallError::Budget
+            } else {
+                classify_plain(e)
+            }
+        })
+    }
+}
+
+fn classify_plain(e: mlua::Error) -> CallError {
+    match e {
+        mlua::Error::MemoryError(_) => CallError::Memory,
+        mlua::Error::CallbackError { cause, .. } => classify_plain((*cause).clone()),
+        mlua::Error::RuntimeError(m) | mlua::Error::SyntaxError { message: m, .. } => {
+            CallError::Runtime(m)
+        }
+        other => CallError::Runtime(other.to_string()),
+    }
+}

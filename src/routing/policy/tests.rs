@@ -1,0 +1,265 @@
+//! The engine: built-in policies pass their cases, the sandbox refuses escapes, failures
+//! fall back to the configured order, and hard filters hold whatever a script returns.
+
+use std::{path::PathBuf, sync::Arc};
+
+use super::{sandbox::Vm, *};
+use crate::{
+    auth::Caller,
+    chat::ChatRequest,
+    config::{Config, SecurityLevel},
+    health,
+    routing::Catalog,
+    usage::pricing::PriceTable,
+};
+
+const LIMITS: Limits = Limits {
+    instructions: 200_000,
+    memory: 4 * 1024 * 1024,
+};
+
+/// Runs `body` (a `route` function's body) once on two candidates.
+fn call(body: &str) -> Result<usize, String> {
+    let source = format!("function route(request, candidates)\n{body}\nend");
+    self_check("t", &source, None, LIMITS)
+}
+
+#[test]
+fn every_built_in_policy_passes_its_cases() {
+    for (name, source, cases) in BUILT_IN {
+        let n =
+            self_check(name, source, Some(cases), LIMITS).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(n >= 4, "{name} has only {n} cases");
+    }
+}
+
+#[test]
+fn a_failing_case_rejects_the_script() {
+    let cases = r#"[{ "name": "wants b first", "candidates": [{"id": "a/m"}, {"id": "b/m"}],
+                      "expect": ["b/m", "a/m"] }]"#;
+    let err = self_check(
+        "t",
+        "function route(r, c) return { c[1].id, c[2].id } end",
+        Some(cases),
+        LIMITS,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("wants b first") && err.contains("expected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sandbox_escapes_are_refused() {
+    let attempts = [
+        (
+            "os.execute",
+            "os.execute('touch /tmp/pwned') return {'a/m1'}",
+        ),
+        ("io.open", "io.open('/etc/passwd') return {'a/m1'}"),
+        ("require", "require('os') return {'a/m1'}"),
+        ("load", "load('return 1')() return {'a/m1'}"),
+        ("dofile", "dofile('/etc/passwd') return {'a/m1'}"),
+        (
+            "string.dump",
+            "local f = string.dump(route) return {'a/m1'}",
+        ),
+        ("collectgarbage", "collectgarbage('stop') return {'a/m1'}"),
+        ("debug", "debug.sethook() return {'a/m1'}"),
+        ("package", "package.loadlib('x', 'y') return {'a/m1'}"),
+    ];
+    for (what, body) in attempts {
+        let err = call(body).unwrap_err();
+        assert!(err.contains("nil"), "{what}: {err}");
+    }
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn bytecode_is_refused_at_load() {
+    // "\x1bLua" is the bytecode signature; text mode refuses it.
+    let err = self_check("t", "\x1bLuaT\x00", None, LIMITS).unwrap_err();
+    assert!(err.contains("load"), "{err}");
+}
+
+#[test]
+fn memory_bombs_and_endless_loops_are_stopped() {
+    let err = call("local s = string.rep('x', 1 << 30) return {'a/m1'}").unwrap_err();
+    assert!(err.contains("memory"), "{err}");
+    let err = call("local t = {} for i = 1, 1e9 do t[i] = i end return {'a/m1'}").unwrap_err();
+    assert!(err.contains("memory") || err.contains("budget"), "{err}");
+    let err = call("while true do end").unwrap_err();
+    assert!(err.contains("instruction budget"), "{err}");
+    let err =
+        call("local s = string.rep('a', 20000) s:find('.-.-.-b') return {'a/m1'}").unwrap_err();
+    assert!(err.contains("too long for pattern matching"), "{err}");
+}
+
+#[test]
+fn a_vm_that_hit_a_limit_is_usable_again_after_rebuild() {
+    let vm = Vm::new(LIMITS).unwrap();
+    let env = vm
+        .load_script(
+            "t",
+            "function route(r, c) if r.spin then while true do end end return {'a/m1'} end",
+        )
+        .unwrap();
+    let f: mlua::Function = env.raw_get("route").unwrap();
+    vm.seal(LIMITS.memory).unwrap();
+    let lua = vm.lua();
+    let spin = lua.create_table().unwrap();
+    spin.raw_set("spin", true).unwrap();
+    let calm = lua.create_table().unwrap();
+    assert_eq!(
+        vm.call::<_, mlua::Value>(&f, (spin, lua.create_table().unwrap()))
+            .unwrap_err(),
+        CallError::Budget
+    );
+    // The budget is per call: the next call runs in full.
+    assert!(
+        vm.call::<_, mlua::Value>(&f, (calm, lua.create_table().unwrap()))
+            .is_ok()
+    );
+}
+
+/// A scripts folder of its own for one test.
+fn scripts_dir(files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-policy-{}-{}",
+        std::process::id(),
+        next_generation()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+fn catalog(policy: &str, dir: &std::path::Path) -> Result<Catalog, crate::error::Error> {
+    let text = format!(
+        r#"
+[routing]
+scripts_dir = "{}"
+[security_tiers]
+high = {{ require_tags = ["soc2"] }}
+[[providers]]
+name = "a"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+[[providers]]
+name = "b"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+[[models]]
+name = "chat"
+policy = "{policy}"
+deployments = [
+  {{ provider = "a", model = "m1", tags = ["soc2"], price_in = 5.0, price_out = 20.0 }},
+  {{ provider = "b", model = "m2", price_in = 0.1, price_out = 0.4 }},
+]
+"#,
+        dir.display()
+    );
+    let config = Config::parse(&text).unwrap();
+    let client = crate::providers::http_client(std::time::Duration::from_secs(1)).unwrap();
+    let health = health::Registry::new(config.breaker);
+    Catalog::build(&config, &client, &health, &PriceTable::builtin())
+}
+
+fn request(extra: serde_json::Value) -> ChatRequest {
+    let mut v =
+        serde_json::json!({ "model": "chat", "messages": [{"role": "user", "content": "hi"}] });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn ids(route: &crate::routing::Route) -> Vec<String> {
+    route
+        .plan
+        .iter()
+        .map(|p| p.deployment.id.to_string())
+        .collect()
+}
+
+#[test]
+fn the_cost_policy_orders_cheapest_first_on_a_live_catalog() {
+    let dir = scripts_dir(&[]);
+    let catalog = catalog("cost", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let route = catalog
+        .route(&req, &crate::routing::Needs::of(&req), &Caller::anonymous())
+        .unwrap();
+    assert_eq!(ids(&route), ["b/m2", "a/m1"]);
+    assert!(route.explain.fallback.is_none());
+    assert_eq!(&*route.explain.policy, "cost");
+}
+
+#[test]
+fn a_runtime_error_falls_back_to_the_configured_order() {
+    let dir = scripts_dir(&[(
+        "flaky.lua",
+        "function route(r, c)\n if r.headers['x-route-boom'] then error('boom') end\n \
+         return { c[#c].id }\nend",
+    )]);
+    let catalog = catalog("flaky", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    let calm = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&calm), ["b/m2"]);
+    let mut caller = Caller::anonymous();
+    caller
+        .route_headers
+        .push(("x-route-boom".into(), "1".into()));
+    let boom = catalog.route(&req, &needs, &caller).unwrap();
+    assert_eq!(ids(&boom), ["a/m1", "b/m2"]);
+    assert!(boom.explain.fallback.as_deref().unwrap().contains("boom"));
+}
+
+#[test]
+fn a_script_cannot_bring_back_what_the_security_tier_removed() {
+    let dir = scripts_dir(&[(
+        "sneaky.lua",
+        "function route(r, c) return {'b/m2', 'a/m1'} end",
+    )]);
+    let catalog = catalog("sneaky", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let mut caller = Caller::anonymous();
+    caller.level = SecurityLevel::High;
+    let route = catalog
+        .route(&req, &crate::routing::Needs::of(&req), &caller)
+        .unwrap();
+    assert_eq!(ids(&route), ["a/m1"]);
+    assert_eq!(route.explain.ignored, ["b/m2"]);
+    assert_eq!(&*route.explain.removed[0].id, "b/m2");
+    assert!(route.explain.removed[0].reason.contains("soc2"));
+}
+
+#[test]
+fn a_broken_script_fails_the_build() {
+    let dir = scripts_dir(&[("broken.lua", "function route(r, c) return {")]);
+    let err = catalog("broken", &dir).err().unwrap();
+    assert!(format!("{err:?}").contains("broken"), "{err:?}");
+    let err = catalog("missing", &dir).err().unwrap();
+    assert!(
+        format!("{err:?}").contains("not a built-in policy"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn scripts_in_the_folder_override_the_built_in_ones() {
+    let dir = scripts_dir(&[("cost.lua", "function route(r, c) return { c[1].id } end")]);
+    let catalog = catalog("cost", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let route = catalog
+        .route(&req, &crate::routing::Needs::of(&req), &Caller::anonymous())
+        .unwrap();
+    assert_eq!(ids(&route), ["a/m1"]);
+    let _ = Arc::clone(&catalog.models()[0].deployments[0].health);
+}
