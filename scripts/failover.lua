@@ -1,14 +1,15 @@
 -- failover.lua: the default policy, an ordered failover chain.
 --
--- Tries candidates in their configured order (`position`). A candidate whose circuit is
--- half-open goes after every closed one: it is only probing for recovery, so it should
--- not take a request a healthy deployment could serve. Open circuits (the filters pass
--- them only when every circuit is open) go last.
+-- Tries candidates in their configured order (`position`). A half-open candidate keeps its
+-- place: its breaker lets exactly one request through as the recovery probe and the
+-- gateway skips it for the others at no cost, so a recovered primary gets its traffic
+-- back (putting it last would starve the probe while the backups answer). Open circuits
+-- (the filters pass them only when every circuit is open) go last.
 --
 -- Params: none.
 
 -- Lower rank is tried earlier; an unknown state counts as closed.
-local CIRCUIT_RANK = { closed = 0, half_open = 1, open = 2 }
+local CIRCUIT_RANK = { closed = 0, half_open = 0, open = 1 }
 
 function route(request, candidates)
   local ranked = {}

@@ -16,6 +16,7 @@ use crate::{
     failover::{self, Failed, Served},
     health,
     providers::{self, ChunkStream, ProviderError},
+    reload::{Reloaded, Reloader},
     routing::{Catalog, Needs, Route},
     telemetry::{Outcome, RequestRecord},
     usage::pricing::{PriceTable, Pricing},
@@ -35,6 +36,8 @@ pub struct Gateway {
     client: reqwest::Client,
     health: health::Registry,
     pricing: Arc<Pricing>,
+    /// The config file, when the gateway was started from one (reloads read it).
+    reloader: std::sync::OnceLock<Reloader>,
 }
 
 /// A stream committed to one deployment: the chunks read up to and including the first
@@ -58,7 +61,30 @@ impl Gateway {
             client,
             health,
             pricing,
+            reloader: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Names the file this gateway's config came from, so it can be reloaded. Set once.
+    pub fn set_config_file(&self, path: std::path::PathBuf) {
+        let _ = self.reloader.set(Reloader::new(path));
+    }
+
+    /// The config file, if the gateway was started from one.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.reloader.get().map(Reloader::path)
+    }
+
+    /// Reloads the config file (see [`crate::reload`]); the old config serves on error.
+    pub fn reload_config_file(&self, trigger: &'static str) -> Result<Reloaded, String> {
+        match self.reloader.get() {
+            Some(r) => r.reload(self, trigger),
+            None => Err(
+                "the gateway runs on its embedded default; there is no config file \
+                         to reload"
+                    .to_owned(),
+            ),
+        }
     }
 
     /// The current snapshot.

@@ -39,6 +39,7 @@ pub mod gateway;
 pub mod health;
 pub mod mock;
 pub mod providers;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

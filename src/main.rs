@@ -4,11 +4,14 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use switchyard::{
+    auth::CallerHeaders,
     config::{self, Config, EmbeddedDefault},
     gateway::Gateway,
     mock::{self, Fault, MockFormat, MockOptions},
+    reload,
     server::{self, Listeners},
     telemetry,
+    usage::pricing::{self, PricingSource},
 };
 use tokio::net::TcpListener;
 
@@ -29,6 +32,9 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Show how a request would be routed: the candidates, what each hard filter removed
+    /// and why, the policy's order and the time it took.
+    Route(RouteArgs),
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
@@ -45,6 +51,28 @@ enum Command {
         #[arg(long, default_value = "openai")]
         format: String,
     },
+}
+
+#[derive(clap::Args)]
+struct RouteArgs {
+    /// Explain the decision (the only mode so far).
+    #[arg(long)]
+    explain: bool,
+    /// The config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// A chat-completions request body (JSON).
+    #[arg(long)]
+    request: PathBuf,
+    /// Route as this configured key (by name).
+    #[arg(long)]
+    key: Option<String>,
+    /// A request header, `name: value` (`x-security-level`, `x-route-*`); repeatable.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -76,6 +104,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
             Command::CheckConfig { file } => check_config(&file),
+            Command::Route(args) => explain_route(&args),
             Command::Mock {
                 addr,
                 fault,
@@ -110,19 +139,63 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 
 #[expect(
     clippy::print_stdout,
+    reason = "the command's output is for the person running it"
+)]
+fn explain_route(args: &RouteArgs) -> Result<(), String> {
+    if !args.explain {
+        return Err("`route` needs --explain".to_owned());
+    }
+    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read(&args.request).map_err(|e| format!("{}: {e}", args.request.display()))?;
+    let request = switchyard::api::openai::chat::parse_request(&text)
+        .map_err(|e| format!("{}: {e}", args.request.display()))?;
+    let mut pairs = Vec::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected `name: value`"))?;
+        pairs.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let headers = CallerHeaders::collect(pairs.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let caller = switchyard::api::admin::explain_caller(&config.keys, args.key.as_deref(), headers)
+        .map_err(|e| e.to_string())?;
+    let gateway = Gateway::new(config).map_err(startup_error)?;
+    let report = gateway.live().catalog.explain(&request, &caller);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", switchyard::routing::explain_text(&report));
+    }
+    Ok(())
+}
+
+/// A gateway that cannot be built: internal details are the operator's to see here.
+fn startup_error(e: switchyard::error::Error) -> String {
+    match e {
+        switchyard::error::Error::Internal { detail } => detail,
+        other => other.to_string(),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
     reason = "startup banner for the person running it"
 )]
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let _log_guard = telemetry::init_logging();
     let local = PathBuf::from("switchyard.toml");
-    let (mut config, source) = match args.config {
+    let config_file = args
+        .config
+        .clone()
+        .or_else(|| local.exists().then_some(local));
+    let (mut config, source) = match &config_file {
         Some(path) => (
-            Config::load(&path).map_err(|e| e.to_string())?,
+            Config::load(path).map_err(|e| e.to_string())?,
             path.display().to_string(),
-        ),
-        None if local.exists() => (
-            Config::load(&local).map_err(|e| e.to_string())?,
-            local.display().to_string(),
         ),
         None => match config::embedded_default(|k| std::env::var(k).ok())
             .map_err(|e| e.to_string())?
@@ -184,14 +257,64 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .first()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let gateway = Arc::new(Gateway::new(config).map_err(|e| e.to_string())?);
+    let pricing_source = config.pricing.source.clone().map(|s| {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            s
+        } else {
+            config.dir.join(s).display().to_string()
+        }
+    });
+    let pricing_refresh = config.pricing.refresh;
+    let gateway = Arc::new(Gateway::new(config).map_err(startup_error)?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    if let Some(path) = config_file {
+        gateway.set_config_file(path);
+        let (gw, stop) = (gateway.clone(), stopped());
+        tokio::spawn(async move {
+            if let Err(e) = reload::watch(gw, stop).await {
+                tracing::warn!(error = %e, "config file not watched; reload with SIGHUP or /admin/reload");
+            }
+        });
+        tokio::spawn(reload::on_sighup(gateway.clone(), stopped()));
+    }
+    if let Some(source) = pricing_source {
+        let source = PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))?;
+        tokio::spawn(pricing::refresh_loop(
+            gateway.pricing().clone(),
+            source,
+            pricing_refresh,
+            gateway.client().clone(),
+            stopped(),
+        ));
+        let gw = gateway.clone();
+        let mut prices = gateway.pricing().subscribe();
+        tokio::spawn(async move {
+            while prices.changed().await.is_ok() {
+                let gw = gw.clone();
+                let repriced = tokio::task::spawn_blocking(move || gw.reprice()).await;
+                if let Ok(Err(e)) = repriced {
+                    tracing::error!(error = %e, "new prices not applied");
+                }
+            }
+        });
+    }
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
     println!(
         "try: curl -s http://{http_addr}/v1/chat/completions -H 'content-type: application/json' \
          -d '{{\"model\":\"{first_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
-    server::run(Listeners { http, grpc }, gateway, shutdown_signal())
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    server::run(Listeners { http, grpc }, gateway, shutdown)
         .await
         .map_err(|e| format!("serving: {e}"))
 }

@@ -19,7 +19,8 @@ pub struct Listeners {
 pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
         .await
-        .merge(api::openai::router(gateway))
+        .merge(api::openai::router(gateway.clone()))
+        .merge(api::admin::router(gateway))
         .fallback(fallback)
 }
 

@@ -24,7 +24,9 @@
 //! turns, each slice after its own 0.5 s warm-up, so that drift on the machine falls on
 //! all targets alike; the per-round figures are printed too, to show the noise. CPU used
 //! on the machine by processes not started here is measured and warned about.
-//! `LOAD_TARGETS=nginx,switchyard` measures only those.
+//! `LOAD_TARGETS=nginx,switchyard` measures only those. `switchyard-cost` is the same
+//! gateway process routing the same ten candidates with the cost-aware Lua policy instead
+//! of the static order: its CPU per request against `switchyard`'s is the policy's cost.
 //!
 //! Every non-200 answer, I/O error and malformed body is counted and printed: a benchmark
 //! of error answers is worthless. switchyard runs with its default request log (`info`,
@@ -59,6 +61,14 @@ use target::{Target, TargetResult, blank};
 const SWITCHYARD: &str = env!("CARGO_BIN_EXE_switchyard");
 const FAST_MODEL: &str = "fast-model";
 const SLOW_MODEL: &str = "slow-model";
+/// The same deployments as FAST_MODEL / SLOW_MODEL, ordered by the cost-aware Lua policy
+/// instead of the static order, in the same gateway process.
+const FAST_COST_MODEL: &str = "fast-model-cost";
+const SLOW_COST_MODEL: &str = "slow-model-cost";
+/// Most the cost-aware policy may add to the static order's CPU per request.
+const POLICY_CPU_LIMIT: f64 = 0.10;
+/// Deployments per model in the gateway's config (all on the same mock).
+const DEPLOYMENTS: usize = 10;
 /// The upstream delay of the fixed-rate run.
 const DELAY_MS: u64 = 50;
 /// One request may take this long before it counts as a timeout.
@@ -230,6 +240,16 @@ fn run() -> Res<()> {
         slow: gateway.addr,
         fast_model: FAST_MODEL,
         slow_model: SLOW_MODEL,
+        pids: vec![gateway.pid()],
+        cpu_pid: gateway.pid(),
+        slow_cpu_pid: gateway.pid(),
+    });
+    targets.push(Target {
+        name: "switchyard-cost",
+        fast: gateway.addr,
+        slow: gateway.addr,
+        fast_model: FAST_COST_MODEL,
+        slow_model: SLOW_COST_MODEL,
         pids: vec![gateway.pid()],
         cpu_pid: gateway.pid(),
         slow_cpu_pid: gateway.pid(),

@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{FAST_MODEL, Res, SLOW_MODEL, SWITCHYARD, lock};
+use crate::{
+    DEPLOYMENTS, FAST_COST_MODEL, FAST_MODEL, Res, SLOW_COST_MODEL, SLOW_MODEL, SWITCHYARD, lock,
+};
 
 /// Every process started here, so that Ctrl-C or SIGTERM does not leave them running.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -246,32 +248,40 @@ impl Spawned {
         slow: SocketAddr,
         rust_log: Option<&str>,
     ) -> Res<Spawned> {
-        let config = format!(
-            r#"[server]
-http_addr = "127.0.0.1:0"
-grpc_addr = "none"
-
-[[providers]]
-name = "fast"
-kind = "openai"
-base_url = "http://{fast}/v1"
-api_key = "sk-bench"
-
-[[providers]]
-name = "slow"
-kind = "openai"
-base_url = "http://{slow}/v1"
-api_key = "sk-bench"
-
-[[models]]
-name = "{FAST_MODEL}"
-deployments = [{{ provider = "fast", model = "{FAST_MODEL}" }}]
-
-[[models]]
-name = "{SLOW_MODEL}"
-deployments = [{{ provider = "slow", model = "{SLOW_MODEL}" }}]
-"#
-        );
+        // DEPLOYMENTS providers per mock, each model over all of them: the static-order
+        // models and the cost-policy models route over the same ten candidates.
+        let mut config =
+            String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\n");
+        for (prefix, addr) in [("fast", fast), ("slow", slow)] {
+            for i in 0..DEPLOYMENTS {
+                config.push_str(&format!(
+                    "[[providers]]\nname = \"{prefix}{i}\"\nkind = \"openai\"\n\
+                     base_url = \"http://{addr}/v1\"\napi_key = \"sk-bench\"\n\n"
+                ));
+            }
+        }
+        for (name, prefix, upstream, policy) in [
+            (FAST_MODEL, "fast", FAST_MODEL, "static"),
+            (SLOW_MODEL, "slow", SLOW_MODEL, "static"),
+            (FAST_COST_MODEL, "fast", FAST_MODEL, "cost"),
+            (SLOW_COST_MODEL, "slow", SLOW_MODEL, "cost"),
+        ] {
+            let deployments: Vec<String> = (0..DEPLOYMENTS)
+                .map(|i| {
+                    format!(
+                        "{{ provider = \"{prefix}{i}\", model = \"{upstream}\", \
+                         price_in = {}.0, price_out = {}.0, quality = 2 }}",
+                        DEPLOYMENTS - i,
+                        4 * (DEPLOYMENTS - i)
+                    )
+                })
+                .collect();
+            config.push_str(&format!(
+                "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n\
+                 deployments = [\n  {}\n]\n\n",
+                deployments.join(",\n  ")
+            ));
+        }
         let path = tmp.path().join("switchyard.toml");
         fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
         let args = vec![

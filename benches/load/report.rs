@@ -1,6 +1,9 @@
 //! The report: tables of figures, warnings, problems and the verdict on the targets.
 
-use crate::{ADDED_P99_LIMIT_MS, CPU_RATIO_LIMIT, RSS_LIMIT_MB, Settings, target::TargetResult};
+use crate::{
+    ADDED_P99_LIMIT_MS, CPU_RATIO_LIMIT, POLICY_CPU_LIMIT, RSS_LIMIT_MB, Settings,
+    target::TargetResult,
+};
 
 pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
     let direct = results.iter().find(|r| r.name == "direct");
@@ -224,6 +227,29 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
             g.sat_cpu_us
         ),
         _ => {}
+    }
+    if let (Some(g), Some(c)) = (gw, results.iter().find(|r| r.name == "switchyard-cost")) {
+        let over = c.sat_cpu_us / g.sat_cpu_us - 1.0;
+        let ok = over <= POLICY_CPU_LIMIT;
+        println!(
+            "- CPU per request with the cost-aware Lua policy ≤ {:.0}% above the static order \
+             (same process, same {} candidates, same run): {:.1} vs {:.1} µs = {:+.1}% → {}",
+            POLICY_CPU_LIMIT * 100.0,
+            crate::DEPLOYMENTS,
+            c.sat_cpu_us,
+            g.sat_cpu_us,
+            over * 100.0,
+            verdict(ok)
+        );
+        println!(
+            "  by round (static / cost): {}",
+            g.sat_round_cpu_us
+                .iter()
+                .zip(&c.sat_round_cpu_us)
+                .map(|(a, b)| format!("{a:.1}/{b:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if let (Some(g), Some(d)) = (gw, direct) {
         let add = g.fixed_p99_ms - d.fixed_p99_ms;

@@ -2,6 +2,7 @@
 //!
 //! [`Gateway`]: crate::gateway::Gateway
 
+pub mod admin;
 pub mod grpc;
 pub mod openai;
 

@@ -9,12 +9,14 @@
 //! 3. a [`Route`]: the plan for the attempt loop and the [`Explain`] for the log.
 
 pub mod capabilities;
+mod explain;
 pub mod filter;
 pub mod policy;
 
 use std::{collections::HashMap, ops::Deref, sync::Arc, time::Duration};
 
 pub use capabilities::{Capabilities, Needs, Unmet};
+pub use explain::explain_text;
 pub use filter::Removed;
 pub use policy::{PolicyError, Script};
 

@@ -1,7 +1,7 @@
 //! The REST shim: `POST /v1/chat/completions`, `GET /v1/models`, health and metrics.
 
-mod chat;
-mod errors;
+pub mod chat;
+pub(crate) mod errors;
 mod sse;
 
 use std::sync::Arc;

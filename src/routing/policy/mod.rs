@@ -6,7 +6,7 @@
 //! (../shared/STACK.md; `benches/routing.rs`), and a VM shared between threads serialises
 //! them. So every thread keeps its own VMs, one per catalog generation (a handful at
 //! most), each holding every model's candidate tables resident. Per call only the request
-//! table is built; the candidates' live stats are rewritten in place at most every
+//! table and the array of surviving candidates are built; the candidates' live stats are rewritten in place at most every
 //! [`STATS_REFRESH`]. A reload makes a new generation, and each thread builds its new VM
 //! on its next call (~0.1–0.5 ms, once).
 //!
@@ -301,8 +301,6 @@ struct LocalVm {
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
-    /// Every candidate in configured order (the argument when none was filtered out).
-    all: Table,
     candidates: Vec<Table>,
     stats: Vec<Table>,
     params: Table,
@@ -340,12 +338,8 @@ impl LocalVm {
                 .map_err(plain)?
                 .into_iter()
                 .unzip();
-            let all = lua
-                .create_sequence_from(candidates.iter().cloned())
-                .map_err(plain)?;
             models.push(Some(LocalModel {
                 route,
-                all,
                 candidates,
                 stats,
                 params: tables::toml_table(lua, &model.params).map_err(plain)?,
@@ -380,12 +374,10 @@ impl LocalVm {
             }
             local.refreshed = Some(now);
         }
-        let candidates = if survivors.len() == local.candidates.len() {
-            local.all.clone()
-        } else {
-            lua.create_sequence_from(survivors.iter().map(|&i| local.candidates[i].clone()))
-                .map_err(plain)?
-        };
+        // A fresh array each call: a script may sort it in place.
+        let candidates = lua
+            .create_sequence_from(survivors.iter().map(|&i| local.candidates[i].clone()))
+            .map_err(plain)?;
         let request = tables::request(lua, &local.name, &local.params, facts).map_err(plain)?;
         let answer: Value = self.vm.call(&local.route, (request, candidates))?;
         tables::read_order(answer, |id| {

@@ -35,6 +35,11 @@ pub fn run(name: &str, source: &str, cases: Option<&str>, limits: Limits) -> Res
         _ => return Err("defines no function `route(request, candidates)`".to_owned()),
     };
     vm.seal(limits.memory).map_err(|e| e.to_string())?;
+    // Repeatable cases, even for policies that draw random numbers.
+    vm.lua()
+        .load("math.randomseed(42)")
+        .exec()
+        .map_err(|e| e.to_string())?;
     let cases: Vec<Case> = match cases {
         Some(text) => serde_json::from_str(text).map_err(|e| format!("cases file: {e}"))?,
         None => vec![smoke_case()],

@@ -1,0 +1,182 @@
+//! `/admin/*`: reload, deployment health and breaker state, and routing explanations,
+//! behind `admin.api_key` (a bearer token). Without a configured key these routes answer
+//! 404, as if they did not exist.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::{HeaderMap, Method, Uri};
+use serde_json::json;
+
+use super::openai::{chat::parse_request, errors::error_response};
+use crate::{
+    auth::{Caller, CallerHeaders},
+    config::SecurityLevel,
+    error::Error,
+    gateway::Gateway,
+};
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/admin/reload", post(reload))
+        .route("/admin/health", get(health))
+        .route("/admin/route/explain", post(explain))
+        .with_state(gateway)
+}
+
+/// The admin key check: 404 when admin is off, 401 for a missing or wrong token.
+fn authorize(gw: &Gateway, headers: &HeaderMap, method: &Method, uri: &Uri) -> Result<(), Error> {
+    let live = gw.live();
+    let Some(key) = &live.config.admin_key else {
+        return Err(Error::RouteNotFound {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+        });
+    };
+    let sent = CallerHeaders::from_http(headers).token.unwrap_or_default();
+    // Compare digests, not the secret byte by byte.
+    use sha2::{Digest, Sha256};
+    if Sha256::digest(sent.as_bytes()) == Sha256::digest(key.expose().as_bytes()) {
+        Ok(())
+    } else {
+        let e = Error::Unauthorized {
+            message: "admin endpoints need `Authorization: Bearer <admin.api_key>`".to_owned(),
+        };
+        Err(e)
+    }
+}
+
+async fn reload(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize(&gw, &headers, &method, &uri) {
+        return error_response(&e, "", None);
+    }
+    let worker = gw.clone();
+    match tokio::task::spawn_blocking(move || worker.reload_config_file("admin")).await {
+        Ok(Ok(r)) => Json(json!({
+            "status": "reloaded",
+            "models": r.models,
+            "policies": r.policies,
+            "took_ms": r.took_ms,
+        }))
+        .into_response(),
+        Ok(Err(message)) => error_response(
+            &Error::BadRequest {
+                message: format!("reload rejected, the previous config keeps serving: {message}"),
+                param: None,
+            },
+            "",
+            None,
+        ),
+        Err(e) => error_response(
+            &Error::Internal {
+                detail: format!("reload task: {e}"),
+            },
+            "",
+            None,
+        ),
+    }
+}
+
+async fn health(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize(&gw, &headers, &method, &uri) {
+        return error_response(&e, "", None);
+    }
+    let now = tokio::time::Instant::now().into_std();
+    let deployments: Vec<_> = gw
+        .health()
+        .all()
+        .into_iter()
+        .map(|(id, h)| {
+            let s = h.snapshot(now);
+            json!({
+                "id": id,
+                "circuit": s.circuit.as_str(),
+                "open_for_ms": s.open_until.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                "ramp": s.ramp,
+                "ewma_ms": s.ewma_ms,
+                "p95_ms": s.p95_ms,
+                "ttft_ms": s.ttft_ms,
+                "error_rate": s.error_rate,
+                "samples": s.samples,
+            })
+        })
+        .collect();
+    Json(json!({ "deployments": deployments })).into_response()
+}
+
+/// A chat request body in, the routing report out. The caller is `?key=NAME` (a configured
+/// key's name), with `x-security-level` and `x-route-*` taken from the request headers.
+async fn explain(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&gw, &headers, &method, &uri) {
+        return error_response(&e, "", None);
+    }
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, "", None),
+    };
+    let live = gw.live();
+    let key_name = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")));
+    let caller = match explain_caller(
+        &live.config.keys,
+        key_name,
+        CallerHeaders::from_http(&headers),
+    ) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e, "", None),
+    };
+    Json(live.catalog.explain(&request, &caller)).into_response()
+}
+
+/// A caller for an explanation: a configured key by name (no token needed), the level
+/// asked for (or the key's default), and the routing headers.
+pub fn explain_caller(
+    keys: &[crate::config::KeyConfig],
+    key_name: Option<&str>,
+    headers: CallerHeaders,
+) -> Result<Caller, Error> {
+    let key = match key_name {
+        Some(name) => Some(Arc::new(
+            keys.iter()
+                .find(|k| k.name == name)
+                .cloned()
+                .ok_or_else(|| Error::bad_param("key", format!("no key named `{name}`")))?,
+        )),
+        None => None,
+    };
+    let level = match headers.security_level.as_deref() {
+        Some(v) => SecurityLevel::parse(v)
+            .ok_or_else(|| Error::bad_param("x-security-level", "must be low, medium or high"))?,
+        None => key
+            .as_ref()
+            .map_or(SecurityLevel::Low, |k| k.security_level),
+    };
+    Ok(Caller {
+        key,
+        level,
+        route_headers: headers.route,
+    })
+}
