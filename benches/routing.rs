@@ -26,16 +26,27 @@ use switchyard::{
 
 const CANDIDATES: usize = 10;
 
+/// Policies measured: the static order, the shipped ones, and `first` (a one-line script
+/// returning the first candidate: the engine's own overhead).
+const POLICIES: [&str; 7] = [
+    "static", "first", "failover", "cost", "latency", "security", "weighted",
+];
+
 fn config() -> Config {
-    let mut text = String::new();
+    let dir = std::env::temp_dir().join(format!("switchyard-routing-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("first.lua"),
+        "function route(r, c) return { c[1].id } end",
+    )
+    .unwrap();
+    let mut text = format!("[routing]\nscripts_dir = \"{}\"\n\n", dir.display());
     for i in 0..CANDIDATES {
         text.push_str(&format!(
             "[[providers]]\nname = \"p{i}\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"k\"\n\n"
         ));
     }
-    for policy in [
-        "static", "failover", "cost", "latency", "security", "weighted",
-    ] {
+    for policy in POLICIES {
         let deployments: Vec<String> = (0..CANDIDATES)
             .map(|i| {
                 format!(
@@ -129,9 +140,7 @@ fn main() {
     println!();
     println!("| policy | threads | calls | p50 | p99 | p99.9 | max | calls/s (all threads) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for policy in [
-        "static", "failover", "cost", "latency", "security", "weighted",
-    ] {
+    for policy in POLICIES {
         for threads in [1usize, 2] {
             let barrier = Arc::new(Barrier::new(threads));
             let handles: Vec<_> = (0..threads)

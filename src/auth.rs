@@ -142,26 +142,30 @@ impl Keys {
                 .as_ref()
                 .map_or(SecurityLevel::Low, |k| k.security_level),
         };
-        if let Some(k) = &key
-            && level > k.max_security_level
-        {
-            // Refused rather than lowered: quietly routing sensitive data to a less
-            // compliant deployment is the one thing this header exists to prevent.
-            return Err(Error::Forbidden {
-                message: format!(
-                    "key `{}` may ask for security level up to `{}`, not `{}`",
-                    k.name,
-                    k.max_security_level.as_str(),
-                    level.as_str()
-                ),
-                code: "security_level_not_allowed",
-            });
-        }
+        check_level(key.as_deref(), level)?;
         Ok(Caller {
             key,
             level,
             route_headers: headers.route,
         })
+    }
+}
+
+/// Refuses a level above the key's maximum: refused rather than lowered, because quietly
+/// routing sensitive data to a less compliant deployment is the one thing the level
+/// exists to prevent.
+pub fn check_level(key: Option<&KeyConfig>, level: SecurityLevel) -> Result<(), Error> {
+    match key {
+        Some(k) if level > k.max_security_level => Err(Error::Forbidden {
+            message: format!(
+                "key `{}` may ask for security level up to `{}`, not `{}`",
+                k.name,
+                k.max_security_level.as_str(),
+                level.as_str()
+            ),
+            code: "security_level_not_allowed",
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -126,12 +126,19 @@ impl Gateway {
     pub fn visible_models(&self, caller: CallerHeaders) -> Result<Vec<String>, Error> {
         let live = self.live();
         let caller = live.keys.caller(caller)?;
+        // The key's model and provider lists, as the hard filters apply them: a model is
+        // listed when at least one of its deployments passes both.
         let allowed = |m: &crate::routing::ModelRoute| match &caller.key {
-            Some(k) if !k.allowed_models.is_empty() => k
-                .allowed_models
-                .iter()
-                .any(|a| **a == *m.name || m.deployments.iter().any(|d| **a == *d.model)),
-            _ => true,
+            None => true,
+            Some(k) => {
+                let listed = |name: &str| k.allowed_models.iter().any(|a| a == name);
+                let model_ok = k.allowed_models.is_empty() || listed(&m.name);
+                m.deployments.iter().any(|d| {
+                    (model_ok || listed(&d.model))
+                        && (k.allowed_providers.is_empty()
+                            || k.allowed_providers.iter().any(|p| **p == *d.provider_name))
+                })
+            }
         };
         Ok(live
             .catalog

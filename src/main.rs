@@ -275,13 +275,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     if let Some(path) = config_file {
         gateway.set_config_file(path);
-        let (gw, stop) = (gateway.clone(), stopped());
-        tokio::spawn(async move {
-            if let Err(e) = reload::watch(gw, stop).await {
-                tracing::warn!(error = %e, "config file not watched; reload with SIGHUP or /admin/reload");
-            }
-        });
-        tokio::spawn(reload::on_sighup(gateway.clone(), stopped()));
+        // Both are in place before the banner: a save or SIGHUP after it is never lost.
+        match reload::watch(gateway.clone(), stopped()) {
+            Ok(task) => drop(tokio::spawn(task)),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "config file not watched; reload with SIGHUP or /admin/reload"
+            ),
+        }
+        #[cfg(unix)]
+        match reload::on_sighup(gateway.clone(), stopped()) {
+            Ok(task) => drop(tokio::spawn(task)),
+            Err(e) => tracing::warn!(error = %e, "reload with file changes or /admin/reload"),
+        }
     }
     if let Some(source) = pricing_source {
         let source = PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))?;

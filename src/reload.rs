@@ -140,12 +140,13 @@ fn relevant(config: &Path, path: &Path) -> bool {
     is_config || is_script
 }
 
-/// Watches the config and scripts folders until `shutdown`, reloading after each settled
-/// change. Fails if the gateway has no config file or the watcher cannot start.
-pub async fn watch(
+/// Starts watching the config and scripts folders now (so no save made after this returns
+/// is missed) and returns the task that reloads after each settled change until
+/// `shutdown`. Fails if the gateway has no config file or the watcher cannot start.
+pub fn watch(
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<impl std::future::Future<Output = ()>, String> {
     let config = gateway
         .config_file()
         .ok_or("no config file to watch")?
@@ -169,36 +170,40 @@ pub async fn watch(
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("watching {}: {e}", dir.display()))?;
     }
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            got = rx.recv() => if got.is_none() { return Ok(()) },
-        }
-        // Let the save finish: drain events until SETTLE passes quietly.
-        while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
-        let gw = gateway.clone();
-        let _ = tokio::task::spawn_blocking(move || gw.reload_config_file("watch")).await;
-        // The scripts folder may have moved with the config.
-        let now = watched_dirs(&gateway, &config);
-        for dir in now.iter().filter(|d| !dirs.contains(d)) {
-            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the scripts folder");
+    Ok(async move {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                got = rx.recv() => if got.is_none() { return },
             }
+            // Let the save finish: drain events until SETTLE passes quietly.
+            while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
+            let gw = gateway.clone();
+            let _ = tokio::task::spawn_blocking(move || gw.reload_config_file("watch")).await;
+            // The scripts folder may have moved with the config.
+            let now = watched_dirs(&gateway, &config);
+            for dir in now.iter().filter(|d| !dirs.contains(d)) {
+                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the scripts folder");
+                }
+            }
+            dirs = now;
         }
-        dirs = now;
-    }
+    })
 }
 
-/// Reloads on every SIGHUP until `shutdown`.
-pub async fn on_sighup(gateway: Arc<Gateway>, shutdown: impl std::future::Future<Output = ()>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload by file change or /admin/reload");
-            return;
-        };
+/// Installs the SIGHUP handler now (a SIGHUP after this returns reloads rather than
+/// killing the process) and returns the task that reloads on each one until `shutdown`.
+#[cfg(unix)]
+pub fn on_sighup(
+    gateway: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+    Ok(async move {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -208,9 +213,5 @@ pub async fn on_sighup(gateway: Arc<Gateway>, shutdown: impl std::future::Future
             let gw = gateway.clone();
             let _ = tokio::task::spawn_blocking(move || gw.reload_config_file("sighup")).await;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (gateway, shutdown);
-    }
+    })
 }

@@ -2,12 +2,12 @@
 //! behind `admin.api_key` (a bearer token). Without a configured key these routes answer
 //! 404, as if they did not exist.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::State,
+    extract::{Query, State},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -127,6 +127,7 @@ async fn explain(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
@@ -137,9 +138,7 @@ async fn explain(
         Err(e) => return error_response(&e, "", None),
     };
     let live = gw.live();
-    let key_name = uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")));
+    let key_name = query.get("key").map(String::as_str);
     let caller = match explain_caller(
         &live.config.keys,
         key_name,
@@ -152,7 +151,8 @@ async fn explain(
 }
 
 /// A caller for an explanation: a configured key by name (no token needed), the level
-/// asked for (or the key's default), and the routing headers.
+/// asked for (or the key's default), and the routing headers. The key's level cap is
+/// checked by the explanation, which reports a refusal like any other.
 pub fn explain_caller(
     keys: &[crate::config::KeyConfig],
     key_name: Option<&str>,

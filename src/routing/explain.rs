@@ -46,7 +46,9 @@ impl Catalog {
         });
         // Once to build this thread's VM, so the time reported is a routing decision's.
         let _ = self.route(request, &needs, caller);
-        match self.route(request, &needs, caller) {
+        let decision = crate::auth::check_level(caller.key.as_deref(), caller.level)
+            .and_then(|()| self.route(request, &needs, caller));
+        match decision {
             Ok(route) => {
                 let e = &route.explain;
                 report["removed"] = json!(

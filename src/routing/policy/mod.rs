@@ -296,6 +296,8 @@ struct LocalVm {
     vm: sandbox::Vm,
     /// Per model (catalog index); `None` for `static` models.
     models: Vec<Option<LocalModel>>,
+    /// Each API key's `request.key` table, built on first use.
+    keys: HashMap<String, Table>,
 }
 
 /// A model's resident tables in one VM.
@@ -303,8 +305,7 @@ struct LocalModel {
     route: Function,
     candidates: Vec<Table>,
     stats: Vec<Table>,
-    params: Table,
-    name: mlua::LuaString,
+    args: tables::Args,
     refreshed: Option<Instant>,
 }
 
@@ -342,8 +343,12 @@ impl LocalVm {
                 route,
                 candidates,
                 stats,
-                params: tables::toml_table(lua, &model.params).map_err(plain)?,
-                name: lua.create_string(&*model.name).map_err(plain)?,
+                args: tables::Args::new(
+                    lua,
+                    &model.name,
+                    &tables::toml_table(lua, &model.params).map_err(plain)?,
+                )
+                .map_err(plain)?,
                 refreshed: None,
             }));
         }
@@ -352,6 +357,7 @@ impl LocalVm {
             generation: catalog.generation,
             vm,
             models,
+            keys: HashMap::new(),
         })
     }
 
@@ -374,11 +380,16 @@ impl LocalVm {
             }
             local.refreshed = Some(now);
         }
-        // A fresh array each call: a script may sort it in place.
-        let candidates = lua
-            .create_sequence_from(survivors.iter().map(|&i| local.candidates[i].clone()))
+        // Refilled each call, so a script may sort `candidates` in place.
+        let (request, candidates) = local
+            .args
+            .fill(
+                lua,
+                facts,
+                survivors.iter().map(|&i| local.candidates[i].clone()),
+                &mut self.keys,
+            )
             .map_err(plain)?;
-        let request = tables::request(lua, &local.name, &local.params, facts).map_err(plain)?;
         let answer: Value = self.vm.call(&local.route, (request, candidates))?;
         tables::read_order(answer, |id| {
             survivors

@@ -109,6 +109,10 @@ impl Vm {
             .set_name("=sandbox")
             .set_mode(ChunkMode::Text)
             .exec()?;
+        // Policies make short-lived tables: the generational collector sweeps them cheaply.
+        lua.gc_set_mode(mlua::state::GcMode::Generational(
+            mlua::state::GcGenParams::default(),
+        ));
         let steps_left = Rc::new(Cell::new(0));
         let exhausted = Rc::new(Cell::new(false));
         let (left, flag) = (steps_left.clone(), exhausted.clone());

@@ -1,7 +1,7 @@
 //! Values into Lua tables (candidates, requests, config and JSON values) and the
 //! policy's answer back out.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use mlua::{Lua, Table, Value};
 
@@ -45,45 +45,102 @@ pub fn write_stats(stats: &Table, s: &Snapshot) -> mlua::Result<()> {
     Ok(())
 }
 
-/// The `request` argument.
-pub fn request(
-    lua: &Lua,
-    model: &mlua::LuaString,
-    params: &Table,
-    facts: &Facts,
-) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 9)?;
-    t.raw_set("model", model)?;
-    t.raw_set("input_tokens", facts.input_tokens)?;
-    t.raw_set("max_tokens", facts.max_tokens)?;
-    t.raw_set("stream", facts.stream)?;
-    t.raw_set(
-        "capabilities",
-        lua.create_sequence_from(facts.needs.names())?,
-    )?;
-    t.raw_set("tier", facts.caller.level.as_str())?;
-    let key = lua.create_table_with_capacity(0, 2)?;
-    if let Some(k) = &facts.caller.key {
-        key.raw_set("name", k.name.as_str())?;
-        key.raw_set(
-            "tags",
-            lua.create_sequence_from(k.tags.iter().map(String::as_str))?,
+/// A model's `request` and `candidates` arguments, resident in the VM and refilled per
+/// call: a call builds no tables, so it leaves the collector nothing of ours to sweep.
+pub struct Args {
+    request: Table,
+    capabilities: Table,
+    headers: Table,
+    /// `x-route-*` names set by the last call, to clear on the next.
+    header_names: Vec<String>,
+    candidates: Table,
+    anonymous: Table,
+}
+
+impl Args {
+    pub fn new(lua: &Lua, model: &str, params: &Table) -> mlua::Result<Args> {
+        let request = lua.create_table_with_capacity(0, 10)?;
+        request.raw_set("model", model)?;
+        request.raw_set("params", params)?;
+        let capabilities = lua.create_table_with_capacity(5, 0)?;
+        request.raw_set("capabilities", &capabilities)?;
+        let headers = lua.create_table()?;
+        request.raw_set("headers", &headers)?;
+        let anonymous = lua.create_table_with_capacity(0, 1)?;
+        anonymous.raw_set("tags", lua.create_table()?)?;
+        Ok(Args {
+            request,
+            capabilities,
+            headers,
+            header_names: Vec::new(),
+            candidates: lua.create_table()?,
+            anonymous,
+        })
+    }
+
+    /// Fills both arguments for one call. `keys` caches each API key's table in this VM.
+    pub fn fill(
+        &mut self,
+        lua: &Lua,
+        facts: &Facts,
+        survivors: impl ExactSizeIterator<Item = Table>,
+        keys: &mut HashMap<String, Table>,
+    ) -> mlua::Result<(Table, Table)> {
+        let t = &self.request;
+        t.raw_set("input_tokens", facts.input_tokens)?;
+        t.raw_set("max_tokens", facts.max_tokens)?;
+        t.raw_set("stream", facts.stream)?;
+        t.raw_set("tier", facts.caller.level.as_str())?;
+        let key = match &facts.caller.key {
+            None => self.anonymous.clone(),
+            Some(k) => match keys.get(&k.name) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = lua.create_table_with_capacity(0, 2)?;
+                    t.raw_set("name", k.name.as_str())?;
+                    t.raw_set(
+                        "tags",
+                        lua.create_sequence_from(k.tags.iter().map(String::as_str))?,
+                    )?;
+                    keys.insert(k.name.clone(), t.clone());
+                    t
+                }
+            },
+        };
+        t.raw_set("key", key)?;
+        let mut n = 0;
+        for name in facts.needs.names() {
+            n += 1;
+            self.capabilities.raw_seti(n, name)?;
+        }
+        truncate(&self.capabilities, n)?;
+        for name in self.header_names.drain(..) {
+            self.headers.raw_set(name, mlua::Nil)?;
+        }
+        for (name, value) in &facts.caller.route_headers {
+            self.headers.raw_set(name.as_str(), value.as_str())?;
+            self.header_names.push(name.clone());
+        }
+        self.headers.raw_set(
+            crate::auth::SECURITY_LEVEL_HEADER,
+            facts.caller.level.as_str(),
         )?;
-    } else {
-        key.raw_set("tags", lua.create_table()?)?;
+        let mut n = 0;
+        for c in survivors {
+            n += 1;
+            self.candidates.raw_seti(n, c)?;
+        }
+        truncate(&self.candidates, n)?;
+        Ok((self.request.clone(), self.candidates.clone()))
     }
-    t.raw_set("key", key)?;
-    let headers = lua.create_table_with_capacity(0, facts.caller.route_headers.len() + 1)?;
-    for (name, value) in &facts.caller.route_headers {
-        headers.raw_set(name.as_str(), value.as_str())?;
+}
+
+/// Clears a sequence's entries after `len` (left by an earlier call, or a script).
+fn truncate(t: &Table, len: usize) -> mlua::Result<()> {
+    for i in (len + 1..=t.raw_len()).rev() {
+        t.raw_seti(i, mlua::Nil)?;
     }
-    headers.raw_set(
-        crate::auth::SECURITY_LEVEL_HEADER,
-        facts.caller.level.as_str(),
-    )?;
-    t.raw_set("headers", headers)?;
-    t.raw_set("params", params)?;
-    Ok(t)
+    Ok(())
 }
 
 /// `[[models]] params` as a Lua table.
