@@ -7,7 +7,7 @@
 //! built-in scripts, live health and prices. Each configuration runs for `ROUTE_SECS`
 //! (default 2) seconds per thread.
 //!
-//! `cargo bench --bench routing`
+//! `cargo bench --bench routing` (`ROUTE_POLICIES=cost,static` runs only those).
 
 #![allow(
     clippy::unwrap_used,
@@ -140,7 +140,14 @@ fn main() {
     println!();
     println!("| policy | threads | calls | p50 | p99 | p99.9 | max | calls/s (all threads) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let only = std::env::var("ROUTE_POLICIES").ok();
     for policy in POLICIES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|p| p == policy))
+        {
+            continue;
+        }
         for threads in [1usize, 2] {
             let barrier = Arc::new(Barrier::new(threads));
             let handles: Vec<_> = (0..threads)

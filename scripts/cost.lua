@@ -22,12 +22,31 @@
 --   expected_output  output tokens assumed when the request sets no max_tokens (default 256)
 -- A price of 0 (unknown) makes a candidate look free, so give every deployment a price.
 
-local function threshold(request, header, param)
-  return tonumber(request.headers[header]) or tonumber(request.params[param])
+-- Scratch arrays, reused by every call on this VM (no per-candidate tables).
+local rank, key, order = {}, {}, {}
+
+-- Sorts order[1..n] (candidate indices) by rank, then key, then configured position.
+-- Insertion sort with the comparisons inline: for the few dozen candidates a model has,
+-- it beats table.sort with a Lua comparator several times over.
+local function sort(candidates, n)
+  for i = 1, n do
+    local ri, ki, pi = rank[i], key[i], candidates[i].position
+    local j = i - 1
+    while j >= 1 do
+      local o = order[j]
+      local ro, ko = rank[o], key[o]
+      if ro < ri or (ro == ri and (ko < ki or (ko == ki and candidates[o].position <= pi))) then
+        break
+      end
+      order[j + 1] = o
+      j = j - 1
+    end
+    order[j + 1] = i
+  end
 end
 
-local function estimated_cost(candidate, input_tokens, output_tokens)
-  return (input_tokens * candidate.price_in + output_tokens * candidate.price_out) / 1e6
+local function threshold(request, header, param)
+  return tonumber(request.headers[header]) or tonumber(request.params[param])
 end
 
 function route(request, candidates)
@@ -36,32 +55,22 @@ function route(request, candidates)
   local min_quality = threshold(request, "x-route-min-quality", "min_quality")
   local min_samples = tonumber(params.min_samples) or 20
   local max_error_rate = tonumber(params.max_error_rate) or 0.5
-  local output_tokens = request.max_tokens or tonumber(params.expected_output) or 256
+  local input = request.input_tokens
+  local output = request.max_tokens or tonumber(params.expected_output) or 256
 
-  local function meets_bar(c)
+  local n = #candidates
+  for i = 1, n do
+    local c = candidates[i]
     local s = c.stats
-    if min_quality and c.quality < min_quality then return false end
-    if max_p95 and s.samples >= min_samples and s.p95_ms > max_p95 then return false end
-    return s.error_rate <= max_error_rate
+    local meets = (not min_quality or c.quality >= min_quality)
+      and (not max_p95 or s.samples < min_samples or s.p95_ms <= max_p95)
+      and s.error_rate <= max_error_rate
+    rank[i] = meets and 0 or 1 -- those meeting the bar first, the rest as fallbacks
+    key[i] = (input * c.price_in + output * c.price_out) / 1e6
   end
-
-  -- Rank once per candidate, so the sort compares plain fields.
-  local ranked = {}
-  for i, c in ipairs(candidates) do
-    ranked[i] = {
-      id = c.id,
-      meets = meets_bar(c),
-      cost = estimated_cost(c, request.input_tokens, output_tokens),
-      position = c.position,
-    }
-  end
-  table.sort(ranked, function(a, b)
-    if a.meets ~= b.meets then return a.meets end
-    if a.cost ~= b.cost then return a.cost < b.cost end
-    return a.position < b.position
-  end)
+  sort(candidates, n)
 
   local ids = {}
-  for i, r in ipairs(ranked) do ids[i] = r.id end
+  for k = 1, n do ids[k] = candidates[order[k]].id end
   return ids
 end

@@ -9,19 +9,18 @@
 -- Params: none.
 
 -- Lower rank is tried earlier; an unknown state counts as closed.
-local CIRCUIT_RANK = { closed = 0, half_open = 0, open = 1 }
 
 function route(request, candidates)
-  local ranked = {}
-  for i, c in ipairs(candidates) do
-    ranked[i] = { id = c.id, rank = CIRCUIT_RANK[c.stats.circuit] or 0, position = c.position }
+  -- Candidates arrive in configured order: closed and half-open ones as they are, then
+  -- the open ones (present only when every circuit is open).
+  local ids, n = {}, 0
+  for i = 1, #candidates do
+    local c = candidates[i]
+    if c.stats.circuit ~= "open" then n = n + 1; ids[n] = c.id end
   end
-  table.sort(ranked, function(a, b)
-    if a.rank ~= b.rank then return a.rank < b.rank end
-    return a.position < b.position
-  end)
-
-  local ids = {}
-  for i, r in ipairs(ranked) do ids[i] = r.id end
+  for i = 1, #candidates do
+    local c = candidates[i]
+    if c.stats.circuit == "open" then n = n + 1; ids[n] = c.id end
+  end
   return ids
 end

@@ -15,45 +15,67 @@
 -- Params:
 --   prefer_tag  tag preferred at tier "high" (default "private")
 
+-- Scratch arrays, reused by every call on this VM (no per-candidate tables).
+local rank, key, order = {}, {}, {}
+
+-- Sorts order[1..n] (candidate indices) by rank, then key, then configured position.
+-- Insertion sort with the comparisons inline: for the few dozen candidates a model has,
+-- it beats table.sort with a Lua comparator several times over.
+local function sort(candidates, n)
+  for i = 1, n do
+    local ri, ki, pi = rank[i], key[i], candidates[i].position
+    local j = i - 1
+    while j >= 1 do
+      local o = order[j]
+      local ro, ko = rank[o], key[o]
+      if ro < ri or (ro == ri and (ko < ki or (ko == ki and candidates[o].position <= pi))) then
+        break
+      end
+      order[j + 1] = o
+      j = j - 1
+    end
+    order[j + 1] = i
+  end
+end
+
 local function in_region(region, wanted)
   if region == nil then return false end
-  region, wanted = region:lower(), wanted:lower()
+  region = region:lower()
   return region == wanted or region:sub(1, #wanted + 1) == wanted .. "-"
 end
 
 local function has_tag(candidate, tag)
-  for _, t in ipairs(candidate.tags) do
-    if t == tag then return true end
+  local tags = candidate.tags
+  for i = 1, #tags do
+    if tags[i] == tag then return true end
   end
   return false
-end
-
-local function ranked_before(a, b)
-  if a.resident ~= b.resident then return a.resident end
-  if a.preferred ~= b.preferred then return a.preferred end
-  if a.tag_count ~= b.tag_count then return a.tag_count > b.tag_count end
-  return a.position < b.position
 end
 
 function route(request, candidates)
   local wanted = request.headers["x-route-region"]
   if wanted == "" then wanted = nil end
+  if wanted then wanted = wanted:lower() end
   local high = request.tier == "high"
   local prefer_tag = request.params.prefer_tag or "private"
 
-  local ranked = {}
-  for i, c in ipairs(candidates) do
-    ranked[i] = { id = c.id, position = c.position, tag_count = #c.tags,
-                  resident = wanted ~= nil and in_region(c.region, wanted),
-                  preferred = high and has_tag(c, prefer_tag) }
+  local n, residents = #candidates, 0
+  for i = 1, n do
+    local c = candidates[i]
+    local resident = wanted ~= nil and in_region(c.region, wanted)
+    if resident then residents = residents + 1 end
+    -- Residents first, then (at high) the preferred tag, each group by tag count.
+    rank[i] = (resident and 0 or 2) + ((high and has_tag(c, prefer_tag)) and 0 or 1)
+    key[i] = -#c.tags
   end
-  table.sort(ranked, ranked_before)
+  sort(candidates, n)
 
-  local all, resident = {}, {}
-  for i, r in ipairs(ranked) do
-    all[i] = r.id
-    if r.resident then resident[#resident + 1] = r.id end
+  -- At high, a requested region is a requirement, unless no candidate is in it.
+  local keep = high and wanted ~= nil and residents > 0
+  local ids, m = {}, 0
+  for k = 1, n do
+    local i = order[k]
+    if not keep or rank[i] < 2 then m = m + 1; ids[m] = candidates[i].id end
   end
-  if high and wanted and #resident > 0 then return resident end
-  return all
+  return ids
 end

@@ -238,6 +238,17 @@ impl Catalog {
                 .collect();
             let policy = config.policy_of(m);
             let script = scripts.get(policy).cloned();
+            if script.is_some() && deployments.len() > policy::sandbox::MAX_CANDIDATES {
+                return Err(Error::Internal {
+                    detail: format!(
+                        "model `{}`: a Lua policy routes at most {} deployments; this model has \
+                         {} (use policy = \"static\" or split the model)",
+                        m.name,
+                        policy::sandbox::MAX_CANDIDATES,
+                        deployments.len()
+                    ),
+                });
+            }
             by_name.insert(m.name.clone(), models.len());
             models.push(ModelRoute {
                 name: Arc::from(m.name.as_str()),

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mlua::{Function, Table, Value};
+use mlua::{Function, Table};
 
 pub use sandbox::{CallError, Limits};
 pub use selfcheck::run as self_check;
@@ -303,7 +303,6 @@ struct LocalVm {
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
-    candidates: Vec<Table>,
     stats: Vec<Table>,
     args: tables::Args,
     refreshed: Option<Instant>,
@@ -339,16 +338,17 @@ impl LocalVm {
                 .map_err(plain)?
                 .into_iter()
                 .unzip();
+            let args = tables::Args::new(
+                lua,
+                &model.name,
+                &tables::toml_table(lua, &model.params).map_err(plain)?,
+                &candidates,
+            )
+            .map_err(plain)?;
             models.push(Some(LocalModel {
                 route,
-                candidates,
                 stats,
-                args: tables::Args::new(
-                    lua,
-                    &model.name,
-                    &tables::toml_table(lua, &model.params).map_err(plain)?,
-                )
-                .map_err(plain)?,
+                args,
                 refreshed: None,
             }));
         }
@@ -368,7 +368,6 @@ impl LocalVm {
         survivors: &[usize],
         facts: &Facts,
     ) -> Result<(tables::Order, Vec<String>), CallError> {
-        let lua = self.vm.lua();
         let deployments = &catalog.models[index].deployments;
         let local = self.models[index]
             .as_mut()
@@ -380,23 +379,9 @@ impl LocalVm {
             }
             local.refreshed = Some(now);
         }
-        // Refilled each call, so a script may sort `candidates` in place.
-        let (request, candidates) = local
+        local
             .args
-            .fill(
-                lua,
-                facts,
-                survivors.iter().map(|&i| local.candidates[i].clone()),
-                &mut self.keys,
-            )
-            .map_err(plain)?;
-        let answer: Value = self.vm.call(&local.route, (request, candidates))?;
-        tables::read_order(answer, |id| {
-            survivors
-                .iter()
-                .copied()
-                .find(|&i| deployments[i].id.as_bytes() == id)
-        })
+            .call(&self.vm, &local.route, facts, survivors, &mut self.keys)
     }
 }
 

@@ -39,6 +39,82 @@ string.gsub = function(s, ...) subject(s) return gsub(s, ...) end
 string.dump = nil
 "#;
 
+/// The one function Rust calls per decision. It refreshes the per-call request fields,
+/// fills `out` with the surviving candidates (bit `i-1` of `mask` set: `all[i]` survives),
+/// calls the policy, and reads its answer into a byte string of positions in `all` (plus
+/// the timeouts and ignored ids, when there are any). One crossing from Rust into Lua per
+/// decision, instead of one per field and element. Loaded before any script, so it holds
+/// the library functions as they were.
+const INVOKE: &str = r#"
+local type, error, char, unpack, concat, move =
+  type, error, string.char, table.unpack, table.concat, table.move
+local buf = {}
+return function(route, request, all, index, out, mask, tokens, max_tokens, stream, tier, key)
+  if tokens ~= nil then
+    request.input_tokens = tokens
+    request.max_tokens = max_tokens
+    request.stream = stream
+    request.tier = tier
+    request.key = key
+    request.headers["x-security-level"] = tier
+  end
+  local total, n = #all, 0
+  if mask == (1 << total) - 1 then
+    move(all, 1, total, 1, out) -- nothing filtered out: one C call
+    n = total
+  else
+    for i = 1, total do
+      if mask & (1 << (i - 1)) ~= 0 then n = n + 1; out[n] = all[i] end
+    end
+  end
+  for i = #out, n + 1, -1 do out[i] = nil end
+  local answer = route(request, out)
+  if type(answer) ~= "table" then
+    error("route returned a " .. type(answer) .. ", not a list of candidate ids", 0)
+  end
+  local count, seen, timeouts, ignored = 0, 0, nil, nil
+  local k, item = 1, answer[1]
+  while item ~= nil do
+    local id, timeout = item, nil
+    local at = index[item] -- the common case: a candidate's id
+    if at == nil then
+      if type(item) == "table" then
+        id, timeout = item.id, item.timeout_ms
+        if type(id) ~= "string" then error("an entry of route's answer has no string `id`", 0) end
+        if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 1)) then
+          error("`timeout_ms` must be a positive number", 0)
+        end
+        at = index[id]
+      elseif type(item) ~= "string" then
+        error("route's answer holds a " .. type(item) .. ", not a candidate id", 0)
+      end
+    end
+    if at and mask & (1 << (at - 1)) ~= 0 then
+      local bit = 1 << (at - 1)
+      if seen & bit == 0 then
+        seen = seen | bit
+        count = count + 1
+        buf[count] = at
+        if timeout then timeouts = timeouts or {}; timeouts[at] = timeout end
+      end
+    else
+      ignored = ignored or {}
+      ignored[#ignored + 1] = id
+    end
+    k = k + 1
+    item = answer[k]
+  end
+  if count == 0 then
+    if ignored then error("route returned only non-candidates: " .. concat(ignored, ", "), 0) end
+    error("route returned no candidates", 0)
+  end
+  return char(unpack(buf, 1, count)), timeouts, ignored
+end
+"#;
+
+/// Most candidates a Lua-routed model may have: survivors travel as bits of one integer.
+pub const MAX_CANDIDATES: usize = 63;
+
 /// Why a call did not return an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
@@ -79,6 +155,8 @@ impl CallError {
 /// One sandboxed Lua state.
 pub struct Vm {
     lua: Lua,
+    /// [`INVOKE`].
+    invoke: Function,
     /// Hook steps left in the current call.
     steps_left: Rc<Cell<u32>>,
     exhausted: Rc<Cell<bool>>,
@@ -109,6 +187,11 @@ impl Vm {
             .set_name("=sandbox")
             .set_mode(ChunkMode::Text)
             .exec()?;
+        let invoke: Function = lua
+            .load(INVOKE)
+            .set_name("=invoke")
+            .set_mode(ChunkMode::Text)
+            .eval()?;
         // Policies make short-lived tables: the generational collector sweeps them cheaply.
         lua.gc_set_mode(mlua::state::GcMode::Generational(
             mlua::state::GcGenParams::default(),
@@ -131,6 +214,7 @@ impl Vm {
         )?;
         Ok(Vm {
             lua,
+            invoke,
             steps_left,
             exhausted,
             steps_per_call: limits.instructions.div_ceil(HOOK_EVERY).max(1),
@@ -163,6 +247,14 @@ impl Vm {
             .set_environment(env.clone());
         self.guarded(|| chunk.exec())?;
         Ok(env)
+    }
+
+    /// Calls [`INVOKE`] within the instruction budget.
+    pub fn invoke<A: mlua::IntoLuaMulti>(
+        &self,
+        args: A,
+    ) -> Result<(mlua::LuaString, Option<Table>, Option<Table>), CallError> {
+        self.guarded(|| self.invoke.call(args))
     }
 
     /// Calls `f` within the instruction budget.

@@ -9,7 +9,8 @@ use mlua::{Lua, Table, Value};
 use serde::Deserialize;
 
 use super::{
-    sandbox::{Limits, Vm},
+    CallError,
+    sandbox::{Limits, MAX_CANDIDATES, Vm},
     tables,
 };
 
@@ -56,14 +57,15 @@ pub fn run(name: &str, source: &str, cases: Option<&str>, limits: Limits) -> Res
             })
             .collect();
         let fail = |why: String| format!("case `{}`: {why}", case.name);
+        if ids.len() > MAX_CANDIDATES {
+            return Err(fail(format!("more than {MAX_CANDIDATES} candidates")));
+        }
         let (request, candidates) =
             build(vm.lua(), case).map_err(|e| fail(format!("bad case: {e}")))?;
-        let answer: Value = vm
-            .call(&route, (request, candidates))
-            .map_err(|e| fail(e.to_string()))?;
+        let (order, timeouts, ignored) =
+            invoke(&vm, &route, request, candidates, ids.len()).map_err(|e| fail(e.to_string()))?;
         let (order, _) =
-            tables::read_order(answer, |id| ids.iter().position(|c| c.as_bytes() == id))
-                .map_err(|e| fail(e.to_string()))?;
+            tables::decode(&order, timeouts, ignored).map_err(|e| fail(e.to_string()))?;
         let got: Vec<&str> = order.iter().map(|&(i, _)| ids[i].as_str()).collect();
         if let Some(expect) = &case.expect
             && got != *expect
@@ -77,6 +79,33 @@ pub fn run(name: &str, source: &str, cases: Option<&str>, limits: Limits) -> Res
         }
     }
     Ok(cases.len())
+}
+
+/// The case through the same invoke function live calls use (request fields as given).
+fn invoke(
+    vm: &Vm,
+    route: &mlua::Function,
+    request: Table,
+    candidates: Table,
+    n: usize,
+) -> Result<(mlua::LuaString, Option<Table>, Option<Table>), CallError> {
+    let lua = vm.lua();
+    let index = lua
+        .create_table()
+        .map_err(|e| CallError::Runtime(e.to_string()))?;
+    for (i, c) in candidates.sequence_values::<Table>().enumerate() {
+        let id: mlua::LuaString = c
+            .and_then(|c| c.raw_get("id"))
+            .map_err(|e| CallError::Runtime(e.to_string()))?;
+        index
+            .raw_set(id, i + 1)
+            .map_err(|e| CallError::Runtime(e.to_string()))?;
+    }
+    let out = lua
+        .create_table()
+        .map_err(|e| CallError::Runtime(e.to_string()))?;
+    let mask = (0..n).fold(0i64, |m, i| m | (1 << i));
+    vm.invoke((route, request, candidates, index, out, mask, mlua::Nil))
 }
 
 /// Without a case file: two plain candidates; any non-empty order of them passes.

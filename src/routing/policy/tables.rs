@@ -3,9 +3,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use mlua::{Lua, Table, Value};
+use mlua::{Function, Lua, LuaString, Table, Value};
 
-use super::{CallError, Facts};
+use super::{CallError, Facts, sandbox::Vm};
 use crate::{health::Snapshot, routing::Deployment};
 
 /// Candidate indices in the order to try, each with its attempt timeout when set.
@@ -45,20 +45,25 @@ pub fn write_stats(stats: &Table, s: &Snapshot) -> mlua::Result<()> {
     Ok(())
 }
 
-/// A model's `request` and `candidates` arguments, resident in the VM and refilled per
-/// call: a call builds no tables, so it leaves the collector nothing of ours to sweep.
+/// A model's arguments, resident in the VM: the `request` table, every candidate in
+/// configured order (`all`), an id -> position index, and the array the survivors are
+/// copied into (`out`). Per call, Rust touches only what changed; the sandbox's invoke
+/// function does the rest in one call.
 pub struct Args {
     request: Table,
     capabilities: Table,
+    capabilities_len: usize,
     headers: Table,
     /// `x-route-*` names set by the last call, to clear on the next.
     header_names: Vec<String>,
-    candidates: Table,
+    all: Table,
+    index: Table,
+    out: Table,
     anonymous: Table,
 }
 
 impl Args {
-    pub fn new(lua: &Lua, model: &str, params: &Table) -> mlua::Result<Args> {
+    pub fn new(lua: &Lua, model: &str, params: &Table, candidates: &[Table]) -> mlua::Result<Args> {
         let request = lua.create_table_with_capacity(0, 10)?;
         request.raw_set("model", model)?;
         request.raw_set("params", params)?;
@@ -68,52 +73,88 @@ impl Args {
         request.raw_set("headers", &headers)?;
         let anonymous = lua.create_table_with_capacity(0, 1)?;
         anonymous.raw_set("tags", lua.create_table()?)?;
+        let index = lua.create_table_with_capacity(0, candidates.len())?;
+        for (i, c) in candidates.iter().enumerate() {
+            index.raw_set(c.raw_get::<mlua::LuaString>("id")?, i + 1)?;
+        }
         Ok(Args {
             request,
             capabilities,
+            capabilities_len: 0,
             headers,
             header_names: Vec::new(),
-            candidates: lua.create_table()?,
+            all: lua.create_sequence_from(candidates.iter().cloned())?,
+            index,
+            out: lua.create_table_with_capacity(candidates.len(), 0)?,
             anonymous,
         })
     }
 
-    /// Fills both arguments for one call. `keys` caches each API key's table in this VM.
-    pub fn fill(
+    /// One decision: refreshes what changed, then calls the policy through the sandbox's
+    /// invoke function. `survivors` are positions (0-based) in `all`, below
+    /// [`MAX_CANDIDATES`](super::sandbox::MAX_CANDIDATES). `keys` caches each API key's
+    /// table in this VM.
+    pub fn call(
         &mut self,
+        vm: &Vm,
+        route: &Function,
+        facts: &Facts,
+        survivors: &[usize],
+        keys: &mut HashMap<String, Table>,
+    ) -> Result<Answer, CallError> {
+        let lua = vm.lua();
+        let key = self.key(lua, facts, keys).map_err(plain)?;
+        self.refresh_lists(facts).map_err(plain)?;
+        let mask = survivors.iter().fold(0i64, |m, &i| m | (1 << i));
+        let (order, timeouts, ignored) = vm.invoke((
+            route,
+            &self.request,
+            &self.all,
+            &self.index,
+            &self.out,
+            mask,
+            facts.input_tokens,
+            facts.max_tokens,
+            facts.stream,
+            facts.caller.level.as_str(),
+            key,
+        ))?;
+        decode(&order, timeouts, ignored)
+    }
+
+    fn key(
+        &self,
         lua: &Lua,
         facts: &Facts,
-        survivors: impl ExactSizeIterator<Item = Table>,
         keys: &mut HashMap<String, Table>,
-    ) -> mlua::Result<(Table, Table)> {
-        let t = &self.request;
-        t.raw_set("input_tokens", facts.input_tokens)?;
-        t.raw_set("max_tokens", facts.max_tokens)?;
-        t.raw_set("stream", facts.stream)?;
-        t.raw_set("tier", facts.caller.level.as_str())?;
-        let key = match &facts.caller.key {
-            None => self.anonymous.clone(),
-            Some(k) => match keys.get(&k.name) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = lua.create_table_with_capacity(0, 2)?;
-                    t.raw_set("name", k.name.as_str())?;
-                    t.raw_set(
-                        "tags",
-                        lua.create_sequence_from(k.tags.iter().map(String::as_str))?,
-                    )?;
-                    keys.insert(k.name.clone(), t.clone());
-                    t
-                }
-            },
+    ) -> mlua::Result<Table> {
+        let Some(k) = &facts.caller.key else {
+            return Ok(self.anonymous.clone());
         };
-        t.raw_set("key", key)?;
+        if let Some(t) = keys.get(&k.name) {
+            return Ok(t.clone());
+        }
+        let t = lua.create_table_with_capacity(0, 2)?;
+        t.raw_set("name", k.name.as_str())?;
+        t.raw_set(
+            "tags",
+            lua.create_sequence_from(k.tags.iter().map(String::as_str))?,
+        )?;
+        keys.insert(k.name.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Capabilities and `x-route-*` headers: rewritten only when this call or the last had any.
+    fn refresh_lists(&mut self, facts: &Facts) -> mlua::Result<()> {
         let mut n = 0;
         for name in facts.needs.names() {
             n += 1;
             self.capabilities.raw_seti(n, name)?;
         }
-        truncate(&self.capabilities, n)?;
+        for i in (n + 1..=self.capabilities_len).rev() {
+            self.capabilities.raw_seti(i, mlua::Nil)?;
+        }
+        self.capabilities_len = n;
         for name in self.header_names.drain(..) {
             self.headers.raw_set(name, mlua::Nil)?;
         }
@@ -121,26 +162,48 @@ impl Args {
             self.headers.raw_set(name.as_str(), value.as_str())?;
             self.header_names.push(name.clone());
         }
-        self.headers.raw_set(
-            crate::auth::SECURITY_LEVEL_HEADER,
-            facts.caller.level.as_str(),
-        )?;
-        let mut n = 0;
-        for c in survivors {
-            n += 1;
-            self.candidates.raw_seti(n, c)?;
-        }
-        truncate(&self.candidates, n)?;
-        Ok((self.request.clone(), self.candidates.clone()))
+        Ok(())
     }
 }
 
-/// Clears a sequence's entries after `len` (left by an earlier call, or a script).
-fn truncate(t: &Table, len: usize) -> mlua::Result<()> {
-    for i in (len + 1..=t.raw_len()).rev() {
-        t.raw_seti(i, mlua::Nil)?;
+/// Positions (0-based) in the order to try, each with its attempt timeout when set, and the
+/// ids the policy named that were not candidates.
+pub type Answer = (Order, Vec<String>);
+
+/// Reads the invoke function's result.
+pub fn decode(
+    order: &LuaString,
+    timeouts: Option<Table>,
+    ignored: Option<Table>,
+) -> Result<Answer, CallError> {
+    let bytes = order.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    for &at in bytes.iter() {
+        let timeout = match &timeouts {
+            Some(t) => t
+                .raw_get::<Option<f64>>(at)
+                .map_err(plain)?
+                .map(|ms| Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0)),
+            None => None,
+        };
+        out.push((usize::from(at) - 1, timeout));
     }
-    Ok(())
+    let ignored = match ignored {
+        Some(t) => t
+            .sequence_values::<LuaString>()
+            .map(|s| s.map(|s| s.to_string_lossy()))
+            .collect::<mlua::Result<Vec<_>>>()
+            .map_err(plain)?,
+        None => Vec::new(),
+    };
+    Ok((out, ignored))
+}
+
+fn plain(e: mlua::Error) -> CallError {
+    match e {
+        mlua::Error::MemoryError(_) => CallError::Memory,
+        other => CallError::Runtime(other.to_string()),
+    }
 }
 
 /// `[[models]] params` as a Lua table.
@@ -205,66 +268,4 @@ pub fn default_fields(t: &Table, defaults: &[(&str, Value)]) -> mlua::Result<()>
         }
     }
     Ok(())
-}
-
-/// The policy's answer: ids (or `{ id =, timeout_ms = }` tables) in order. `find` maps an
-/// id to a candidate index; ids it does not know are returned separately (ignored).
-pub fn read_order(
-    answer: Value,
-    find: impl Fn(&[u8]) -> Option<usize>,
-) -> Result<(Order, Vec<String>), CallError> {
-    let Value::Table(list) = answer else {
-        return Err(CallError::Runtime(format!(
-            "route returned a {}, not a list of candidate ids",
-            answer.type_name()
-        )));
-    };
-    let mut order: Vec<(usize, Option<Duration>)> = Vec::with_capacity(list.raw_len());
-    let mut ignored = Vec::new();
-    for item in list.sequence_values::<Value>() {
-        let item = item.map_err(|e| CallError::Runtime(e.to_string()))?;
-        let (id, timeout) = match &item {
-            Value::String(s) => (s.clone(), None),
-            Value::Table(t) => {
-                let id: mlua::LuaString = t.raw_get("id").map_err(|_| {
-                    CallError::Runtime("an entry of route's answer has no string `id`".to_owned())
-                })?;
-                let timeout = match t.raw_get::<Value>("timeout_ms") {
-                    Ok(Value::Integer(ms)) if ms > 0 => {
-                        Some(Duration::from_millis(ms.unsigned_abs()))
-                    }
-                    Ok(Value::Number(ms)) if ms.is_finite() && ms >= 1.0 => {
-                        Some(Duration::from_secs_f64(ms / 1000.0))
-                    }
-                    Ok(Value::Nil) => None,
-                    _ => {
-                        return Err(CallError::Runtime(
-                            "`timeout_ms` must be a positive number".to_owned(),
-                        ));
-                    }
-                };
-                (id, timeout)
-            }
-            other => {
-                return Err(CallError::Runtime(format!(
-                    "route's answer holds a {}, not a candidate id",
-                    other.type_name()
-                )));
-            }
-        };
-        let bytes = id.as_bytes();
-        match find(&bytes) {
-            Some(i) if !order.iter().any(|(j, _)| *j == i) => order.push((i, timeout)),
-            Some(_) => {}
-            None => ignored.push(String::from_utf8_lossy(&bytes).into_owned()),
-        }
-    }
-    if order.is_empty() {
-        return Err(CallError::Runtime(if ignored.is_empty() {
-            "route returned no candidates".to_owned()
-        } else {
-            format!("route returned only non-candidates: {}", ignored.join(", "))
-        }));
-    }
-    Ok((order, ignored))
 }
