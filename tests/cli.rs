@@ -222,3 +222,59 @@ fn mock_rejects_a_bad_fault_spec() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault"));
 }
+
+#[test]
+fn route_explain_prints_candidates_removals_order_and_time() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/routing/switchyard.toml");
+    let request = root.join("examples/routing/request.json");
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["route", "--explain", "--config"])
+            .arg(&config)
+            .arg("--request")
+            .arg(&request)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&["--key", "analytics", "--header", "x-security-level: high"]);
+    assert!(text.contains("policy cost"), "{text}");
+    assert!(text.contains("deepseek/deepseek-chat"), "{text}");
+    assert!(
+        text.contains("security level high requires tags [soc2]; lacks [soc2]"),
+        "{text}"
+    );
+    assert!(text.contains("1. openai/gpt-4o-mini"), "{text}");
+    assert!(text.contains("2. azure-eu/gpt-4o"), "{text}");
+    assert!(!text.contains("3. "), "{text}");
+    assert!(text.contains("policy took"), "{text}");
+
+    let json: serde_json::Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    let order: Vec<&str> = json["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    // Anonymous, low level: nothing removed, cheapest first.
+    assert_eq!(
+        order,
+        [
+            "openai/gpt-4o-mini",
+            "deepseek/deepseek-chat",
+            "azure-eu/gpt-4o"
+        ]
+    );
+    assert_eq!(json["removed"], serde_json::json!([]));
+
+    // A key capped at medium asking for high is refused, and the report says so.
+    let text = run(&["--key", "prototype", "--header", "x-security-level: high"]);
+    assert!(text.contains("refused (403)"), "{text}");
+}
