@@ -80,9 +80,11 @@ fn request(model: &str) -> ChatRequest {
     .unwrap()
 }
 
-/// Per-call nanoseconds for `secs`, after a warm-up.
-fn measure(gw: &Gateway, model: &str, secs: f64) -> Vec<u32> {
-    let req = request(model);
+/// Per-call nanoseconds for `secs`, after a warm-up. With `vary`, every call asks for a
+/// different `max_tokens`, so no decision is reused from the cache of deterministic
+/// policies: the policy runs every time.
+fn measure(gw: &Gateway, model: &str, secs: f64, vary: bool) -> Vec<u32> {
+    let mut req = request(model);
     let caller = Caller::anonymous();
     let live = gw.live();
     for _ in 0..2_000 {
@@ -92,7 +94,10 @@ fn measure(gw: &Gateway, model: &str, secs: f64) -> Vec<u32> {
     let mut samples = Vec::with_capacity(1 << 20);
     let end = Instant::now() + Duration::from_secs_f64(secs);
     while Instant::now() < end {
-        for _ in 0..256 {
+        for i in 0..256u32 {
+            if vary {
+                req.max_tokens = Some(1 + (samples.len() as u32 + i) % 4096);
+            }
             let t = Instant::now();
             let needs = Needs::of(&req);
             let route = live.catalog.route(&req, &needs, &caller).unwrap();
@@ -148,7 +153,7 @@ fn main() {
         {
             continue;
         }
-        for threads in [1usize, 2] {
+        for (threads, vary) in [(1usize, true), (2, true), (1, false)] {
             let barrier = Arc::new(Barrier::new(threads));
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
@@ -156,7 +161,7 @@ fn main() {
                     let barrier = barrier.clone();
                     std::thread::spawn(move || {
                         barrier.wait();
-                        measure(&gw, policy, secs)
+                        measure(&gw, policy, secs, vary)
                     })
                 })
                 .collect();
@@ -167,7 +172,8 @@ fn main() {
             all.sort_unstable();
             let busy_s: f64 = all.iter().map(|&n| f64::from(n)).sum::<f64>() / 1e9 / threads as f64;
             println!(
-                "| {policy} | {threads} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} |",
+                "| {policy}{} | {threads} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} |",
+                if vary { "" } else { " (same request repeated)" },
                 all.len(),
                 pct(&all, 0.50),
                 pct(&all, 0.99),

@@ -22,6 +22,10 @@
 --   expected_output  output tokens assumed when the request sets no max_tokens (default 256)
 -- A price of 0 (unknown) makes a candidate look free, so give every deployment a price.
 
+-- Same request facts and same live stats give the same answer (no randomness, no state
+-- that changes the answer): the gateway may reuse an answer until the stats next change.
+deterministic = true
+
 -- Scratch arrays, reused by every call on this VM (no per-candidate tables).
 local rank, key, order = {}, {}, {}
 

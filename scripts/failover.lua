@@ -10,6 +10,10 @@
 
 -- Lower rank is tried earlier; an unknown state counts as closed.
 
+-- Same request facts and same live stats give the same answer (no randomness, no state
+-- that changes the answer): the gateway may reuse an answer until the stats next change.
+deterministic = true
+
 function route(request, candidates)
   -- Candidates arrive in configured order: closed and half-open ones as they are, then
   -- the open ones (present only when every circuit is open).

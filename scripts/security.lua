@@ -15,6 +15,10 @@
 -- Params:
 --   prefer_tag  tag preferred at tier "high" (default "private")
 
+-- Same request facts and same live stats give the same answer (no randomness, no state
+-- that changes the answer): the gateway may reuse an answer until the stats next change.
+deterministic = true
+
 -- Scratch arrays, reused by every call on this VM (no per-candidate tables).
 local rank, key, order = {}, {}, {}
 

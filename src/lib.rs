@@ -12,9 +12,11 @@
 //!    [`api::grpc`] (the `switchyard.v1.Gateway` service) both parse into one canonical
 //!    [`chat::ChatRequest`] and call [`gateway::Gateway`]; [`server`] serves both on
 //!    every listener.
-//! 2. **guard** — request validation and body limits (in [`api::openai`] and
-//!    [`gateway`]); keys, limits and redaction come later.
-//! 3. **route** — [`routing::Catalog`] turns a model name into its deployments, in order.
+//! 2. **guard** — [`auth`] (API keys, the security level asked for), request validation
+//!    and body limits (in [`api::openai`] and [`gateway`]); limits and redaction come later.
+//! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`]),
+//!    then the model's Lua policy ([`routing::policy`]) orders the survivors, using each
+//!    deployment's live [`health`] and prices ([`usage::pricing`]).
 //! 4. **attempt** — [`failover::run`] tries them with capped, jittered backoff under a
 //!    deadline; [`providers`] holds the narrow [`providers::Provider`] trait and one module
 //!    per wire format: [`providers::openai`] (OpenAI, Azure and the OpenAI-compatible
@@ -26,7 +28,8 @@
 //! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call;
 //!    [`usage`]: token counting (tiktoken for OpenAI models, an estimate otherwise).
 //!
-//! Beside the path: [`config`] (file types, validation into `Config`, the embedded default)
+//! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
+//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, one reload path), [`api::admin`]
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
 
 pub mod api;

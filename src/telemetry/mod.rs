@@ -10,7 +10,12 @@ use std::{
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::{chat::Usage, failover::Attempts, routing::Explain};
+use crate::{
+    chat::Usage,
+    failover::Attempts,
+    routing::{Deployment, Explain},
+    usage::pricing::Price,
+};
 
 /// Installs rustls' ring provider once; reqwest panics without one.
 pub fn install_crypto_provider() {
@@ -20,6 +25,9 @@ pub fn install_crypto_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
+
+/// Log lines queued for the writer thread at most.
+const LOG_QUEUE_LINES: usize = 16_384;
 
 /// Sets up JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
 ///
@@ -33,6 +41,9 @@ pub fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // The default queue holds 128k lines (~80 MB of request log when stdout is slow
+        // under load); 16k lines bound it to ~10 MB, and a full queue makes logging wait.
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(stdout);
     let _ = tracing_subscriber::fmt()
         .json()
@@ -106,6 +117,8 @@ pub struct RequestRecord {
     pub policy: Option<std::sync::Arc<str>>,
     pub route: Option<String>,
     pub policy_us: Option<f64>,
+    /// The serving deployment's prices, for the call's cost.
+    price: Option<Price>,
 }
 
 impl RequestRecord {
@@ -124,7 +137,18 @@ impl RequestRecord {
             policy: None,
             route: None,
             policy_us: None,
+            price: None,
         }
+    }
+
+    /// Notes the deployment that served: its provider, and its prices for the cost.
+    pub fn served_by(&mut self, d: &Deployment) {
+        self.provider = Some(d.provider_name.clone());
+        self.price = (d.price_in > 0.0 || d.price_out > 0.0).then_some(Price {
+            input: d.price_in,
+            output: d.price_out,
+            cached_input: d.price_cached,
+        });
     }
 
     /// Notes how the request was routed.
@@ -155,6 +179,13 @@ impl RequestRecord {
         };
         let provider = self.provider.as_deref().unwrap_or("");
         let usage = self.usage.as_ref();
+        let cost_usd = usage.zip(self.price).map(|(u, p)| {
+            p.cost(
+                u64::from(u.prompt_tokens),
+                u64::from(u.cached_tokens()),
+                u64::from(u.completion_tokens),
+            )
+        });
         tracing::info!(
             target: "switchyard::request",
             request_id = %self.request_id,
@@ -172,6 +203,7 @@ impl RequestRecord {
             prompt_tokens = usage.map(|u| u.prompt_tokens),
             completion_tokens = usage.map(|u| u.completion_tokens),
             cached_tokens = usage.map(Usage::cached_tokens),
+            cost_usd,
             "request"
         );
         let labels = [
@@ -193,6 +225,10 @@ impl RequestRecord {
                 "outcome" => a.outcome.clone()
             )
             .increment(1);
+        }
+        if let Some(cost) = cost_usd {
+            metrics::counter!("switchyard_cost_usd_micros_total", &labels[..2])
+                .increment((cost * 1e6).round() as u64);
         }
         if let Some(u) = usage {
             let l = &labels[..2];

@@ -1,4 +1,4 @@
-//! Accounting: token counting before the call (prices and budgets come later).
+//! Accounting: token counting before the call, and the price table (budgets come later).
 
 pub mod pricing;
 pub mod tokens;

@@ -75,7 +75,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
             RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, false);
         match self.gateway.chat(&chat, caller).await {
             Ok(served) => {
-                record.provider = Some(served.deployment.provider_name.clone());
+                record.served_by(&served.deployment);
                 record.usage = served.value.usage.clone();
                 let mut resp = Response::new(convert::chat_response(served.value));
                 served_metadata(
@@ -107,7 +107,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         let mut record = RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, true);
         match self.gateway.chat_stream(&chat, caller).await {
             Ok(served) => {
-                record.provider = Some(served.deployment.provider_name.clone());
+                record.served_by(&served.deployment);
                 let mut md = tonic::metadata::MetadataMap::new();
                 served_metadata(
                     &mut md,

@@ -45,7 +45,7 @@ pub(super) async fn chat_completions(
     if request.is_stream() {
         match gw.chat_stream(&request, caller).await {
             Ok(served) => {
-                record.provider = Some(served.deployment.provider_name.clone());
+                record.served_by(&served.deployment);
                 let head = served_headers(
                     &request_id,
                     &served.deployment.provider_name,
@@ -75,7 +75,7 @@ pub(super) async fn chat_completions(
                     &served.deployment.provider_name,
                     &served.attempts,
                 );
-                record.provider = Some(served.deployment.provider_name.clone());
+                record.served_by(&served.deployment);
                 record.routed(&served.explain);
                 record.attempts = served.attempts;
                 record.usage = served.value.usage.clone();

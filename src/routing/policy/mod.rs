@@ -300,9 +300,16 @@ struct LocalVm {
     keys: HashMap<String, Table>,
 }
 
+/// Most decisions a model's cache holds between stats refreshes.
+const CACHE_ENTRIES: usize = 512;
+
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
+    /// The script declared `deterministic = true`: the same facts and stats give the same
+    /// answer, so answers are reused until the next stats refresh.
+    deterministic: bool,
+    cache: HashMap<u64, (tables::Order, Vec<String>)>,
     stats: Vec<Table>,
     args: tables::Args,
     refreshed: Option<Instant>,
@@ -311,22 +318,27 @@ struct LocalModel {
 impl LocalVm {
     fn build(catalog: &Catalog) -> Result<LocalVm, CallError> {
         let vm = sandbox::Vm::new(catalog.limits).map_err(|e| CallError::Runtime(e.to_string()))?;
-        let mut envs: HashMap<&str, Function> = HashMap::new();
+        let mut envs: HashMap<&str, (Function, bool)> = HashMap::new();
         let mut models = Vec::with_capacity(catalog.models.len());
         for model in &catalog.models {
             let Some(script) = &model.script else {
                 models.push(None);
                 continue;
             };
-            let route = match envs.get(&*script.name) {
+            let (route, deterministic) = match envs.get(&*script.name) {
                 Some(f) => f.clone(),
                 None => {
                     let env = vm.load_script(&script.name, &script.source)?;
                     let f: Function = env.raw_get("route").map_err(|_| {
                         CallError::Runtime(format!("`{}` defines no route function", script.name))
                     })?;
-                    envs.insert(&script.name, f.clone());
-                    f
+                    let deterministic = env
+                        .raw_get::<Option<bool>>("deterministic")
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false);
+                    envs.insert(&script.name, (f.clone(), deterministic));
+                    (f, deterministic)
                 }
             };
             let lua = vm.lua();
@@ -347,6 +359,8 @@ impl LocalVm {
             .map_err(plain)?;
             models.push(Some(LocalModel {
                 route,
+                deterministic,
+                cache: HashMap::new(),
                 stats,
                 args,
                 refreshed: None,
@@ -378,11 +392,46 @@ impl LocalVm {
                 tables::write_stats(stats, &d.health.snapshot(now)).map_err(plain)?;
             }
             local.refreshed = Some(now);
+            local.cache.clear();
         }
-        local
+        if !local.deterministic {
+            return local
+                .args
+                .call(&self.vm, &local.route, facts, survivors, &mut self.keys);
+        }
+        let key = decision_key(facts, survivors);
+        if let Some(answer) = local.cache.get(&key) {
+            return Ok(answer.clone());
+        }
+        let answer = local
             .args
-            .call(&self.vm, &local.route, facts, survivors, &mut self.keys)
+            .call(&self.vm, &local.route, facts, survivors, &mut self.keys)?;
+        if local.cache.len() >= CACHE_ENTRIES {
+            local.cache.clear();
+        }
+        local.cache.insert(key, answer.clone());
+        Ok(answer)
     }
+}
+
+/// What a deterministic policy's answer depends on besides the stats: the survivors and
+/// every request fact, with `input_tokens` (itself an estimate) in buckets of ~9% (eight
+/// per doubling).
+fn decision_key(facts: &Facts, survivors: &[usize]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    survivors.hash(&mut h);
+    let tokens = f64::from(facts.input_tokens.max(1));
+    ((tokens.log2() * 8.0) as u32).hash(&mut h);
+    facts.max_tokens.hash(&mut h);
+    facts.stream.hash(&mut h);
+    for name in facts.needs.names() {
+        name.hash(&mut h);
+    }
+    facts.caller.level.hash(&mut h);
+    facts.caller.key.as_ref().map(|k| &k.name).hash(&mut h);
+    facts.caller.route_headers.hash(&mut h);
+    h.finish()
 }
 
 fn plain(e: mlua::Error) -> CallError {

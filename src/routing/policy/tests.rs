@@ -263,3 +263,54 @@ fn scripts_in_the_folder_override_the_built_in_ones() {
     assert_eq!(ids(&route), ["a/m1"]);
     let _ = Arc::clone(&catalog.models()[0].deployments[0].health);
 }
+
+#[test]
+fn the_readme_example_policy_loads_and_answers() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```lua\n").unwrap() + "```lua\n".len();
+    let source = &readme[start..start + readme[start..].find("```").unwrap()];
+    let cases = r#"[{ "name": "home region first",
+        "request": { "input_tokens": 100, "headers": { "x-route-region": "eu" } },
+        "candidates": [
+          { "id": "us/m", "price_in": 0.1, "price_out": 0.1, "region": "us-east-1" },
+          { "id": "eu/m", "price_in": 5.0, "price_out": 5.0, "region": "eu-west-1" } ],
+        "expect": ["eu/m", "us/m"] }]"#;
+    assert_eq!(self_check("readme", source, Some(cases), LIMITS), Ok(1));
+}
+
+/// A script that alternates its answer on every call, claiming (or not) to be deterministic.
+const FLIP: &str = "calls = 0\nfunction route(r, c)\n  calls = calls + 1\n  \
+                    if calls % 2 == 0 then return { c[2].id, c[1].id } end\n  \
+                    return { c[1].id, c[2].id }\nend\n";
+
+#[test]
+fn deterministic_policies_reuse_answers_until_the_stats_refresh_and_others_never() {
+    let dir = scripts_dir(&[
+        ("flip.lua", FLIP),
+        ("steady.lua", &format!("deterministic = true\n{FLIP}")),
+    ]);
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    let orders = |policy: &str| {
+        let catalog = catalog(policy, &dir).unwrap();
+        (0..4)
+            .map(|_| ids(&catalog.route(&req, &needs, &Caller::anonymous()).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let flip = orders("flip");
+    assert_ne!(
+        flip[0], flip[1],
+        "a non-deterministic policy runs every time"
+    );
+    let steady = orders("steady");
+    assert!(steady.iter().all(|o| *o == steady[0]), "{steady:?}");
+    // Other request facts are another decision.
+    let catalog = catalog("steady", &dir).unwrap();
+    let first = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    let mut caller = Caller::anonymous();
+    caller
+        .route_headers
+        .push(("x-route-tenant".into(), "t1".into()));
+    let other = catalog.route(&req, &needs, &caller).unwrap();
+    assert_ne!(ids(&first), ids(&other));
+}
