@@ -73,7 +73,7 @@ impl Capabilities {
 
 /// The model's own name: without a path (`accounts/x/models/`, `openai/`) or a Bedrock
 /// inference-profile region and vendor (`us.anthropic.claude-...` -> `claude-...`).
-fn bare_model_name(model: &str) -> &str {
+pub(crate) fn bare_model_name(model: &str) -> &str {
     let name = model.rsplit('/').next().unwrap_or(model);
     let name = ["us.", "eu.", "apac.", "global.", "us-gov."]
         .iter()

@@ -17,6 +17,8 @@ use std::{
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::routing::capabilities::bare_model_name;
+
 /// The embedded table.
 const BUILTIN: &str = include_str!("../../pricing/default.toml");
 
@@ -219,28 +221,6 @@ fn price_of(model: &str, value: toml::Value) -> Result<Price, String> {
         output,
         cached_input,
     })
-}
-
-/// The model's own name: without a path or a Bedrock inference-profile region and vendor.
-/// The same rule as `routing::capabilities` (private there).
-fn bare_model_name(model: &str) -> &str {
-    let name = model.rsplit('/').next().unwrap_or(model);
-    let name = ["us.", "eu.", "apac.", "global.", "us-gov."]
-        .iter()
-        .find_map(|region| name.strip_prefix(region))
-        .unwrap_or(name);
-    [
-        "anthropic.",
-        "amazon.",
-        "meta.",
-        "mistral.",
-        "cohere.",
-        "deepseek.",
-        "openai.",
-    ]
-    .iter()
-    .find_map(|vendor| name.strip_prefix(vendor))
-    .unwrap_or(name)
 }
 
 /// The live table, swapped atomically.
