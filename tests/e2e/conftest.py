@@ -310,7 +310,11 @@ class Sim:
 
     - `gpt-4o-mini`: primary, then backup (both healthy)
     - `failover-503`: `down` (always 503), then backup
-    - `rate-limited`: `limited-a` and `limited-b`, both always 429
+    - `rate-limited`: `limited-a` and `limited-b`, both always 429 with `retry-after: 1`
+    - `rate-limited-grpc`: the same providers under another upstream model name. The
+      gateway honours a 429's retry-after per deployment (`provider/model`): a second test
+      on the same deployments within a second would find `limited-a` skipped
+      (`circuit_open`), so each test that exhausts them gets deployments of its own.
     - `cut-midstream`: only `cutter`, whose streams end after 3 chunks without `[DONE]`
       (the role chunk and two content chunks)
     - `cut-before-content`: `early-cut` (streams end after the role chunk), then backup
@@ -322,6 +326,7 @@ class Sim:
 
 
 SIM_MODEL = "gpt-4o-mini"
+GRPC_LIMITED = "gpt-4o-mini-grpc"
 
 
 @pytest.fixture(scope="session")
@@ -343,6 +348,7 @@ def sim(session_procs, tmp_path_factory) -> Sim:
         SIM_MODEL: [("primary", upstream), ("backup", upstream)],
         "failover-503": [("down", upstream), ("backup", upstream)],
         "rate-limited": [("limited-a", upstream), ("limited-b", upstream)],
+        "rate-limited-grpc": [("limited-a", GRPC_LIMITED), ("limited-b", GRPC_LIMITED)],
         "cut-midstream": [("cutter", upstream)],
         "cut-before-content": [("early-cut", upstream), ("backup", upstream)],
         "passthrough": [("recorder", upstream)],

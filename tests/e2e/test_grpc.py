@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from conftest import SIM_MODEL, mock_text, mock_usage
+from conftest import GRPC_LIMITED, SIM_MODEL, mock_text, mock_usage
 
 PROMPT = "Say hello over gRPC."
 TIMEOUT = 10.0
@@ -131,14 +131,16 @@ def test_empty_messages_is_invalid_argument(pb, stub):
 
 def test_all_deployments_rate_limited_is_resource_exhausted(pb, stub):
     with pytest.raises(grpc.RpcError) as info:
-        stub.Chat(chat_request(pb, model="rate-limited"), timeout=TIMEOUT)
+        stub.Chat(chat_request(pb, model="rate-limited-grpc"), timeout=TIMEOUT)
 
     err = info.value
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.details() == "simulated 429 from limited-b"
     md = metadata(err.trailing_metadata())
     assert md["retry-after"] == "1"
-    assert md["x-switchyard-attempts"] == f"limited-a/{SIM_MODEL}=429, limited-b/{SIM_MODEL}=429"
+    assert md["x-switchyard-attempts"] == (
+        f"limited-a/{GRPC_LIMITED}=429, limited-b/{GRPC_LIMITED}=429"
+    )
 
 
 def test_failover_shows_in_metadata(pb, stub):

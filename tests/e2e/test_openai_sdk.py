@@ -279,6 +279,17 @@ def test_all_deployments_rate_limited_is_a_rate_limit_error_with_the_provider_me
     )
 
 
+def test_a_deployment_that_said_retry_after_is_skipped_until_then(client):
+    # limited-a and limited-b both answer 429 with `retry-after: 1`. Within that second the
+    # gateway does not send limited-a anything; limited-b, the last hope, is still tried.
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="rate-limited", messages=MESSAGES)
+    assert info.value.response.headers["x-switchyard-attempts"] == (
+        f"limited-a/{SIM_MODEL}=circuit_open, limited-b/{SIM_MODEL}=429"
+    )
+
+
 def test_503_on_primary_fails_over_to_backup(client):
     raw = client.chat.completions.with_raw_response.create(model="failover-503", messages=MESSAGES)
 
