@@ -313,3 +313,32 @@ fn deterministic_policies_reuse_answers_until_the_stats_refresh_and_others_never
     let other = catalog.route(&req, &needs, &caller).unwrap();
     assert_ne!(ids(&first), ids(&other));
 }
+
+#[test]
+fn a_live_call_over_its_limits_falls_back_and_the_next_call_runs_clean() {
+    let dir = scripts_dir(&[(
+        "greedy.lua",
+        "function route(r, c)\n  local h = r.headers\n  \
+         if h['x-route-spin'] then while true do end end\n  \
+         if h['x-route-hog'] then local s = string.rep('x', 1 << 26) end\n  \
+         return { c[2].id, c[1].id }\nend\n",
+    )]);
+    let catalog = catalog("greedy", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    for (header, reason) in [
+        ("x-route-spin", "instruction budget"),
+        ("x-route-hog", "memory"),
+    ] {
+        let mut caller = Caller::anonymous();
+        caller.route_headers.push((header.into(), "1".into()));
+        let route = catalog.route(&req, &needs, &caller).unwrap();
+        assert_eq!(ids(&route), ["a/m1", "b/m2"], "{header}: configured order");
+        let fallback = route.explain.fallback.unwrap();
+        assert!(fallback.contains(reason), "{header}: {fallback}");
+        // The VM that hit the limit was dropped; the next decision is the policy's again.
+        let calm = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+        assert_eq!(ids(&calm), ["b/m2", "a/m1"], "after {header}");
+        assert!(calm.explain.fallback.is_none());
+    }
+}
