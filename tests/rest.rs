@@ -249,3 +249,32 @@ async fn a_sane_request_id_is_kept_and_an_unsafe_one_replaced() {
     let id = header(&resp, "x-request-id");
     assert!(id.starts_with("req_") && id.len() == 28, "{id}");
 }
+
+#[tokio::test]
+async fn readyz_is_503_naming_a_model_whose_every_circuit_is_open() {
+    let dead = Mock::dead("dead").await;
+    let gw = TestGateway::serving(&[&dead]).await;
+    let ready = || async {
+        let resp = within(client().get(gw.url("/readyz")).send())
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    // Five refused connections in a row open the only deployment's circuit.
+    for _ in 0..5 {
+        assert_eq!(gw.chat(&hello(false)).await.status(), 502);
+    }
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["unreachable"], serde_json::json!(["gpt-4o-mini"]));
+    assert_eq!(
+        within(client().get(gw.url("/healthz")).send())
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the process itself is up"
+    );
+}

@@ -59,9 +59,29 @@ async fn get_model(
     }
 }
 
+/// Ready when the config is loaded and every model has a deployment whose circuit is not
+/// open; otherwise 503 naming the models that have none.
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let live = gw.live();
-    Json(json!({ "status": "ready", "models": live.catalog.models().len() })).into_response()
+    let now = tokio::time::Instant::now().into_std();
+    let unreachable: Vec<&str> = live
+        .catalog
+        .models()
+        .iter()
+        .filter(|m| {
+            m.deployments
+                .iter()
+                .all(|d| d.health.state(now) == crate::health::CircuitState::Open)
+        })
+        .map(|m| &*m.name)
+        .collect();
+    let models = live.catalog.models().len();
+    if unreachable.is_empty() {
+        Json(json!({ "status": "ready", "models": models })).into_response()
+    } else {
+        let body = json!({ "status": "unavailable", "models": models, "unreachable": unreachable });
+        (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
 async fn metrics() -> String {
