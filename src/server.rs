@@ -42,13 +42,14 @@ async fn fallback(
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests and
-/// streams finish.
+/// streams finish, for at most `server.drain_timeout`; what is still open then is closed.
 pub async fn run(
     listeners: Listeners,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::telemetry::prometheus();
+    let drain = gateway.live().config.server.drain_timeout;
     let app = router(gateway).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -62,14 +63,34 @@ pub async fn run(
     let nodelay = |tcp: &mut tokio::net::TcpStream| {
         let _ = tcp.set_nodelay(true);
     };
+    let deadline = {
+        let rx = rx.clone();
+        async move {
+            signal(rx).await;
+            tokio::time::sleep(drain).await;
+        }
+    };
     let http = axum::serve(listeners.http.tap_io(nodelay), app.clone())
         .with_graceful_shutdown(signal(rx.clone()));
-    match listeners.grpc {
-        Some(grpc) => {
-            let grpc = axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(rx));
-            let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
-            a.and(b)
+    let serving = async move {
+        match listeners.grpc {
+            Some(grpc) => {
+                let grpc =
+                    axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(rx));
+                let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
+                a.and(b)
+            }
+            None => http.await,
         }
-        None => http.await,
+    };
+    tokio::select! {
+        result = serving => result,
+        () = deadline => {
+            tracing::warn!(
+                drain_ms = drain.as_millis() as u64,
+                "drain deadline passed; closing the requests and streams still open"
+            );
+            Ok(())
+        }
     }
 }

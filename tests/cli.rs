@@ -278,3 +278,75 @@ fn route_explain_prints_candidates_removals_order_and_time() {
     let text = run(&["--key", "prototype", "--header", "x-security-level: high"]);
     assert!(text.contains("refused (403)"), "{text}");
 }
+
+/// A gateway process in front of a mock that sends one chunk every `chunk_ms`, draining
+/// for at most `drain_ms` on shutdown; and a stream it is serving.
+async fn streaming_gateway(
+    name: &str,
+    chunk_ms: u64,
+    drain_ms: u64,
+) -> (Served, Mock, reqwest::Response) {
+    let slow = Mock::start("slow", &format!("chunk_delay_ms={chunk_ms}")).await;
+    let dir = tempdir(name);
+    let config = config_for(&[&slow], FAST).replace(
+        "[server]\n",
+        &format!("[server]\ndrain_timeout_ms = {drain_ms}\n"),
+    );
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let served = Served::start(&["--config", "switchyard.toml"], &dir);
+    let stream = within(
+        client()
+            .post(format!("http://{}/v1/chat/completions", served.http))
+            .json(&hello(true))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stream.status(), 200);
+    (served, slow, stream)
+}
+
+fn terminate(served: &Served) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Waits (bounded) for the process to exit; how long it took.
+fn exit_within(served: &mut Served, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if served.child.try_wait().unwrap().is_some() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the gateway did not exit within {limit:?}");
+}
+
+#[tokio::test]
+async fn on_sigterm_a_stream_in_flight_finishes_before_the_process_exits() {
+    let (mut served, _slow, stream) = streaming_gateway("drain-ok", 60, 10_000).await;
+    terminate(&served);
+    let events = within(sse_events(stream)).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(!stream_content(&events).is_empty());
+    exit_within(&mut served, Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn on_sigterm_the_drain_deadline_bounds_how_long_the_process_waits() {
+    // A chunk a second: the stream would take several seconds, far past the 300 ms drain.
+    let (mut served, _slow, stream) = streaming_gateway("drain-deadline", 1_000, 300).await;
+    terminate(&served);
+    let took = exit_within(&mut served, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    let logs = served.drain();
+    assert!(logs.contains("drain deadline passed"), "{logs}");
+    // The client sees its stream end (cut), not hang.
+    let rest = within(stream.bytes()).await;
+    assert!(rest.map_or(true, |b| !String::from_utf8_lossy(&b).contains("[DONE]")));
+}

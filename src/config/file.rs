@@ -113,6 +113,9 @@ pub struct ServerFile {
     pub http_addr: Option<String>,
     pub grpc_addr: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// On shutdown, how long in-flight requests and streams may take to finish (default
+    /// 30000).
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// `[failover]`.

@@ -153,6 +153,8 @@ pub struct ServerConfig {
     /// A separate gRPC listener; gRPC is also served on `http_addr`.
     pub grpc_addr: Option<SocketAddr>,
     pub max_body_bytes: usize,
+    /// On shutdown, how long in-flight requests and streams may take to finish.
+    pub drain_timeout: Duration,
 }
 
 /// Attempt timing: deadline, per-attempt timeout and backoff.
@@ -342,6 +344,7 @@ impl TryFrom<FileConfig> for Config {
                 Some(n) => n,
                 None => DEFAULT_MAX_BODY,
             },
+            drain_timeout: Duration::from_millis(file.server.drain_timeout_ms.unwrap_or(30_000)),
         };
         let failover = failover_config(&file.failover)?;
 
