@@ -173,23 +173,32 @@ impl Gateway {
     ) -> Result<Served<OpenStream>, Failed> {
         let live = self.live();
         let route = route(&live, request, caller)?;
-        let idle_timeout = live.config.failover.attempt_timeout;
+        let default_idle = live.config.failover.attempt_timeout;
         let result = failover::run(&route.plan, &live.config.failover, true, |d| async move {
-            let mut rest = d.provider.chat_stream(request, &d.model).await?;
-            let mut head = Vec::new();
-            while let Some(item) = rest.next().await {
-                let chunk = item?;
-                let committed = chunk.has_content();
-                head.push(chunk);
-                if committed {
-                    break;
+            let open = async {
+                let mut rest = d.provider.chat_stream(request, &d.model).await?;
+                let mut head = Vec::new();
+                while let Some(item) = rest.next().await {
+                    let chunk = item?;
+                    let committed = chunk.has_content();
+                    head.push(chunk);
+                    if committed {
+                        break;
+                    }
                 }
+                Ok(OpenStream {
+                    head,
+                    rest,
+                    idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
+                })
+            };
+            // A stream stalled before its first content chunk fails over.
+            match d.timeouts.ttft {
+                Some(ttft) => tokio::time::timeout(ttft, open)
+                    .await
+                    .unwrap_or(Err(ProviderError::Timeout)),
+                None => open.await,
             }
-            Ok(OpenStream {
-                head,
-                rest,
-                idle_timeout,
-            })
         })
         .await;
         with_explain(result, route)

@@ -200,3 +200,63 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
     .await;
     assert_eq!(cancelled["streams_completed"], 0);
 }
+
+/// `config_for` with extra keys on the first deployment.
+fn with_first_deployment(mocks: &[&Mock], keys: &str) -> String {
+    let first = mocks[0];
+    config_for(mocks, FAST).replacen(
+        &format!(
+            "{{ provider = \"{}\", model = \"upstream-{}\" }}",
+            first.name, first.name
+        ),
+        &format!(
+            "{{ provider = \"{}\", model = \"upstream-{}\", {keys} }}",
+            first.name, first.name
+        ),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_deployments_own_ttft_timeout_fails_a_stalled_stream_over() {
+    // 600 ms before the first byte: within the global 1500 ms attempt timeout, so only the
+    // deployment's own 150 ms time-to-first-token limit can move this request on.
+    let stalled = Mock::start("stalled", "latency_ms=600").await;
+    let backup = Mock::start("backup", "").await;
+    let gw = TestGateway::start(&with_first_deployment(
+        &[&stalled, &backup],
+        "ttft_timeout_ms = 150",
+    ))
+    .await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-provider"), "backup");
+    assert_eq!(
+        header(&resp, "x-switchyard-attempts"),
+        "stalled/upstream-stalled=timeout, backup/upstream-backup=ok"
+    );
+    let events = sse_events(resp).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    // Without it, the same stall is served by the stalled deployment.
+    let gw = TestGateway::serving(&[&stalled, &backup]).await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(header(&resp, "x-switchyard-provider"), "stalled");
+}
+
+#[tokio::test]
+async fn a_deployments_own_idle_timeout_ends_a_committed_stream_with_an_error() {
+    // 300 ms between chunks: under the global 1500 ms, over this deployment's 100 ms.
+    let slow = Mock::start("slow", "chunk_delay_ms=300").await;
+    let gw = TestGateway::start(&with_first_deployment(
+        &[&slow],
+        "idle_timeout_ms = 100, ttft_timeout_ms = 1000",
+    ))
+    .await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200, "committed at the first content chunk");
+    let events = sse_events(resp).await;
+    let last = events.last().unwrap();
+    assert!(last.contains("\"error\""), "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+}

@@ -212,4 +212,11 @@ pub struct DeploymentFile {
     pub region: Option<String>,
     /// Share of traffic for the weighted policy (default 1).
     pub weight: Option<f64>,
+    /// Time one attempt on this deployment may take (default `failover.attempt_timeout_ms`).
+    pub timeout_ms: Option<u64>,
+    /// Streams: time from sending the request to the first content chunk.
+    pub ttft_timeout_ms: Option<u64>,
+    /// Streams: the longest silence between chunks once content flows (default
+    /// `failover.attempt_timeout_ms`).
+    pub idle_timeout_ms: Option<u64>,
 }

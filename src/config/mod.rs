@@ -238,6 +238,18 @@ pub struct DeploymentConfig {
     pub tags: Vec<String>,
     pub region: Option<String>,
     pub weight: f64,
+    pub timeouts: DeploymentTimeouts,
+}
+
+/// A deployment's own timeouts; `None` takes the `[failover]` ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeploymentTimeouts {
+    /// One attempt, start to answer (to the first content chunk for streams).
+    pub attempt: Option<Duration>,
+    /// Streams: request sent to first content chunk.
+    pub ttft: Option<Duration>,
+    /// Streams: the longest silence between chunks after the first content chunk.
+    pub idle: Option<Duration>,
 }
 
 impl DeploymentConfig {
@@ -484,6 +496,15 @@ impl TryFrom<FileConfig> for Config {
                         other => Ok(other),
                     }
                 };
+                let ms = |field: &str, v: Option<u64>| match v {
+                    Some(0) => Err(ConfigError::new(dkey(field), "must be greater than 0")),
+                    v => Ok(v.map(Duration::from_millis)),
+                };
+                let timeouts = DeploymentTimeouts {
+                    attempt: ms("timeout_ms", d.timeout_ms)?,
+                    ttft: ms("ttft_timeout_ms", d.ttft_timeout_ms)?,
+                    idle: ms("idle_timeout_ms", d.idle_timeout_ms)?,
+                };
                 let weight = d.weight.unwrap_or(1.0);
                 if !(weight.is_finite() && weight >= 0.0) {
                     return Err(ConfigError::new(dkey("weight"), "must be 0 or more"));
@@ -496,6 +517,7 @@ impl TryFrom<FileConfig> for Config {
                     tags: d.tags,
                     region: d.region,
                     weight,
+                    timeouts,
                     provider: d.provider,
                     model: d.model,
                     capabilities: caps,

@@ -82,6 +82,27 @@ fn each_bad_value_names_its_key() {
             VALID.replace("deadline_ms = 10000", "deadline_ms = 0"),
             "failover.deadline_ms",
         ),
+        (
+            VALID.replace(
+                "model = \"llama\" }",
+                "model = \"llama\", ttft_timeout_ms = 0 }",
+            ),
+            "models[0].deployments[1].ttft_timeout_ms",
+        ),
+        (
+            VALID.replace(
+                "model = \"llama\" }",
+                "model = \"llama\", price_in = -1.0 }",
+            ),
+            "models[0].deployments[1].price_in",
+        ),
+        (
+            VALID.replace(
+                "model = \"llama\" }",
+                "model = \"llama\" }, { provider = \"local\", model = \"llama\" }",
+            ),
+            "models[0].deployments[2].model",
+        ),
     ];
     for (text, key) in cases {
         assert_eq!(err(&text).key, key);

@@ -132,6 +132,7 @@ where
         let now = Instant::now();
         let budget = step
             .timeout
+            .or(deployment.timeouts.attempt)
             .unwrap_or(config.attempt_timeout)
             .min(deadline.saturating_duration_since(now));
         if budget.is_zero() {

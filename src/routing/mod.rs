@@ -23,7 +23,7 @@ pub use policy::{PolicyError, Script};
 use crate::{
     auth::Caller,
     chat::ChatRequest,
-    config::{Config, SecurityTiers},
+    config::{Config, DeploymentTimeouts, SecurityTiers},
     error::Error,
     health::{self, DeploymentHealth},
     providers::{self, Provider},
@@ -56,6 +56,7 @@ pub struct DeploymentInfo {
     pub weight: f64,
     /// 1-based place in the model's configured order.
     pub position: usize,
+    pub timeouts: DeploymentTimeouts,
     /// Live stats and the circuit breaker; the same across config reloads.
     pub health: Arc<DeploymentHealth>,
 }
@@ -84,6 +85,7 @@ impl Deployment {
             region: None,
             weight: 1.0,
             position: 1,
+            timeouts: DeploymentTimeouts::default(),
             health,
         })
     }
@@ -233,6 +235,7 @@ impl Catalog {
                         region: d.region.clone(),
                         weight: d.weight,
                         position: i + 1,
+                        timeouts: d.timeouts,
                     })
                 })
                 .collect();
