@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::{
+    alerts::{Alert, Alerter},
     auth::{CallerHeaders, Keys},
     chat::{ChatChunk, ChatRequest, ChatResponse},
     config::Config,
@@ -38,6 +39,7 @@ pub struct Gateway {
     pricing: Arc<Pricing>,
     /// The config file, when the gateway was started from one (reloads read it).
     reloader: std::sync::OnceLock<Reloader>,
+    alerter: Arc<Alerter>,
 }
 
 /// A stream committed to one deployment: the chunks read up to and including the first
@@ -54,6 +56,20 @@ impl Gateway {
         let client = providers::http_client(config.failover.connect_timeout)
             .map_err(|detail| Error::Internal { detail })?;
         let health = health::Registry::new(config.breaker);
+        let (alerter, deliveries) = Alerter::new(config.alerts.clone(), client.clone());
+        // Webhooks need a runtime; without one (a tool building a gateway to inspect it)
+        // alerts are only counted.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(deliveries);
+        }
+        let on_open = alerter.clone();
+        health.on_open(Arc::new(move |id: &str, reason: &str| {
+            on_open.raise(Alert::new(
+                "breaker_open",
+                id,
+                format!("the circuit of {id} opened ({reason})"),
+            ));
+        }));
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
         let live = Live::build(config, &client, &health, &pricing.current())?;
         Ok(Gateway {
@@ -62,6 +78,7 @@ impl Gateway {
             health,
             pricing,
             reloader: std::sync::OnceLock::new(),
+            alerter,
         })
     }
 
@@ -98,6 +115,7 @@ impl Gateway {
     pub fn reload(&self, config: Config) -> Result<(), Error> {
         let live = Live::build(config, &self.client, &self.health, &self.pricing.current())?;
         self.health.set_config(live.config.breaker);
+        self.alerter.set_config(live.config.alerts.clone());
         self.live.store(Arc::new(live));
         Ok(())
     }
@@ -161,6 +179,7 @@ impl Gateway {
             d.provider.chat(request, &d.model).await
         })
         .await;
+        self.alert_if_exhausted(request, &result);
         with_explain(result, route)
     }
 
@@ -201,7 +220,31 @@ impl Gateway {
             }
         })
         .await;
+        self.alert_if_exhausted(request, &result);
         with_explain(result, route)
+    }
+
+    /// Every deployment tried failed for reasons of its own: the model's chain is
+    /// exhausted (the caller's own 4xx is not).
+    fn alert_if_exhausted<T>(&self, request: &ChatRequest, result: &Result<Served<T>, Failed>) {
+        let Err(failed) = result else { return };
+        let exhausted = !failed.attempts.list().is_empty()
+            && match &failed.error {
+                Error::DeadlineExceeded { .. } => true,
+                Error::Upstream { error, .. } => error.is_retryable(),
+                _ => false,
+            };
+        if exhausted {
+            self.alerter.raise(Alert::new(
+                "chain_exhausted",
+                &request.model,
+                format!(
+                    "every deployment of model `{}` failed: {}",
+                    request.model,
+                    failed.attempts.header_value()
+                ),
+            ));
+        }
     }
 }
 

@@ -32,6 +32,7 @@
 //! [`reload`] (file watcher, SIGHUP and `/admin/reload`, one reload path), [`api::admin`]
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod chat;

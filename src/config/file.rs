@@ -29,6 +29,20 @@ pub struct FileConfig {
     pub pricing: PricingFile,
     #[serde(default)]
     pub breaker: BreakerFile,
+    #[serde(default)]
+    pub alerts: AlertsFile,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    /// Where alerts are POSTed as JSON (`env:NAME` or a literal http(s) URL).
+    pub webhook_url: Option<String>,
+    /// The same alert is sent at most once per this interval (default 60000).
+    pub min_interval_ms: Option<u64>,
+    /// Delivery attempts per alert (default 3).
+    pub attempts: Option<u32>,
 }
 
 /// `[routing]`.

@@ -17,12 +17,13 @@ use std::{
 
 pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{
-    AdminFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile, ModelFile,
-    PricingFile, ProviderFile, RoutingFile, SecurityTierFile, ServerFile,
+    AdminFile, AlertsFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile,
+    ModelFile, PricingFile, ProviderFile, RoutingFile, SecurityTierFile, ServerFile,
 };
 pub use secret::Secret;
 
 use crate::{
+    alerts::AlertConfig,
     health::BreakerConfig,
     providers::presets::{AZURE_API_VERSION, Preset, Wire},
     routing::Capabilities,
@@ -44,6 +45,7 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     pub pricing: PricingConfig,
     pub breaker: BreakerConfig,
+    pub alerts: AlertConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -575,6 +577,7 @@ impl TryFrom<FileConfig> for Config {
             },
         };
         let breaker = breaker_config(&file.breaker)?;
+        let alerts = alerts_config(&file.alerts)?;
         Ok(Config {
             server,
             failover,
@@ -586,6 +589,7 @@ impl TryFrom<FileConfig> for Config {
             admin_key,
             pricing,
             breaker,
+            alerts,
             dir: PathBuf::from("."),
         })
     }
@@ -744,6 +748,37 @@ fn keys(
         });
     }
     Ok(keys)
+}
+
+fn alerts_config(f: &AlertsFile) -> Result<AlertConfig, ConfigError> {
+    let d = AlertConfig::default();
+    let webhook_url = f
+        .webhook_url
+        .as_deref()
+        .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new("alerts.webhook_url", r)))
+        .transpose()?
+        .map(|s| s.expose().to_owned());
+    if let Some(url) = &webhook_url
+        && !((url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(url).is_ok())
+    {
+        // Not echoed: webhook URLs often carry a token.
+        return Err(ConfigError::new(
+            "alerts.webhook_url",
+            "is not an http(s) URL",
+        ));
+    }
+    Ok(AlertConfig {
+        webhook_url,
+        min_interval: f
+            .min_interval_ms
+            .map_or(d.min_interval, Duration::from_millis),
+        attempts: match f.attempts {
+            Some(0) => return Err(ConfigError::new("alerts.attempts", "must be at least 1")),
+            Some(n) => n.min(10),
+            None => d.attempts,
+        },
+    })
 }
 
 fn breaker_config(f: &BreakerFile) -> Result<BreakerConfig, ConfigError> {

@@ -64,7 +64,12 @@ use stats::Stats;
 /// The health of every deployment seen, by id; one per gateway process, kept across reloads.
 pub struct Registry {
     inner: RwLock<Inner>,
+    on_open: OnOpen,
 }
+
+/// Told `(deployment id, reason)` whenever a circuit opens (the alerts hook).
+pub type OpenListener = Arc<dyn Fn(&str, &str) + Send + Sync>;
+type OnOpen = Arc<std::sync::OnceLock<OpenListener>>;
 
 struct Inner {
     config: BreakerConfig,
@@ -74,6 +79,7 @@ struct Inner {
 impl Registry {
     pub fn new(config: BreakerConfig) -> Registry {
         Registry {
+            on_open: OnOpen::default(),
             inner: RwLock::new(Inner {
                 config,
                 deployments: BTreeMap::new(),
@@ -82,6 +88,11 @@ impl Registry {
     }
 
     /// The health of `id`: the same `Arc` for the same id for the life of the registry.
+    /// Calls `listener` whenever a circuit opens. Set once.
+    pub fn on_open(&self, listener: OpenListener) {
+        let _ = self.on_open.set(listener);
+    }
+
     pub fn deployment(&self, id: &str) -> Arc<DeploymentHealth> {
         if let Some(found) = read(&self.inner).deployments.get(id) {
             return found.clone();
@@ -92,7 +103,7 @@ impl Registry {
             .deployments
             .entry(id.to_owned())
             .or_insert_with(|| {
-                let health = DeploymentHealth::new(id, config);
+                let health = DeploymentHealth::new(id, config, self.on_open.clone());
                 metrics::gauge!("switchyard_breaker_state", "deployment" => health.id.clone())
                     .set(CircuitState::Closed.gauge());
                 Arc::new(health)
@@ -160,15 +171,17 @@ pub struct DeploymentHealth {
     stats: Stats,
     breaker: Mutex<Breaker>,
     version: AtomicU64,
+    on_open: OnOpen,
 }
 
 impl DeploymentHealth {
-    fn new(id: &str, config: BreakerConfig) -> DeploymentHealth {
+    fn new(id: &str, config: BreakerConfig, on_open: OnOpen) -> DeploymentHealth {
         DeploymentHealth {
             id: Arc::from(id),
             stats: Stats::new(),
             breaker: Mutex::new(Breaker::new(config)),
             version: AtomicU64::new(0),
+            on_open,
         }
     }
 
@@ -269,6 +282,9 @@ impl DeploymentHealth {
                     open_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "circuit opened"
                 );
+                if let Some(listener) = self.on_open.get() {
+                    listener(&self.id, reason.as_str());
+                }
                 CircuitState::Open
             }
             Change::Extended => CircuitState::Open,

@@ -1,0 +1,169 @@
+//! Alerts: a metric always, and a webhook (JSON POST, retried, rate limited per alert)
+//! when `[alerts] webhook_url` is set.
+//!
+//! Raised when a model's failover chain is exhausted (every attempt failed) and when a
+//! deployment's circuit opens. Raising never blocks a request: alerts go to a bounded
+//! queue drained by one task; when it is full the alert is counted as dropped.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// `[alerts]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertConfig {
+    pub webhook_url: Option<String>,
+    /// The same alert (kind and subject) is sent at most once per this interval.
+    pub min_interval: Duration,
+    /// Delivery attempts per alert.
+    pub attempts: u32,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            webhook_url: None,
+            min_interval: Duration::from_secs(60),
+            attempts: 3,
+        }
+    }
+}
+
+/// One alert, as the webhook receives it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    /// `chain_exhausted` or `breaker_open`.
+    pub kind: &'static str,
+    /// The model or deployment it is about.
+    pub subject: String,
+    pub message: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl Alert {
+    pub fn new(kind: &'static str, subject: &str, message: String) -> Alert {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Alert {
+            kind,
+            subject: subject.to_owned(),
+            message,
+            at,
+        }
+    }
+}
+
+const QUEUE: usize = 256;
+
+/// Raises alerts; cheap to share.
+pub struct Alerter {
+    config: Mutex<AlertConfig>,
+    last_sent: Mutex<HashMap<(&'static str, String), Instant>>,
+    queue: mpsc::Sender<(Alert, AlertConfig)>,
+}
+
+impl Alerter {
+    /// The alerter and the task that delivers its webhooks (spawn it on a runtime).
+    pub fn new(
+        config: AlertConfig,
+        client: reqwest::Client,
+    ) -> (Arc<Alerter>, impl std::future::Future<Output = ()>) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let alerter = Arc::new(Alerter {
+            config: Mutex::new(config),
+            last_sent: Mutex::new(HashMap::new()),
+            queue,
+        });
+        (alerter, deliver(rx, client))
+    }
+
+    pub fn set_config(&self, config: AlertConfig) {
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    /// Counts the alert and, when a webhook is configured and this alert was not sent
+    /// within the interval, queues it for delivery.
+    pub fn raise(&self, alert: Alert) {
+        metrics::counter!(
+            "switchyard_alerts_total",
+            "kind" => alert.kind,
+            "subject" => alert.subject.clone()
+        )
+        .increment(1);
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if config.webhook_url.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut last = self
+                .last_sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let key = (alert.kind, alert.subject.clone());
+            if last
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < config.min_interval)
+            {
+                metrics::counter!("switchyard_alerts_suppressed_total", "kind" => alert.kind)
+                    .increment(1);
+                return;
+            }
+            last.insert(key, now);
+        }
+        if self.queue.try_send((alert, config)).is_err() {
+            metrics::counter!("switchyard_alerts_dropped_total").increment(1);
+        }
+    }
+}
+
+/// Posts each queued alert, retrying with backoff (0.5 s, 1 s, 2 s, ...).
+async fn deliver(mut rx: mpsc::Receiver<(Alert, AlertConfig)>, client: reqwest::Client) {
+    while let Some((alert, config)) = rx.recv().await {
+        let Some(url) = config.webhook_url else {
+            continue;
+        };
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=config.attempts.max(1) {
+            let sent = client
+                .post(&url)
+                .timeout(Duration::from_secs(5))
+                .json(&alert)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    metrics::counter!("switchyard_alert_webhooks_total", "result" => "sent")
+                        .increment(1);
+                    break;
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(resp) => resp.status().to_string(),
+                        Err(e) => e.without_url().to_string(),
+                    };
+                    if attempt == config.attempts.max(1) {
+                        metrics::counter!("switchyard_alert_webhooks_total", "result" => "failed")
+                            .increment(1);
+                        tracing::warn!(kind = alert.kind, subject = %alert.subject, error = %why,
+                            "alert webhook failed; giving up on this alert");
+                    } else {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        }
+    }
+}
