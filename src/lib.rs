@@ -29,7 +29,8 @@
 //!    [`usage`]: token counting (tiktoken for OpenAI models, an estimate otherwise).
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
-//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, one reload path), [`api::admin`]
+//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, one reload path), [`alerts`]
+//! (metric and webhook), [`api::admin`]
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
 
 pub mod alerts;
