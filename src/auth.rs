@@ -131,23 +131,29 @@ impl Keys {
         } else {
             None
         };
-        let level = match headers.security_level.as_deref() {
-            Some(v) => SecurityLevel::parse(v).ok_or_else(|| {
-                Error::bad_param(
-                    SECURITY_LEVEL_HEADER,
-                    format!("`{SECURITY_LEVEL_HEADER}` must be low, medium or high"),
-                )
-            })?,
-            None => key
-                .as_ref()
-                .map_or(SecurityLevel::Low, |k| k.security_level),
-        };
+        let level = requested_level(headers.security_level.as_deref(), key.as_deref())?;
         check_level(key.as_deref(), level)?;
         Ok(Caller {
             key,
             level,
             route_headers: headers.route,
         })
+    }
+}
+
+/// The level a request asks for: its `x-security-level`, else the key's default, else low.
+pub fn requested_level(
+    header: Option<&str>,
+    key: Option<&KeyConfig>,
+) -> Result<SecurityLevel, Error> {
+    match header {
+        Some(v) => SecurityLevel::parse(v).ok_or_else(|| {
+            Error::bad_param(
+                SECURITY_LEVEL_HEADER,
+                format!("`{SECURITY_LEVEL_HEADER}` must be low, medium or high"),
+            )
+        }),
+        None => Ok(key.map_or(SecurityLevel::Low, |k| k.security_level)),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
     health,
     providers::{self, ChunkStream, ProviderError},
     reload::{Reloaded, Reloader},
-    routing::{Catalog, Needs, Route},
+    routing::{Catalog, Needs, Route, filter},
     telemetry::{Outcome, RequestRecord},
     usage::pricing::{PriceTable, Pricing},
 };
@@ -148,15 +148,10 @@ impl Gateway {
         // listed when at least one of its deployments passes both.
         let allowed = |m: &crate::routing::ModelRoute| match &caller.key {
             None => true,
-            Some(k) => {
-                let listed = |name: &str| k.allowed_models.iter().any(|a| a == name);
-                let model_ok = k.allowed_models.is_empty() || listed(&m.name);
-                m.deployments.iter().any(|d| {
-                    (model_ok || listed(&d.model))
-                        && (k.allowed_providers.is_empty()
-                            || k.allowed_providers.iter().any(|p| **p == *d.provider_name))
-                })
-            }
+            Some(k) => m
+                .deployments
+                .iter()
+                .any(|d| filter::model_allowed(k, &m.name, d) && filter::provider_allowed(k, d)),
         };
         Ok(live
             .catalog

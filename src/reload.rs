@@ -58,7 +58,11 @@ impl Reloader {
     pub fn reload(&self, gateway: &Gateway, trigger: &'static str) -> Result<Reloaded, String> {
         let _one_at_a_time = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let result = self.try_reload(gateway);
+        let result = self.try_reload(gateway).map(|(models, policies)| Reloaded {
+            models,
+            policies,
+            took_ms: started.elapsed().as_millis() as u64,
+        });
         let label = if result.is_ok() { "ok" } else { "rejected" };
         metrics::counter!("switchyard_config_reloads_total", "trigger" => trigger, "result" => label)
             .increment(1);
@@ -67,7 +71,7 @@ impl Reloader {
                 trigger,
                 file = %self.path.display(),
                 models = r.models,
-                took_ms = started.elapsed().as_millis() as u64,
+                took_ms = r.took_ms,
                 "config reloaded"
             ),
             Err(error) => tracing::error!(
@@ -77,13 +81,11 @@ impl Reloader {
                 "config reload rejected; the previous config keeps serving"
             ),
         }
-        result.map(|mut r| {
-            r.took_ms = started.elapsed().as_millis() as u64;
-            r
-        })
+        result
     }
 
-    fn try_reload(&self, gateway: &Gateway) -> Result<Reloaded, String> {
+    /// The reload itself: the model count and the policies in use, or why it was refused.
+    fn try_reload(&self, gateway: &Gateway) -> Result<(usize, Vec<String>), String> {
         let mut config = Config::load(&self.path).map_err(|e| e.to_string())?;
         let running = gateway.live();
         let server = &running.config.server;
@@ -107,11 +109,7 @@ impl Reloader {
             .collect();
         policies.sort();
         policies.dedup();
-        Ok(Reloaded {
-            models: live.catalog.models().len(),
-            policies,
-            took_ms: 0,
-        })
+        Ok((live.catalog.models().len(), policies))
     }
 }
 

@@ -17,7 +17,6 @@ use serde_json::json;
 use super::openai::{chat::parse_request, errors::error_response};
 use crate::{
     auth::{Caller, CallerHeaders},
-    config::SecurityLevel,
     error::Error,
     gateway::Gateway,
 };
@@ -167,13 +166,7 @@ pub fn explain_caller(
         )),
         None => None,
     };
-    let level = match headers.security_level.as_deref() {
-        Some(v) => SecurityLevel::parse(v)
-            .ok_or_else(|| Error::bad_param("x-security-level", "must be low, medium or high"))?,
-        None => key
-            .as_ref()
-            .map_or(SecurityLevel::Low, |k| k.security_level),
-    };
+    let level = crate::auth::requested_level(headers.security_level.as_deref(), key.as_deref())?;
     Ok(Caller {
         key,
         level,

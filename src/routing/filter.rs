@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use super::{Deployment, ModelRoute, Needs, Unmet};
 use crate::{
-    auth::Caller, chat::ChatRequest, config::SecurityTiers, error::Error, health::CircuitState,
+    auth::Caller,
+    chat::ChatRequest,
+    config::{KeyConfig, SecurityTiers},
+    error::Error,
+    health::CircuitState,
 };
 
 /// A deployment a filter removed, and why.
@@ -79,12 +83,11 @@ pub fn run(
     };
 
     if let Some(key) = &caller.key {
-        let listed = |name: &str| key.allowed_models.iter().any(|m| m == name);
-        if !key.allowed_models.is_empty() && !listed(&model.name) {
+        if !key.allowed_models.is_empty() && !key.allowed_models.iter().any(|m| *m == *model.name) {
             f.stage(
                 deployments,
                 |d| {
-                    (!listed(&d.model))
+                    (!model_allowed(key, &model.name, d))
                         .then(|| format!("key `{}` may not use model `{}`", key.name, d.model))
                 },
                 |_| Error::Forbidden {
@@ -97,11 +100,7 @@ pub fn run(
             f.stage(
                 deployments,
                 |d| {
-                    (!key
-                        .allowed_providers
-                        .iter()
-                        .any(|p| **p == *d.provider_name))
-                    .then(|| {
+                    (!provider_allowed(key, d)).then(|| {
                         format!(
                             "key `{}` may not use provider `{}`",
                             key.name, d.provider_name
@@ -176,6 +175,25 @@ pub fn run(
         f.removed.extend(removed);
     }
     Ok(f)
+}
+
+/// Whether `key`'s model list admits deployment `d` of `model`: the list is empty, or it
+/// names the model as callers use it, or the deployment's upstream model.
+pub fn model_allowed(key: &KeyConfig, model: &str, d: &Deployment) -> bool {
+    key.allowed_models.is_empty()
+        || key
+            .allowed_models
+            .iter()
+            .any(|m| *m == *model || **m == *d.model)
+}
+
+/// Whether `key`'s provider list admits `d`.
+pub fn provider_allowed(key: &KeyConfig, d: &Deployment) -> bool {
+    key.allowed_providers.is_empty()
+        || key
+            .allowed_providers
+            .iter()
+            .any(|p| **p == *d.provider_name)
 }
 
 /// The 400 for a request no deployment can take: the first missing capability, else the

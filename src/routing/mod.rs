@@ -331,11 +331,6 @@ impl Catalog {
             },
         })
     }
-
-    /// Model names in config order.
-    pub fn model_names(&self) -> impl Iterator<Item = &str> {
-        self.models.iter().map(|m| &*m.name)
-    }
 }
 
 #[cfg(test)]

@@ -257,15 +257,6 @@ impl Vm {
         self.guarded(|| self.invoke.call(args))
     }
 
-    /// Calls `f` within the instruction budget.
-    pub fn call<A, R>(&self, f: &Function, args: A) -> Result<R, CallError>
-    where
-        A: mlua::IntoLuaMulti,
-        R: mlua::FromLuaMulti,
-    {
-        self.guarded(|| f.call(args))
-    }
-
     fn guarded<R>(&self, run: impl FnOnce() -> mlua::Result<R>) -> Result<R, CallError> {
         self.steps_left.set(self.steps_per_call);
         self.exhausted.set(false);

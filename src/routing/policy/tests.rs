@@ -97,7 +97,7 @@ fn memory_bombs_and_endless_loops_are_stopped() {
 }
 
 #[test]
-fn a_vm_that_hit_a_limit_is_usable_again_after_rebuild() {
+fn the_instruction_budget_is_per_call() {
     let vm = Vm::new(LIMITS).unwrap();
     let env = vm
         .load_script(
@@ -108,19 +108,23 @@ fn a_vm_that_hit_a_limit_is_usable_again_after_rebuild() {
     let f: mlua::Function = env.raw_get("route").unwrap();
     vm.seal(LIMITS.memory).unwrap();
     let lua = vm.lua();
+    // One candidate, `a/m1`, through the invoke wrapper live decisions use.
+    let candidate = lua.create_table().unwrap();
+    candidate.raw_set("id", "a/m1").unwrap();
+    let all = lua.create_sequence_from([candidate]).unwrap();
+    let index = lua.create_table().unwrap();
+    index.raw_set("a/m1", 1).unwrap();
+    let decide = |request: mlua::Table| {
+        let out = lua.create_table().unwrap();
+        vm.invoke((&f, request, &all, &index, out, 1i64, mlua::Nil))
+            .map(|_| ())
+    };
     let spin = lua.create_table().unwrap();
     spin.raw_set("spin", true).unwrap();
     let calm = lua.create_table().unwrap();
-    assert_eq!(
-        vm.call::<_, mlua::Value>(&f, (spin, lua.create_table().unwrap()))
-            .unwrap_err(),
-        CallError::Budget
-    );
+    assert_eq!(decide(spin).unwrap_err(), CallError::Budget);
     // The budget is per call: the next call runs in full.
-    assert!(
-        vm.call::<_, mlua::Value>(&f, (calm, lua.create_table().unwrap()))
-            .is_ok()
-    );
+    assert!(decide(calm).is_ok());
 }
 
 /// A scripts folder of its own for one test.
