@@ -54,6 +54,13 @@ pub enum Error {
     /// The caller's key may not do this (`code` says what).
     #[error("{message}")]
     Forbidden { message: String, code: &'static str },
+    /// The gateway is at its limit (`server.max_in_flight`), or every deployment of the
+    /// model is at its `max_concurrent`: refused at once rather than queued.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// A bug or an unexpected condition. The detail goes to the log, never to the caller.
     #[error("internal error")]
     Internal { detail: String },
@@ -156,6 +163,11 @@ impl Error {
             Error::Forbidden { code, .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", Some(*code))
             }
+            Error::Overloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                Some("overloaded"),
+            ),
             Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None),
         };
         let grpc = match self {
@@ -235,9 +247,11 @@ impl Error {
         }
     }
 
-    /// How long the caller should wait before retrying, when the provider said.
+    /// How long the caller should wait before retrying, when the provider or the gateway's
+    /// own load says.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
+            Error::Overloaded { retry_after, .. } => Some(*retry_after),
             Error::Upstream { error, .. } => match &**error {
                 ProviderError::Status { retry_after, .. } => *retry_after,
                 _ => None,

@@ -3,7 +3,13 @@
 //! Config-derived state (the catalog and its providers) lives in one [`Live`] snapshot
 //! behind an `ArcSwap`: a request takes the snapshot once and finishes on it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt, stream};
@@ -34,12 +40,23 @@ pub struct Live {
 /// outlives a reload: each deployment's health and the price table.
 pub struct Gateway {
     live: ArcSwap<Live>,
-    client: reqwest::Client,
+    clients: providers::Clients,
     health: health::Registry,
     pricing: Arc<Pricing>,
     /// The config file, when the gateway was started from one (reloads read it).
     reloader: std::sync::OnceLock<Reloader>,
     alerter: Arc<Alerter>,
+    /// Requests being served now (streams until they end), against `server.max_in_flight`.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One request counted in the gateway's in-flight figure until dropped.
+pub struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A stream committed to one deployment: the chunks read up to and including the first
@@ -48,13 +65,17 @@ pub struct OpenStream {
     head: Vec<ChatChunk>,
     rest: ChunkStream,
     idle_timeout: Duration,
+    /// The deployment's hold, told how the stream ends; and the gateway's.
+    lease: Option<health::Lease>,
+    admitted: Option<Admitted>,
 }
 
 impl Gateway {
     /// Builds the gateway and its providers from a validated config.
     pub fn new(config: Config) -> Result<Gateway, Error> {
-        let client = providers::http_client(config.failover.connect_timeout)
+        let clients = providers::Clients::new(config.failover.connect_timeout)
             .map_err(|detail| Error::Internal { detail })?;
+        let client = clients.default_client().clone();
         let health = health::Registry::new(config.breaker);
         let (alerter, deliveries) = Alerter::new(config.alerts.clone(), client.clone());
         // Webhooks need a runtime; without one (a tool building a gateway to inspect it)
@@ -71,14 +92,15 @@ impl Gateway {
             ));
         }));
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
-        let live = Live::build(config, &client, &health, &pricing.current())?;
+        let live = Live::build(config, &clients, &health, &pricing.current())?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
-            client,
+            clients,
             health,
             pricing,
             reloader: std::sync::OnceLock::new(),
             alerter,
+            in_flight: Arc::default(),
         })
     }
 
@@ -113,7 +135,7 @@ impl Gateway {
     /// self-checked) and swaps it in; in-flight requests finish on theirs. On error the
     /// old snapshot keeps serving.
     pub fn reload(&self, config: Config) -> Result<(), Error> {
-        let live = Live::build(config, &self.client, &self.health, &self.pricing.current())?;
+        let live = Live::build(config, &self.clients, &self.health, &self.pricing.current())?;
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
         self.live.store(Arc::new(live));
@@ -135,9 +157,9 @@ impl Gateway {
         &self.health
     }
 
-    /// The pooled upstream client.
+    /// The pooled client for the gateway's own calls (price refresh, webhooks).
     pub fn client(&self) -> &reqwest::Client {
-        &self.client
+        self.clients.default_client()
     }
 
     /// The model names the caller may use (all of them for anonymous callers).
@@ -169,13 +191,72 @@ impl Gateway {
         caller: CallerHeaders,
     ) -> Result<Served<ChatResponse>, Failed> {
         let live = self.live();
+        let _admitted = self.admit(&live)?;
         let route = route(&live, request, caller)?;
-        let result = failover::run(&route.plan, &live.config.failover, false, |d| async move {
-            d.provider.chat(request, &d.model).await
-        })
+        let started = tokio::time::Instant::now();
+        let result = failover::run(
+            &route.plan,
+            &settings(&live, &route, false),
+            |d| async move { d.provider.chat(request, &d.model).await },
+        )
         .await;
+        self.watch(request, &route, &result, started);
         self.alert_if_exhausted(request, &result);
         with_explain(result, route)
+    }
+
+    /// Counts the request in, or refuses it when `server.max_in_flight` are being served.
+    fn admit(&self, live: &Live) -> Result<Admitted, Failed> {
+        let limit = live.config.server.max_in_flight;
+        match self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            }) {
+            Ok(_) => Ok(Admitted(self.in_flight.clone())),
+            Err(_) => {
+                metrics::counter!("switchyard_shed_total").increment(1);
+                Err(Failed::refused(Error::Overloaded {
+                    message: format!(
+                        "the gateway is serving its limit of {limit} requests at once; retry \
+                         shortly"
+                    ),
+                    retry_after: failover::OVERLOADED_RETRY_AFTER,
+                }))
+            }
+        }
+    }
+
+    /// Requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Feeds the model's answered latency to its `alert_p95_ms` watch; raises the alert
+    /// when the p95 crosses the threshold.
+    fn watch<T>(
+        &self,
+        request: &ChatRequest,
+        route: &Route,
+        result: &Result<Served<T>, Failed>,
+        started: tokio::time::Instant,
+    ) {
+        let (Some((threshold, latency)), Ok(_)) = (&route.watch, result) else {
+            return;
+        };
+        let Some(p95) = latency.observe(started.elapsed(), *threshold) else {
+            return;
+        };
+        let model = &request.model;
+        self.alerter.raise(Alert::new(
+            "latency_p95",
+            model,
+            format!(
+                "the p95 latency of model `{model}` is {} ms, above its threshold of {} ms",
+                p95.as_millis(),
+                threshold.as_millis()
+            ),
+        ));
     }
 
     /// A streamed completion. Fails over until a deployment's stream produces its first
@@ -186,36 +267,51 @@ impl Gateway {
         caller: CallerHeaders,
     ) -> Result<Served<OpenStream>, Failed> {
         let live = self.live();
+        let admitted = self.admit(&live)?;
         let route = route(&live, request, caller)?;
         let default_idle = live.config.failover.attempt_timeout;
-        let result = failover::run(&route.plan, &live.config.failover, true, |d| async move {
-            let open = async {
-                let mut rest = d.provider.chat_stream(request, &d.model).await?;
-                let mut head = Vec::new();
-                while let Some(item) = rest.next().await {
-                    let chunk = item?;
-                    let committed = chunk.has_content();
-                    head.push(chunk);
-                    if committed {
-                        break;
+        let started = tokio::time::Instant::now();
+        let result = failover::run(
+            &route.plan,
+            &settings(&live, &route, true),
+            |d| async move {
+                let open = async {
+                    let mut rest = d.provider.chat_stream(request, &d.model).await?;
+                    let mut head = Vec::new();
+                    while let Some(item) = rest.next().await {
+                        let chunk = item?;
+                        let committed = chunk.has_content();
+                        head.push(chunk);
+                        if committed {
+                            break;
+                        }
                     }
+                    Ok(OpenStream {
+                        head,
+                        rest,
+                        idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
+                        lease: None,
+                        admitted: None,
+                    })
+                };
+                // A stream stalled before its first content chunk fails over.
+                match d.timeouts.ttft {
+                    Some(ttft) => tokio::time::timeout(ttft, open)
+                        .await
+                        .unwrap_or(Err(ProviderError::Timeout)),
+                    None => open.await,
                 }
-                Ok(OpenStream {
-                    head,
-                    rest,
-                    idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
-                })
-            };
-            // A stream stalled before its first content chunk fails over.
-            match d.timeouts.ttft {
-                Some(ttft) => tokio::time::timeout(ttft, open)
-                    .await
-                    .unwrap_or(Err(ProviderError::Timeout)),
-                None => open.await,
-            }
-        })
+            },
+        )
         .await;
+        self.watch(request, &route, &result, started);
         self.alert_if_exhausted(request, &result);
+        let result = result.map(|mut served| {
+            // The stream's end is the deployment's outcome, told through its lease.
+            served.value.lease = served.lease.take();
+            served.value.admitted = Some(admitted);
+            served
+        });
         with_explain(result, route)
     }
 
@@ -246,17 +342,26 @@ impl Gateway {
 impl Live {
     fn build(
         config: Config,
-        client: &reqwest::Client,
+        clients: &providers::Clients,
         health: &health::Registry,
         prices: &PriceTable,
     ) -> Result<Live, Error> {
-        let catalog = Catalog::build(&config, client, health, prices)?;
+        let catalog = Catalog::build(&config, clients, health, prices)?;
         let keys = Keys::new(&config.keys);
         Ok(Live {
             config,
             catalog,
             keys,
         })
+    }
+}
+
+/// How the attempts of a request on this route run.
+fn settings(live: &Live, route: &Route, stream: bool) -> failover::Settings {
+    failover::Settings {
+        failover: live.config.failover,
+        stream,
+        hedge: route.hedge,
     }
 }
 
@@ -332,6 +437,19 @@ pub enum Delivered {
 struct RecordGuard {
     record: Option<RequestRecord>,
     outcome: Outcome,
+    /// Told how the stream ended; dropped with the guard (an abandoned stream tells the
+    /// deployment nothing).
+    lease: Option<health::Lease>,
+    _admitted: Option<Admitted>,
+}
+
+impl RecordGuard {
+    /// Tells the deployment how its stream ended.
+    fn tell(&mut self, outcome: health::Outcome) {
+        if let Some(lease) = &mut self.lease {
+            lease.record(outcome, tokio::time::Instant::now().into_std());
+        }
+    }
 }
 
 impl Drop for RecordGuard {
@@ -347,13 +465,15 @@ impl OpenStream {
     /// from the provider's final chunk, and withheld from the caller unless it asked for it
     /// (`include_usage`), since the gateway asks upstream for usage for its own sake.
     pub fn deliver(
-        self,
+        mut self,
         record: RequestRecord,
         include_usage: bool,
     ) -> impl Stream<Item = Delivered> + Send {
         let guard = RecordGuard {
             record: Some(record),
             outcome: Outcome::Cancelled,
+            lease: self.lease.take(),
+            _admitted: self.admitted.take(),
         };
         let chunks = Box::pin(self.into_stream());
         stream::unfold(Some((chunks, guard)), move |state| async move {
@@ -380,10 +500,16 @@ impl OpenStream {
                         let error = Error::upstream(provider, error);
                         tracing::warn!(request_id = %record.request_id, %error, "stream broke after commit");
                         guard.outcome = Outcome::StreamBroken;
+                        if let Error::Upstream { error, .. } = &error
+                            && let Some(o) = failover::health_outcome(error, Duration::ZERO)
+                        {
+                            guard.tell(o);
+                        }
                         return Some((Delivered::Broken(error), None));
                     }
                     None => {
                         guard.outcome = Outcome::Ok;
+                        guard.tell(health::Outcome::Completed);
                         return Some((Delivered::Done, None));
                     }
                 }

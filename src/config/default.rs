@@ -61,6 +61,7 @@ pub fn default_file(env: impl Fn(&str) -> Option<String>) -> Option<FileConfig> 
                     model: (*model).to_owned(),
                     ..DeploymentFile::default()
                 }],
+                ..ModelFile::default()
             });
         }
     }
@@ -97,6 +98,7 @@ pub fn simulated(primary: SocketAddr, backup: SocketAddr) -> Result<Config, Conf
                         ..DeploymentFile::default()
                     })
                     .collect(),
+                ..ModelFile::default()
             })
             .collect(),
         ..FileConfig::default()

@@ -130,6 +130,9 @@ pub struct ServerFile {
     /// On shutdown, how long in-flight requests and streams may take to finish (default
     /// 30000).
     pub drain_timeout_ms: Option<u64>,
+    /// Requests (streams included) the gateway serves at once; beyond it a request is
+    /// answered 503 with `retry-after` at once (default 4096).
+    pub max_in_flight: Option<usize>,
 }
 
 /// `[failover]`.
@@ -165,6 +168,9 @@ pub struct ProviderFile {
     pub session_token: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Time to establish a connection to this provider (default
+    /// `failover.connect_timeout_ms`).
+    pub connect_timeout_ms: Option<u64>,
 }
 
 impl ProviderFile {
@@ -181,12 +187,13 @@ impl ProviderFile {
             secret_access_key: None,
             session_token: None,
             headers: BTreeMap::new(),
+            connect_timeout_ms: None,
         }
     }
 }
 
 /// `[[models]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
     pub name: String,
@@ -196,6 +203,14 @@ pub struct ModelFile {
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
     pub deployments: Vec<DeploymentFile>,
+    /// Hedge: when the first attempt has not answered after the primary's live p95
+    /// latency, send the request to the next deployment as well and take the first answer.
+    pub hedge: Option<bool>,
+    /// Hedge after this long instead of the p95 (implies `hedge = true`).
+    pub hedge_delay_ms: Option<u64>,
+    /// Raise a `latency_p95` alert when the model's p95 latency (time to answer, to the
+    /// first content chunk for streams) crosses this.
+    pub alert_p95_ms: Option<u64>,
 }
 
 /// One entry of `models[].deployments`. The capability keys override what the built-in
@@ -233,4 +248,7 @@ pub struct DeploymentFile {
     /// Streams: the longest silence between chunks once content flows (default
     /// `failover.attempt_timeout_ms`).
     pub idle_timeout_ms: Option<u64>,
+    /// Attempts this deployment may have in flight at once (streams until they end);
+    /// beyond it the request goes to the next deployment. Default: no limit.
+    pub max_concurrent: Option<u32>,
 }

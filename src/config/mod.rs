@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On shutdown, how long in-flight requests and streams may take to finish.
     pub drain_timeout: Duration,
+    /// Requests (streams included) served at once; beyond it, 503 with `retry-after`.
+    pub max_in_flight: usize,
 }
 
 /// Attempt timing: deadline, per-attempt timeout and backoff.
@@ -192,6 +194,8 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, Secret)>,
     /// Region and credentials for SigV4 signing (only for kind `bedrock`).
     pub aws: Option<AwsConfig>,
+    /// Time to establish a connection; `None` takes `failover.connect_timeout`.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// An AWS region and the credentials requests to it are signed with.
@@ -223,6 +227,20 @@ pub struct ModelConfig {
     /// Parameters handed to the policy as `request.params`.
     pub params: BTreeMap<String, toml::Value>,
     pub deployments: Vec<DeploymentConfig>,
+    /// When to send a second, hedged attempt; `None`: never.
+    pub hedge: Option<Hedge>,
+    /// A `latency_p95` alert is raised when the model's p95 latency crosses this.
+    pub alert_p95: Option<Duration>,
+}
+
+/// When a model's hedged attempt goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hedge {
+    /// After the first attempt's deployment's live p95 latency (no hedge until it has
+    /// enough samples to have one).
+    P95,
+    /// After a fixed delay.
+    After(Duration),
 }
 
 /// One provider serving a model under its own model name.
@@ -241,6 +259,8 @@ pub struct DeploymentConfig {
     pub region: Option<String>,
     pub weight: f64,
     pub timeouts: DeploymentTimeouts,
+    /// Attempts in flight at once (streams until they end); `None`: no limit.
+    pub max_concurrent: Option<u32>,
 }
 
 /// A deployment's own timeouts; `None` takes the `[failover]` ones.
@@ -335,6 +355,9 @@ impl Default for FailoverConfig {
 /// The most the backoff may ever wait between attempts.
 pub const BACKOFF_CAP: Duration = Duration::from_millis(500);
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+/// Requests served at once by default: far above what a 2-core box needs, low enough that
+/// a flood is refused before it exhausts memory.
+const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
 impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
@@ -359,6 +382,16 @@ impl TryFrom<FileConfig> for Config {
                 None => DEFAULT_MAX_BODY,
             },
             drain_timeout: Duration::from_millis(file.server.drain_timeout_ms.unwrap_or(30_000)),
+            max_in_flight: match file.server.max_in_flight {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        "server.max_in_flight",
+                        "must be greater than 0",
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_IN_FLIGHT,
+            },
         };
         let failover = failover_config(&file.failover)?;
 
@@ -385,6 +418,15 @@ impl TryFrom<FileConfig> for Config {
                 )
             })?;
             let aws = aws_config(&p, preset.wire, &key)?;
+            let connect_timeout = match p.connect_timeout_ms {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        key("connect_timeout_ms"),
+                        "must be greater than 0",
+                    ));
+                }
+                v => v.map(Duration::from_millis),
+            };
             let base_url = match (p.base_url, preset.base_url, &aws) {
                 (Some(url), _, _) => url,
                 (None, Some(default), _) => default.to_owned(),
@@ -444,6 +486,7 @@ impl TryFrom<FileConfig> for Config {
                 api_key,
                 headers,
                 aws,
+                connect_timeout,
             });
         }
 
@@ -507,6 +550,12 @@ impl TryFrom<FileConfig> for Config {
                     ttft: ms("ttft_timeout_ms", d.ttft_timeout_ms)?,
                     idle: ms("idle_timeout_ms", d.idle_timeout_ms)?,
                 };
+                if d.max_concurrent == Some(0) {
+                    return Err(ConfigError::new(
+                        dkey("max_concurrent"),
+                        "must be greater than 0",
+                    ));
+                }
                 let weight = d.weight.unwrap_or(1.0);
                 if !(weight.is_finite() && weight >= 0.0) {
                     return Err(ConfigError::new(dkey("weight"), "must be 0 or more"));
@@ -520,6 +569,7 @@ impl TryFrom<FileConfig> for Config {
                     region: d.region,
                     weight,
                     timeouts,
+                    max_concurrent: d.max_concurrent,
                     provider: d.provider,
                     model: d.model,
                     capabilities: caps,
@@ -538,11 +588,28 @@ impl TryFrom<FileConfig> for Config {
             if let Some(policy) = &m.policy {
                 check_policy_name(&key("policy"), policy)?;
             }
+            let positive = |field: &str, v: Option<u64>| match v {
+                Some(0) => Err(ConfigError::new(key(field), "must be greater than 0")),
+                v => Ok(v.map(Duration::from_millis)),
+            };
+            let hedge = match (m.hedge, positive("hedge_delay_ms", m.hedge_delay_ms)?) {
+                (Some(false), Some(_)) => {
+                    return Err(ConfigError::new(
+                        key("hedge_delay_ms"),
+                        "is set but `hedge = false`",
+                    ));
+                }
+                (Some(false), None) | (None, None) => None,
+                (_, Some(delay)) => Some(Hedge::After(delay)),
+                (Some(true), None) => Some(Hedge::P95),
+            };
             models.push(ModelConfig {
                 name: m.name,
                 policy: m.policy,
                 params: m.params,
                 deployments,
+                hedge,
+                alert_p95: positive("alert_p95_ms", m.alert_p95_ms)?,
             });
         }
         if models.is_empty() {

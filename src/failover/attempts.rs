@@ -35,6 +35,26 @@ impl Attempt {
         }
     }
 
+    /// Not tried: the deployment had `max_concurrent` attempts in flight.
+    pub(crate) fn busy(d: &Deployment) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: "busy".to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// A hedge's loser: still running when another attempt answered, then cancelled.
+    pub(crate) fn cancelled(d: &Deployment) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: "cancelled".to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     pub(crate) fn failed(d: &Deployment, error: &ProviderError, elapsed: Duration) -> Self {
         Attempt {
             provider: d.provider_name.clone(),

@@ -10,15 +10,16 @@ mod backoff;
 
 use std::{future::Future, time::Duration};
 
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
 
 pub use attempts::{Attempt, Attempts};
 pub use backoff::backoff_delay;
 
 use crate::{
-    config::FailoverConfig,
+    config::{FailoverConfig, Hedge},
     error::Error,
-    health::{self, Admit},
+    health::{self, Admit, Lease},
     providers::ProviderError,
     routing::{Deployment, Explain, Planned},
 };
@@ -30,6 +31,11 @@ pub struct Served<T> {
     pub attempts: Attempts,
     /// How the plan was made (set by the gateway).
     pub explain: Explain,
+    /// The winning attempt's hold on its deployment (always set by [`run`]): keep it while
+    /// the answer is delivered. A stream records its end through it
+    /// ([`health::Outcome::Completed`] or a failure); a non-stream attempt's outcome is
+    /// recorded already.
+    pub lease: Option<Lease>,
 }
 
 /// Every attempt failed, or the caller's request was refused; the attempts made so far.
@@ -51,21 +57,26 @@ impl Failed {
     }
 }
 
-/// Releases a half-open probe whose attempt was abandoned (the caller went away), so the
-/// next request may probe instead.
-struct ProbeGuard<'a>(Option<&'a health::DeploymentHealth>);
-
-impl Drop for ProbeGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(h) = self.0 {
-            h.release_probe();
-        }
-    }
+/// How one request's attempts run.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub failover: FailoverConfig,
+    /// The attempt ends at the first content chunk: its latency is the time to first token,
+    /// and the circuit hears the outcome when the stream ends, through the lease.
+    pub stream: bool,
+    /// When to send the request to the next deployment as well (the model's `hedge`).
+    pub hedge: Option<Hedge>,
 }
+
+/// Hedging on the p95 waits for this many samples of the first deployment's latency.
+const HEDGE_MIN_SAMPLES: u64 = 20;
+
+/// How long a caller refused for load should wait.
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What an attempt's outcome tells the deployment's health; `None` for the caller's own
 /// mistakes, which say nothing about the deployment.
-fn health_outcome(error: &ProviderError, elapsed: Duration) -> Option<health::Outcome> {
+pub fn health_outcome(error: &ProviderError, elapsed: Duration) -> Option<health::Outcome> {
     match error {
         ProviderError::Status {
             status,
@@ -81,106 +92,242 @@ fn health_outcome(error: &ProviderError, elapsed: Duration) -> Option<health::Ou
     }
 }
 
-/// Runs `attempt` against each deployment of `plan` in turn.
+/// Whether the next attempt should back off after this failure. Not when nothing reached
+/// the provider (the connection was refused, the request untranslatable): there is no load
+/// to back off from, and waiting would only add latency.
+fn backs_off(error: &ProviderError) -> bool {
+    !matches!(
+        error,
+        ProviderError::Connect(_) | ProviderError::Untranslatable(_)
+    )
+}
+
+/// One launched attempt's end.
+struct Finished<T> {
+    step: usize,
+    result: Result<T, ProviderError>,
+    elapsed: Duration,
+    lease: Lease,
+}
+
+async fn attempt_within<T>(
+    step: usize,
+    attempt: impl Future<Output = Result<T, ProviderError>>,
+    budget: Duration,
+    lease: Lease,
+) -> Finished<T> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(budget, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::Timeout),
+    };
+    Finished {
+        step,
+        result,
+        elapsed: started.elapsed(),
+        lease,
+    }
+}
+
+/// The plan's next deployment that may take an attempt, with its lease; those passed over
+/// are recorded (`circuit_open`, or `busy` at their concurrency limit).
+struct Cursor<'p> {
+    plan: &'p [Planned],
+    next: usize,
+    busy: bool,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, launched: usize, attempts: &mut Attempts) -> Option<(usize, Lease)> {
+        while self.next < self.plan.len() {
+            let n = self.next;
+            self.next += 1;
+            let d = &self.plan[n].deployment;
+            let admit = d.health.admit(Instant::now().into_std());
+            // The last hope is tried whatever its circuit says: nothing tried, nothing after.
+            let last_hope = launched == 0 && n + 1 == self.plan.len();
+            if admit == Admit::No && !last_hope {
+                attempts.push(Attempt::skipped(d));
+                continue;
+            }
+            match d.health.lease(d.max_concurrent, admit == Admit::Probe) {
+                Some(lease) => return Some((n, lease)),
+                None => {
+                    self.busy = true;
+                    attempts.push(Attempt::busy(d));
+                }
+            }
+        }
+        None
+    }
+
+    fn exhausted(&self) -> bool {
+        self.next >= self.plan.len()
+    }
+}
+
+/// Runs `attempt` against the deployments of `plan` in turn.
 ///
 /// `attempt` gets the deployment; it is cut off when its time runs out (the plan's
-/// per-attempt timeout, else the configured one, within the deadline), which counts as a
-/// timeout. Each deployment's breaker is asked first: one that refuses is skipped, unless
-/// it is the last hope (nothing tried yet and nothing after it). Outcomes feed each
-/// deployment's health; `stream` says the attempt ends at the first token (its latency is
-/// the time to first token).
+/// per-attempt timeout, else the deployment's, else the configured one, within the
+/// deadline), which counts as a timeout. Each deployment's breaker is asked first and one
+/// that refuses is skipped, unless it is the last hope (nothing tried yet and nothing after
+/// it); so is one at its `max_concurrent`. A retryable failure moves on to the next after a
+/// capped, jittered backoff (none after a refused connection); the caller's own 4xx ends the
+/// loop. With `hedge`, when the first attempt has not answered after the delay, the next
+/// deployment is tried alongside it and the first answer wins; the loser is dropped, which
+/// cancels its upstream call. Outcomes feed each deployment's health.
 pub async fn run<T, F, Fut>(
     plan: &[Planned],
-    config: &FailoverConfig,
-    stream: bool,
+    settings: &Settings,
     mut attempt: F,
 ) -> Result<Served<T>, Failed>
 where
     F: FnMut(Deployment) -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
-    let started = Instant::now();
-    let deadline = started + config.deadline;
+    let config = &settings.failover;
+    let deadline = Instant::now() + config.deadline;
     let max_attempts = match config.max_attempts {
         0 => plan.len(),
         n => n.min(plan.len()),
     };
     let mut attempts = Attempts::default();
-    let mut tried = 0usize;
+    let mut cursor = Cursor {
+        plan,
+        next: 0,
+        busy: false,
+    };
+    let mut launched = 0usize;
+    let mut hedged = false;
+    let mut running = FuturesUnordered::new();
+    // Plan steps launched and not yet finished, to name the losers of a hedge.
+    let mut pending: Vec<usize> = Vec::new();
     let mut last: Option<(Deployment, ProviderError)> = None;
-
-    for (n, step) in plan.iter().enumerate() {
-        if tried >= max_attempts {
-            break;
-        }
-        let deployment = &step.deployment;
-        let admit = deployment.health.admit(Instant::now().into_std());
-        let last_hope = tried == 0 && n + 1 == plan.len();
-        if admit == Admit::No && !last_hope {
-            attempts.push(Attempt::skipped(deployment));
-            continue;
-        }
-        let mut probe = ProbeGuard((admit == Admit::Probe).then_some(&*deployment.health));
-        if tried > 0 {
-            let pause = backoff_delay(tried as u32, config.backoff_initial, config.backoff_max);
-            if Instant::now() + pause >= deadline {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-        }
-        tried += 1;
-        let now = Instant::now();
+    let mut launch = |n: usize, lease: Lease, running: &mut FuturesUnordered<_>| {
+        let step = &plan[n];
         let budget = step
             .timeout
-            .or(deployment.timeouts.attempt)
+            .or(step.deployment.timeouts.attempt)
             .unwrap_or(config.attempt_timeout)
-            .min(deadline.saturating_duration_since(now));
-        if budget.is_zero() {
-            break;
+            .min(deadline.saturating_duration_since(Instant::now()));
+        running.push(attempt_within(
+            n,
+            attempt(step.deployment.clone()),
+            budget,
+            lease,
+        ));
+    };
+
+    loop {
+        if running.is_empty() {
+            if launched >= max_attempts {
+                break;
+            }
+            let Some((n, lease)) = cursor.take(launched, &mut attempts) else {
+                break;
+            };
+            if launched > 0 && last.as_ref().is_some_and(|(_, e)| backs_off(e)) {
+                let pause =
+                    backoff_delay(launched as u32, config.backoff_initial, config.backoff_max);
+                if Instant::now() + pause >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            launch(n, lease, &mut running);
+            pending.push(n);
+            launched += 1;
         }
-        let outcome = match tokio::time::timeout(budget, attempt(deployment.clone())).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Timeout),
+        // The hedge goes out once, beside the first attempt still running alone.
+        let hedge_at = match settings.hedge {
+            Some(hedge) if !hedged && running.len() == 1 && launched < max_attempts => pending
+                .first()
+                .and_then(|&n| hedge_delay(hedge, &plan[n].deployment))
+                .map(|delay| (Instant::now() + delay).min(deadline)),
+            _ => None,
         };
-        let elapsed = now.elapsed();
+        let finished = tokio::select! {
+            biased;
+            Some(finished) = running.next() => finished,
+            () = sleep_until(hedge_at), if hedge_at.is_some() => {
+                hedged = true;
+                if !cursor.exhausted()
+                    && let Some((n, lease)) = cursor.take(launched, &mut attempts)
+                {
+                    launch(n, lease, &mut running);
+                    pending.push(n);
+                    launched += 1;
+                }
+                continue;
+            }
+        };
+        pending.retain(|&n| n != finished.step);
+        let Finished {
+            step,
+            result,
+            elapsed,
+            mut lease,
+        } = finished;
+        let deployment = &plan[step].deployment;
         let at = Instant::now().into_std();
-        match outcome {
+        match result {
             Ok(value) => {
-                deployment.health.record(
-                    health::Outcome::Success {
-                        latency: elapsed,
-                        ttft: stream.then_some(elapsed),
-                    },
-                    at,
-                );
-                probe.0 = None;
+                if settings.stream {
+                    lease.first_token(elapsed);
+                } else {
+                    lease.record(
+                        health::Outcome::Success {
+                            latency: elapsed,
+                            ttft: None,
+                        },
+                        at,
+                    );
+                }
                 attempts.push(Attempt::ok(deployment, elapsed));
+                // A hedge's loser is dropped with `running`, cancelling its call.
+                for &n in &pending {
+                    attempts.push(Attempt::cancelled(&plan[n].deployment));
+                }
                 return Ok(Served {
                     value,
                     deployment: deployment.clone(),
                     attempts,
                     explain: Explain::default(),
+                    lease: Some(lease),
                 });
             }
             Err(error) => {
                 // The caller's own mistake says nothing about the deployment; a probe it
-                // was is released (by the guard) for the next request.
+                // was is released with the lease, for the next request.
                 if let Some(o) = health_outcome(&error, elapsed) {
-                    deployment.health.record(o, at);
-                    probe.0 = None;
+                    lease.record(o, at);
                 }
                 attempts.push(Attempt::failed(deployment, &error, elapsed));
                 let retryable = error.is_retryable();
                 last = Some((deployment.clone(), error));
                 if !retryable {
+                    for &n in &pending {
+                        attempts.push(Attempt::cancelled(&plan[n].deployment));
+                    }
                     break;
                 }
             }
         }
     }
+    drop(running);
 
     let error = match last {
         Some((deployment, error)) => Error::upstream(deployment.provider_name.clone(), error),
+        None if cursor.busy && launched == 0 => Error::Overloaded {
+            message: "every deployment of this model is at its concurrency limit; retry \
+                      shortly"
+                .to_owned(),
+            retry_after: OVERLOADED_RETRY_AFTER,
+        },
         None => Error::DeadlineExceeded {
             deadline_ms: duration_ms(config.deadline),
         },
@@ -190,6 +337,25 @@ where
         attempts,
         explain: Box::default(),
     })
+}
+
+/// When the hedge goes out after the first attempt on `d` started; `None`: not (yet) known.
+fn hedge_delay(hedge: Hedge, d: &Deployment) -> Option<Duration> {
+    match hedge {
+        Hedge::After(delay) => Some(delay),
+        Hedge::P95 => {
+            let s = d.health.snapshot(Instant::now().into_std());
+            (s.samples >= HEDGE_MIN_SAMPLES && s.p95_ms > 0.0)
+                .then(|| Duration::from_secs_f64(s.p95_ms / 1000.0))
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -69,7 +69,12 @@ async fn drive(
     let plan = plan(names);
     let script = Arc::new(script);
     let log = calls.clone();
-    let result = run(&plan, &config, false, move |d| {
+    let settings = Settings {
+        failover: config,
+        stream: false,
+        hedge: None,
+    };
+    let result = run(&plan, &settings, move |d| {
         let script = script.clone();
         let log = log.clone();
         async move {
@@ -204,4 +209,195 @@ async fn max_attempts_limits_the_plan() {
     let (result, calls) = drive(&["a", "b", "c"], script, cfg).await;
     assert!(result.is_err());
     assert_eq!(calls.len(), 2);
+}
+
+/// Runs `names` with `hedge`; `a` never answers unless scripted, and each call's future
+/// notes when it is dropped unfinished.
+async fn drive_hedged(
+    names: &[&str],
+    script: Script,
+    hedge: Option<Hedge>,
+) -> (
+    Result<Served<&'static str>, Failed>,
+    Vec<(String, Duration)>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    struct Dropped(Option<(String, Arc<Mutex<Vec<String>>>)>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            if let Some((name, log)) = self.0.take() {
+                log.lock().unwrap().push(name);
+            }
+        }
+    }
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(Mutex::new(Vec::new()));
+    let started = tokio::time::Instant::now();
+    let plan = plan(names);
+    let script = Arc::new(script);
+    let (log, drops) = (calls.clone(), dropped.clone());
+    let settings = Settings {
+        failover: config(),
+        stream: false,
+        hedge,
+    };
+    let result = run(&plan, &settings, move |d| {
+        let (script, log, drops) = (script.clone(), log.clone(), drops.clone());
+        async move {
+            let name = d.provider_name.to_string();
+            log.lock().unwrap().push((name.clone(), started.elapsed()));
+            let mut guard = Dropped(Some((name.clone(), drops)));
+            let outcome = match script.get(name.as_str()).cloned().flatten() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            };
+            guard.0 = None;
+            outcome
+        }
+    })
+    .await;
+    let calls = calls.lock().unwrap().clone();
+    (result, calls, dropped)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_goes_out_after_the_delay_and_the_loser_is_cancelled() {
+    let script = Script::from([("a", None), ("b", Some(Ok("hedged")))]);
+    let delay = Duration::from_millis(100);
+    let (result, calls, dropped) =
+        drive_hedged(&["a", "b", "c"], script, Some(Hedge::After(delay))).await;
+    let served = result.ok().unwrap();
+    assert_eq!(served.value, "hedged");
+    assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
+    assert_eq!(calls.len(), 2, "one hedge, not one per deployment");
+    assert_eq!(calls[1].1, delay, "the hedge left at the delay");
+    assert_eq!(
+        *dropped.lock().unwrap(),
+        ["a"],
+        "the loser's call was dropped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_when_the_first_answers_in_time_or_the_p95_is_unknown() {
+    let script = Script::from([("a", Some(Ok("first"))), ("b", Some(Ok("never")))]);
+    let (result, calls, _) = drive_hedged(
+        &["a", "b"],
+        script,
+        Some(Hedge::After(Duration::from_millis(100))),
+    )
+    .await;
+    assert_eq!(result.ok().unwrap().value, "first");
+    assert_eq!(calls.len(), 1);
+
+    // On the p95 with no samples yet: no hedge, the attempt runs to its timeout.
+    let script = Script::from([("a", None), ("b", Some(Ok("after timeout")))]);
+    let (result, calls, _) = drive_hedged(&["a", "b"], script, Some(Hedge::P95)).await;
+    let served = result.ok().unwrap();
+    assert_eq!(served.attempts.header_value(), "a/m=timeout, b/m=ok");
+    let next = calls[1].1 - config().attempt_timeout;
+    assert!(
+        next <= config().backoff_initial,
+        "then the usual backoff: {next:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_defaults_to_the_first_deployments_live_p95() {
+    let plan = plan(&["a", "b"]);
+    let now = tokio::time::Instant::now().into_std();
+    for ms in 1..=100 {
+        plan[0].deployment.health.record(
+            health::Outcome::Success {
+                latency: Duration::from_millis(ms),
+                ttft: None,
+            },
+            now,
+        );
+    }
+    let settings = Settings {
+        failover: config(),
+        stream: false,
+        hedge: Some(Hedge::P95),
+    };
+    let started = tokio::time::Instant::now();
+    let served = run(&plan, &settings, |d| async move {
+        if &*d.provider_name == "a" {
+            std::future::pending().await
+        } else {
+            Ok(started.elapsed())
+        }
+    })
+    .await
+    .ok()
+    .unwrap();
+    assert_eq!(served.value, Duration::from_millis(95), "hedged at the p95");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_moves_on_without_backoff_and_a_503_backs_off() {
+    let script = Script::from([
+        ("a", Some(Err(ProviderError::Connect("refused".into())))),
+        ("b", Some(Err(status(503)))),
+        ("c", Some(Ok("answer"))),
+    ]);
+    let (result, calls) = drive(&["a", "b", "c"], script, config()).await;
+    assert!(result.is_ok());
+    assert_eq!(
+        calls[1].1 - calls[0].1,
+        Duration::ZERO,
+        "no pause after a refusal"
+    );
+    let gap = calls[2].1 - calls[1].1;
+    let step = config().backoff_initial * 2;
+    assert!(
+        gap >= step / 2 && gap <= step,
+        "backoff after the 503: {gap:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_at_its_limit_is_passed_over_and_all_busy_is_a_503() {
+    let plan: Vec<Planned> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let bare = Deployment::bare(n, "m", Arc::new(Scripted));
+            let info = crate::routing::DeploymentInfo {
+                max_concurrent: Some(1),
+                ..(*bare).clone()
+            };
+            Deployment::new(info).into()
+        })
+        .collect();
+    let settings = Settings {
+        failover: config(),
+        stream: false,
+        hedge: None,
+    };
+    let held = plan[0].deployment.health.lease(Some(1), false).unwrap();
+    let served = run(
+        &plan,
+        &settings,
+        |d| async move { Ok(d.provider_name.clone()) },
+    )
+    .await
+    .ok()
+    .unwrap();
+    assert_eq!(&*served.value, "b");
+    assert_eq!(served.attempts.header_value(), "a/m=busy, b/m=ok");
+    drop(served);
+
+    let _also_held = plan[1].deployment.health.lease(Some(1), false).unwrap();
+    let failed = run(
+        &plan,
+        &settings,
+        |d| async move { Ok(d.provider_name.clone()) },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(failed.error.spec().status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(failed.error.retry_after(), Some(OVERLOADED_RETRY_AFTER));
+    assert_eq!(failed.attempts.header_value(), "a/m=busy, b/m=busy");
+    drop(held);
 }

@@ -271,6 +271,11 @@ impl Breaker {
         }
     }
 
+    /// The probe is out: only its outcome moves the circuit.
+    pub(super) fn probing(&self) -> bool {
+        matches!(self.state, State::HalfOpen { .. })
+    }
+
     pub(super) fn state(&self, now: Instant) -> CircuitState {
         match self.state {
             State::Closed { .. } if self.held(now).is_some() => CircuitState::Open,

@@ -51,7 +51,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -74,6 +74,7 @@ type OnOpen = Arc<std::sync::OnceLock<OpenListener>>;
 struct Inner {
     config: BreakerConfig,
     deployments: BTreeMap<String, Arc<DeploymentHealth>>,
+    models: BTreeMap<String, Arc<ModelLatency>>,
 }
 
 impl Registry {
@@ -83,6 +84,7 @@ impl Registry {
             inner: RwLock::new(Inner {
                 config,
                 deployments: BTreeMap::new(),
+                models: BTreeMap::new(),
             }),
         }
     }
@@ -111,6 +113,19 @@ impl Registry {
             .clone()
     }
 
+    /// The answered-request latency of the model callers name `name`: the same `Arc` for
+    /// the same name for the life of the registry.
+    pub fn model_latency(&self, name: &str) -> Arc<ModelLatency> {
+        if let Some(found) = read(&self.inner).models.get(name) {
+            return found.clone();
+        }
+        write(&self.inner)
+            .models
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(ModelLatency::new()))
+            .clone()
+    }
+
     /// New thresholds for every deployment, now and later; circuit states are kept.
     pub fn set_config(&self, config: BreakerConfig) {
         let mut inner = write(&self.inner);
@@ -130,6 +145,52 @@ impl Registry {
     }
 }
 
+/// The latency callers of one model see (to the answer, or the first content chunk of a
+/// stream, failover included), watched against the model's `alert_p95_ms`.
+pub struct ModelLatency {
+    stats: Stats,
+    /// The p95 was above the threshold at the last check: the alert is raised on crossing.
+    above: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for ModelLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelLatency {{ p95_ms: {} }}", self.p95_ms())
+    }
+}
+
+/// The p95 is not judged on fewer samples than this.
+const P95_MIN_SAMPLES: u64 = 20;
+/// The p95 is recomputed every this many samples (it sorts the window).
+const P95_EVERY: u64 = 8;
+
+impl ModelLatency {
+    fn new() -> ModelLatency {
+        ModelLatency {
+            stats: Stats::new(),
+            above: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Records one answered request. Returns the p95 when this sample made it cross
+    /// `threshold` upward; it must fall back below before it is reported again.
+    pub fn observe(&self, latency: Duration, threshold: Duration) -> Option<Duration> {
+        let samples = self.stats.success_counted(latency);
+        if samples < P95_MIN_SAMPLES || !samples.is_multiple_of(P95_EVERY) {
+            return None;
+        }
+        let p95 = Duration::from_secs_f64(self.stats.figures().p95_ms / 1000.0);
+        let above = p95 > threshold;
+        let was = self.above.swap(above, Ordering::AcqRel);
+        (above && !was).then_some(p95)
+    }
+
+    /// The p95 over the last 256 answered requests, in ms; 0 with none.
+    pub fn p95_ms(&self) -> f64 {
+        self.stats.figures().p95_ms
+    }
+}
+
 /// How an attempt ended, as far as health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
@@ -138,6 +199,9 @@ pub enum Outcome {
         /// Time to first token, for streams.
         ttft: Option<Duration>,
     },
+    /// A stream whose first token was noted ([`Lease::first_token`]) ended cleanly: a
+    /// success for the circuit, no new latency sample.
+    Completed,
     /// Transport error, 5xx, timeout or malformed answer. The latency is not sampled: the
     /// latency figures describe answers.
     Failure { latency: Duration },
@@ -163,6 +227,8 @@ pub struct Snapshot {
     pub open_until: Option<Instant>,
     /// Share of traffic admitted: 1 when fully closed, 0.1 -> 1 in slow start, 0 otherwise.
     pub ramp: f64,
+    /// Attempts in flight now (streams until they end).
+    pub in_flight: u32,
 }
 
 /// Live health of one deployment.
@@ -172,6 +238,44 @@ pub struct DeploymentHealth {
     breaker: Mutex<Breaker>,
     version: AtomicU64,
     on_open: OnOpen,
+    in_flight: AtomicU32,
+}
+
+/// One attempt's hold on its deployment: counted in the deployment's in-flight figure, and
+/// carrying the half-open probe when it is the probe, until dropped (a stream's when the
+/// stream ends). Outcomes recorded through the lease are the probe's; a lease dropped with
+/// its probe unanswered releases it, so the next request may probe.
+pub struct Lease {
+    health: Arc<DeploymentHealth>,
+    probe: bool,
+}
+
+impl Lease {
+    /// The deployment this lease holds.
+    pub fn health(&self) -> &DeploymentHealth {
+        &self.health
+    }
+
+    /// Records how the attempt ended, as the probe's outcome when this lease is the probe.
+    pub fn record(&mut self, outcome: Outcome, now: Instant) {
+        self.health.record_as(outcome, now, self.probe);
+        self.probe = false;
+    }
+
+    /// A stream's first content chunk: sampled for the latency figures. The breaker hears
+    /// how the stream ends ([`Outcome::Completed`] or a failure).
+    pub fn first_token(&self, ttft: Duration) {
+        self.health.stats.success(ttft, Some(ttft));
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.probe {
+            self.health.release_probe();
+        }
+        self.health.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl DeploymentHealth {
@@ -182,7 +286,31 @@ impl DeploymentHealth {
             breaker: Mutex::new(Breaker::new(config)),
             version: AtomicU64::new(0),
             on_open,
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// Takes an in-flight slot for an attempt `admit` let through (`probe` when it answered
+    /// [`Admit::Probe`]), unless `limit` attempts are in flight already; then a probe is
+    /// released and `None` returned.
+    pub fn lease(self: &Arc<Self>, limit: Option<u32>, probe: bool) -> Option<Lease> {
+        let limit = limit.unwrap_or(u32::MAX);
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            if probe {
+                self.release_probe();
+            }
+            return None;
+        }
+        Some(Lease {
+            health: self.clone(),
+            probe,
+        })
     }
 
     /// `"provider/model"`.
@@ -190,22 +318,29 @@ impl DeploymentHealth {
         &self.id
     }
 
-    /// Records how an attempt ended, `now` being when it did.
+    /// Records how an attempt that was not the probe ended, `now` being when it did. While
+    /// the probe is out, such outcomes feed the statistics but not the circuit: they answer
+    /// requests sent before it opened (a lease records the probe's own).
     pub fn record(&self, outcome: Outcome, now: Instant) {
+        self.record_as(outcome, now, false);
+    }
+
+    fn record_as(&self, outcome: Outcome, now: Instant, probe: bool) {
         match outcome {
-            Outcome::Success { latency, ttft } => {
-                self.stats.success(latency, ttft);
-                self.apply(|b| b.on_success(now));
-            }
-            Outcome::Failure { .. } => {
-                self.stats.failure();
-                self.apply(|b| b.on_failure(now));
-            }
-            Outcome::Throttled { retry_after } => {
-                self.stats.failure();
-                self.apply(|b| b.on_throttle(now, retry_after));
-            }
+            Outcome::Success { latency, ttft } => self.stats.success(latency, ttft),
+            Outcome::Completed => {}
+            Outcome::Failure { .. } | Outcome::Throttled { .. } => self.stats.failure(),
         }
+        self.apply(|b| {
+            if b.probing() && !probe {
+                return None;
+            }
+            match outcome {
+                Outcome::Success { .. } | Outcome::Completed => b.on_success(now),
+                Outcome::Failure { .. } => b.on_failure(now),
+                Outcome::Throttled { retry_after } => b.on_throttle(now, retry_after),
+            }
+        });
     }
 
     /// The breaker's gate, asked before an attempt. Closed: Yes (in slow start, Yes with
@@ -246,6 +381,7 @@ impl DeploymentHealth {
             circuit,
             open_until,
             ramp,
+            in_flight: self.in_flight.load(Ordering::Acquire),
         }
     }
 

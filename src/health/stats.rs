@@ -56,6 +56,12 @@ impl Stats {
         }
     }
 
+    /// Records a success with no time to first token; returns the samples now recorded.
+    pub(super) fn success_counted(&self, latency: Duration) -> u64 {
+        self.success(latency, None);
+        lock(&self.latency).samples
+    }
+
     pub(super) fn success(&self, latency: Duration, ttft: Option<Duration>) {
         self.error(0.0);
         let ms = millis(latency);

@@ -118,19 +118,21 @@ fn a_record_walks_the_whole_diagram() {
     h.release_probe();
     assert_eq!(h.state(t), CircuitState::HalfOpen);
     assert_eq!(h.admit(t), Admit::Probe);
+    let mut probe = h.lease(None, true).unwrap();
 
-    h.record(
+    probe.record(
         Outcome::Failure {
             latency: Duration::from_secs(30),
         },
         t + secs(1),
     );
+    drop(probe);
     assert_eq!(h.state(t + secs(1)), CircuitState::Open);
     assert_eq!(h.snapshot(t).open_until, Some(t + secs(1) + COOL_DOWN));
 
     let t = t + secs(1) + COOL_DOWN;
     assert_eq!(h.admit(t), Admit::Probe);
-    h.record(ok(100), t);
+    h.lease(None, true).unwrap().record(ok(100), t);
     assert_eq!(h.state(t), CircuitState::Closed);
     close(h.snapshot(t).ramp, 0.1);
 }
@@ -221,7 +223,7 @@ fn slow_start_admits_about_the_ramp_share() {
     fail(&h, t0, 5);
     let closed = t0 + COOL_DOWN;
     assert_eq!(h.admit(closed), Admit::Probe);
-    h.record(ok(100), closed);
+    h.lease(None, true).unwrap().record(ok(100), closed);
 
     let share = |at: Instant| {
         let yes = (0..CALLS).filter(|_| h.admit(at) == Admit::Yes).count();
@@ -263,7 +265,7 @@ fn version_moves_with_the_circuit_only() {
     h.release_probe();
     assert_eq!(h.version(), 3);
     h.admit(t0 + COOL_DOWN);
-    h.record(ok(10), t0 + COOL_DOWN);
+    h.lease(None, true).unwrap().record(ok(10), t0 + COOL_DOWN);
     assert_eq!(h.version(), 5);
 }
 
@@ -299,4 +301,104 @@ fn snapshot_reports_stats_and_circuit_together() {
     // 0, 0, then 1 twice: 0.2, then 0.2 + 0.2 * 0.8.
     close(s.error_rate, 0.36);
     assert_eq!(s.circuit, CircuitState::Closed);
+}
+
+#[test]
+fn while_the_probe_is_out_only_its_outcome_moves_the_circuit() {
+    let t0 = Instant::now();
+    let h = registry().deployment("p/m");
+    fail(&h, t0, 5);
+    let t = t0 + COOL_DOWN;
+    assert_eq!(h.admit(t), Admit::Probe);
+    let mut probe = h.lease(None, true).unwrap();
+    // Late answers to requests sent before the circuit opened: stats only.
+    h.record(ok(10), t);
+    fail(&h, t, 3);
+    assert_eq!(h.state(t), CircuitState::HalfOpen);
+    assert_eq!(h.snapshot(t).samples, 1);
+    probe.record(ok(10), t);
+    assert_eq!(h.state(t), CircuitState::Closed);
+}
+
+#[test]
+fn a_lease_counts_in_flight_up_to_the_limit_and_a_dropped_probe_is_released() {
+    let t0 = Instant::now();
+    let h = registry().deployment("p/m");
+    let first = h.lease(Some(2), false).unwrap();
+    let second = h.lease(Some(2), false).unwrap();
+    assert!(h.lease(Some(2), false).is_none());
+    assert_eq!(h.snapshot(t0).in_flight, 2);
+    drop(first);
+    assert_eq!(h.snapshot(t0).in_flight, 1);
+    assert!(h.lease(Some(2), false).is_some());
+    drop(second);
+    assert_eq!(h.snapshot(t0).in_flight, 0);
+
+    fail(&h, t0, 5);
+    let t = t0 + COOL_DOWN;
+    assert_eq!(h.admit(t), Admit::Probe);
+    let probe = h.lease(None, true).unwrap();
+    assert_eq!(h.admit(t), Admit::No);
+    drop(probe);
+    assert_eq!(h.admit(t), Admit::Probe, "a dropped probe is due again");
+    // A probe refused for the limit is released at once.
+    let _busy = h.lease(Some(1), false).unwrap();
+    assert!(h.lease(Some(1), true).is_none());
+    assert_eq!(h.admit(t), Admit::Probe);
+}
+
+#[test]
+fn a_stream_is_a_success_for_the_circuit_only_when_it_completes() {
+    let t0 = Instant::now();
+    let h = registry().deployment("p/m");
+    for _ in 0..5 {
+        let mut lease = h.lease(None, false).unwrap();
+        lease.first_token(Duration::from_millis(20));
+        lease.record(
+            Outcome::Failure {
+                latency: Duration::ZERO,
+            },
+            t0,
+        );
+    }
+    assert_eq!(
+        h.state(t0),
+        CircuitState::Open,
+        "five broken streams open it"
+    );
+    assert_eq!(h.snapshot(t0).samples, 5, "each first token was sampled");
+
+    let h = registry().deployment("p/other");
+    fail(&h, t0, 4);
+    let mut lease = h.lease(None, false).unwrap();
+    lease.first_token(Duration::from_millis(20));
+    lease.record(Outcome::Completed, t0);
+    fail(&h, t0, 4);
+    assert_eq!(
+        h.state(t0),
+        CircuitState::Closed,
+        "the completed stream broke the run"
+    );
+    assert_eq!(h.snapshot(t0).samples, 1);
+}
+
+#[test]
+fn model_latency_alerts_once_on_crossing_and_again_after_recovering() {
+    let r = registry();
+    let m = r.model_latency("gpt");
+    assert!(Arc::ptr_eq(&m, &r.model_latency("gpt")));
+    let limit = Duration::from_millis(100);
+    let fired = |latency: u64, n: usize| {
+        (0..n)
+            .filter_map(|_| m.observe(Duration::from_millis(latency), limit))
+            .count()
+    };
+    assert_eq!(fired(10, 256), 0);
+    // Crossing needs more than 5% of the window above the threshold.
+    assert_eq!(fired(500, 12), 0);
+    assert_eq!(fired(500, 20), 1, "raised once on crossing");
+    assert_eq!(fired(500, 100), 0, "not again while above");
+    assert_eq!(fired(10, 256), 0);
+    assert!(m.p95_ms() < 100.0);
+    assert_eq!(fired(500, 40), 1, "raised again after falling back below");
 }

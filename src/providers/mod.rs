@@ -14,7 +14,7 @@ pub mod presets;
 pub mod sse;
 pub mod upstream;
 
-use std::{pin::Pin, sync::Arc};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use futures_util::{Stream, future::BoxFuture};
 
@@ -93,7 +93,48 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// The one pooled HTTP client every provider shares (rustls with ring, HTTP/2 when offered).
+/// The pooled HTTP clients providers share: one per connect timeout in use, so a provider
+/// with its own `connect_timeout_ms` gets a client (and pool) of its own while the rest
+/// share one. Kept by the gateway across reloads, so connections are reused.
+pub struct Clients {
+    default: reqwest::Client,
+    by_timeout: std::sync::Mutex<HashMap<std::time::Duration, reqwest::Client>>,
+}
+
+impl Clients {
+    /// With the client for `connect_timeout` built.
+    pub fn new(connect_timeout: std::time::Duration) -> Result<Clients, String> {
+        let default = http_client(connect_timeout)?;
+        Ok(Clients {
+            by_timeout: std::sync::Mutex::new(HashMap::from([(connect_timeout, default.clone())])),
+            default,
+        })
+    }
+
+    /// The client built first, for the gateway's own calls (webhooks, price refresh).
+    pub fn default_client(&self) -> &reqwest::Client {
+        &self.default
+    }
+
+    /// The client whose connections time out after `connect_timeout`, built on first use.
+    pub fn with_connect_timeout(
+        &self,
+        connect_timeout: std::time::Duration,
+    ) -> Result<reqwest::Client, String> {
+        let mut clients = self
+            .by_timeout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&connect_timeout) {
+            return Ok(c.clone());
+        }
+        let client = http_client(connect_timeout)?;
+        clients.insert(connect_timeout, client.clone());
+        Ok(client)
+    }
+}
+
+/// A pooled HTTP client (rustls with ring, HTTP/2 when offered).
 pub fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     crate::telemetry::install_crypto_provider();
     reqwest::Client::builder()

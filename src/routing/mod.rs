@@ -23,7 +23,7 @@ pub use policy::{PolicyError, Script};
 use crate::{
     auth::Caller,
     chat::ChatRequest,
-    config::{Config, DeploymentTimeouts, SecurityTiers},
+    config::{Config, DeploymentTimeouts, Hedge, SecurityTiers},
     error::Error,
     health::{self, DeploymentHealth},
     providers::{self, Provider},
@@ -35,6 +35,7 @@ use crate::{
 pub struct Deployment(Arc<DeploymentInfo>);
 
 /// What the gateway knows about a deployment.
+#[derive(Clone)]
 pub struct DeploymentInfo {
     /// `provider/model`: how policies, headers and logs name it.
     pub id: Arc<str>,
@@ -57,6 +58,8 @@ pub struct DeploymentInfo {
     /// 1-based place in the model's configured order.
     pub position: usize,
     pub timeouts: DeploymentTimeouts,
+    /// Attempts in flight at once; `None`: no limit.
+    pub max_concurrent: Option<u32>,
     /// Live stats and the circuit breaker; the same across config reloads.
     pub health: Arc<DeploymentHealth>,
 }
@@ -86,6 +89,7 @@ impl Deployment {
             weight: 1.0,
             position: 1,
             timeouts: DeploymentTimeouts::default(),
+            max_concurrent: None,
             health,
         })
     }
@@ -114,6 +118,10 @@ pub struct ModelRoute {
     pub script: Option<Arc<Script>>,
     /// `[[models]] params`, for the script.
     pub params: Arc<toml::Table>,
+    pub hedge: Option<Hedge>,
+    /// The `latency_p95` alert threshold, and the latency it watches.
+    pub alert_p95: Option<Duration>,
+    pub latency: Arc<health::ModelLatency>,
 }
 
 /// One step of a plan: a deployment and, when the policy set one, its attempt timeout.
@@ -137,6 +145,10 @@ impl From<Deployment> for Planned {
 pub struct Route {
     pub plan: Vec<Planned>,
     pub explain: Explain,
+    /// The model's hedging, for the attempt loop.
+    pub hedge: Option<Hedge>,
+    /// The model's `alert_p95_ms` and the latency it watches.
+    pub watch: Option<(Duration, Arc<health::ModelLatency>)>,
 }
 
 /// Why the plan is what it is, for `route --explain` and the request log.
@@ -192,7 +204,7 @@ impl Catalog {
     /// Scripts are loaded and self-checked here: a broken one fails the build.
     pub fn build(
         config: &Config,
-        client: &reqwest::Client,
+        clients: &providers::Clients,
         health: &health::Registry,
         prices: &PriceTable,
     ) -> Result<Catalog, Error> {
@@ -203,9 +215,12 @@ impl Catalog {
         type Built = (Arc<str>, &'static str, Arc<dyn Provider>);
         let mut built: HashMap<&str, Built> = HashMap::new();
         for p in &config.providers {
-            let provider = providers::build(p, client).map_err(|detail| Error::Internal {
-                detail: format!("provider `{}`: {detail}", p.name),
-            })?;
+            let provider = clients
+                .with_connect_timeout(p.connect_timeout.unwrap_or(config.failover.connect_timeout))
+                .and_then(|client| providers::build(p, &client))
+                .map_err(|detail| Error::Internal {
+                    detail: format!("provider `{}`: {detail}", p.name),
+                })?;
             built.insert(&p.name, (Arc::from(p.name.as_str()), p.kind, provider));
         }
         let mut models = Vec::with_capacity(config.models.len());
@@ -236,6 +251,7 @@ impl Catalog {
                         weight: d.weight,
                         position: i + 1,
                         timeouts: d.timeouts,
+                        max_concurrent: d.max_concurrent,
                     })
                 })
                 .collect();
@@ -259,6 +275,9 @@ impl Catalog {
                 policy: Arc::from(policy),
                 script,
                 params: Arc::new(m.params.clone().into_iter().collect()),
+                hedge: m.hedge,
+                alert_p95: m.alert_p95,
+                latency: health.model_latency(&m.name),
             });
         }
         Ok(Catalog {
@@ -322,6 +341,8 @@ impl Catalog {
             .collect();
         Ok(Route {
             plan,
+            hedge: model.hedge,
+            watch: model.alert_p95.map(|t| (t, model.latency.clone())),
             explain: Explain {
                 policy: model.policy.clone(),
                 removed: filtered.removed,

@@ -54,7 +54,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let config = Config::parse(CONFIG).unwrap();
-    let client = crate::providers::http_client(Duration::from_secs(1)).unwrap();
+    let client = crate::providers::Clients::new(Duration::from_secs(1)).unwrap();
     let health = health::Registry::new(config.breaker);
     Fixture {
         catalog: Catalog::build(&config, &client, &health, &PriceTable::builtin()).unwrap(),

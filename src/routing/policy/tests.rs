@@ -169,7 +169,7 @@ deployments = [
         dir.display()
     );
     let config = Config::parse(&text).unwrap();
-    let client = crate::providers::http_client(std::time::Duration::from_secs(1)).unwrap();
+    let client = crate::providers::Clients::new(std::time::Duration::from_secs(1)).unwrap();
     let health = health::Registry::new(config.breaker);
     Catalog::build(&config, &client, &health, &PriceTable::builtin())
 }
