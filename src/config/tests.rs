@@ -46,6 +46,52 @@ fn err(text: &str) -> ConfigError {
 }
 
 #[test]
+fn resilience_settings_parse_with_their_defaults() {
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.server.max_in_flight, 4096);
+    assert_eq!(c.models[0].hedge, None);
+    assert_eq!(c.models[0].alert_p95, None);
+    assert_eq!(c.providers[0].connect_timeout, None);
+    assert_eq!(c.models[0].deployments[0].max_concurrent, None);
+
+    let text = VALID
+        .replace(
+            "grpc_addr = \"127.0.0.1:50051\"",
+            "grpc_addr = \"127.0.0.1:50051\"\nmax_in_flight = 64",
+        )
+        .replace(
+            "kind = \"vllm\"",
+            "kind = \"vllm\"\nconnect_timeout_ms = 250",
+        )
+        .replace(
+            "name = \"gpt-4o-mini\"",
+            "name = \"gpt-4o-mini\"\nhedge = true\nalert_p95_ms = 2000",
+        )
+        .replace(
+            "model = \"llama\" }",
+            "model = \"llama\", max_concurrent = 8 }",
+        );
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.server.max_in_flight, 64);
+    assert_eq!(
+        c.providers[1].connect_timeout,
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(c.models[0].hedge, Some(Hedge::P95));
+    assert_eq!(c.models[0].alert_p95, Some(Duration::from_secs(2)));
+    assert_eq!(c.models[0].deployments[1].max_concurrent, Some(8));
+    let fixed = Config::parse(&VALID.replace(
+        "name = \"gpt-4o-mini\"",
+        "name = \"gpt-4o-mini\"\nhedge_delay_ms = 300",
+    ))
+    .unwrap();
+    assert_eq!(
+        fixed.models[0].hedge,
+        Some(Hedge::After(Duration::from_millis(300)))
+    );
+}
+
+#[test]
 fn unknown_keys_are_rejected_by_name() {
     let e = err(&VALID.replace("deadline_ms", "dedline_ms"));
     assert!(e.reason.contains("dedline_ms"), "{e}");
@@ -102,6 +148,35 @@ fn each_bad_value_names_its_key() {
                 "model = \"llama\" }, { provider = \"local\", model = \"llama\" }",
             ),
             "models[0].deployments[2].model",
+        ),
+        (
+            VALID.replace(
+                "model = \"llama\" }",
+                "model = \"llama\", max_concurrent = 0 }",
+            ),
+            "models[0].deployments[1].max_concurrent",
+        ),
+        (
+            VALID.replace("grpc_addr = \"127.0.0.1:50051\"", "max_in_flight = 0"),
+            "server.max_in_flight",
+        ),
+        (
+            VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\nconnect_timeout_ms = 0"),
+            "providers[1].connect_timeout_ms",
+        ),
+        (
+            VALID.replace(
+                "name = \"gpt-4o-mini\"",
+                "name = \"gpt-4o-mini\"\nhedge = false\nhedge_delay_ms = 50",
+            ),
+            "models[0].hedge_delay_ms",
+        ),
+        (
+            VALID.replace(
+                "name = \"gpt-4o-mini\"",
+                "name = \"gpt-4o-mini\"\nalert_p95_ms = 0",
+            ),
+            "models[0].alert_p95_ms",
         ),
     ];
     for (text, key) in cases {

@@ -140,3 +140,18 @@ fn grpc_codes_follow_http_statuses() {
         );
     }
 }
+
+#[test]
+fn overload_is_a_503_unavailable_with_its_retry_after() {
+    let err = Error::Overloaded {
+        message: "the gateway is serving its limit".into(),
+        retry_after: Duration::from_secs(1),
+    };
+    let spec = err.spec();
+    assert_eq!(spec.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(spec.grpc, Code::Unavailable);
+    let f = err.openai_fields("req_1");
+    assert_eq!(f.code.as_deref(), Some("overloaded"));
+    assert_eq!(f.message, "the gateway is serving its limit");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+}
