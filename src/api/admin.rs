@@ -113,10 +113,11 @@ async fn health(
                 "ttft_ms": s.ttft_ms,
                 "error_rate": s.error_rate,
                 "samples": s.samples,
+                "in_flight": s.in_flight,
             })
         })
         .collect();
-    Json(json!({ "deployments": deployments })).into_response()
+    Json(json!({ "in_flight": gw.in_flight(), "deployments": deployments })).into_response()
 }
 
 /// A chat request body in, the routing report out. The caller is `?key=NAME` (a configured

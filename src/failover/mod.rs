@@ -1,9 +1,11 @@
 //! The attempt loop: try deployments in plan order until one answers, within a deadline.
 //!
-//! A plain loop that keeps every attempt's outcome: retryable failures (transport, 5xx,
-//! 429, upstream auth) move on to the next deployment after a capped, jittered backoff; the
-//! caller's own 4xx ends the loop at once; when every attempt fails, the last provider's
-//! error is returned as it was.
+//! A loop that keeps every attempt's outcome: retryable failures (transport, 5xx, 429,
+//! upstream auth) move on to the next deployment after a capped, jittered backoff (none
+//! after a refused connection); the caller's own 4xx ends the loop at once; when every
+//! attempt fails, the last provider's error is returned as it was. Each deployment's
+//! breaker and concurrency limit are asked before it is tried, and with hedging a second
+//! attempt may race the first.
 
 mod attempts;
 mod backoff;

@@ -34,8 +34,8 @@
 //! admission until that instant passes; the circuit reads Open meanwhile. A 429 with
 //! retry-after while Open keeps it open at least that long. A 429 neither breaks nor extends
 //! the failure run; it counts in the throttle window. Outcomes recorded while Open are
-//! answers to requests sent before it opened and leave the circuit alone; an outcome
-//! recorded while HalfOpen is taken as the probe's.
+//! answers to requests sent before it opened and leave the circuit alone; so are those
+//! recorded while HalfOpen, except the probe's own, recorded through its [`Lease`].
 //!
 //! Every transition to Open counts in `switchyard_breaker_open_total{deployment}` and logs a
 //! warning with the reason; `switchyard_breaker_state{deployment}` is 0 closed, 1 half-open,
