@@ -1,6 +1,9 @@
-//! Fault specs: what a simulated provider should do wrong, from `--fault` or `x-mock-fault`.
+//! Fault specs: what a simulated provider should do wrong, from `--fault`, `x-mock-fault`
+//! or `PUT /_mock/fault`.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
+
+use serde_json::{Value, json};
 
 /// A parsed fault spec such as `status=429,retry_after=2` or `latency_ms=500,cut_after_chunks=3`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +69,71 @@ impl Fault {
         }
         Ok(f)
     }
+
+    /// The fault as the JSON `/_mock/fault` answers: the spec in its canonical form and each
+    /// field.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "spec": self.to_string(),
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "latency_ms": millis(self.latency),
+            "reset": self.reset,
+            "reset_after_chunks": self.reset_after_chunks,
+            "cut_after_chunks": self.cut_after_chunks,
+            "error_after_chunks": self.error_after_chunks,
+            "chunk_delay_ms": millis(self.chunk_delay),
+            "malformed": self.malformed,
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The canonical spec: every key that differs from no fault, in a fixed order, so that
+/// `Fault::parse(&f.to_string()) == Ok(f)`; empty for no fault.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        let mut item = |f: &mut fmt::Formatter<'_>, args: fmt::Arguments<'_>| {
+            let written = write!(f, "{sep}{args}");
+            sep = ",";
+            written
+        };
+        if let Some(code) = self.status {
+            item(f, format_args!("status={code}"))?;
+        }
+        if let Some(secs) = self.retry_after {
+            item(f, format_args!("retry_after={secs}"))?;
+        }
+        if !self.latency.is_zero() {
+            item(f, format_args!("latency_ms={}", millis(self.latency)))?;
+        }
+        if self.reset {
+            item(f, format_args!("reset"))?;
+        }
+        if let Some(n) = self.reset_after_chunks {
+            item(f, format_args!("reset_after_chunks={n}"))?;
+        }
+        if let Some(n) = self.cut_after_chunks {
+            item(f, format_args!("cut_after_chunks={n}"))?;
+        }
+        if let Some(n) = self.error_after_chunks {
+            item(f, format_args!("error_after_chunks={n}"))?;
+        }
+        if !self.chunk_delay.is_zero() {
+            item(
+                f,
+                format_args!("chunk_delay_ms={}", millis(self.chunk_delay)),
+            )?;
+        }
+        if self.malformed {
+            item(f, format_args!("malformed"))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -99,5 +167,26 @@ mod tests {
         assert!(Fault::parse("status=abc").is_err());
         assert!(Fault::parse("status=999").is_err());
         assert_eq!(Fault::parse("").unwrap(), Fault::default());
+    }
+
+    #[test]
+    fn the_canonical_spec_parses_back_to_the_same_fault() {
+        for spec in [
+            "",
+            "status=429,retry_after=2",
+            "latency_ms=500,cut_after_chunks=3",
+            "status=503,retry_after=1,latency_ms=20,reset,reset_after_chunks=4,\
+             cut_after_chunks=2,error_after_chunks=5,chunk_delay_ms=7,malformed",
+        ] {
+            let fault = Fault::parse(spec).unwrap();
+            assert_eq!(fault.to_string(), spec.replace(' ', ""));
+            assert_eq!(Fault::parse(&fault.to_string()).unwrap(), fault);
+        }
+        let json = Fault::parse(" latency_ms=250 , status=503")
+            .unwrap()
+            .to_json();
+        assert_eq!(json["spec"], "status=503,latency_ms=250");
+        assert_eq!(json["latency_ms"], 250);
+        assert_eq!(json["reset"], false);
     }
 }

@@ -7,6 +7,25 @@
 //! `x-mock-fault` header ([`Fault`]). It serves its own accept loop so that a `reset` fault
 //! is a real TCP reset, not an HTTP answer. `GET /_mock/stats` reports what it received,
 //! for tests that assert passthrough and translation.
+//!
+//! # Changing the fault while it serves
+//!
+//! Like Toxiproxy, the default fault (the one `--fault` sets) can be changed at run time,
+//! so a test or an operator can break a provider, ramp its latency or let it recover
+//! without restarting it:
+//!
+//! ```text
+//! PUT /_mock/fault   body: a fault spec as plain text, e.g. `status=503` or
+//!                    `latency_ms=800`; an empty body means no fault
+//!                    -> 200 {"spec": "status=503", "status": 503, ...}
+//!                    -> 400 in the format's own error shape for a bad spec (the
+//!                       fault in force is kept)
+//! GET /_mock/fault   -> 200, the fault in force, in the same JSON
+//! ```
+//!
+//! The change applies to requests that arrive after it (an `x-mock-fault` header still
+//! wins); requests already being answered keep the fault they started with. Each request
+//! reads the fault with one lock-free load.
 
 mod answer;
 mod anthropic;
@@ -27,6 +46,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use axum::{Json, Router, routing::get, routing::post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
@@ -78,7 +98,8 @@ impl MockFormat {
 /// How a mock server behaves when the request does not say otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct MockOptions {
-    /// Applied to requests without an `x-mock-fault` header.
+    /// Applied to requests without an `x-mock-fault` header, until `PUT /_mock/fault`
+    /// replaces it.
     pub fault: Fault,
     /// Shown in answers, to tell simulated providers apart.
     pub name: String,
@@ -97,6 +118,9 @@ struct Stats {
 
 struct MockState {
     options: MockOptions,
+    /// The default fault in force: `options.fault` at start, then what `PUT /_mock/fault`
+    /// set.
+    fault: ArcSwap<Fault>,
     stats: Stats,
     ids: AtomicU64,
 }
@@ -156,7 +180,8 @@ async fn preamble(
                 None,
             )
         })?,
-        None => state.options.fault.clone(),
+        // One lock-free load; a `Fault` holds no heap data, so the clone is a copy.
+        None => Fault::clone(&state.fault.load()),
     };
     let request: Option<Value> = serde_json::from_slice(body).ok();
     if let (Some(r), Ok(mut g)) = (&request, stats.last_request.lock()) {
@@ -197,6 +222,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let state = Arc::new(MockState {
+        fault: ArcSwap::from_pointee(options.fault.clone()),
         options,
         stats: Stats::default(),
         ids: AtomicU64::new(1),
@@ -223,7 +249,10 @@ pub async fn serve(
                 post(bedrock::converse_stream),
             ),
     };
-    let router = router.route("/_mock/stats", get(stats)).with_state(state);
+    let router = router
+        .route("/_mock/stats", get(stats))
+        .route("/_mock/fault", get(current_fault).put(set_fault))
+        .with_state(state);
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -283,3 +312,52 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<MockState>>
         "last_headers": headers,
     }))
 }
+
+/// `GET /_mock/fault`: the default fault in force.
+async fn current_fault(
+    axum::extract::State(state): axum::extract::State<Arc<MockState>>,
+) -> Json<Value> {
+    Json(state.fault.load().to_json())
+}
+
+/// `PUT /_mock/fault`: replaces the default fault with the spec in the body (empty: none).
+async fn set_fault(
+    axum::extract::State(state): axum::extract::State<Arc<MockState>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let error = error_for(state.options.format);
+    let Ok(spec) = std::str::from_utf8(&body) else {
+        return error(
+            http::StatusCode::BAD_REQUEST,
+            "/_mock/fault: the body must be a UTF-8 fault spec",
+            None,
+        );
+    };
+    match Fault::parse(spec) {
+        Ok(fault) => {
+            let json = fault.to_json();
+            state.fault.store(Arc::new(fault));
+            Json(json).into_response()
+        }
+        Err(e) => error(
+            http::StatusCode::BAD_REQUEST,
+            &format!("/_mock/fault: {e}"),
+            None,
+        ),
+    }
+}
+
+/// The error answer in a format's shape.
+fn error_for(format: MockFormat) -> ErrorAnswer {
+    match format {
+        MockFormat::OpenAi | MockFormat::Azure => openai::error,
+        MockFormat::Anthropic => anthropic::error,
+        MockFormat::Gemini => gemini::error,
+        MockFormat::Cohere => cohere::error,
+        MockFormat::Bedrock => bedrock::error,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -230,3 +230,20 @@ pub fn stream_content(events: &[String]) -> String {
         })
         .collect()
 }
+
+impl Mock {
+    /// Replaces the mock's default fault while it serves (`PUT /_mock/fault`); `""` clears it.
+    pub async fn set_fault(&self, spec: &str) {
+        let resp = within(
+            client()
+                .put(format!("http://{}/_mock/fault", self.addr))
+                .body(spec.to_owned())
+                .send(),
+        )
+        .await
+        .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "PUT /_mock/fault `{spec}`: {body}");
+    }
+}
