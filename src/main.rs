@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         addr: String,
         /// A fault spec applied to every request without an x-mock-fault header,
-        /// e.g. `status=503` or `latency_ms=200,cut_after_chunks=3`.
+        /// e.g. `status=503` or `latency_ms=200,cut_after_chunks=3`. `PUT /_mock/fault`
+        /// with a spec as the body replaces it while the mock serves.
         #[arg(long, default_value = "")]
         fault: String,
         /// A name shown in answers.
