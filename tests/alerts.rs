@@ -97,12 +97,7 @@ async fn an_exhausted_chain_and_an_opened_circuit_reach_the_webhook_once_each() 
     let breaker = posts.iter().find(|p| p["kind"] == "breaker_open").unwrap();
     assert_eq!(breaker["subject"], "dead/upstream-dead");
 
-    let metrics = within(client().get(gw.url("/metrics")).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let count = |kind: &str| {
         metrics
             .lines()

@@ -62,12 +62,7 @@ async fn beyond_max_in_flight_a_request_is_shed_with_503_and_retry_after() {
         })
         .collect();
     // Both are in flight once the mock has seen them.
-    within(async {
-        while slow.stats().await["requests"].as_u64().unwrap() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    slow.wait_for_requests(2).await;
 
     let started = Instant::now();
     let shed = gw.chat(&hello(true)).await;
@@ -92,12 +87,7 @@ async fn beyond_max_in_flight_a_request_is_shed_with_503_and_retry_after() {
             assert!(sse_events(resp).await.last().unwrap() == "[DONE]");
         }
     }
-    let metrics = within(client().get(gw.url("/metrics")).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(metrics.contains("switchyard_shed_total 1"), "{metrics}");
 }
 
@@ -121,12 +111,7 @@ async fn a_deployment_at_max_concurrent_passes_the_request_on() {
                 .unwrap()
         })
     };
-    within(async {
-        while limited.stats().await["requests"].as_u64().unwrap() < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    limited.wait_for_requests(1).await;
     let second = gw.chat(&hello(false)).await;
     assert_eq!(second.status(), 200);
     assert_eq!(
@@ -160,14 +145,8 @@ async fn every_deployment_at_its_limit_is_a_503_with_retry_after() {
             tokio::spawn(async move { within(client().post(url).json(&hello(true)).send()).await })
         })
         .collect();
-    within(async {
-        while a.stats().await["requests"].as_u64().unwrap() < 1
-            || b.stats().await["requests"].as_u64().unwrap() < 1
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    a.wait_for_requests(1).await;
+    b.wait_for_requests(1).await;
     let refused = gw.chat(&hello(false)).await;
     assert_eq!(refused.status(), 503);
     assert_eq!(header(&refused, "retry-after"), "1");
@@ -292,12 +271,7 @@ async fn a_model_whose_p95_crosses_its_threshold_raises_one_alert() {
     for _ in 0..40 {
         assert_eq!(gw.chat(&hello(false)).await.status(), 200);
     }
-    let metrics = within(client().get(gw.url("/metrics")).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("switchyard_alerts_total") && l.contains("latency_p95"))

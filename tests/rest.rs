@@ -194,12 +194,7 @@ async fn models_health_and_metrics_are_served() {
         );
     }
     assert_eq!(gw.chat(&hello(false)).await.status(), 200);
-    let metrics = within(client().get(gw.url("/metrics")).send())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
 }
 

@@ -170,6 +170,16 @@ impl TestGateway {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        within(client().get(self.url("/metrics")).send())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST /v1/chat/completions with a JSON body.
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
         within(
@@ -245,5 +255,17 @@ impl Mock {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         assert_eq!(status, 200, "PUT /_mock/fault `{spec}`: {body}");
+    }
+}
+
+impl Mock {
+    /// Waits (bounded) until the mock has received at least `n` requests.
+    pub async fn wait_for_requests(&self, n: u64) {
+        within(async {
+            while self.stats().await["requests"].as_u64().unwrap() < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
     }
 }
