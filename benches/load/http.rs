@@ -19,6 +19,7 @@ struct Head {
     status: u16,
     framing: Framing,
     close: bool,
+    captured: Option<String>,
 }
 
 pub(crate) struct Reply {
@@ -28,6 +29,8 @@ pub(crate) struct Reply {
     /// When the first body byte arrived.
     pub(crate) first_byte: Option<Instant>,
     pub(crate) keep_alive: bool,
+    /// The value of the header named by [`Conn::capture`], when asked for and present.
+    pub(crate) captured: Option<String>,
 }
 
 pub(crate) struct Conn {
@@ -35,6 +38,9 @@ pub(crate) struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// A response header whose value each [`Reply`] carries (lower case); none by default,
+    /// so that the load bench allocates nothing per reply.
+    capture: Option<&'static str>,
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -54,7 +60,14 @@ impl Conn {
             buf: vec![0; 16 * 1024],
             start: 0,
             end: 0,
+            capture: None,
         })
+    }
+
+    /// Keeps the value of response header `name` (lower case) in every [`Reply`].
+    pub(crate) fn capture(mut self, name: &'static str) -> Conn {
+        self.capture = Some(name);
+        self
     }
 
     fn avail(&self) -> &[u8] {
@@ -135,7 +148,7 @@ impl Conn {
             }
             self.fill().await?;
         };
-        let head = parse_head(&self.buf[self.start..self.start + head_len])?;
+        let head = parse_head(&self.buf[self.start..self.start + head_len], self.capture)?;
         self.start += head_len;
         body.clear();
         let has_body =
@@ -193,11 +206,12 @@ impl Conn {
             last_byte: Instant::now(),
             first_byte,
             keep_alive,
+            captured: head.captured,
         })
     }
 }
 
-fn parse_head(head: &[u8]) -> io::Result<Head> {
+fn parse_head(head: &[u8], capture: Option<&str>) -> io::Result<Head> {
     let text = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or("");
@@ -208,6 +222,7 @@ fn parse_head(head: &[u8]) -> io::Result<Head> {
         .ok_or_else(|| invalid(format!("bad status line `{status_line}`")))?;
     let mut framing = Framing::Close;
     let mut close = status_line.starts_with("HTTP/1.0");
+    let mut captured = None;
     for line in lines {
         let Some((k, v)) = line.split_once(':') else {
             continue;
@@ -221,12 +236,15 @@ fn parse_head(head: &[u8]) -> io::Result<Head> {
             framing = Framing::Chunked;
         } else if k.eq_ignore_ascii_case("connection") {
             close = v.eq_ignore_ascii_case("close");
+        } else if capture.is_some_and(|c| k.eq_ignore_ascii_case(c)) {
+            captured = Some(v.to_owned());
         }
     }
     Ok(Head {
         status,
         framing,
         close,
+        captured,
     })
 }
 

@@ -39,6 +39,11 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod http;
+#[allow(
+    dead_code,
+    reason = "shared with the failover bench, which alone reads captured headers"
+)]
+mod openloop;
 mod phases;
 mod processes;
 mod procfs;
@@ -47,6 +52,7 @@ mod tally;
 mod target;
 
 use std::{
+    net::SocketAddr,
     process::{Command, ExitCode, Stdio},
     sync::{Mutex, atomic::Ordering},
     time::Duration,
@@ -144,7 +150,7 @@ fn run() -> Res<()> {
         ));
     }
     let clk_tck = clock_ticks();
-    let tmp = TempDir::new()?;
+    let tmp = TempDir::new("load")?;
     stop_children_on_signal(tmp.path().to_owned());
 
     let nginx_bin = find_nginx();
@@ -168,7 +174,13 @@ fn run() -> Res<()> {
         None => None,
     };
     let log_env = std::env::var("LOAD_RUST_LOG").ok();
-    let gateway = Spawned::gateway(&tmp, proxy_core, fast_addr, slow_addr, log_env.as_deref())?;
+    let gateway = Spawned::gateway(
+        &tmp,
+        proxy_core,
+        "switchyard",
+        &gateway_config(fast_addr, slow_addr),
+        log_env.as_deref(),
+    )?;
 
     println!("# switchyard load bench");
     println!();
@@ -359,4 +371,42 @@ fn run() -> Res<()> {
     drop(fast);
     drop(slow);
     Ok(())
+}
+
+/// The gateway's config: DEPLOYMENTS providers per mock, each model over all of them, so
+/// the static-order models and the cost-policy models route over the same ten candidates.
+fn gateway_config(fast: SocketAddr, slow: SocketAddr) -> String {
+    let mut config =
+        String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\n");
+    for (prefix, addr) in [("fast", fast), ("slow", slow)] {
+        for i in 0..DEPLOYMENTS {
+            config.push_str(&format!(
+                "[[providers]]\nname = \"{prefix}{i}\"\nkind = \"openai\"\n\
+                 base_url = \"http://{addr}/v1\"\napi_key = \"sk-bench\"\n\n"
+            ));
+        }
+    }
+    for (name, prefix, upstream, policy) in [
+        (FAST_MODEL, "fast", FAST_MODEL, "static"),
+        (SLOW_MODEL, "slow", SLOW_MODEL, "static"),
+        (FAST_COST_MODEL, "fast", FAST_MODEL, "cost"),
+        (SLOW_COST_MODEL, "slow", SLOW_MODEL, "cost"),
+    ] {
+        let deployments: Vec<String> = (0..DEPLOYMENTS)
+            .map(|i| {
+                format!(
+                    "{{ provider = \"{prefix}{i}\", model = \"{upstream}\", \
+                     price_in = {}.0, price_out = {}.0, quality = 2 }}",
+                    DEPLOYMENTS - i,
+                    4 * (DEPLOYMENTS - i)
+                )
+            })
+            .collect();
+        config.push_str(&format!(
+            "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n\
+             deployments = [\n  {}\n]\n\n",
+            deployments.join(",\n  ")
+        ));
+    }
+    config
 }

@@ -2,14 +2,14 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use crate::{
     DELAY_MS, REQUEST_TIMEOUT, Res, Settings,
     http::{Conn, chat_request},
-    lock,
+    openloop::{OpenLoop, fixed_rate},
     procfs::{all_busy, core_times, cpu_ticks, ticks_of},
     tally::Tally,
     target::{Target, TargetResult},
@@ -153,7 +153,15 @@ pub(crate) async fn fixed_round(
     let ours0 = ticks_of(ours);
     let cores0 = core_times();
     let t0 = Instant::now();
-    let fixed = fixed_rate(t.slow, req, s.rate, Duration::from_millis(500), secs).await;
+    let plan = OpenLoop {
+        rate: s.rate,
+        warm: Duration::from_millis(500),
+        measured: Duration::from_secs(secs),
+        // Enough for rate × delay in flight, with room.
+        prefill: ((s.rate * DELAY_MS / 1000) as usize * 3 / 2).max(8),
+        capture: None,
+    };
+    let fixed = fixed_rate(t.slow, req, &plan).await;
     acc.secs += t0.elapsed().as_secs_f64();
     let cpu1 = cpu_ticks(t.slow_cpu_pid)?;
     let (busy, steal) = all_busy(&cores0, &core_times());
@@ -245,94 +253,6 @@ async fn closed_loop(
         }
     }
     (back, tally)
-}
-
-struct Fixed {
-    latencies_us: Vec<u32>,
-    tally: Tally,
-}
-
-/// Open loop: a request is due every 1/rate s whatever happened to the earlier ones; each
-/// takes an idle keep-alive connection (or opens one). Latency counts from the due time.
-async fn fixed_rate(
-    addr: SocketAddr,
-    req: Arc<[u8]>,
-    rate: u64,
-    warm: Duration,
-    secs: u64,
-) -> Fixed {
-    let pool: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
-    // Enough for rate × delay in flight, with room.
-    let prefill = ((rate * DELAY_MS / 1000) as usize * 3 / 2).max(8);
-    for _ in 0..prefill {
-        if let Ok(c) = Conn::open(addr).await {
-            lock(&pool).push(c);
-        }
-    }
-    let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let warm_n = (warm.as_secs_f64() * rate as f64) as u64;
-    let total = warm_n + secs * rate;
-    let start = Instant::now() + Duration::from_millis(20);
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let due = start + interval * (i as u32);
-        if Instant::now() < due {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let pool = pool.clone();
-        let req = req.clone();
-        let measured = i >= warm_n;
-        tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::default();
-            let conn = lock(&pool).pop();
-            let conn = match conn {
-                Some(c) => Ok(c),
-                None => Conn::open(addr).await,
-            };
-            let mut conn = match conn {
-                Ok(c) => c,
-                Err(e) => {
-                    tally.io_errors += 1;
-                    tally.note(|| format!("connecting: {e}"));
-                    return (measured, None, tally);
-                }
-            };
-            let mut body = Vec::with_capacity(2048);
-            let out = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&req, &mut body)).await;
-            let done = Instant::now();
-            let reply = tally.record(out, &body, false, true);
-            let mut latency = None;
-            if let Some(reply) = reply {
-                if reply.status == 200 {
-                    let us = done.saturating_duration_since(due).as_micros();
-                    latency = Some(u32::try_from(us).unwrap_or(u32::MAX));
-                }
-                if reply.keep_alive {
-                    lock(&pool).push(conn);
-                }
-            }
-            (measured, latency, tally)
-        }));
-    }
-    let mut out = Fixed {
-        latencies_us: Vec::with_capacity((secs * rate) as usize),
-        tally: Tally::default(),
-    };
-    for t in tasks {
-        match t.await {
-            Ok((measured, latency, tally)) => {
-                if measured {
-                    out.latencies_us.extend(latency);
-                }
-                out.tally.merge(tally);
-            }
-            Err(e) => {
-                out.tally.io_errors += 1;
-                out.tally.note(|| format!("load task failed: {e}"));
-            }
-        }
-    }
-    out
 }
 
 /// Sequential streamed requests on one connection: time from send to the first body byte.

@@ -14,9 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    DEPLOYMENTS, FAST_COST_MODEL, FAST_MODEL, Res, SLOW_COST_MODEL, SLOW_MODEL, SWITCHYARD, lock,
-};
+use crate::{Res, SWITCHYARD, lock};
 
 /// Every process started here, so that Ctrl-C or SIGTERM does not leave them running.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -46,10 +44,7 @@ pub(crate) fn stop_children_on_signal(tmp: PathBuf) {
             let _ = Command::new("kill").arg("-KILL").args(&pids).status();
         }
         let _ = fs::remove_dir_all(&tmp);
-        eprintln!(
-            "load bench: interrupted; stopped {} child processes",
-            pids.len()
-        );
+        eprintln!("bench interrupted; stopped {} child processes", pids.len());
         std::process::exit(130);
     });
 }
@@ -58,8 +53,9 @@ pub(crate) fn stop_children_on_signal(tmp: PathBuf) {
 pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub(crate) fn new() -> Res<TempDir> {
-        let dir = std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id()));
+    /// `$TMPDIR/switchyard-{bench}-{pid}`.
+    pub(crate) fn new(bench: &str) -> Res<TempDir> {
+        let dir = std::env::temp_dir().join(format!("switchyard-{bench}-{}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         Ok(TempDir(dir))
     }
@@ -241,48 +237,15 @@ impl Spawned {
         })
     }
 
+    /// A gateway serving `config` (TOML text), written to `{label}.toml` in `tmp`.
     pub(crate) fn gateway(
         tmp: &TempDir,
         core: usize,
-        fast: SocketAddr,
-        slow: SocketAddr,
+        label: &str,
+        config: &str,
         rust_log: Option<&str>,
     ) -> Res<Spawned> {
-        // DEPLOYMENTS providers per mock, each model over all of them: the static-order
-        // models and the cost-policy models route over the same ten candidates.
-        let mut config =
-            String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\n");
-        for (prefix, addr) in [("fast", fast), ("slow", slow)] {
-            for i in 0..DEPLOYMENTS {
-                config.push_str(&format!(
-                    "[[providers]]\nname = \"{prefix}{i}\"\nkind = \"openai\"\n\
-                     base_url = \"http://{addr}/v1\"\napi_key = \"sk-bench\"\n\n"
-                ));
-            }
-        }
-        for (name, prefix, upstream, policy) in [
-            (FAST_MODEL, "fast", FAST_MODEL, "static"),
-            (SLOW_MODEL, "slow", SLOW_MODEL, "static"),
-            (FAST_COST_MODEL, "fast", FAST_MODEL, "cost"),
-            (SLOW_COST_MODEL, "slow", SLOW_MODEL, "cost"),
-        ] {
-            let deployments: Vec<String> = (0..DEPLOYMENTS)
-                .map(|i| {
-                    format!(
-                        "{{ provider = \"{prefix}{i}\", model = \"{upstream}\", \
-                         price_in = {}.0, price_out = {}.0, quality = 2 }}",
-                        DEPLOYMENTS - i,
-                        4 * (DEPLOYMENTS - i)
-                    )
-                })
-                .collect();
-            config.push_str(&format!(
-                "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n\
-                 deployments = [\n  {}\n]\n\n",
-                deployments.join(",\n  ")
-            ));
-        }
-        let path = tmp.path().join("switchyard.toml");
+        let path = tmp.path().join(format!("{label}.toml"));
         fs::write(&path, config).map_err(|e| format!("writing {}: {e}", path.display()))?;
         let args = vec![
             "serve".to_owned(),
@@ -291,7 +254,7 @@ impl Spawned {
         ];
         let (mut child, stderr) = Self::start(
             tmp,
-            "switchyard",
+            label,
             core,
             SWITCHYARD,
             &args,
@@ -300,7 +263,7 @@ impl Spawned {
         let pid = child.id();
         let (rx, lines) = Self::watch_stdout(&mut child, "switchyard listening:");
         let spawned_child = Mutex::new(child);
-        let banner = match Self::banner("switchyard", &rx, "switchyard listening:", &stderr) {
+        let banner = match Self::banner(label, &rx, "switchyard listening:", &stderr) {
             Ok(b) => b,
             Err(e) => {
                 kill(spawned_child);
@@ -315,12 +278,10 @@ impl Spawned {
             .and_then(|s| s.parse().ok());
         let Some(addr) = addr else {
             kill(spawned_child);
-            return Err(format!(
-                "switchyard: cannot read the address from `{banner}`"
-            ));
+            return Err(format!("{label}: cannot read the address from `{banner}`"));
         };
         Ok(Spawned {
-            name: "switchyard".into(),
+            name: label.to_owned(),
             child: spawned_child,
             pid,
             addr,

@@ -94,8 +94,8 @@ pub struct KeyFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
-    /// Bearer token for `/admin/*` (`env:NAME` or a literal); without it the admin
-    /// endpoints answer 404.
+    /// Bearer token for `/admin/*` (`env:NAME` or a literal, at least 16 characters);
+    /// without it the admin endpoints answer 404.
     pub api_key: Option<String>,
 }
 
@@ -113,7 +113,10 @@ pub struct PricingFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerFile {
+    /// Consecutive failures that open the circuit (default 5; 0 never opens on failures;
+    /// at most 1000).
     pub failures: Option<u32>,
+    /// 429s within `throttle_window_ms` that open it (default 3; 0 disables; at most 1000).
     pub throttles: Option<u32>,
     pub throttle_window_ms: Option<u64>,
     pub cool_down_ms: Option<u64>,

@@ -848,20 +848,25 @@ fn alerts_config(f: &AlertsFile) -> Result<AlertConfig, ConfigError> {
     })
 }
 
+/// The most `[breaker] failures` or `throttles` may be.
+const MAX_BREAKER_COUNT: u32 = 1000;
+
 fn breaker_config(f: &BreakerFile) -> Result<BreakerConfig, ConfigError> {
     let d = BreakerConfig::default();
-    let positive = |key: &str, v: Option<u32>, default: u32| match v {
-        Some(0) => Err(ConfigError::new(
+    // 0 disables the trigger; the cap keeps the throttle ring (one slot per 429 counted)
+    // small, and a run longer than this would never open in practice anyway.
+    let count = |key: &str, v: Option<u32>, default: u32| match v {
+        Some(n) if n > MAX_BREAKER_COUNT => Err(ConfigError::new(
             format!("breaker.{key}"),
-            "must be greater than 0",
+            format!("must be at most {MAX_BREAKER_COUNT} (0 disables this trigger)"),
         )),
         Some(n) => Ok(n),
         None => Ok(default),
     };
     let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
     let config = BreakerConfig {
-        failures: positive("failures", f.failures, d.failures)?,
-        throttles: positive("throttles", f.throttles, d.throttles)?,
+        failures: count("failures", f.failures, d.failures)?,
+        throttles: count("throttles", f.throttles, d.throttles)?,
         throttle_window: ms(f.throttle_window_ms, d.throttle_window),
         cool_down: ms(f.cool_down_ms, d.cool_down),
         slow_start: ms(f.slow_start_ms, d.slow_start),

@@ -80,6 +80,15 @@ fn resilience_settings_parse_with_their_defaults() {
     assert_eq!(c.models[0].hedge, Some(Hedge::P95));
     assert_eq!(c.models[0].alert_p95, Some(Duration::from_secs(2)));
     assert_eq!(c.models[0].deployments[1].max_concurrent, Some(8));
+    let off = Config::parse(&format!(
+        "{VALID}\n[breaker]\nfailures = 0\nthrottles = 0\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (off.breaker.failures, off.breaker.throttles),
+        (0, 0),
+        "0 disables a trigger"
+    );
     let fixed = Config::parse(&VALID.replace(
         "name = \"gpt-4o-mini\"",
         "name = \"gpt-4o-mini\"\nhedge_delay_ms = 300",
@@ -155,6 +164,10 @@ fn each_bad_value_names_its_key() {
                 "model = \"llama\", max_concurrent = 0 }",
             ),
             "models[0].deployments[1].max_concurrent",
+        ),
+        (
+            format!("{VALID}\n[breaker]\nthrottles = 1001\n"),
+            "breaker.throttles",
         ),
         (
             VALID.replace("grpc_addr = \"127.0.0.1:50051\"", "max_in_flight = 0"),
