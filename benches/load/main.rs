@@ -361,10 +361,12 @@ fn run() -> Res<()> {
         "switchyard request-log lines seen on stdout: {} (for {} requests sent to it, warm-ups \
          included)",
         gateway.lines.load(Ordering::Relaxed),
+        // Both switchyard targets are the same process, writing to the same stdout.
         results
             .iter()
-            .find(|r| r.name == "switchyard")
-            .map_or(0, |r| r.sent)
+            .filter(|r| r.name.starts_with("switchyard"))
+            .map(|r| r.sent)
+            .sum::<u64>()
     );
     drop(gateway);
     drop(nginx);

@@ -162,10 +162,6 @@ impl Cursor<'_> {
         }
         None
     }
-
-    fn exhausted(&self) -> bool {
-        self.next >= self.plan.len()
-    }
 }
 
 /// Runs `attempt` against the deployments of `plan` in turn.
@@ -257,9 +253,7 @@ where
             Some(finished) = running.next() => finished,
             () = sleep_until(hedge_at), if hedge_at.is_some() => {
                 hedged = true;
-                if !cursor.exhausted()
-                    && let Some((n, lease)) = cursor.take(launched, &mut attempts)
-                {
+                if let Some((n, lease)) = cursor.take(launched, &mut attempts) {
                     launch(n, lease, &mut running);
                     pending.push(n);
                     launched += 1;
