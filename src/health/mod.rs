@@ -251,11 +251,6 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The deployment this lease holds.
-    pub fn health(&self) -> &DeploymentHealth {
-        &self.health
-    }
-
     /// Records how the attempt ended, as the probe's outcome when this lease is the probe.
     pub fn record(&mut self, outcome: Outcome, now: Instant) {
         self.health.record_as(outcome, now, self.probe);
