@@ -377,12 +377,16 @@ fn route(live: &Live, request: &ChatRequest, caller: CallerHeaders) -> Result<Ro
 }
 
 fn with_explain<T>(result: Result<Served<T>, Failed>, route: Route) -> Result<Served<T>, Failed> {
+    // Deployments routing left out for an open circuit show as skipped, like those the
+    // attempt loop passed over.
     match result {
         Ok(mut served) => {
+            served.attempts.skipped_first(&route.skipped);
             served.explain = route.explain;
             Ok(served)
         }
         Err(mut failed) => {
+            failed.attempts.skipped_first(&route.skipped);
             failed.explain = Box::new(route.explain);
             Err(failed)
         }

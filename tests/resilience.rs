@@ -279,3 +279,27 @@ async fn a_model_whose_p95_crosses_its_threshold_raises_one_alert() {
     assert!(line.contains("subject=\"gpt-4o-mini\""), "{line}");
     assert!(line.ends_with(" 1"), "raised once while above: {line}");
 }
+
+#[tokio::test]
+async fn a_deployment_whose_circuit_opened_is_shown_skipped_and_not_called() {
+    let broken = Mock::start("broken", "status=503").await;
+    let backup = Mock::start("backup", "").await;
+    let gw = TestGateway::start(&config(&broken, &backup, ["", ""], "", "")).await;
+    // The default breaker opens after 5 failures in a row.
+    for _ in 0..5 {
+        let resp = gw.chat(&hello(false)).await;
+        assert_eq!(
+            header(&resp, "x-switchyard-attempts"),
+            "broken/upstream-broken=503, backup/upstream-backup=ok"
+        );
+    }
+    for stream in [false, true] {
+        let resp = gw.chat(&hello(stream)).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            header(&resp, "x-switchyard-attempts"),
+            "broken/upstream-broken=circuit_open, backup/upstream-backup=ok"
+        );
+    }
+    assert_eq!(broken.stats().await["requests"], 5);
+}

@@ -74,6 +74,14 @@ impl Attempts {
         self.0.push(attempt);
     }
 
+    /// Puts `skipped` (deployments routing left out for an open circuit) first, as
+    /// `circuit_open`.
+    pub(crate) fn skipped_first(&mut self, skipped: &[Deployment]) {
+        if !skipped.is_empty() {
+            self.0.splice(0..0, skipped.iter().map(Attempt::skipped));
+        }
+    }
+
     /// The attempts, in order.
     pub fn list(&self) -> &[Attempt] {
         &self.0

@@ -29,6 +29,9 @@ pub struct Removed {
 pub struct Filtered {
     pub survivors: Vec<usize>,
     pub removed: Vec<Removed>,
+    /// Removed because their circuit is open (also in `removed`): the caller is shown
+    /// them as skipped.
+    pub circuit_open: Vec<Deployment>,
 }
 
 impl Filtered {
@@ -80,6 +83,7 @@ pub fn run(
     let mut f = Filtered {
         survivors: (0..deployments.len()).collect(),
         removed: Vec::new(),
+        circuit_open: Vec::new(),
     };
 
     if let Some(key) = &caller.key {
@@ -171,8 +175,15 @@ pub fn run(
     let now = tokio::time::Instant::now().into_std();
     let open = |d: &Deployment| d.health.state(now) == CircuitState::Open;
     if f.survivors.iter().any(|&i| !open(&deployments[i])) {
-        let removed = f.keep(deployments, |d| open(d).then(|| "circuit open".to_owned()));
+        let mut skipped = Vec::new();
+        let removed = f.keep(deployments, |d| {
+            open(d).then(|| {
+                skipped.push(d.clone());
+                "circuit open".to_owned()
+            })
+        });
         f.removed.extend(removed);
+        f.circuit_open = skipped;
     }
     Ok(f)
 }

@@ -149,6 +149,8 @@ pub struct Route {
     pub hedge: Option<Hedge>,
     /// The model's `alert_p95_ms` and the latency it watches.
     pub watch: Option<(Duration, Arc<health::ModelLatency>)>,
+    /// Deployments left out because their circuit is open, in configured order.
+    pub skipped: Vec<Deployment>,
 }
 
 /// Why the plan is what it is, for `route --explain` and the request log.
@@ -343,6 +345,7 @@ impl Catalog {
             plan,
             hedge: model.hedge,
             watch: model.alert_p95.map(|t| (t, model.latency.clone())),
+            skipped: filtered.circuit_open,
             explain: Explain {
                 policy: model.policy.clone(),
                 removed: filtered.removed,
