@@ -12,13 +12,15 @@
 //!    [`api::grpc`] (the `switchyard.v1.Gateway` service) both parse into one canonical
 //!    [`chat::ChatRequest`] and call [`gateway::Gateway`]; [`server`] serves both on
 //!    every listener.
-//! 2. **guard** — [`auth`] (API keys, the security level asked for), request validation
-//!    and body limits (in [`api::openai`] and [`gateway`]); limits and redaction come later.
+//! 2. **guard** — [`auth`] (API keys, the security level asked for), request validation,
+//!    body limits and load shedding at `server.max_in_flight` (in [`api::openai`] and
+//!    [`gateway`]); rate limits and redaction come later.
 //! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`]),
 //!    then the model's Lua policy ([`routing::policy`]) orders the survivors, using each
 //!    deployment's live [`health`] and prices ([`usage::pricing`]).
 //! 4. **attempt** — [`failover::run`] tries them with capped, jittered backoff under a
-//!    deadline; [`providers`] holds the narrow [`providers::Provider`] trait and one module
+//!    deadline, asking each deployment's breaker and concurrency limit first ([`health`]),
+//!    and may race a hedged second attempt; [`providers`] holds the narrow [`providers::Provider`] trait and one module
 //!    per wire format: [`providers::openai`] (OpenAI, Azure and the OpenAI-compatible
 //!    family), [`providers::anthropic`], [`providers::gemini`], [`providers::cohere`],
 //!    [`providers::bedrock`]. [`routing::capabilities`] filters out deployments that lack
