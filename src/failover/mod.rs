@@ -109,14 +109,12 @@ struct Finished<T> {
     step: usize,
     result: Result<T, ProviderError>,
     elapsed: Duration,
-    lease: Lease,
 }
 
 async fn attempt_within<T>(
     step: usize,
     attempt: impl Future<Output = Result<T, ProviderError>>,
     budget: Duration,
-    lease: Lease,
 ) -> Finished<T> {
     let started = Instant::now();
     let result = match tokio::time::timeout(budget, attempt).await {
@@ -127,7 +125,6 @@ async fn attempt_within<T>(
         step,
         result,
         elapsed: started.elapsed(),
-        lease,
     }
 }
 
@@ -199,22 +196,18 @@ where
     let mut launched = 0usize;
     let mut hedged = false;
     let mut running = FuturesUnordered::new();
-    // Plan steps launched and not yet finished, to name the losers of a hedge.
-    let mut pending: Vec<usize> = Vec::new();
+    // Plan steps launched and not yet finished, in launch order, with their leases: the
+    // losers of a hedge are told through theirs (a probe's outcome moves its circuit).
+    let mut pending: Vec<(usize, Lease)> = Vec::new();
     let mut last: Option<(Deployment, ProviderError)> = None;
-    let mut launch = |n: usize, lease: Lease, running: &mut FuturesUnordered<_>| {
+    let mut launch = |n: usize, running: &mut FuturesUnordered<_>| {
         let step = &plan[n];
         let budget = step
             .timeout
             .or(step.deployment.timeouts.attempt)
             .unwrap_or(config.attempt_timeout)
             .min(deadline.saturating_duration_since(Instant::now()));
-        running.push(attempt_within(
-            n,
-            attempt(step.deployment.clone()),
-            budget,
-            lease,
-        ));
+        running.push(attempt_within(n, attempt(step.deployment.clone()), budget));
     };
 
     loop {
@@ -236,15 +229,15 @@ where
             if Instant::now() >= deadline {
                 break;
             }
-            launch(n, lease, &mut running);
-            pending.push(n);
+            launch(n, &mut running);
+            pending.push((n, lease));
             launched += 1;
         }
         // The hedge goes out once, beside the first attempt still running alone.
         let hedge_at = match settings.hedge {
             Some(hedge) if !hedged && running.len() == 1 && launched < max_attempts => pending
                 .first()
-                .and_then(|&n| hedge_delay(hedge, &plan[n].deployment))
+                .and_then(|(n, _)| hedge_delay(hedge, &plan[*n].deployment))
                 .map(|delay| (Instant::now() + delay).min(deadline)),
             _ => None,
         };
@@ -254,20 +247,23 @@ where
             () = sleep_until(hedge_at), if hedge_at.is_some() => {
                 hedged = true;
                 if let Some((n, lease)) = cursor.take(launched, &mut attempts) {
-                    launch(n, lease, &mut running);
-                    pending.push(n);
+                    launch(n, &mut running);
+                    pending.push((n, lease));
                     launched += 1;
                 }
                 continue;
             }
         };
-        pending.retain(|&n| n != finished.step);
         let Finished {
             step,
             result,
             elapsed,
-            mut lease,
         } = finished;
+        // Launch order: attempts before the finished one in `pending` started earlier.
+        let Some(position) = pending.iter().position(|(n, _)| *n == step) else {
+            continue; // every launched attempt is pending until it finishes
+        };
+        let (_, mut lease) = pending.remove(position);
         let deployment = &plan[step].deployment;
         let at = Instant::now().into_std();
         match result {
@@ -284,8 +280,14 @@ where
                     );
                 }
                 attempts.push(Attempt::ok(deployment, elapsed));
-                // A hedge's loser is dropped with `running`, cancelling its call.
-                for &n in &pending {
+                // A hedge's loser is dropped with `running`, cancelling its call. One that
+                // started first and was still outrun counts as a failure for its circuit:
+                // otherwise hedging would hide a stalled deployment from its breaker for
+                // good, and every request would pay the hedge delay.
+                for (i, (n, mut loser)) in pending.drain(..).enumerate() {
+                    if i < position {
+                        loser.record(health::Outcome::Failure { latency: elapsed }, at);
+                    }
                     attempts.push(Attempt::cancelled(&plan[n].deployment));
                 }
                 return Ok(Served {
@@ -306,8 +308,8 @@ where
                 let retryable = error.is_retryable();
                 last = Some((deployment.clone(), error));
                 if !retryable {
-                    for &n in &pending {
-                        attempts.push(Attempt::cancelled(&plan[n].deployment));
+                    for (n, _) in &pending {
+                        attempts.push(Attempt::cancelled(&plan[*n].deployment));
                     }
                     break;
                 }

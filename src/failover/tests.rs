@@ -279,6 +279,52 @@ async fn a_hedge_goes_out_after_the_delay_and_the_loser_is_cancelled() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
+    let stalled_plan = plan(&["a", "b"]);
+    let settings = Settings {
+        failover: config(),
+        stream: false,
+        hedge: Some(Hedge::After(Duration::from_millis(50))),
+    };
+    let stalled = |d: Deployment| async move {
+        if &*d.provider_name == "a" {
+            std::future::pending().await
+        } else {
+            Ok("hedged")
+        }
+    };
+    // The default breaker opens after five failures in a row.
+    for _ in 0..5 {
+        let served = run(&stalled_plan, &settings, stalled).await.ok().unwrap();
+        assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
+    }
+    let now = tokio::time::Instant::now().into_std();
+    let state = |p: &[Planned], i: usize| p[i].deployment.health.state(now);
+    assert_eq!(state(&stalled_plan, 0), health::CircuitState::Open);
+    assert_eq!(state(&stalled_plan, 1), health::CircuitState::Closed);
+
+    // A hedge outrun by the attempt it backed up is not held against it.
+    let slow_plan = plan(&["slow", "slower"]);
+    for _ in 0..5 {
+        let served = run(&slow_plan, &settings, |d: Deployment| async move {
+            let wait = if &*d.provider_name == "slow" { 80 } else { 500 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok("first")
+        })
+        .await
+        .ok()
+        .unwrap();
+        assert_eq!(
+            served.attempts.header_value(),
+            "slow/m=ok, slower/m=cancelled"
+        );
+    }
+    let now = tokio::time::Instant::now().into_std();
+    assert_eq!(state(&slow_plan, 1), health::CircuitState::Closed);
+    assert_eq!(slow_plan[1].deployment.health.snapshot(now).error_rate, 0.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_hedge_when_the_first_answers_in_time_or_the_p95_is_unknown() {
     let script = Script::from([("a", Some(Ok("first"))), ("b", Some(Ok("never")))]);
     let (result, calls, _) = drive_hedged(

@@ -237,6 +237,24 @@ pub(crate) fn stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
     );
 }
 
+/// The hedged stall: the stalled deployment's attempts are all outrun by their hedge
+/// (`cancelled`), never left to time out, and some requests were hedged.
+pub(crate) fn hedged_stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
+    let prefix = format!("{}=", r.ids[0]);
+    let outcomes: Vec<&str> = r
+        .samples
+        .iter()
+        .flat_map(|s| s.attempts.split(", "))
+        .filter_map(|a| a.strip_prefix(&prefix))
+        .filter(|o| *o != "circuit_open")
+        .collect();
+    c.note(format!("{} hedged", outcomes.len()));
+    c.that(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "cancelled"),
+        || format!("attempts on the stalled deployment: {outcomes:?}"),
+    );
+}
+
 /// Degrading latency: once past its timeout the deployment serves nothing (requests fail
 /// over), and the model's p95 crossing `alert_p95_ms` raises `latency_p95`.
 pub(crate) fn degrading(s: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {

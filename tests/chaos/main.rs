@@ -40,7 +40,9 @@ mod table;
 
 use std::time::Duration;
 
-use checks::{Checks, broken_streams, degrading, judge, quiet, recovering, stall, storm};
+use checks::{
+    Checks, broken_streams, degrading, hedged_stall, judge, quiet, recovering, stall, storm,
+};
 use run::{Ran, run};
 use table::{Baseline, Table};
 use tokio::time::Instant;
@@ -108,6 +110,8 @@ struct Scenario {
     deployment_keys: [&'static str; 3],
     /// `[[models]] alert_p95_ms`.
     alert_p95_ms: Option<u64>,
+    /// `[[models]] hedge_delay_ms`.
+    hedge_delay_ms: Option<u64>,
     mix: Mix,
     run: Duration,
     /// Faults changed while the load runs: when, which provider, the new spec.
@@ -135,6 +139,7 @@ impl Scenario {
             providers: [Start::Healthy; 3],
             deployment_keys: [""; 3],
             alert_p95_ms: None,
+            hedge_delay_ms: None,
             mix: Mix::Both,
             run: RUN,
             script: Vec::new(),
@@ -229,6 +234,25 @@ fn scenarios() -> Vec<Scenario> {
             ..Scenario::healthy("stall before first byte", "stall")
         },
         Scenario {
+            // The same stall with the model hedged: the next deployment is asked after
+            // `HEDGE_DELAY_MS` instead of waiting out the stall, and the stalled one, outrun
+            // every time, still opens its circuit (a first attempt that loses its hedge is
+            // a failure). The bound checked is the unhedged one; the table shows what the
+            // hedge makes of it (added ≈ the delay), and `hedged_stall` that no attempt
+            // was left to time out.
+            providers: [
+                Start::Fault("latency_ms=5000"),
+                Start::Healthy,
+                Start::Healthy,
+            ],
+            deployment_keys: ["ttft_timeout_ms = 200", "", ""],
+            hedge_delay_ms: Some(HEDGE_DELAY_MS),
+            failing: vec![0],
+            slow_attempt: (attempt, ms(200)),
+            extra: hedged_stall,
+            ..Scenario::healthy("stall before first byte, hedged after 50 ms", "hedge")
+        },
+        Scenario {
             // Role chunk and two content chunks, then a clean end of body without `[DONE]`:
             // after commit, so the stream must end with an error event, not a clean end.
             providers: [
@@ -296,6 +320,7 @@ const DEGRADING_STEPS: [&str; 9] = [
 /// timeout: 300 ms, at 1.25 s.
 const DEGRADED_STEP: usize = 4;
 const ALERT_P95_MS: u64 = 150;
+const HEDGE_DELAY_MS: u64 = 50;
 /// When the recovering provider's fault is cleared: before its first probe is due (a
 /// cool-down after it opened, at the start).
 const RECOVER_AT: Duration = Duration::from_millis(400);

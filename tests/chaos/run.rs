@@ -211,6 +211,9 @@ fn config(s: &Scenario, mocks: &[Mock], hook_url: &str) -> String {
     if let Some(p95) = s.alert_p95_ms {
         let _ = writeln!(t, "alert_p95_ms = {p95}");
     }
+    if let Some(delay) = s.hedge_delay_ms {
+        let _ = writeln!(t, "hedge_delay_ms = {delay}");
+    }
     let _ = writeln!(t, "deployments = [{}]", deployments.join(", "));
     t
 }
@@ -480,7 +483,8 @@ impl Ran {
     }
 
     /// Failures charged to deployment `i`: its failed attempts (from
-    /// `x-switchyard-attempts`) and the streams it broke after commit.
+    /// `x-switchyard-attempts`; a first attempt outrun by its hedge, `cancelled`, is one)
+    /// and the streams it broke after commit.
     pub(crate) fn charged(&self, i: usize) -> usize {
         let prefix = format!("{}=", self.ids[i]);
         self.samples
@@ -490,9 +494,7 @@ impl Ran {
                     .attempts
                     .split(", ")
                     .filter_map(|a| a.strip_prefix(&prefix))
-                    .filter(|outcome| {
-                        !["ok", "circuit_open", "busy", "cancelled"].contains(outcome)
-                    })
+                    .filter(|outcome| !["ok", "circuit_open", "busy"].contains(outcome))
                     .count();
                 let broke = s.end == End::Broken && s.provider == self.names[i];
                 failed + usize::from(broke)
