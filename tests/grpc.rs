@@ -138,3 +138,37 @@ async fn list_models_names_the_catalog() {
     let ids: Vec<_> = models.models.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["gpt-4o-mini"]);
 }
+
+#[tokio::test]
+async fn a_shed_call_is_unavailable_with_retry_after() {
+    let slow = Mock::start("slow", "latency_ms=800").await;
+    let text = config_for(&[&slow], FAST).replacen(
+        "max_body_bytes = 65536\n",
+        "max_body_bytes = 65536\nmax_in_flight = 1\n",
+        1,
+    );
+    let gw = TestGateway::start(&text).await;
+    // A stream holds its slot until it ends.
+    let mut holder = client_for(&gw).await;
+    let held = tokio::spawn(async move {
+        let mut stream = within(holder.chat_stream(request(false)))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(chunk) = within(stream.next()).await {
+            chunk.unwrap();
+        }
+    });
+    slow.wait_for_requests(1).await;
+
+    let mut client = client_for(&gw).await;
+    let status = within(client.chat(request(false))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+    assert_eq!(
+        status.metadata().get("x-switchyard-error-code").unwrap(),
+        "overloaded"
+    );
+    within(held).await.unwrap();
+    assert!(within(client.chat(request(false))).await.is_ok());
+}
