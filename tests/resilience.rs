@@ -182,7 +182,7 @@ async fn a_hedged_stream_takes_the_first_answer_and_cancels_the_stalled_one() {
         assert_eq!(resp.status(), 200);
         assert_eq!(
             header(&resp, "x-switchyard-attempts"),
-            "quick/upstream-quick=ok, stalled/upstream-stalled=cancelled"
+            "quick/upstream-quick=ok, stalled/upstream-stalled=hedge_lost"
         );
         assert!(
             took >= Duration::from_millis(100) && took < Duration::from_millis(1500),
@@ -302,4 +302,77 @@ async fn a_deployment_whose_circuit_opened_is_shown_skipped_and_not_called() {
         );
     }
     assert_eq!(broken.stats().await["requests"], 5);
+}
+
+/// Opens a stream and reads it until its first content chunk has arrived (committed);
+/// returns the rest of the body and what was read.
+async fn committed_stream(
+    gw: &TestGateway,
+) -> (
+    impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>>,
+    String,
+) {
+    use futures_util::StreamExt as _;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = Box::pin(resp.bytes_stream());
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"") {
+        let chunk = within(body.next()).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (body, seen)
+}
+
+/// Reads a stream to its end; the whole body.
+async fn finish(
+    body: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>>,
+    mut seen: String,
+) -> String {
+    use futures_util::StreamExt as _;
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = within(body.next()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_committed_stream_holds_its_gateway_slot_until_it_ends() {
+    // Chunks 300 ms apart: the stream is mid-body for over a second.
+    let slow = Mock::start("slow", "chunk_delay_ms=300").await;
+    let spare = Mock::start("spare", "").await;
+    let gw = TestGateway::start(&config(&slow, &spare, ["", ""], "max_in_flight = 1\n", "")).await;
+    let (body, seen) = committed_stream(&gw).await;
+    let shed = gw.chat(&hello(false)).await;
+    assert_eq!(
+        shed.status(),
+        503,
+        "the committed stream holds the only slot"
+    );
+    assert_eq!(header(&shed, "retry-after"), "1");
+    let whole = finish(body, seen).await;
+    assert!(whole.trim_end().ends_with("data: [DONE]"), "{whole}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(gw.chat(&hello(false)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_committed_stream_holds_its_deployment_slot_until_it_ends() {
+    let slow = Mock::start("slow", "chunk_delay_ms=300").await;
+    let spare = Mock::start("spare", "").await;
+    let gw = TestGateway::start(&config(&slow, &spare, ["max_concurrent = 1", ""], "", "")).await;
+    let (body, seen) = committed_stream(&gw).await;
+    let second = gw.chat(&hello(false)).await;
+    assert_eq!(
+        header(&second, "x-switchyard-attempts"),
+        "slow/upstream-slow=busy, spare/upstream-spare=ok"
+    );
+    finish(body, seen).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = gw.chat(&hello(false)).await;
+    assert_eq!(
+        header(&after, "x-switchyard-attempts"),
+        "slow/upstream-slow=ok"
+    );
 }

@@ -55,6 +55,16 @@ impl Attempt {
         }
     }
 
+    /// A first attempt its hedge outran while it was stalled: counted as a failure.
+    pub(crate) fn hedge_lost(d: &Deployment, elapsed: Duration) -> Self {
+        Attempt {
+            provider: d.provider_name.clone(),
+            model: d.model.clone(),
+            outcome: "hedge_lost".to_owned(),
+            elapsed,
+        }
+    }
+
     pub(crate) fn failed(d: &Deployment, error: &ProviderError, elapsed: Duration) -> Self {
         Attempt {
             provider: d.provider_name.clone(),

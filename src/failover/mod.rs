@@ -109,23 +109,43 @@ struct Finished<T> {
     step: usize,
     result: Result<T, ProviderError>,
     elapsed: Duration,
+    /// It timed out on what was left of the request deadline, before its own timeout:
+    /// that says nothing about the deployment.
+    cut_short: bool,
 }
 
+/// Runs one attempt within `budget`, `own` being the deployment's own attempt timeout
+/// (the budget is less when the deadline is near).
 async fn attempt_within<T>(
     step: usize,
     attempt: impl Future<Output = Result<T, ProviderError>>,
     budget: Duration,
+    own: Duration,
 ) -> Finished<T> {
     let started = Instant::now();
-    let result = match tokio::time::timeout(budget, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(ProviderError::Timeout),
+    let (result, cut_short) = match tokio::time::timeout(budget, attempt).await {
+        Ok(result) => (result, false),
+        Err(_) => (Err(ProviderError::Timeout), budget < own),
     };
     Finished {
         step,
         result,
         elapsed: started.elapsed(),
+        cut_short,
     }
+}
+
+/// A first attempt outrun by its hedge had run this many times its deployment's p95
+/// before it counts as a failure: slower than that it is stalled, not merely slow.
+const OUTRUN_STALLED: f64 = 3.0;
+
+/// Whether a first attempt on `d` that was still running after `ran` when its hedge
+/// answered counts as a failure for its circuit. It does when it ran past
+/// [`OUTRUN_STALLED`] times its p95, or when its p95 is unknown: a deployment that never
+/// answers first gets no samples, and should not be asked first forever.
+fn outrun_is_failure(d: &Deployment, ran: Duration) -> bool {
+    let s = d.health.snapshot(Instant::now().into_std());
+    s.samples < HEDGE_MIN_SAMPLES || ran.as_secs_f64() * 1000.0 > OUTRUN_STALLED * s.p95_ms
 }
 
 /// The plan's next deployment that may take an attempt, with its lease; those passed over
@@ -149,7 +169,7 @@ impl Cursor<'_> {
                 attempts.push(Attempt::skipped(d));
                 continue;
             }
-            match d.health.lease(d.max_concurrent, admit == Admit::Probe) {
+            match d.health.lease(d.max_concurrent, admit) {
                 Some(lease) => return Some((n, lease)),
                 None => {
                     self.busy = true;
@@ -196,18 +216,24 @@ where
     let mut launched = 0usize;
     let mut hedged = false;
     let mut running = FuturesUnordered::new();
-    // Plan steps launched and not yet finished, in launch order, with their leases: the
-    // losers of a hedge are told through theirs (a probe's outcome moves its circuit).
-    let mut pending: Vec<(usize, Lease)> = Vec::new();
+    // Plan steps launched and not yet finished, in launch order, with their leases (the
+    // losers of a hedge are told through theirs: a probe's outcome moves its circuit) and
+    // when they started.
+    let mut pending: Vec<(usize, Lease, Instant)> = Vec::new();
     let mut last: Option<(Deployment, ProviderError)> = None;
     let mut launch = |n: usize, running: &mut FuturesUnordered<_>| {
         let step = &plan[n];
-        let budget = step
+        let own = step
             .timeout
             .or(step.deployment.timeouts.attempt)
-            .unwrap_or(config.attempt_timeout)
-            .min(deadline.saturating_duration_since(Instant::now()));
-        running.push(attempt_within(n, attempt(step.deployment.clone()), budget));
+            .unwrap_or(config.attempt_timeout);
+        let budget = own.min(deadline.saturating_duration_since(Instant::now()));
+        running.push(attempt_within(
+            n,
+            attempt(step.deployment.clone()),
+            budget,
+            own,
+        ));
     };
 
     loop {
@@ -230,14 +256,14 @@ where
                 break;
             }
             launch(n, &mut running);
-            pending.push((n, lease));
+            pending.push((n, lease, Instant::now()));
             launched += 1;
         }
         // The hedge goes out once, beside the first attempt still running alone.
         let hedge_at = match settings.hedge {
             Some(hedge) if !hedged && running.len() == 1 && launched < max_attempts => pending
                 .first()
-                .and_then(|(n, _)| hedge_delay(hedge, &plan[*n].deployment))
+                .and_then(|(n, _, _)| hedge_delay(hedge, &plan[*n].deployment))
                 .map(|delay| (Instant::now() + delay).min(deadline)),
             _ => None,
         };
@@ -246,9 +272,17 @@ where
             Some(finished) = running.next() => finished,
             () = sleep_until(hedge_at), if hedge_at.is_some() => {
                 hedged = true;
-                if let Some((n, lease)) = cursor.take(launched, &mut attempts) {
+                // A hedge needs time to answer: none within the last delay's worth of the
+                // deadline (its timeout there would be the deadline's, not its own).
+                let time_left = deadline.saturating_duration_since(Instant::now());
+                let hedge_is_useful = pending.first().is_some_and(|(_, _, started)| {
+                    time_left > started.elapsed()
+                });
+                if hedge_is_useful
+                    && let Some((n, lease)) = cursor.take(launched, &mut attempts)
+                {
                     launch(n, &mut running);
-                    pending.push((n, lease));
+                    pending.push((n, lease, Instant::now()));
                     launched += 1;
                 }
                 continue;
@@ -258,18 +292,19 @@ where
             step,
             result,
             elapsed,
+            cut_short,
         } = finished;
         // Launch order: attempts before the finished one in `pending` started earlier.
-        let Some(position) = pending.iter().position(|(n, _)| *n == step) else {
+        let Some(position) = pending.iter().position(|(n, _, _)| *n == step) else {
             continue; // every launched attempt is pending until it finishes
         };
-        let (_, mut lease) = pending.remove(position);
+        let (_, mut lease, _) = pending.remove(position);
         let deployment = &plan[step].deployment;
         let at = Instant::now().into_std();
         match result {
             Ok(value) => {
                 if settings.stream {
-                    lease.first_token(elapsed);
+                    lease.first_token(elapsed, at);
                 } else {
                     lease.record(
                         health::Outcome::Success {
@@ -281,14 +316,18 @@ where
                 }
                 attempts.push(Attempt::ok(deployment, elapsed));
                 // A hedge's loser is dropped with `running`, cancelling its call. One that
-                // started first and was still outrun counts as a failure for its circuit:
-                // otherwise hedging would hide a stalled deployment from its breaker for
-                // good, and every request would pay the hedge delay.
-                for (i, (n, mut loser)) in pending.drain(..).enumerate() {
-                    if i < position {
-                        loser.record(health::Outcome::Failure { latency: elapsed }, at);
+                // started first and was outrun while stalled counts as a failure for its
+                // circuit (`hedge_lost`): otherwise hedging would hide a stalled deployment
+                // from its breaker for good, and every request would pay the hedge delay.
+                for (i, (n, mut loser, started)) in pending.drain(..).enumerate() {
+                    let d = &plan[n].deployment;
+                    let ran = started.elapsed();
+                    if i < position && outrun_is_failure(d, ran) {
+                        loser.record(health::Outcome::Failure { latency: ran }, at);
+                        attempts.push(Attempt::hedge_lost(d, ran));
+                    } else {
+                        attempts.push(Attempt::cancelled(d));
                     }
-                    attempts.push(Attempt::cancelled(&plan[n].deployment));
                 }
                 return Ok(Served {
                     value,
@@ -299,16 +338,17 @@ where
                 });
             }
             Err(error) => {
-                // The caller's own mistake says nothing about the deployment; a probe it
-                // was is released with the lease, for the next request.
-                if let Some(o) = health_outcome(&error, elapsed) {
+                // The caller's own mistake, or a timeout imposed by the request's deadline,
+                // says nothing about the deployment; a probe it was is released with the
+                // lease, for the next request.
+                if let Some(o) = health_outcome(&error, elapsed).filter(|_| !cut_short) {
                     lease.record(o, at);
                 }
                 attempts.push(Attempt::failed(deployment, &error, elapsed));
                 let retryable = error.is_retryable();
                 last = Some((deployment.clone(), error));
                 if !retryable {
-                    for (n, _) in &pending {
+                    for (n, _, _) in &pending {
                         attempts.push(Attempt::cancelled(&plan[*n].deployment));
                     }
                     break;

@@ -268,7 +268,7 @@ async fn a_hedge_goes_out_after_the_delay_and_the_loser_is_cancelled() {
         drive_hedged(&["a", "b", "c"], script, Some(Hedge::After(delay))).await;
     let served = result.ok().unwrap();
     assert_eq!(served.value, "hedged");
-    assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
+    assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=hedge_lost");
     assert_eq!(calls.len(), 2, "one hedge, not one per deployment");
     assert_eq!(calls[1].1, delay, "the hedge left at the delay");
     assert_eq!(
@@ -296,7 +296,7 @@ async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
     // The default breaker opens after five failures in a row.
     for _ in 0..5 {
         let served = run(&stalled_plan, &settings, stalled).await.ok().unwrap();
-        assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
+        assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=hedge_lost");
     }
     let now = tokio::time::Instant::now().into_std();
     let state = |p: &[Planned], i: usize| p[i].deployment.health.state(now);
@@ -322,6 +322,72 @@ async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
     let now = tokio::time::Instant::now().into_std();
     assert_eq!(state(&slow_plan, 1), health::CircuitState::Closed);
     assert_eq!(slow_plan[1].deployment.health.snapshot(now).error_rate, 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_first_attempt_merely_slower_than_its_hedge_is_not_a_failure() {
+    // `a` answers in 300 ms as it always has (p95 300 ms); the hedge after 100 ms reaches
+    // `b`, which answers in 150 ms. `a` is outrun at 250 ms, well within three times its
+    // p95: it is slow, not stalled, and its circuit stays closed.
+    let plan = plan(&["a", "b"]);
+    let now = tokio::time::Instant::now().into_std();
+    for _ in 0..HEDGE_MIN_SAMPLES {
+        plan[0].deployment.health.record(
+            health::Outcome::Success {
+                latency: Duration::from_millis(300),
+                ttft: None,
+            },
+            now,
+        );
+    }
+    let settings = Settings {
+        failover: config(),
+        stream: false,
+        hedge: Some(Hedge::After(Duration::from_millis(100))),
+    };
+    for _ in 0..10 {
+        let served = run(&plan, &settings, |d: Deployment| async move {
+            let wait = if &*d.provider_name == "a" { 300 } else { 150 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok(d.provider_name.clone())
+        })
+        .await
+        .ok()
+        .unwrap();
+        assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
+    }
+    let now = tokio::time::Instant::now().into_std();
+    assert_eq!(
+        plan[0].deployment.health.state(now),
+        health::CircuitState::Closed
+    );
+    assert_eq!(plan[0].deployment.health.snapshot(now).error_rate, 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_imposed_by_the_deadline_is_not_held_against_the_deployment() {
+    let cfg = FailoverConfig {
+        deadline: Duration::from_secs(3),
+        attempt_timeout: Duration::from_secs(2),
+        ..FailoverConfig::default()
+    };
+    let plan = plan(&["a", "b"]);
+    let settings = Settings {
+        failover: cfg,
+        stream: false,
+        hedge: None,
+    };
+    let failed = run(&plan, &settings, |_: Deployment| async move {
+        std::future::pending::<Result<(), ProviderError>>().await
+    })
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(failed.attempts.header_value(), "a/m=timeout, b/m=timeout");
+    let now = tokio::time::Instant::now().into_std();
+    // `a` ran its full 2 s: a failure. `b` had the 1 s the deadline left: not one.
+    assert!(plan[0].deployment.health.snapshot(now).error_rate > 0.0);
+    assert_eq!(plan[1].deployment.health.snapshot(now).error_rate, 0.0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,7 +486,11 @@ async fn a_deployment_at_its_limit_is_passed_over_and_all_busy_is_a_503() {
         stream: false,
         hedge: None,
     };
-    let held = plan[0].deployment.health.lease(Some(1), false).unwrap();
+    let held = plan[0]
+        .deployment
+        .health
+        .lease(Some(1), Admit::Yes)
+        .unwrap();
     let served = run(
         &plan,
         &settings,
@@ -433,7 +503,11 @@ async fn a_deployment_at_its_limit_is_passed_over_and_all_busy_is_a_503() {
     assert_eq!(served.attempts.header_value(), "a/m=busy, b/m=ok");
     drop(served);
 
-    let _also_held = plan[1].deployment.health.lease(Some(1), false).unwrap();
+    let _also_held = plan[1]
+        .deployment
+        .health
+        .lease(Some(1), Admit::Yes)
+        .unwrap();
     let failed = run(
         &plan,
         &settings,

@@ -258,9 +258,21 @@ impl Lease {
     }
 
     /// A stream's first content chunk: sampled for the latency figures. The breaker hears
-    /// how the stream ends ([`Outcome::Completed`] or a failure).
-    pub fn first_token(&self, ttft: Duration) {
-        self.health.stats.success(ttft, Some(ttft));
+    /// how the stream ends ([`Outcome::Completed`] or a failure), except for a probe: its
+    /// first token answers it (the circuit closes into slow start), so a long generation
+    /// does not hold the circuit half-open; its end is then an ordinary outcome.
+    pub fn first_token(&mut self, ttft: Duration, now: Instant) {
+        if self.probe {
+            self.record(
+                Outcome::Success {
+                    latency: ttft,
+                    ttft: Some(ttft),
+                },
+                now,
+            );
+        } else {
+            self.health.stats.success(ttft, Some(ttft));
+        }
     }
 }
 
@@ -285,10 +297,11 @@ impl DeploymentHealth {
         }
     }
 
-    /// Takes an in-flight slot for an attempt `admit` let through (`probe` when it answered
-    /// [`Admit::Probe`]), unless `limit` attempts are in flight already; then a probe is
-    /// released and `None` returned.
-    pub fn lease(self: &Arc<Self>, limit: Option<u32>, probe: bool) -> Option<Lease> {
+    /// Takes an in-flight slot for an attempt that [`DeploymentHealth::admit`] let through
+    /// with `admitted` (the probe, when it answered [`Admit::Probe`]), unless `limit`
+    /// attempts are in flight already; then a probe is released and `None` returned.
+    pub fn lease(self: &Arc<Self>, limit: Option<u32>, admitted: Admit) -> Option<Lease> {
+        let probe = admitted == Admit::Probe;
         let limit = limit.unwrap_or(u32::MAX);
         let taken = self
             .in_flight

@@ -118,7 +118,7 @@ fn a_record_walks_the_whole_diagram() {
     h.release_probe();
     assert_eq!(h.state(t), CircuitState::HalfOpen);
     assert_eq!(h.admit(t), Admit::Probe);
-    let mut probe = h.lease(None, true).unwrap();
+    let mut probe = h.lease(None, Admit::Probe).unwrap();
 
     probe.record(
         Outcome::Failure {
@@ -132,7 +132,7 @@ fn a_record_walks_the_whole_diagram() {
 
     let t = t + secs(1) + COOL_DOWN;
     assert_eq!(h.admit(t), Admit::Probe);
-    h.lease(None, true).unwrap().record(ok(100), t);
+    h.lease(None, Admit::Probe).unwrap().record(ok(100), t);
     assert_eq!(h.state(t), CircuitState::Closed);
     close(h.snapshot(t).ramp, 0.1);
 }
@@ -223,7 +223,7 @@ fn slow_start_admits_about_the_ramp_share() {
     fail(&h, t0, 5);
     let closed = t0 + COOL_DOWN;
     assert_eq!(h.admit(closed), Admit::Probe);
-    h.lease(None, true).unwrap().record(ok(100), closed);
+    h.lease(None, Admit::Probe).unwrap().record(ok(100), closed);
 
     let share = |at: Instant| {
         let yes = (0..CALLS).filter(|_| h.admit(at) == Admit::Yes).count();
@@ -265,7 +265,9 @@ fn version_moves_with_the_circuit_only() {
     h.release_probe();
     assert_eq!(h.version(), 3);
     h.admit(t0 + COOL_DOWN);
-    h.lease(None, true).unwrap().record(ok(10), t0 + COOL_DOWN);
+    h.lease(None, Admit::Probe)
+        .unwrap()
+        .record(ok(10), t0 + COOL_DOWN);
     assert_eq!(h.version(), 5);
 }
 
@@ -310,7 +312,7 @@ fn while_the_probe_is_out_only_its_outcome_moves_the_circuit() {
     fail(&h, t0, 5);
     let t = t0 + COOL_DOWN;
     assert_eq!(h.admit(t), Admit::Probe);
-    let mut probe = h.lease(None, true).unwrap();
+    let mut probe = h.lease(None, Admit::Probe).unwrap();
     // Late answers to requests sent before the circuit opened: stats only.
     h.record(ok(10), t);
     fail(&h, t, 3);
@@ -324,26 +326,26 @@ fn while_the_probe_is_out_only_its_outcome_moves_the_circuit() {
 fn a_lease_counts_in_flight_up_to_the_limit_and_a_dropped_probe_is_released() {
     let t0 = Instant::now();
     let h = registry().deployment("p/m");
-    let first = h.lease(Some(2), false).unwrap();
-    let second = h.lease(Some(2), false).unwrap();
-    assert!(h.lease(Some(2), false).is_none());
+    let first = h.lease(Some(2), Admit::Yes).unwrap();
+    let second = h.lease(Some(2), Admit::Yes).unwrap();
+    assert!(h.lease(Some(2), Admit::Yes).is_none());
     assert_eq!(h.snapshot(t0).in_flight, 2);
     drop(first);
     assert_eq!(h.snapshot(t0).in_flight, 1);
-    assert!(h.lease(Some(2), false).is_some());
+    assert!(h.lease(Some(2), Admit::Yes).is_some());
     drop(second);
     assert_eq!(h.snapshot(t0).in_flight, 0);
 
     fail(&h, t0, 5);
     let t = t0 + COOL_DOWN;
     assert_eq!(h.admit(t), Admit::Probe);
-    let probe = h.lease(None, true).unwrap();
+    let probe = h.lease(None, Admit::Probe).unwrap();
     assert_eq!(h.admit(t), Admit::No);
     drop(probe);
     assert_eq!(h.admit(t), Admit::Probe, "a dropped probe is due again");
     // A probe refused for the limit is released at once.
-    let _busy = h.lease(Some(1), false).unwrap();
-    assert!(h.lease(Some(1), true).is_none());
+    let _busy = h.lease(Some(1), Admit::Yes).unwrap();
+    assert!(h.lease(Some(1), Admit::Probe).is_none());
     assert_eq!(h.admit(t), Admit::Probe);
 }
 
@@ -352,8 +354,8 @@ fn a_stream_is_a_success_for_the_circuit_only_when_it_completes() {
     let t0 = Instant::now();
     let h = registry().deployment("p/m");
     for _ in 0..5 {
-        let mut lease = h.lease(None, false).unwrap();
-        lease.first_token(Duration::from_millis(20));
+        let mut lease = h.lease(None, Admit::Yes).unwrap();
+        lease.first_token(Duration::from_millis(20), t0);
         lease.record(
             Outcome::Failure {
                 latency: Duration::ZERO,
@@ -370,8 +372,8 @@ fn a_stream_is_a_success_for_the_circuit_only_when_it_completes() {
 
     let h = registry().deployment("p/other");
     fail(&h, t0, 4);
-    let mut lease = h.lease(None, false).unwrap();
-    lease.first_token(Duration::from_millis(20));
+    let mut lease = h.lease(None, Admit::Yes).unwrap();
+    lease.first_token(Duration::from_millis(20), t0);
     lease.record(Outcome::Completed, t0);
     fail(&h, t0, 4);
     assert_eq!(
@@ -401,4 +403,31 @@ fn model_latency_alerts_once_on_crossing_and_again_after_recovering() {
     assert_eq!(fired(10, 256), 0);
     assert!(m.p95_ms() < 100.0);
     assert_eq!(fired(500, 40), 1, "raised again after falling back below");
+}
+
+#[test]
+fn a_streaming_probe_closes_the_circuit_at_its_first_token() {
+    let t0 = Instant::now();
+    let h = registry().deployment("p/m");
+    fail(&h, t0, 5);
+    let t = t0 + COOL_DOWN;
+    assert_eq!(h.admit(t), Admit::Probe);
+    let mut probe = h.lease(None, Admit::Probe).unwrap();
+    probe.first_token(Duration::from_millis(30), t);
+    assert_eq!(
+        h.state(t),
+        CircuitState::Closed,
+        "not held half-open for the stream"
+    );
+    close(h.snapshot(t).ramp, 0.1);
+    // The stream's end is an ordinary outcome now: a break is one failure of the run.
+    probe.record(
+        Outcome::Failure {
+            latency: Duration::ZERO,
+        },
+        t,
+    );
+    assert_eq!(h.state(t), CircuitState::Closed);
+    drop(probe);
+    assert_eq!(h.snapshot(t).in_flight, 0);
 }

@@ -127,8 +127,16 @@ fn check_common(s: &Scenario, r: &Ran, base: &Baseline, c: &mut Checks) {
                 // Until its circuit opens, a failing deployment is charged at most
                 // `failures` failures in a row plus those already in flight on it (one per
                 // other client); once open it only sees the half-open probes, one per
-                // cool-down, and each failed probe reopens it (counted in `opens`).
-                let budget = (FAILURES + CONCURRENCY as u64 - 1 + opens.saturating_sub(1)) as usize;
+                // cool-down, and each failed probe reopens it (counted in `opens`). Where
+                // the failure comes after the first token (streams broken after commit),
+                // the probe's first token closes the circuit into slow start, so each
+                // reopening may again cost up to `failures` plus those in flight.
+                let per_closing = FAILURES + CONCURRENCY as u64 - 1;
+                let budget = if s.broken {
+                    (per_closing * opens.max(1)) as usize
+                } else {
+                    (per_closing + opens.saturating_sub(1)) as usize
+                };
                 let charged = r.charged(i);
                 c.note(format!("{letter} charged {charged} of {budget}"));
                 c.that(charged <= budget, || {
@@ -238,7 +246,7 @@ pub(crate) fn stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
 }
 
 /// The hedged stall: the stalled deployment's attempts are all outrun by their hedge
-/// (`cancelled`), never left to time out, and some requests were hedged.
+/// (`hedge_lost`), never left to time out, and some requests were hedged.
 pub(crate) fn hedged_stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
     let prefix = format!("{}=", r.ids[0]);
     let outcomes: Vec<&str> = r
@@ -250,7 +258,7 @@ pub(crate) fn hedged_stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) 
         .collect();
     c.note(format!("{} hedged", outcomes.len()));
     c.that(
-        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "cancelled"),
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "hedge_lost"),
         || format!("attempts on the stalled deployment: {outcomes:?}"),
     );
 }

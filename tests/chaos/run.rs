@@ -483,7 +483,8 @@ impl Ran {
     }
 
     /// Failures charged to deployment `i`: its failed attempts (from
-    /// `x-switchyard-attempts`; a first attempt outrun by its hedge, `cancelled`, is one)
+    /// `x-switchyard-attempts`; a first attempt outrun by its hedge while stalled,
+    /// `hedge_lost`, is one)
     /// and the streams it broke after commit.
     pub(crate) fn charged(&self, i: usize) -> usize {
         let prefix = format!("{}=", self.ids[i]);

@@ -84,5 +84,5 @@ def test_a_hedged_stream_is_answered_by_the_second_provider_while_the_first_stal
     )
     took = time.monotonic() - started
     assert text == mock_text("quick", "Hello")
-    assert raw.headers["x-switchyard-attempts"] == "quick/up-quick=ok, stalled/up-stalled=cancelled"
+    assert raw.headers["x-switchyard-attempts"] == "quick/up-quick=ok, stalled/up-stalled=hedge_lost"
     assert 0.15 <= took < 3.0, f"the stall was not waited out: {took:.2f} s"
