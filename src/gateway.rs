@@ -184,14 +184,17 @@ impl Gateway {
             .collect())
     }
 
-    /// One completion, failing over across the model's deployments.
+    /// One completion, failing over across the model's deployments. `admitted` is the
+    /// request's place in `server.max_in_flight` ([`Gateway::admit`]), taken before its body
+    /// was read.
     pub async fn chat(
         &self,
         request: &ChatRequest,
         caller: CallerHeaders,
+        admitted: Admitted,
     ) -> Result<Served<ChatResponse>, Failed> {
+        let _admitted = admitted;
         let live = self.live();
-        let _admitted = self.admit(&live)?;
         let route = route(&live, request, caller)?;
         let started = tokio::time::Instant::now();
         let result = failover::run(
@@ -205,9 +208,10 @@ impl Gateway {
         with_explain(result, route)
     }
 
-    /// Counts the request in, or refuses it when `server.max_in_flight` are being served.
-    fn admit(&self, live: &Live) -> Result<Admitted, Failed> {
-        let limit = live.config.server.max_in_flight;
+    /// Counts a request in, or refuses it when `server.max_in_flight` are being served:
+    /// the surfaces ask first, before reading the body, so a flood is refused cheaply.
+    pub fn admit(&self) -> Result<Admitted, Error> {
+        let limit = self.live.load().config.server.max_in_flight;
         match self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -216,13 +220,13 @@ impl Gateway {
             Ok(_) => Ok(Admitted(self.in_flight.clone())),
             Err(_) => {
                 metrics::counter!("switchyard_shed_total").increment(1);
-                Err(Failed::refused(Error::Overloaded {
+                Err(Error::Overloaded {
                     message: format!(
                         "the gateway is serving its limit of {limit} requests at once; retry \
                          shortly"
                     ),
                     retry_after: failover::OVERLOADED_RETRY_AFTER,
-                }))
+                })
             }
         }
     }
@@ -265,9 +269,9 @@ impl Gateway {
         &self,
         request: &ChatRequest,
         caller: CallerHeaders,
+        admitted: Admitted,
     ) -> Result<Served<OpenStream>, Failed> {
         let live = self.live();
-        let admitted = self.admit(&live)?;
         let route = route(&live, request, caller)?;
         let default_idle = live.config.failover.attempt_timeout;
         let started = tokio::time::Instant::now();

@@ -11,6 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+
 use common::*;
 use serde_json::Value;
 
@@ -351,6 +353,21 @@ async fn a_committed_stream_holds_its_gateway_slot_until_it_ends() {
         "the committed stream holds the only slot"
     );
     assert_eq!(header(&shed, "retry-after"), "1");
+    // Refused before its body is read: an upload that never finishes is answered at once.
+    let endless = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"model\": \"gpt-4o-mini\", "))
+    })
+    .chain(futures_util::stream::pending());
+    let upload = within(
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(endless))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(upload.status(), 503);
     let whole = finish(body, seen).await;
     assert!(whole.trim_end().ends_with("data: [DONE]"), "{whole}");
     tokio::time::sleep(Duration::from_millis(50)).await;

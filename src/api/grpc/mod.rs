@@ -68,12 +68,18 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatResponse>, Status> {
         let request_id = request_id(&request);
+        // tonic has decoded the message (up to its size limit) by now; this is the earliest
+        // the gateway can count the call in.
+        let admitted = self
+            .gateway
+            .admit()
+            .map_err(|e| status(&e, &request_id, None))?;
         let caller = caller_headers(request.metadata());
         let chat = convert::chat_request(request.into_inner(), false)
             .map_err(|e| status(&e, &request_id, None))?;
         let mut record =
             RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, false);
-        match self.gateway.chat(&chat, caller).await {
+        match self.gateway.chat(&chat, caller, admitted).await {
             Ok(served) => {
                 record.served_by(&served.deployment);
                 record.usage = served.value.usage.clone();
@@ -101,11 +107,15 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let request_id = request_id(&request);
+        let admitted = self
+            .gateway
+            .admit()
+            .map_err(|e| status(&e, &request_id, None))?;
         let caller = caller_headers(request.metadata());
         let chat = convert::chat_request(request.into_inner(), true)
             .map_err(|e| status(&e, &request_id, None))?;
         let mut record = RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, true);
-        match self.gateway.chat_stream(&chat, caller).await {
+        match self.gateway.chat_stream(&chat, caller, admitted).await {
             Ok(served) => {
                 record.served_by(&served.deployment);
                 let mut md = tonic::metadata::MetadataMap::new();

@@ -26,14 +26,20 @@ pub(super) async fn chat_completions(
     body: Body,
 ) -> Response {
     let request_id = request_id(&headers);
+    let refused = |e: Error| {
+        let record = RequestRecord::start(request_id.clone(), Surface::Rest, "", false);
+        record.finish(Outcome::Error(e.spec().status.as_u16()));
+        error_response(&e, &request_id, None)
+    };
+    // Shed before reading the body: a flood of uploads is refused without buffering them.
+    let admitted = match gw.admit() {
+        Ok(a) => a,
+        Err(e) => return refused(e),
+    };
     let limit = gw.live().config.server.max_body_bytes;
     let request = match read_request(&headers, body, limit).await {
         Ok(r) => r,
-        Err(e) => {
-            let record = RequestRecord::start(request_id.clone(), Surface::Rest, "", false);
-            record.finish(Outcome::Error(e.spec().status.as_u16()));
-            return error_response(&e, &request_id, None);
-        }
+        Err(e) => return refused(e),
     };
     let mut record = RequestRecord::start(
         request_id.clone(),
@@ -43,7 +49,7 @@ pub(super) async fn chat_completions(
     );
     let caller = CallerHeaders::from_http(&headers);
     if request.is_stream() {
-        match gw.chat_stream(&request, caller).await {
+        match gw.chat_stream(&request, caller, admitted).await {
             Ok(served) => {
                 record.served_by(&served.deployment);
                 let head = served_headers(
@@ -68,7 +74,7 @@ pub(super) async fn chat_completions(
             Err(failed) => failure(record, failed),
         }
     } else {
-        match gw.chat(&request, caller).await {
+        match gw.chat(&request, caller, admitted).await {
             Ok(served) => {
                 let head = served_headers(
                     &request_id,
