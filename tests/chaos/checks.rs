@@ -229,16 +229,20 @@ pub(crate) fn broken_streams(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks
     });
 }
 
-/// The stalled deployment's failed attempts are timeouts.
-pub(crate) fn stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
+/// The outcomes of the attempts tried on the first deployment (`a`), in every request.
+fn tried_on_first(r: &Ran) -> Vec<&str> {
     let prefix = format!("{}=", r.ids[0]);
-    let outcomes: Vec<&str> = r
-        .samples
+    r.samples
         .iter()
         .flat_map(|s| s.attempts.split(", "))
         .filter_map(|a| a.strip_prefix(&prefix))
         .filter(|o| *o != "circuit_open")
-        .collect();
+        .collect()
+}
+
+/// The stalled deployment's failed attempts are timeouts.
+pub(crate) fn stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
+    let outcomes = tried_on_first(r);
     c.that(
         !outcomes.is_empty() && outcomes.iter().all(|o| *o == "timeout"),
         || format!("attempts on the stalled deployment: {outcomes:?}"),
@@ -248,14 +252,7 @@ pub(crate) fn stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
 /// The hedged stall: the stalled deployment's attempts are all outrun by their hedge
 /// (`hedge_lost`), never left to time out, and some requests were hedged.
 pub(crate) fn hedged_stall(_: &Scenario, r: &Ran, _: &Baseline, c: &mut Checks) {
-    let prefix = format!("{}=", r.ids[0]);
-    let outcomes: Vec<&str> = r
-        .samples
-        .iter()
-        .flat_map(|s| s.attempts.split(", "))
-        .filter_map(|a| a.strip_prefix(&prefix))
-        .filter(|o| *o != "circuit_open")
-        .collect();
+    let outcomes = tried_on_first(r);
     c.note(format!("{} hedged", outcomes.len()));
     c.that(
         !outcomes.is_empty() && outcomes.iter().all(|o| *o == "hedge_lost"),
