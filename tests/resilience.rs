@@ -204,17 +204,9 @@ async fn a_hedged_stream_takes_the_first_answer_and_cancels_the_stalled_one() {
 async fn a_provider_connect_timeout_bounds_a_connection_that_never_completes() {
     // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
     // to it neither succeeds nor is refused.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+    let (blackhole, socket) = Mock::bound("blackhole");
     socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let addr = blackhole.addr;
     let mut fillers = Vec::new();
     for _ in 0..4 {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -224,11 +216,6 @@ async fn a_provider_connect_timeout_bounds_a_connection_that_never_completes() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    let blackhole = Mock {
-        addr,
-        name: "blackhole".to_owned(),
-        format: switchyard::mock::MockFormat::OpenAi,
-    };
     let backup = Mock::start("backup", "").await;
     let mut text = config(&blackhole, &backup, ["", ""], "", "");
     // Its own connect timeout, well inside the attempt timeout (1.5 s in FAST).

@@ -9,7 +9,6 @@ use std::{
 
 use axum::{Json, Router, extract::State, routing::post};
 use serde_json::Value;
-use switchyard::mock::MockFormat;
 use tokio::time::Instant;
 
 use crate::{
@@ -91,7 +90,7 @@ pub(crate) async fn run(s: &Scenario) -> Ran {
             Start::Healthy => Mock::start(name, "").await,
             Start::Fault(spec) => Mock::start(name, spec).await,
             Start::Dead => {
-                let (mock, held) = dead(name);
+                let (mock, held) = Mock::bound(name);
                 held_ports.push(held);
                 mock
             }
@@ -146,28 +145,6 @@ pub(crate) async fn run(s: &Scenario) -> Ran {
         requests,
         applied,
     }
-}
-
-/// A mock on a port where a socket is bound but never listens: connections are refused
-/// for as long as the returned socket lives.
-fn dead(name: &str) -> (Mock, socket2::Socket) {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mock = Mock {
-        addr,
-        name: name.to_owned(),
-        format: MockFormat::OpenAi,
-    };
-    (mock, socket)
 }
 
 fn config(s: &Scenario, mocks: &[Mock], hook_url: &str) -> String {

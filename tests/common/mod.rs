@@ -59,6 +59,24 @@ impl Mock {
         }
     }
 
+    /// A mock named `name` at a loopback port held by the returned socket, bound and not
+    /// listening: connections are refused for as long as it lives (and no other socket can
+    /// take the port). Call `listen` on it for a listener that never accepts.
+    pub fn bound(name: &str) -> (Mock, socket2::Socket) {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let mock = Mock {
+            addr,
+            name: name.to_owned(),
+            format: MockFormat::OpenAi,
+        };
+        (mock, socket)
+    }
+
     /// The base URL as each provider SDK takes it.
     pub fn base_url(&self) -> String {
         match self.format {
