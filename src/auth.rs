@@ -76,6 +76,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the key may ask for the security level the request names.
+    pub fn authorize(&self) -> Result<(), Error> {
+        check_level(self.key.as_deref(), self.level)
+    }
+
     /// An anonymous caller at the lowest level (tools, tests, `route --explain`).
     pub fn anonymous() -> Caller {
         Caller {
@@ -110,6 +115,14 @@ impl Keys {
 
     /// Checks the key and the security level the request asks for.
     pub fn caller(&self, headers: CallerHeaders) -> Result<Caller, Error> {
+        let caller = self.authenticate(headers)?;
+        caller.authorize()?;
+        Ok(caller)
+    }
+
+    /// Checks the key (when keys are required) and reads the security level the request
+    /// asks for; whether the key may ask for it is [`Caller::authorize`]'s question.
+    pub fn authenticate(&self, headers: CallerHeaders) -> Result<Caller, Error> {
         let key = if self.required() {
             let token = headers
                 .token
@@ -132,7 +145,6 @@ impl Keys {
             None
         };
         let level = requested_level(headers.security_level.as_deref(), key.as_deref())?;
-        check_level(key.as_deref(), level)?;
         Ok(Caller {
             key,
             level,

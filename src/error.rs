@@ -21,6 +21,9 @@ pub enum Error {
     /// The request body is larger than `server.max_body_bytes`.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client did not send its whole body within `server.body_timeout_ms`.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout { timeout_ms: u64 },
     /// The model is not in the catalog.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound { model: String },
@@ -103,6 +106,11 @@ impl Error {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 Some("request_too_large"),
+            ),
+            Error::BodyTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                Some("request_timeout"),
             ),
             Error::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,

@@ -1,31 +1,26 @@
-//! The gateway core both surfaces call: validate, route, attempt, and hand back the answer.
+//! The gateway: its live state and what outlives a reload; the request path that runs
+//! over it is [`crate::pipeline`].
 //!
 //! Config-derived state (the catalog and its providers) lives in one [`Live`] snapshot
-//! behind an `ArcSwap`: a request takes the snapshot once and finishes on it.
+//! behind an `ArcSwap`: a request takes the snapshot once, at ingress, and finishes on it.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
 
 use arc_swap::ArcSwap;
-use futures_util::{Stream, StreamExt, stream};
 
 use crate::{
     alerts::{Alert, Alerter},
     auth::{CallerHeaders, Keys},
-    chat::{ChatChunk, ChatRequest, ChatResponse},
+    chat::ChatRequest,
     config::Config,
     error::Error,
     failover::{self, Failed, Served},
-    health,
-    providers::{self, ChunkStream, ProviderError},
+    health, providers,
     reload::{Reloaded, Reloader},
-    routing::{Catalog, Needs, Route, filter},
-    telemetry::{Outcome, RequestRecord},
+    routing::{Catalog, Route, filter},
     usage::pricing::{PriceTable, Pricing},
 };
 
@@ -57,17 +52,6 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// A stream committed to one deployment: the chunks read up to and including the first
-/// content chunk, then the rest as it arrives.
-pub struct OpenStream {
-    head: Vec<ChatChunk>,
-    rest: ChunkStream,
-    idle_timeout: Duration,
-    /// The deployment's hold, told how the stream ends; and the gateway's.
-    lease: Option<health::Lease>,
-    admitted: Option<Admitted>,
 }
 
 impl Gateway {
@@ -184,34 +168,10 @@ impl Gateway {
             .collect())
     }
 
-    /// One completion, failing over across the model's deployments. `admitted` is the
-    /// request's place in `server.max_in_flight` ([`Gateway::admit`]), taken before its body
-    /// was read.
-    pub async fn chat(
-        &self,
-        request: &ChatRequest,
-        caller: CallerHeaders,
-        admitted: Admitted,
-    ) -> Result<Served<ChatResponse>, Failed> {
-        let _admitted = admitted;
-        let live = self.live();
-        let route = route(&live, request, caller)?;
-        let started = tokio::time::Instant::now();
-        let result = failover::run(
-            &route.plan,
-            &settings(&live, &route, false),
-            |d| async move { d.provider.chat(request, &d.model).await },
-        )
-        .await;
-        self.watch(request, &route, &result, started);
-        self.alert_if_exhausted(request, &result);
-        with_explain(result, route)
-    }
-
     /// Counts a request in, or refuses it when `server.max_in_flight` are being served:
     /// the surfaces ask first, before reading the body, so a flood is refused cheaply.
-    pub fn admit(&self) -> Result<Admitted, Error> {
-        let limit = self.live.load().config.server.max_in_flight;
+    pub fn admit(&self, live: &Live) -> Result<Admitted, Error> {
+        let limit = live.config.server.max_in_flight;
         match self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -263,60 +223,16 @@ impl Gateway {
         ));
     }
 
-    /// A streamed completion. Fails over until a deployment's stream produces its first
-    /// content chunk (or ends cleanly); from then on the stream is committed.
-    pub async fn chat_stream(
+    /// After the attempts: the model's latency watch and the exhausted-chain alert.
+    pub(crate) fn after_attempts<T>(
         &self,
         request: &ChatRequest,
-        caller: CallerHeaders,
-        admitted: Admitted,
-    ) -> Result<Served<OpenStream>, Failed> {
-        let live = self.live();
-        let route = route(&live, request, caller)?;
-        let default_idle = live.config.failover.attempt_timeout;
-        let started = tokio::time::Instant::now();
-        let result = failover::run(
-            &route.plan,
-            &settings(&live, &route, true),
-            |d| async move {
-                let open = async {
-                    let mut rest = d.provider.chat_stream(request, &d.model).await?;
-                    let mut head = Vec::new();
-                    while let Some(item) = rest.next().await {
-                        let chunk = item?;
-                        let committed = chunk.has_content();
-                        head.push(chunk);
-                        if committed {
-                            break;
-                        }
-                    }
-                    Ok(OpenStream {
-                        head,
-                        rest,
-                        idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
-                        lease: None,
-                        admitted: None,
-                    })
-                };
-                // A stream stalled before its first content chunk fails over.
-                match d.timeouts.ttft {
-                    Some(ttft) => tokio::time::timeout(ttft, open)
-                        .await
-                        .unwrap_or(Err(ProviderError::Timeout)),
-                    None => open.await,
-                }
-            },
-        )
-        .await;
-        self.watch(request, &route, &result, started);
-        self.alert_if_exhausted(request, &result);
-        let result = result.map(|mut served| {
-            // The stream's end is the deployment's outcome, told through its lease.
-            served.value.lease = served.lease.take();
-            served.value.admitted = Some(admitted);
-            served
-        });
-        with_explain(result, route)
+        route: &Route,
+        result: &Result<Served<T>, Failed>,
+        started: tokio::time::Instant,
+    ) {
+        self.watch(request, route, result, started);
+        self.alert_if_exhausted(request, result);
     }
 
     /// Every deployment tried failed for reasons of its own: the model's chain is
@@ -356,172 +272,6 @@ impl Live {
             config,
             catalog,
             keys,
-        })
-    }
-}
-
-/// How the attempts of a request on this route run.
-fn settings(live: &Live, route: &Route, stream: bool) -> failover::Settings {
-    failover::Settings {
-        failover: live.config.failover,
-        stream,
-        hedge: route.hedge,
-    }
-}
-
-/// Authenticates, validates and routes: the plan, or why there is none.
-fn route(live: &Live, request: &ChatRequest, caller: CallerHeaders) -> Result<Route, Failed> {
-    live.keys
-        .caller(caller)
-        .and_then(|caller| {
-            validate(request)?;
-            live.catalog.route(request, &Needs::of(request), &caller)
-        })
-        .map_err(Failed::refused)
-}
-
-fn with_explain<T>(result: Result<Served<T>, Failed>, route: Route) -> Result<Served<T>, Failed> {
-    // Deployments routing left out for an open circuit show as skipped, like those the
-    // attempt loop passed over.
-    match result {
-        Ok(mut served) => {
-            served.attempts.skipped_first(&route.skipped);
-            served.explain = route.explain;
-            Ok(served)
-        }
-        Err(mut failed) => {
-            failed.attempts.skipped_first(&route.skipped);
-            failed.explain = Box::new(route.explain);
-            Err(failed)
-        }
-    }
-}
-
-/// Checks the request is one any provider could serve.
-fn validate(request: &ChatRequest) -> Result<(), Error> {
-    if request.model.trim().is_empty() {
-        return Err(Error::bad_param("model", "`model` must not be empty"));
-    }
-    if request.messages.is_empty() {
-        return Err(Error::bad_param(
-            "messages",
-            "`messages` must contain at least one message",
-        ));
-    }
-    Ok(())
-}
-
-impl OpenStream {
-    /// The committed stream: buffered head first, then the rest, each later chunk due
-    /// within the idle timeout.
-    fn into_stream(self) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send {
-        let idle = self.idle_timeout;
-        // Ends after the first error: a broken stream has nothing more to give.
-        let rest = stream::unfold(Some(self.rest), move |rest| async move {
-            let mut rest = rest?;
-            match tokio::time::timeout(idle, rest.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(rest))),
-                Ok(Some(Err(e))) => Some((Err(e), None)),
-                Ok(None) => None,
-                Err(_) => Some((Err(ProviderError::Timeout), None)),
-            }
-        });
-        stream::iter(self.head.into_iter().map(Ok)).chain(rest)
-    }
-}
-
-/// One step of a committed stream as a surface delivers it.
-pub enum Delivered {
-    /// A chunk to send.
-    Chunk(ChatChunk),
-    /// The stream broke after commit; send this error and end.
-    Broken(Error),
-    /// The provider finished; send the terminator (REST `[DONE]`) and end.
-    Done,
-}
-
-/// Writes the request record when the stream ends however it ends: a stream the client
-/// abandoned is dropped before its end, which records a cancellation.
-struct RecordGuard {
-    record: Option<RequestRecord>,
-    outcome: Outcome,
-    /// Told how the stream ended; dropped with the guard (an abandoned stream tells the
-    /// deployment nothing).
-    lease: Option<health::Lease>,
-    _admitted: Option<Admitted>,
-}
-
-impl RecordGuard {
-    /// Tells the deployment how its stream ended.
-    fn tell(&mut self, outcome: health::Outcome) {
-        if let Some(lease) = &mut self.lease {
-            lease.record(outcome, tokio::time::Instant::now().into_std());
-        }
-    }
-}
-
-impl Drop for RecordGuard {
-    fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
-            record.finish(self.outcome);
-        }
-    }
-}
-
-impl OpenStream {
-    /// The committed stream as the caller should see it, with accounting: usage is recorded
-    /// from the provider's final chunk, and withheld from the caller unless it asked for it
-    /// (`include_usage`), since the gateway asks upstream for usage for its own sake.
-    pub fn deliver(
-        mut self,
-        record: RequestRecord,
-        include_usage: bool,
-    ) -> impl Stream<Item = Delivered> + Send {
-        let guard = RecordGuard {
-            record: Some(record),
-            outcome: Outcome::Cancelled,
-            lease: self.lease.take(),
-            _admitted: self.admitted.take(),
-        };
-        let chunks = Box::pin(self.into_stream());
-        stream::unfold(Some((chunks, guard)), move |state| async move {
-            let (mut chunks, mut guard) = state?;
-            loop {
-                match chunks.next().await {
-                    Some(Ok(mut chunk)) => {
-                        let record = guard.record.as_mut()?;
-                        if let Some(u) = &chunk.usage {
-                            record.usage = Some(u.clone());
-                        }
-                        if !include_usage {
-                            if chunk.choices.is_empty() && chunk.usage.is_some() {
-                                continue;
-                            }
-                            chunk.usage = None;
-                        }
-                        record.first_byte();
-                        return Some((Delivered::Chunk(chunk), Some((chunks, guard))));
-                    }
-                    Some(Err(error)) => {
-                        let record = guard.record.as_ref()?;
-                        let provider = record.provider.clone().unwrap_or_else(|| "upstream".into());
-                        let error = Error::upstream(provider, error);
-                        tracing::warn!(request_id = %record.request_id, %error, "stream broke after commit");
-                        guard.outcome = Outcome::StreamBroken;
-                        if let Error::Upstream { error, .. } = &error
-                            && let Some(o) = failover::health_outcome(error, Duration::ZERO)
-                        {
-                            guard.tell(o);
-                        }
-                        return Some((Delivered::Broken(error), None));
-                    }
-                    None => {
-                        guard.outcome = Outcome::Ok;
-                        guard.tell(health::Outcome::Completed);
-                        return Some((Delivered::Done, None));
-                    }
-                }
-            }
         })
     }
 }

@@ -45,6 +45,7 @@ pub mod failover;
 pub mod gateway;
 pub mod health;
 pub mod mock;
+pub mod pipeline;
 pub mod providers;
 pub mod reload;
 pub mod routing;

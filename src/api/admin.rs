@@ -58,7 +58,7 @@ async fn reload(
     headers: HeaderMap,
 ) -> Response {
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
-        return error_response(&e, "", None);
+        return error_response(&e, "", "");
     }
     let worker = gw.clone();
     match tokio::task::spawn_blocking(move || worker.reload_config_file("admin")).await {
@@ -75,14 +75,14 @@ async fn reload(
                 param: None,
             },
             "",
-            None,
+            "",
         ),
         Err(e) => error_response(
             &Error::Internal {
                 detail: format!("reload task: {e}"),
             },
             "",
-            None,
+            "",
         ),
     }
 }
@@ -94,7 +94,7 @@ async fn health(
     headers: HeaderMap,
 ) -> Response {
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
-        return error_response(&e, "", None);
+        return error_response(&e, "", "");
     }
     let now = tokio::time::Instant::now().into_std();
     let deployments: Vec<_> = gw
@@ -131,11 +131,11 @@ async fn explain(
     body: Bytes,
 ) -> Response {
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
-        return error_response(&e, "", None);
+        return error_response(&e, "", "");
     }
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return error_response(&e, "", None),
+        Err(e) => return error_response(&e, "", ""),
     };
     let live = gw.live();
     let key_name = query.get("key").map(String::as_str);
@@ -145,7 +145,7 @@ async fn explain(
         CallerHeaders::from_http(&headers),
     ) {
         Ok(c) => c,
-        Err(e) => return error_response(&e, "", None),
+        Err(e) => return error_response(&e, "", ""),
     };
     Json(live.catalog.explain(&request, &caller)).into_response()
 }

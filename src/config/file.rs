@@ -136,6 +136,9 @@ pub struct ServerFile {
     /// Requests (streams included) the gateway serves at once; beyond it a request is
     /// answered 503 with `retry-after` at once (default 4096).
     pub max_in_flight: Option<usize>,
+    /// How long a client may take to send a request body, from the end of its headers
+    /// (default 10000): a slow upload is answered 408 and its slot freed.
+    pub body_timeout_ms: Option<u64>,
 }
 
 /// `[failover]`.

@@ -159,6 +159,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Requests (streams included) served at once; beyond it, 503 with `retry-after`.
     pub max_in_flight: usize,
+    /// The time a client has to send a request body once its headers are in.
+    pub body_timeout: Duration,
 }
 
 /// Attempt timing: deadline, per-attempt timeout and backoff.
@@ -391,6 +393,15 @@ impl TryFrom<FileConfig> for Config {
                 }
                 Some(n) => n,
                 None => DEFAULT_MAX_IN_FLIGHT,
+            },
+            body_timeout: match file.server.body_timeout_ms {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        "server.body_timeout_ms",
+                        "must be greater than 0",
+                    ));
+                }
+                ms => Duration::from_millis(ms.unwrap_or(10_000)),
             },
         };
         let failover = failover_config(&file.failover)?;

@@ -49,6 +49,7 @@ fn err(text: &str) -> ConfigError {
 fn resilience_settings_parse_with_their_defaults() {
     let c = Config::parse(VALID).unwrap();
     assert_eq!(c.server.max_in_flight, 4096);
+    assert_eq!(c.server.body_timeout, Duration::from_secs(10));
     assert_eq!(c.models[0].hedge, None);
     assert_eq!(c.models[0].alert_p95, None);
     assert_eq!(c.providers[0].connect_timeout, None);
@@ -172,6 +173,10 @@ fn each_bad_value_names_its_key() {
         (
             VALID.replace("grpc_addr = \"127.0.0.1:50051\"", "max_in_flight = 0"),
             "server.max_in_flight",
+        ),
+        (
+            VALID.replace("grpc_addr = \"127.0.0.1:50051\"", "body_timeout_ms = 0"),
+            "server.body_timeout_ms",
         ),
         (
             VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\nconnect_timeout_ms = 0"),

@@ -310,6 +310,13 @@ impl Catalog {
     }
 
     /// The deployments to try for `request`, filtered and ordered, with the reasons.
+    /// The catalog's own name for `model`, for metric labels; `None` when it has no such
+    /// model (a caller's string never becomes a label).
+    pub fn label(&self, model: &str) -> Option<Arc<str>> {
+        let index = *self.by_name.get(model)?;
+        Some(self.models[index].name.clone())
+    }
+
     pub fn route(
         &self,
         request: &ChatRequest,

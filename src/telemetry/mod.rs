@@ -101,12 +101,19 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// What the request log says about one request; written once, when it ends.
+/// The model label of a request whose model is not in the catalog (or not yet known):
+/// metric labels come only from the catalog, so no caller can mint new series.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// What the request log says about one request. It is its own guard: it is written
+/// exactly once, when it is dropped, with the outcome set last ([`Outcome::Cancelled`]
+/// when nothing set one: the caller went away, or the call was dropped mid-way).
 #[derive(Debug)]
 pub struct RequestRecord {
     pub request_id: String,
     pub surface: Surface,
-    pub model: String,
+    /// The catalog's name for the model, or [`UNKNOWN_MODEL`].
+    model: std::sync::Arc<str>,
     pub stream: bool,
     started: Instant,
     pub provider: Option<std::sync::Arc<str>>,
@@ -119,16 +126,17 @@ pub struct RequestRecord {
     pub policy_us: Option<f64>,
     /// The serving deployment's prices, for the call's cost.
     price: Option<Price>,
+    outcome: Outcome,
 }
 
 impl RequestRecord {
-    /// Starts the record at request arrival.
-    pub fn start(request_id: String, surface: Surface, model: &str, stream: bool) -> Self {
+    /// Starts the record at request arrival, before the model is known.
+    pub fn start(request_id: String, surface: Surface) -> Self {
         RequestRecord {
             request_id,
             surface,
-            model: model.to_owned(),
-            stream,
+            model: std::sync::Arc::from(UNKNOWN_MODEL),
+            stream: false,
             started: Instant::now(),
             provider: None,
             attempts: Attempts::default(),
@@ -138,7 +146,24 @@ impl RequestRecord {
             route: None,
             policy_us: None,
             price: None,
+            outcome: Outcome::Cancelled,
         }
+    }
+
+    /// Names the model by its catalog label (never the caller's raw string).
+    pub fn labelled(&mut self, model: std::sync::Arc<str>, stream: bool) {
+        self.model = model;
+        self.stream = stream;
+    }
+
+    /// The model label the record carries.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// How the request ended; the last call wins.
+    pub fn end(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
     }
 
     /// Notes the deployment that served: its provider, and its prices for the cost.
@@ -169,7 +194,8 @@ impl RequestRecord {
     }
 
     /// Writes the log line and metrics.
-    pub fn finish(self, outcome: Outcome) {
+    fn write(&mut self) {
+        let outcome = self.outcome;
         let latency = self.started.elapsed();
         let outcome_label = match outcome {
             Outcome::Ok => "ok".to_owned(),
@@ -207,7 +233,7 @@ impl RequestRecord {
             "request"
         );
         let labels = [
-            ("model", self.model.clone()),
+            ("model", self.model.to_string()),
             ("provider", provider.to_owned()),
             ("outcome", outcome_label),
         ];
@@ -237,5 +263,11 @@ impl RequestRecord {
             metrics::counter!("switchyard_completion_tokens_total", l)
                 .increment(u64::from(u.completion_tokens));
         }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.write();
     }
 }

@@ -14,9 +14,9 @@ use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
     auth::CallerHeaders,
     error::Error,
-    failover::{Attempts, Failed},
-    gateway::{Delivered, Gateway},
-    telemetry::{Outcome, RequestRecord, Surface},
+    gateway::Gateway,
+    pipeline::{Answer, Delivered, Head, Refusal},
+    telemetry::Surface,
 };
 
 /// Generated protobuf types and service stubs.
@@ -61,42 +61,52 @@ pub struct GrpcGateway {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::ChatChunk, Status>> + Send>>;
 
+impl GrpcGateway {
+    /// The codec's half of a call: ingress (tonic has decoded the message, up to its size
+    /// limit, by now: this is the earliest the gateway can count the call in), the message
+    /// into the canonical request, and the pipeline.
+    async fn serve(
+        &self,
+        request: Request<pb::ChatRequest>,
+        stream: bool,
+    ) -> Result<Answer, Status> {
+        let sent_id = request
+            .metadata()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let call = self
+            .gateway
+            .ingress(Surface::Grpc, sent_id, caller_headers(request.metadata()))
+            .map_err(|r| refusal_status(&r))?;
+        let chat = match convert::chat_request(request.into_inner(), stream) {
+            Ok(c) => c,
+            Err(e) => return Err(refusal_status(&call.refuse(e))),
+        };
+        Ok(self.gateway.serve(call, chat).await)
+    }
+}
+
 #[tonic::async_trait]
 impl pb::gateway_server::Gateway for GrpcGateway {
     async fn chat(
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatResponse>, Status> {
-        let request_id = request_id(&request);
-        // tonic has decoded the message (up to its size limit) by now; this is the earliest
-        // the gateway can count the call in.
-        let admitted = self
-            .gateway
-            .admit()
-            .map_err(|e| status(&e, &request_id, None))?;
-        let caller = caller_headers(request.metadata());
-        let chat = convert::chat_request(request.into_inner(), false)
-            .map_err(|e| status(&e, &request_id, None))?;
-        let mut record =
-            RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, false);
-        match self.gateway.chat(&chat, caller, admitted).await {
-            Ok(served) => {
-                record.served_by(&served.deployment);
-                record.usage = served.value.usage.clone();
-                let mut resp = Response::new(convert::chat_response(served.value));
-                served_metadata(
-                    resp.metadata_mut(),
-                    &request_id,
-                    &served.deployment.provider_name,
-                    &served.attempts,
-                );
-                record.routed(&served.explain);
-                record.attempts = served.attempts;
-                record.first_byte();
-                record.finish(Outcome::Ok);
+        match self.serve(request, false).await? {
+            Answer::Complete(done) => {
+                let mut resp = Response::new(convert::chat_response(done.response));
+                head_metadata(resp.metadata_mut(), &done.head);
                 Ok(resp)
             }
-            Err(failed) => Err(failure(record, failed)),
+            // A unary call never opens a stream; should one come, it is refused cleanly.
+            Answer::Stream(open) => Err(status(
+                &Error::Internal {
+                    detail: "a unary call was answered with a stream".to_owned(),
+                },
+                &open.head.request_id,
+                "",
+            )),
+            Answer::Refused(refusal) => Err(refusal_status(&refusal)),
         }
     }
 
@@ -106,44 +116,29 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let request_id = request_id(&request);
-        let admitted = self
-            .gateway
-            .admit()
-            .map_err(|e| status(&e, &request_id, None))?;
-        let caller = caller_headers(request.metadata());
-        let chat = convert::chat_request(request.into_inner(), true)
-            .map_err(|e| status(&e, &request_id, None))?;
-        let mut record = RequestRecord::start(request_id.clone(), Surface::Grpc, &chat.model, true);
-        match self.gateway.chat_stream(&chat, caller, admitted).await {
-            Ok(served) => {
-                record.served_by(&served.deployment);
-                let mut md = tonic::metadata::MetadataMap::new();
-                served_metadata(
-                    &mut md,
-                    &request_id,
-                    &served.deployment.provider_name,
-                    &served.attempts,
-                );
-                record.routed(&served.explain);
-                record.attempts = served.attempts;
-                let rid = request_id.clone();
-                let stream = served
-                    .value
-                    .deliver(record, chat.wants_stream_usage())
-                    .filter_map(move |step| {
-                        let item = match step {
-                            Delivered::Chunk(chunk) => Some(Ok(convert::chat_chunk(chunk))),
-                            Delivered::Broken(error) => Some(Err(status(&error, &rid, None))),
-                            Delivered::Done => None,
-                        };
-                        std::future::ready(item)
-                    });
+        match self.serve(request, true).await? {
+            Answer::Stream(open) => {
+                let rid = open.head.request_id.clone();
+                let stream = open.chunks.filter_map(move |step| {
+                    let item = match step {
+                        Delivered::Chunk(chunk) => Some(Ok(convert::chat_chunk(chunk))),
+                        Delivered::Broken(error) => Some(Err(status(&error, &rid, ""))),
+                        Delivered::Done => None,
+                    };
+                    std::future::ready(item)
+                });
                 let mut resp = Response::new(Box::pin(stream) as ChunkStream);
-                *resp.metadata_mut() = md;
+                head_metadata(resp.metadata_mut(), &open.head);
                 Ok(resp)
             }
-            Err(failed) => Err(failure(record, failed)),
+            Answer::Complete(done) => Err(status(
+                &Error::Internal {
+                    detail: "a streaming call was answered without a stream".to_owned(),
+                },
+                &done.head.request_id,
+                "",
+            )),
+            Answer::Refused(refusal) => Err(refusal_status(&refusal)),
         }
     }
 
@@ -155,7 +150,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         let models = self
             .gateway
             .visible_models(caller_headers(request.metadata()))
-            .map_err(|e| status(&e, &request_id, None))?
+            .map_err(|e| status(&e, &request_id, ""))?
             .into_iter()
             .map(|id| pb::Model {
                 id,
@@ -184,19 +179,13 @@ fn request_id<T>(request: &Request<T>) -> String {
     )
 }
 
-fn failure(mut record: RequestRecord, failed: Failed) -> Status {
-    let st = status(&failed.error, &record.request_id, Some(&failed.attempts));
-    if let Error::Upstream { provider, .. } = &failed.error {
-        record.provider = Some(provider.clone());
-    }
-    record.routed(&failed.explain);
-    record.attempts = failed.attempts;
-    record.finish(Outcome::Error(failed.error.spec().status.as_u16()));
-    st
+/// A refused call as its gRPC status.
+fn refusal_status(refusal: &Refusal) -> Status {
+    status(&refusal.error, &refusal.request_id, &refusal.attempts)
 }
 
 /// The gRPC status for an error: code from the table, the OpenAI message, and metadata.
-pub fn status(error: &Error, request_id: &str, attempts: Option<&Attempts>) -> Status {
+pub fn status(error: &Error, request_id: &str, attempts: &str) -> Status {
     if let Error::Internal { detail } = error {
         tracing::error!(request_id, detail, "internal error");
     }
@@ -217,21 +206,16 @@ pub fn status(error: &Error, request_id: &str, attempts: Option<&Attempts>) -> S
             &(after.as_secs_f64().ceil().max(1.0) as u64).to_string(),
         );
     }
-    if let Some(a) = attempts.filter(|a| !a.list().is_empty()) {
-        insert(md, ATTEMPTS_HEADER, &a.header_value());
+    if !attempts.is_empty() {
+        insert(md, ATTEMPTS_HEADER, attempts);
     }
     st
 }
 
-fn served_metadata(
-    md: &mut tonic::metadata::MetadataMap,
-    request_id: &str,
-    provider: &str,
-    attempts: &Attempts,
-) {
-    insert(md, REQUEST_ID_HEADER, request_id);
-    insert(md, PROVIDER_HEADER, provider);
-    insert(md, ATTEMPTS_HEADER, &attempts.header_value());
+fn head_metadata(md: &mut tonic::metadata::MetadataMap, head: &Head) {
+    insert(md, REQUEST_ID_HEADER, &head.request_id);
+    insert(md, PROVIDER_HEADER, &head.provider);
+    insert(md, ATTEMPTS_HEADER, &head.attempts);
 }
 
 fn insert(md: &mut tonic::metadata::MetadataMap, key: &'static str, value: &str) {

@@ -7,12 +7,18 @@ use serde_json::json;
 use crate::{
     api::{ATTEMPTS_HEADER, REQUEST_ID_HEADER},
     error::Error,
-    failover::Attempts,
+    pipeline::Refusal,
 };
 
+/// A refused call as its OpenAI error response.
+pub fn refusal_response(refusal: &Refusal) -> Response {
+    error_response(&refusal.error, &refusal.request_id, &refusal.attempts)
+}
+
 /// `{"error": {"message", "type", "param", "code"}}` with the table's status, the request
-/// id, `retry-after` when the provider gave one, and the attempts made.
-pub fn error_response(error: &Error, request_id: &str, attempts: Option<&Attempts>) -> Response {
+/// id, `retry-after` when the provider gave one, and the attempts made (`attempts` as
+/// `x-switchyard-attempts` lists them; empty when none).
+pub fn error_response(error: &Error, request_id: &str, attempts: &str) -> Response {
     if let Error::Internal { detail } = error {
         tracing::error!(request_id, detail, "internal error");
     }
@@ -29,8 +35,8 @@ pub fn error_response(error: &Error, request_id: &str, attempts: Option<&Attempt
         let secs = after.as_secs_f64().ceil().max(1.0) as u64;
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if let Some(a) = attempts.filter(|a| !a.list().is_empty())
-        && let Ok(v) = HeaderValue::from_str(&a.header_value())
+    if !attempts.is_empty()
+        && let Ok(v) = HeaderValue::from_str(attempts)
     {
         headers.insert(ATTEMPTS_HEADER, v);
     }

@@ -15,7 +15,7 @@ use axum::{
 };
 use serde_json::json;
 
-pub use errors::error_response;
+pub use errors::{error_response, refusal_response};
 
 use crate::{auth::CallerHeaders, error::Error, gateway::Gateway};
 
@@ -43,7 +43,7 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
             let data: Vec<_> = names.iter().map(|m| model_object(m)).collect();
             Json(json!({ "object": "list", "data": data })).into_response()
         }
-        Err(e) => error_response(&e, "", None),
+        Err(e) => error_response(&e, "", ""),
     }
 }
 
@@ -54,8 +54,8 @@ async fn get_model(
 ) -> Response {
     match gw.visible_models(CallerHeaders::from_http(&headers)) {
         Ok(names) if names.contains(&id) => Json(model_object(&id)).into_response(),
-        Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", None),
-        Err(e) => error_response(&e, "", None),
+        Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", ""),
+        Err(e) => error_response(&e, "", ""),
     }
 }
 
@@ -94,7 +94,7 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
         method: method.to_string(),
         path: uri.path().to_owned(),
     };
-    let mut resp = error_response(&err, "", None);
+    let mut resp = error_response(&err, "", "");
     if method != Method::GET && method != Method::POST && known_path(uri.path()) {
         *resp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
     }

@@ -1,0 +1,265 @@
+//! The one request pipeline every surface feeds: ingress, the named stages, the attempt,
+//! and the [`Answer`] a surface encodes.
+//!
+//! A surface (the REST shim, the gRPC service, the inbound APIs to come) is a codec
+//! around it:
+//! 1. [`Gateway::ingress`] takes one live snapshot, mints the request id, authenticates
+//!    the caller from its headers, takes the request's place in `server.max_in_flight`
+//!    and starts the request record — all before a body is read;
+//! 2. the surface decodes the body into the canonical [`ChatRequest`];
+//! 3. [`Gateway::serve`] labels the record with the catalog's name for the model, runs
+//!    the [`stages`] in order, routes, attempts ([`crate::failover`]) and returns an
+//!    [`Answer`]: a complete response, an open stream, or a refusal.
+//!
+//! The [`RequestRecord`] travels inside the [`Call`] and then inside the open stream; it
+//! is written once, when it is dropped, whatever the outcome (success, error, a client
+//! gone mid-stream, shed, drain). No surface finishes it.
+
+pub mod stages;
+mod stream;
+
+use std::sync::Arc;
+
+use futures_util::Stream;
+
+pub use stream::{Delivered, OpenStream};
+
+use crate::{
+    auth::{Caller, CallerHeaders},
+    chat::{ChatRequest, ChatResponse},
+    error::Error,
+    failover::{self, Failed, Served},
+    gateway::{Admitted, Gateway, Live},
+    routing::{Needs, Route},
+    telemetry::{Outcome, RequestRecord, Surface, UNKNOWN_MODEL},
+};
+
+/// One admitted, authenticated call on its way through the pipeline.
+pub struct Call {
+    live: Arc<Live>,
+    caller: Caller,
+    record: RequestRecord,
+    admitted: Admitted,
+}
+
+impl Call {
+    /// The request id (sent by the caller when sane, else minted).
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
+    }
+
+    /// The snapshot the call started on and finishes on.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Who is calling.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// Ends the call with `error` before any attempt (a body that could not be read or
+    /// parsed, a stage's refusal).
+    pub fn refuse(self, error: Error) -> Refusal {
+        refuse(self.record, error, failover::Attempts::default())
+    }
+}
+
+/// What the pipeline hands back to the surface to encode.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once per request; boxing the common case would add an allocation"
+)]
+pub enum Answer {
+    /// A whole response.
+    Complete(Completed),
+    /// A stream committed to one deployment.
+    Stream(Streaming),
+    /// No answer: why, for the surface's error shape.
+    Refused(Refusal),
+}
+
+/// What every answer tells the caller besides its body: the headers (REST) or metadata
+/// (gRPC) `x-request-id`, `x-switchyard-provider` and `x-switchyard-attempts`.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub request_id: String,
+    pub provider: Arc<str>,
+    /// The attempts, as `x-switchyard-attempts` lists them.
+    pub attempts: String,
+}
+
+/// A complete response and its head.
+pub struct Completed {
+    pub head: Head,
+    pub response: ChatResponse,
+}
+
+/// An open stream and its head. The stream owns the request record, the deployment's
+/// lease and the gateway slot; dropping it (a caller gone) records a cancellation.
+pub struct Streaming {
+    pub head: Head,
+    pub chunks: std::pin::Pin<Box<dyn Stream<Item = Delivered> + Send>>,
+}
+
+/// Why there is no answer, already recorded.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: Error,
+    pub request_id: String,
+    /// The attempts made, as `x-switchyard-attempts` lists them (empty when none).
+    pub attempts: String,
+}
+
+/// Records the refusal and hands it to the surface.
+fn refuse(mut record: RequestRecord, error: Error, attempts: failover::Attempts) -> Refusal {
+    if let Error::Upstream { provider, .. } = &error {
+        record.provider = Some(provider.clone());
+    }
+    record.end(Outcome::Error(error.spec().status.as_u16()));
+    let attempts_header = attempts.header_value();
+    record.attempts = attempts;
+    Refusal {
+        request_id: record.request_id.clone(),
+        error,
+        attempts: attempts_header,
+    }
+}
+
+impl Gateway {
+    /// The ingress step shared by every surface, before any body is read: one live
+    /// snapshot, the request id (`sent_id` when sane), authentication from the headers,
+    /// and the request's place in `server.max_in_flight`.
+    pub fn ingress(
+        &self,
+        surface: Surface,
+        sent_id: Option<&str>,
+        headers: CallerHeaders,
+    ) -> Result<Call, Refusal> {
+        let live = self.live();
+        let record = RequestRecord::start(crate::api::request_id_from(sent_id), surface);
+        let caller = match live.keys.authenticate(headers) {
+            Ok(c) => c,
+            Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
+        };
+        let admitted = match self.admit(&live) {
+            Ok(a) => a,
+            Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
+        };
+        Ok(Call {
+            live,
+            caller,
+            record,
+            admitted,
+        })
+    }
+
+    /// Serves one decoded call: the stages in order, then routing and the attempts.
+    pub async fn serve(&self, mut call: Call, mut request: ChatRequest) -> Answer {
+        let label = call
+            .live
+            .catalog
+            .label(&request.model)
+            .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
+        call.record.labelled(label, request.is_stream());
+        if let Err(error) = stages::run(&mut call, &mut request).await {
+            return Answer::Refused(call.refuse(error));
+        }
+        let route = match call
+            .live
+            .catalog
+            .route(&request, &Needs::of(&request), &call.caller)
+        {
+            Ok(r) => r,
+            Err(error) => return Answer::Refused(call.refuse(error)),
+        };
+        let started = tokio::time::Instant::now();
+        if request.is_stream() {
+            let result = self.attempt_stream(&call.live, &request, &route).await;
+            self.after_attempts(&request, &route, &result, started);
+            match with_explain(result, route) {
+                Ok(served) => Answer::Stream(call.stream(served, request.wants_stream_usage())),
+                Err(failed) => Answer::Refused(call.failed(failed)),
+            }
+        } else {
+            let result = failover::run(&route.plan, &settings(&call.live, &route, false), |d| {
+                let request = &request;
+                async move { d.provider.chat(request, &d.model).await }
+            })
+            .await;
+            self.after_attempts(&request, &route, &result, started);
+            match with_explain(result, route) {
+                Ok(served) => Answer::Complete(call.complete(served)),
+                Err(failed) => Answer::Refused(call.failed(failed)),
+            }
+        }
+    }
+}
+
+impl Call {
+    /// Records what served, and the head every answer carries.
+    fn served<T>(&mut self, served: &mut Served<T>) -> Head {
+        let record = &mut self.record;
+        record.served_by(&served.deployment);
+        record.routed(&served.explain);
+        let attempts = std::mem::take(&mut served.attempts);
+        let head = Head {
+            request_id: record.request_id.clone(),
+            provider: served.deployment.provider_name.clone(),
+            attempts: attempts.header_value(),
+        };
+        record.attempts = attempts;
+        head
+    }
+
+    fn complete(mut self, mut served: Served<ChatResponse>) -> Completed {
+        let head = self.served(&mut served);
+        self.record.usage = served.value.usage.clone();
+        self.record.first_byte();
+        self.record.end(Outcome::Ok);
+        Completed {
+            head,
+            response: served.value,
+        }
+    }
+
+    fn stream(mut self, mut served: Served<OpenStream>, include_usage: bool) -> Streaming {
+        let head = self.served(&mut served);
+        let open = served.value.hold(served.lease.take(), self.admitted);
+        Streaming {
+            head,
+            chunks: Box::pin(open.deliver(self.record, include_usage)),
+        }
+    }
+
+    fn failed(mut self, failed: Failed) -> Refusal {
+        self.record.routed(&failed.explain);
+        refuse(self.record, failed.error, failed.attempts)
+    }
+}
+
+/// How the attempts of a request on this route run.
+fn settings(live: &Live, route: &Route, stream: bool) -> failover::Settings {
+    failover::Settings {
+        failover: live.config.failover,
+        stream,
+        hedge: route.hedge,
+    }
+}
+
+fn with_explain<T>(result: Result<Served<T>, Failed>, route: Route) -> Result<Served<T>, Failed> {
+    // Deployments routing left out for an open circuit show as skipped, like those the
+    // attempt loop passed over.
+    match result {
+        Ok(mut served) => {
+            served.attempts.skipped_first(&route.skipped);
+            served.explain = route.explain;
+            Ok(served)
+        }
+        Err(mut failed) => {
+            failed.attempts.skipped_first(&route.skipped);
+            failed.explain = Box::new(route.explain);
+            Err(failed)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The named stages between ingress and routing, run in order by [`run`].
+//!
+//! A stage sees the admitted call and the decoded request and either lets it through
+//! (possibly changed: redaction will rewrite messages) or refuses it. Today:
+//! 1. [`Authorize`] — the security level the request asks for is within its key's;
+//! 2. [`Validate`] — the request is one any provider could serve.
+//!
+//! Next, in this order: the cache lookup, the limits reservation, redaction. Each is a
+//! type implementing [`Stage`] and one line in [`run`]; the surfaces do not change.
+
+use std::future::Future;
+
+use super::Call;
+use crate::{chat::ChatRequest, error::Error};
+
+/// One step of the pipeline. The future is `Send` so a stage may await (a cache or a
+/// limiter in Redis) inside any surface's task.
+pub trait Stage {
+    /// The name the docs and the crate's layout use.
+    const NAME: &'static str;
+
+    /// Lets the call through, or refuses it with the caller's error.
+    fn run(
+        &self,
+        call: &mut Call,
+        request: &mut ChatRequest,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Runs every stage in order; the first refusal ends the call.
+pub async fn run(call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
+    Authorize.run(call, request).await?;
+    Validate.run(call, request).await?;
+    Ok(())
+}
+
+/// The caller's key may ask for the security level the request names (the caller was
+/// authenticated at ingress, before the body was read).
+pub struct Authorize;
+
+impl Stage for Authorize {
+    const NAME: &'static str = "authorize";
+
+    async fn run(&self, call: &mut Call, _request: &mut ChatRequest) -> Result<(), Error> {
+        call.caller().authorize()
+    }
+}
+
+/// The request is one any provider could serve: a model and at least one message.
+pub struct Validate;
+
+impl Stage for Validate {
+    const NAME: &'static str = "validate";
+
+    async fn run(&self, _call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
+        validate(request)
+    }
+}
+
+fn validate(request: &ChatRequest) -> Result<(), Error> {
+    if request.model.trim().is_empty() {
+        return Err(Error::bad_param("model", "`model` must not be empty"));
+    }
+    if request.messages.is_empty() {
+        return Err(Error::bad_param(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
