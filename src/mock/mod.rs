@@ -252,6 +252,9 @@ pub async fn serve(
     let router = router
         .route("/_mock/stats", get(stats))
         .route("/_mock/fault", get(current_fault).put(set_fault))
+        // Providers take far larger bodies than axum's 2 MB default (long contexts, images):
+        // the gateway's own limit is what the tests exercise, not the mock's.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state);
     tokio::pin!(shutdown);
     loop {
@@ -289,6 +292,9 @@ pub async fn serve(
         });
     }
 }
+
+/// The largest request body the mock reads.
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 /// Binds `addr` and serves the mock in a background task; returns the bound address.
 pub async fn spawn(addr: &str, options: MockOptions) -> std::io::Result<std::net::SocketAddr> {

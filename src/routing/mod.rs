@@ -309,7 +309,6 @@ impl Catalog {
         &self.models
     }
 
-    /// The deployments to try for `request`, filtered and ordered, with the reasons.
     /// The catalog's own name for `model`, for metric labels; `None` when it has no such
     /// model (a caller's string never becomes a label).
     pub fn label(&self, model: &str) -> Option<Arc<str>> {
@@ -317,6 +316,7 @@ impl Catalog {
         Some(self.models[index].name.clone())
     }
 
+    /// The deployments to try for `request`, filtered and ordered, with the reasons.
     pub fn route(
         &self,
         request: &ChatRequest,
