@@ -47,18 +47,6 @@ impl Mock {
         }
     }
 
-    /// An address where nothing listens: connections are refused.
-    pub async fn dead(name: &str) -> Mock {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        Mock {
-            addr,
-            name: name.to_owned(),
-            format: MockFormat::OpenAi,
-        }
-    }
-
     /// A mock named `name` at a loopback port held by the returned socket, bound and not
     /// listening: connections are refused for as long as it lives (and no other socket can
     /// take the port). Call `listen` on it for a listener that never accepts.
