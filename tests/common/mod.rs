@@ -199,6 +199,23 @@ impl TestGateway {
     }
 }
 
+/// The value of the Prometheus series `name` whose labels include each of `labels` (written
+/// `key="value"`), summed over the matching series; 0 when there is none.
+///
+/// The recorder is process-wide: under `cargo test` the tests of one binary share it (under
+/// nextest each test has a process of its own). So a test compares the value before and after
+/// what it did, for labels only it produces, or holds a lock the tests sharing a series take.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A one-message request for the test model.
 pub fn hello(stream: bool) -> Value {
     json!({ "model": "gpt-4o-mini", "stream": stream,
