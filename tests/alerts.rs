@@ -17,7 +17,7 @@ use std::{
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A webhook that answers 500 to its first POST and records every body.
 #[derive(Clone, Default)]
@@ -46,76 +46,105 @@ async fn start_receiver() -> (String, Receiver) {
     (url, receiver)
 }
 
-#[tokio::test]
-async fn an_exhausted_chain_and_an_opened_circuit_reach_the_webhook_once_each() {
-    let (url, receiver) = start_receiver().await;
-    let dead = Mock::dead("dead").await;
-    let extra =
-        format!("{FAST}[alerts]\nwebhook_url = \"{url}\"\nmin_interval_ms = 60000\nattempts = 3\n");
-    let gw = TestGateway::start(&config_for(&[&dead], &extra)).await;
-    // Six failures: the chain is exhausted six times; the fifth opens the circuit.
-    for _ in 0..6 {
-        assert_eq!(gw.chat(&hello(false)).await.status(), 502);
-    }
+/// A model of its own (`sentinel`) over a refused port of its own, appended to `config`.
+/// One request for it exhausts its chain: one task delivers alerts in the order they were
+/// raised, so once the webhook has its alert, every alert raised before it has been
+/// delivered (or given up on). That makes "no other alert" observable without a sleep.
+fn with_sentinel(config: String, sentinel: &Mock) -> String {
+    format!(
+        "{config}\n[[providers]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"{url}\"\n\
+         api_key = \"sk-test\"\n\n[[models]]\nname = \"sentinel\"\n\
+         deployments = [{{ provider = \"{name}\", model = \"upstream-{name}\" }}]\n",
+        name = sentinel.name,
+        url = sentinel.base_url(),
+    )
+}
 
-    // The first POST is refused and retried after 0.5 s: wait (bounded) for both kinds.
-    let delivered = || {
-        let posts = receiver.posts.lock().unwrap();
-        let mut kinds: Vec<String> = posts[1.min(posts.len())..]
-            .iter()
-            .map(|p| p["kind"].as_str().unwrap().to_owned())
-            .collect();
-        kinds.sort();
-        kinds
-    };
+/// POSTs a one-message chat request for `model`; the status.
+async fn ask(gw: &TestGateway, model: &str) -> u16 {
+    let body = json!({ "model": model, "messages": [{ "role": "user", "content": "Hello" }] });
+    gw.chat(&body).await.status().as_u16()
+}
+
+/// Waits (bounded) until the webhook has received the sentinel's alert; every POST so far.
+async fn posts_up_to_the_sentinel(receiver: &Receiver) -> Vec<Value> {
     within(async {
-        while delivered().len() < 2 {
+        loop {
+            let posts = receiver.posts.lock().unwrap().clone();
+            if posts.iter().any(|p| p["subject"] == "sentinel") {
+                return posts;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-    .await;
-    // Give any extra (unwanted) deliveries a moment to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(delivered(), ["breaker_open", "chain_exhausted"]);
-    let posts = receiver.posts.lock().unwrap().clone();
-    assert_eq!(
-        posts.len(),
-        3,
-        "one refused delivery, then one of each: {posts:?}"
-    );
-    let chain = posts
+    .await
+}
+
+#[tokio::test]
+async fn an_exhausted_chain_and_an_opened_circuit_reach_the_webhook_once_each() {
+    let (url, receiver) = start_receiver().await;
+    let (dead, _held) = Mock::bound("dead");
+    let (sentinel, _held_too) = Mock::bound("sentinel-dead");
+    let extra =
+        format!("{FAST}[alerts]\nwebhook_url = \"{url}\"\nmin_interval_ms = 60000\nattempts = 3\n");
+    // A model name no other test in this binary uses: the alert counter's labels are ours.
+    let config = config_for(&[&dead], &extra).replace("\"gpt-4o-mini\"", "\"alerted\"");
+    let gw = TestGateway::start(&with_sentinel(config, &sentinel)).await;
+    let before = gw.metrics().await;
+    // Six failures: the chain is exhausted six times; the fifth opens the circuit.
+    for _ in 0..6 {
+        assert_eq!(ask(&gw, "alerted").await, 502);
+    }
+    assert_eq!(ask(&gw, "sentinel").await, 502);
+
+    // The first POST is refused and retried after 0.5 s; then the circuit; then nothing
+    // more about `alerted` before the sentinel.
+    let posts = posts_up_to_the_sentinel(&receiver).await;
+    let sent: Vec<(&str, &str)> = posts
         .iter()
-        .find(|p| p["kind"] == "chain_exhausted")
-        .unwrap();
-    assert_eq!(chain["subject"], "gpt-4o-mini");
+        .map(|p| (p["kind"].as_str().unwrap(), p["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("chain_exhausted", "alerted"),
+            ("chain_exhausted", "alerted"),
+            ("breaker_open", "dead/upstream-dead"),
+            ("chain_exhausted", "sentinel"),
+        ],
+        "one refused delivery, then one of each, then the sentinel: {posts:?}"
+    );
     assert!(
-        chain["message"]
+        posts[1]["message"]
             .as_str()
             .unwrap()
             .contains("dead/upstream-dead=connect")
     );
-    let breaker = posts.iter().find(|p| p["kind"] == "breaker_open").unwrap();
-    assert_eq!(breaker["subject"], "dead/upstream-dead");
 
-    let metrics = gw.metrics().await;
-    let count = |kind: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with("switchyard_alerts_total") && l.contains(kind))
-            .and_then(|l| l.rsplit(' ').next())
-            .map(str::to_owned)
+    let after = gw.metrics().await;
+    let raised = |labels: &[&str]| {
+        metric(&after, "switchyard_alerts_total", labels)
+            - metric(&before, "switchyard_alerts_total", labels)
     };
-    assert_eq!(count("chain_exhausted").as_deref(), Some("6"), "{metrics}");
-    assert_eq!(count("breaker_open").as_deref(), Some("1"), "{metrics}");
+    let chain = [r#"kind="chain_exhausted""#, r#"subject="alerted""#];
+    let breaker = [r#"kind="breaker_open""#, r#"subject="dead/upstream-dead""#];
+    assert_eq!(raised(&chain), 6.0, "{after}");
+    assert_eq!(raised(&breaker), 1.0, "{after}");
 }
 
 #[tokio::test]
 async fn the_callers_own_error_raises_no_alert() {
     let (url, receiver) = start_receiver().await;
     let bad = Mock::start("bad", "status=400").await;
+    let (sentinel, _held) = Mock::bound("sentinel-dead");
     let extra = format!("{FAST}[alerts]\nwebhook_url = \"{url}\"\n");
-    let gw = TestGateway::start(&config_for(&[&bad], &extra)).await;
+    let gw = TestGateway::start(&with_sentinel(config_for(&[&bad], &extra), &sentinel)).await;
     assert_eq!(gw.chat(&hello(false)).await.status(), 400);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(receiver.posts.lock().unwrap().is_empty());
+    assert_eq!(ask(&gw, "sentinel").await, 502);
+    // The sentinel's alert (its first delivery refused, then retried) and nothing before it.
+    let posts = posts_up_to_the_sentinel(&receiver).await;
+    assert!(
+        posts.iter().all(|p| p["subject"] == "sentinel"),
+        "{posts:?}"
+    );
 }

@@ -147,7 +147,7 @@ async fn with_no_config_and_no_keys_the_simulated_default_answers() {
 
 #[tokio::test]
 async fn api_keys_never_appear_in_logs_or_errors() {
-    let dead = Mock::dead("primary").await;
+    let (dead, _held) = Mock::bound("primary");
     let dir = tempdir("secret");
     let config = config_for(&[&dead], FAST).replace("sk-test-primary", "sk-live-SUPERSECRET");
     std::fs::write(dir.join("switchyard.toml"), config).unwrap();

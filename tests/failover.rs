@@ -34,7 +34,8 @@ async fn fails_over(primary: Mock, expected_outcome: &str) {
 
 #[tokio::test]
 async fn a_dead_port_fails_over() {
-    fails_over(Mock::dead("primary").await, "connect").await;
+    let (primary, _held) = Mock::bound("primary");
+    fails_over(primary, "connect").await;
 }
 
 #[tokio::test]
@@ -100,7 +101,7 @@ async fn when_every_attempt_fails_the_last_providers_status_and_message_come_bac
 
 #[tokio::test]
 async fn all_dead_is_a_502_naming_no_secret() {
-    let primary = Mock::dead("primary").await;
+    let (primary, _held) = Mock::bound("primary");
     let gw = TestGateway::serving(&[&primary]).await;
     let resp = gw.chat(&hello(false)).await;
     assert_eq!(resp.status(), 502);

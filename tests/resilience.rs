@@ -47,11 +47,37 @@ async fn error_of(resp: reqwest::Response) -> Value {
     within(resp.json::<Value>()).await.unwrap()["error"].clone()
 }
 
+/// Held by every test that sheds: `switchyard_shed_total` has no labels and the recorder is
+/// process-wide, so under `cargo test` (one process for this file's tests) a test counting
+/// sheds must not run beside another that sheds.
+static SHEDDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sends a non-streaming request until `wanted` holds for its answer, bounded: a finished
+/// stream's slots are released when the gateway drops the stream, just after the client has
+/// read its end.
+async fn until_answered(
+    gw: &TestGateway,
+    wanted: impl Fn(&reqwest::Response) -> bool,
+) -> reqwest::Response {
+    within(async {
+        loop {
+            let resp = gw.chat(&hello(false)).await;
+            if wanted(&resp) {
+                return resp;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn beyond_max_in_flight_a_request_is_shed_with_503_and_retry_after() {
     let slow = Mock::start("slow", "latency_ms=600").await;
     let other = Mock::start("other", "latency_ms=600").await;
     let gw = TestGateway::start(&config(&slow, &other, ["", ""], "max_in_flight = 2\n", "")).await;
+    let _shedding = SHEDDING.lock().await;
+    let shed_before = metric(&gw.metrics().await, "switchyard_shed_total", &[]);
     let busy: Vec<_> = (0..2)
         .map(|_| {
             let url = gw.url("/v1/chat/completions");
@@ -90,7 +116,8 @@ async fn beyond_max_in_flight_a_request_is_shed_with_503_and_retry_after() {
         }
     }
     let metrics = gw.metrics().await;
-    assert!(metrics.contains("switchyard_shed_total 1"), "{metrics}");
+    let shed = metric(&metrics, "switchyard_shed_total", &[]) - shed_before;
+    assert_eq!(shed, 1.0, "{metrics}");
 }
 
 #[tokio::test]
@@ -214,7 +241,14 @@ async fn a_provider_connect_timeout_bounds_a_connection_that_never_completes() {
         let _ = s.connect(&addr.into());
         fillers.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Full once a filler is established (and never accepted); loopback handshakes finish
+    // within the connect call, so this is at once.
+    within(async {
+        while !fillers.iter().any(|s| s.peer_addr().is_ok()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 
     let backup = Mock::start("backup", "").await;
     let mut text = config(&blackhole, &backup, ["", ""], "", "");
@@ -256,17 +290,16 @@ async fn a_model_whose_p95_crosses_its_threshold_raises_one_alert() {
         "alert_p95_ms = 20\n",
     ))
     .await;
+    // Only this test in the file sets a p95 threshold: no other raises this series.
+    let labels = [r#"kind="latency_p95""#, r#"subject="gpt-4o-mini""#];
+    let before = metric(&gw.metrics().await, "switchyard_alerts_total", &labels);
     // The p95 is judged from the 20th answer on, every 8th: 40 answers cross it once.
     for _ in 0..40 {
         assert_eq!(gw.chat(&hello(false)).await.status(), 200);
     }
     let metrics = gw.metrics().await;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("switchyard_alerts_total") && l.contains("latency_p95"))
-        .unwrap_or_else(|| panic!("no latency_p95 alert in {metrics}"));
-    assert!(line.contains("subject=\"gpt-4o-mini\""), "{line}");
-    assert!(line.ends_with(" 1"), "raised once while above: {line}");
+    let raised = metric(&metrics, "switchyard_alerts_total", &labels) - before;
+    assert_eq!(raised, 1.0, "raised once while above: {metrics}");
 }
 
 #[tokio::test]
@@ -332,6 +365,7 @@ async fn a_committed_stream_holds_its_gateway_slot_until_it_ends() {
     let slow = Mock::start("slow", "chunk_delay_ms=300").await;
     let spare = Mock::start("spare", "").await;
     let gw = TestGateway::start(&config(&slow, &spare, ["", ""], "max_in_flight = 1\n", "")).await;
+    let _shedding = SHEDDING.lock().await;
     let (body, seen) = committed_stream(&gw).await;
     let shed = gw.chat(&hello(false)).await;
     assert_eq!(
@@ -357,8 +391,7 @@ async fn a_committed_stream_holds_its_gateway_slot_until_it_ends() {
     assert_eq!(upload.status(), 503);
     let whole = finish(body, seen).await;
     assert!(whole.trim_end().ends_with("data: [DONE]"), "{whole}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(gw.chat(&hello(false)).await.status(), 200);
+    until_answered(&gw, |resp| resp.status() == 200).await;
 }
 
 #[tokio::test]
@@ -373,10 +406,9 @@ async fn a_committed_stream_holds_its_deployment_slot_until_it_ends() {
         "slow/upstream-slow=busy, spare/upstream-spare=ok"
     );
     finish(body, seen).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let after = gw.chat(&hello(false)).await;
-    assert_eq!(
-        header(&after, "x-switchyard-attempts"),
-        "slow/upstream-slow=ok"
-    );
+    // Meanwhile the spare serves (`busy` first); then the slow deployment is free again.
+    until_answered(&gw, |resp| {
+        header(resp, "x-switchyard-attempts") == "slow/upstream-slow=ok"
+    })
+    .await;
 }

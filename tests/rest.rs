@@ -247,7 +247,7 @@ async fn a_sane_request_id_is_kept_and_an_unsafe_one_replaced() {
 
 #[tokio::test]
 async fn readyz_is_503_naming_a_model_whose_every_circuit_is_open() {
-    let dead = Mock::dead("dead").await;
+    let (dead, _held) = Mock::bound("dead");
     let gw = TestGateway::serving(&[&dead]).await;
     let ready = || async {
         let resp = within(client().get(gw.url("/readyz")).send())

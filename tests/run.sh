@@ -57,5 +57,4 @@ if [ ! -x "$root/target/debug/switchyard" ]; then
 fi
 SWITCHYARD_BIN="$root/target/debug/switchyard" \
 STEADY_BIN="$tools/node_modules/.bin/steady" \
-SPECS_DIR="${SPECS_DIR:-$root/../shared/specs}" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e

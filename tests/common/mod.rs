@@ -47,18 +47,6 @@ impl Mock {
         }
     }
 
-    /// An address where nothing listens: connections are refused.
-    pub async fn dead(name: &str) -> Mock {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        Mock {
-            addr,
-            name: name.to_owned(),
-            format: MockFormat::OpenAi,
-        }
-    }
-
     /// A mock named `name` at a loopback port held by the returned socket, bound and not
     /// listening: connections are refused for as long as it lives (and no other socket can
     /// take the port). Call `listen` on it for a listener that never accepts.
@@ -209,6 +197,23 @@ impl TestGateway {
         .await
         .unwrap()
     }
+}
+
+/// The value of the Prometheus series `name` whose labels include each of `labels` (written
+/// `key="value"`), summed over the matching series; 0 when there is none.
+///
+/// The recorder is process-wide: under `cargo test` the tests of one binary share it (under
+/// nextest each test has a process of its own). So a test compares the value before and after
+/// what it did, for labels only it produces, or holds a lock the tests sharing a series take.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A one-message request for the test model.

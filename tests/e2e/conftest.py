@@ -28,7 +28,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SWITCHYARD_BIN = Path(os.environ.get("SWITCHYARD_BIN") or ROOT / "target/debug/switchyard")
 STEADY_BIN = Path(os.environ.get("STEADY_BIN") or ROOT / ".tools/node_modules/.bin/steady")
-SPECS_DIR = Path(os.environ.get("SPECS_DIR") or ROOT.parent / "shared/specs")
+# The OpenAPI specs the tests use, vendored (tests/specs/README.md): a clone needs nothing beside it.
+SPECS_DIR = ROOT / "tests/specs"
 
 STARTUP_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0

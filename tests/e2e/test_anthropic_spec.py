@@ -1,6 +1,6 @@
 """The Anthropic adapter's upstream requests, validated against Anthropic's own OpenAPI spec.
 
-Steady serves shared/specs/anthropic-openapi.json as it is: 400 to a request the spec
+Steady serves tests/specs/anthropic-openapi.json as it is: 400 to a request the spec
 rejects outright, 200 otherwise, and for some mismatches (a oneOf no variant matches, a
 number out of range, a string too long) only a diagnostic in its JSON log. So "valid" below
 means status 200 *and* no diagnostics. A gateway provider of kind `anthropic` points at it:

@@ -1,6 +1,6 @@
 """The gateway's upstream requests, validated against OpenAI's own OpenAPI spec.
 
-Steady serves shared/specs/openai-openapi.yaml: it answers 400 to any request the spec
+Steady serves tests/specs/openai-openapi.yaml: it answers 400 to any request the spec
 rejects and 200 with a generated body otherwise. A gateway provider points at it, so every
 request an application sends through the gateway reaches "OpenAI" as the gateway rewrote it,
 and the gateway must also parse whatever spec-conforming body comes back.
