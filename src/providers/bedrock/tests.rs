@@ -665,3 +665,19 @@ fn the_embedded_default_adds_bedrock_only_with_all_three_aws_variables() {
         EmbeddedDefault::Simulated
     ));
 }
+
+#[test]
+fn a_content_block_index_past_the_limit_is_malformed() {
+    let wire = event(
+        "contentBlockStart",
+        json!({"contentBlockIndex": 4_000_000_000_u32, "start": {"toolUse": {"toolUseId": "t", "name": "f"}}}),
+    );
+    let (items, st) = run(&wire, wire.len());
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.label(), "malformed");
+    assert!(
+        err.to_string().contains("contentBlockIndex 4000000000"),
+        "{err}"
+    );
+    assert!(st.is_ended());
+}

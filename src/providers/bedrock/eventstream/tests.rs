@@ -179,3 +179,19 @@ fn frame_with_raw_headers(head: &[u8], payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc.to_be_bytes());
     out
 }
+
+#[test]
+fn a_frame_past_the_limit_is_refused_at_its_prelude() {
+    let big = encode(&[(":message-type", "event")], &[b'x'; 4096]);
+    let mut d = FrameDecoder::new(1024);
+    let items = d.push(&big[..PRELUDE]);
+    assert!(
+        matches!(&items[..], [Err(ProviderError::Malformed(m))]
+            if m.contains("4") && m.contains("max_response_bytes (1024 bytes)")),
+        "{items:?}"
+    );
+    assert_eq!(d.buffered(), 0, "nothing of the frame is kept");
+    // The same frame passes a decoder whose limit it fits.
+    let mut d = FrameDecoder::new(big.len());
+    assert!(matches!(&d.push(&big)[..], [Ok(_)]));
+}
