@@ -8,6 +8,8 @@ pub mod bedrock;
 pub mod cohere;
 mod content;
 mod error;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod gemini;
 pub mod limits;
 pub mod openai;

@@ -194,13 +194,10 @@ impl SseDecoder {
 
     fn on_line(&mut self, line: &[u8]) -> Result<Option<SseEvent>, ProviderError> {
         if line.is_empty() {
-            let Some(data) = self.data.take() else {
-                return Ok(None);
-            };
-            return Ok(Some(SseEvent {
-                event: self.event.take(),
-                data,
-            }));
+            // An event without data is dropped, its type with it (WHATWG: "If the data
+            // buffer is an empty string, set ... the event type buffer to the empty string").
+            let event = self.event.take();
+            return Ok(self.data.take().map(|data| SseEvent { event, data }));
         }
         if line[0] == b':' {
             return Ok(None);

@@ -482,3 +482,5 @@ fn tool_blocks_past_the_limit_are_malformed_not_kept() {
     assert!(items[..4096].iter().all(Result::is_ok));
     assert!(items[4096].is_err());
 }
+
+crate::providers::fuzz::translator_properties!(AnthropicStream::default, RECORDED);

@@ -257,3 +257,5 @@ fn tool_call_and_content_indexes_past_the_limit_are_malformed() {
         assert!(st.is_ended());
     }
 }
+
+crate::providers::fuzz::translator_properties!(|| CohereStream::new("command-a"), RECORDED);

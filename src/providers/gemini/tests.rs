@@ -329,3 +329,5 @@ fn a_response_candidate_index_past_the_limit_is_malformed() {
     let err = decode_response(body, "m").unwrap_err();
     assert_eq!(err.label(), "malformed");
 }
+
+crate::providers::fuzz::translator_properties!(|| GeminiStream::new("asked"), RECORDED);

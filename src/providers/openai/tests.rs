@@ -259,3 +259,5 @@ fn choice_and_tool_call_indexes_past_the_limit_are_malformed() {
         assert!(d.is_ended());
     }
 }
+
+crate::providers::fuzz::translator_properties!(StreamDecoder::default, RECORDED);

@@ -88,3 +88,143 @@ fn an_event_exactly_at_the_limit_passes() {
     let out = d.push(b"data:0123456789\n\n");
     assert_eq!(data(&out), vec!["0123456789"]);
 }
+
+#[test]
+fn an_event_type_without_data_does_not_leak_into_the_next_event() {
+    let mut d = SseDecoder::default();
+    let evs = d.push(b"event: ping\n\ndata: x\n\n");
+    assert_eq!(data(&evs), vec!["x"]);
+    assert_eq!(evs[0].as_ref().unwrap().event, None);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::fuzz;
+
+    /// One generated event: its type, its data lines (none: dropped), and whether a
+    /// comment line comes first.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        name: Option<String>,
+        lines: Vec<String>,
+        comment: bool,
+    }
+
+    fn generated() -> impl Strategy<Value = Generated> {
+        (
+            proptest::option::of("[a-z_]{1,12}"),
+            proptest::collection::vec("[^\r\n]{0,24}", 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(name, lines, comment)| Generated {
+                name,
+                lines,
+                comment,
+            })
+    }
+
+    fn wire(events: &[Generated], crlf: bool) -> Vec<u8> {
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let mut out = String::new();
+        for e in events {
+            if e.comment {
+                out.push_str(&format!(": keep-alive{eol}"));
+            }
+            if let Some(name) = &e.name {
+                out.push_str(&format!("event: {name}{eol}"));
+            }
+            for line in &e.lines {
+                out.push_str(&format!("data: {line}{eol}"));
+            }
+            out.push_str(eol);
+        }
+        out.into_bytes()
+    }
+
+    fn expected(events: &[Generated]) -> Vec<SseEvent> {
+        events
+            .iter()
+            .filter(|e| !e.lines.is_empty())
+            .map(|e| SseEvent {
+                event: e.name.clone(),
+                data: e.lines.join("\n"),
+            })
+            .collect()
+    }
+
+    fn decode(reads: &[&[u8]], limit: usize) -> Result<Vec<SseEvent>, TestCaseError> {
+        let mut d = SseDecoder::new(limit);
+        let mut out = Vec::new();
+        for read in reads {
+            for ev in d.push(read) {
+                prop_assert!(d.buffered() <= limit);
+                match ev {
+                    Ok(ev) => {
+                        prop_assert!(ev.data.len() <= limit);
+                        out.push(ev);
+                    }
+                    Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config())]
+
+        #[test]
+        fn valid_sse_split_anywhere_decodes_to_the_events_written(
+            events in proptest::collection::vec(generated(), 0..12),
+            crlf in any::<bool>(),
+            cuts in fuzz::cuts(2048),
+        ) {
+            let wire = wire(&events, crlf);
+            let whole = decode(&[&wire], 1 << 20)?;
+            prop_assert_eq!(&whole, &expected(&events));
+            let split = decode(&fuzz::pieces(&wire, &cuts), 1 << 20)?;
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn random_bytes_split_anywhere_decode_the_same_as_whole(
+            bytes in fuzz::sse_noise(),
+            cuts in fuzz::cuts(1024),
+        ) {
+            let whole = decode(&[&bytes], 1 << 20)?;
+            let split = decode(&fuzz::pieces(&bytes, &cuts), 1 << 20)?;
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn random_bytes_never_make_the_decoder_hold_more_than_its_limit(
+            bytes in prop_oneof![
+                fuzz::sse_noise(),
+                proptest::collection::vec(any::<u8>(), 0..2048),
+            ],
+            cuts in fuzz::cuts(2048),
+            limit in 1usize..300,
+        ) {
+            let mut d = SseDecoder::new(limit);
+            let mut failed = false;
+            for read in fuzz::pieces(&bytes, &cuts) {
+                for ev in d.push(read) {
+                    if failed {
+                        prop_assert!(ev.is_err(), "no event follows an error");
+                        continue;
+                    }
+                    match ev {
+                        Ok(ev) => prop_assert!(ev.data.len() <= limit),
+                        Err(e) => {
+                            prop_assert_eq!(e.label(), "malformed");
+                            failed = true;
+                        }
+                    }
+                }
+                prop_assert!(d.buffered() <= limit, "{} > {limit}", d.buffered());
+            }
+        }
+    }
+}
