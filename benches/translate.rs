@@ -186,7 +186,7 @@ fn translate(wire: &str, mut translator: impl StreamTranslator) -> usize {
     let mut n = 0;
     for piece in wire.as_bytes().chunks(1024) {
         for event in sse.push(piece) {
-            n += translator.on_event(event).len();
+            n += translator.on_event(event.unwrap()).len();
         }
     }
     n + translator.on_eof().unwrap().len()

@@ -323,3 +323,6 @@ impl Stop {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

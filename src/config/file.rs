@@ -177,6 +177,9 @@ pub struct ProviderFile {
     /// Time to establish a connection to this provider (default
     /// `failover.connect_timeout_ms`).
     pub connect_timeout_ms: Option<u64>,
+    /// The largest JSON answer, stream event or frame read from this provider (default
+    /// 32 MiB); past it the attempt fails as malformed and the next deployment is tried.
+    pub max_response_bytes: Option<u64>,
 }
 
 impl ProviderFile {
@@ -194,6 +197,7 @@ impl ProviderFile {
             session_token: None,
             headers: BTreeMap::new(),
             connect_timeout_ms: None,
+            max_response_bytes: None,
         }
     }
 }

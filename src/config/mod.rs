@@ -198,6 +198,8 @@ pub struct ProviderConfig {
     pub aws: Option<AwsConfig>,
     /// Time to establish a connection; `None` takes `failover.connect_timeout`.
     pub connect_timeout: Option<Duration>,
+    /// The largest JSON answer, stream event or frame read from this provider.
+    pub max_response_bytes: usize,
 }
 
 /// An AWS region and the credentials requests to it are signed with.
@@ -438,6 +440,12 @@ impl TryFrom<FileConfig> for Config {
                 }
                 v => v.map(Duration::from_millis),
             };
+            let max_response_bytes = match p.max_response_bytes {
+                None => crate::providers::DEFAULT_MAX_RESPONSE_BYTES,
+                Some(n) => usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+                    ConfigError::new(key("max_response_bytes"), "must be greater than 0")
+                })?,
+            };
             let base_url = match (p.base_url, preset.base_url, &aws) {
                 (Some(url), _, _) => url,
                 (None, Some(default), _) => default.to_owned(),
@@ -498,6 +506,7 @@ impl TryFrom<FileConfig> for Config {
                 headers,
                 aws,
                 connect_timeout,
+                max_response_bytes,
             });
         }
 

@@ -291,3 +291,19 @@ fn azure_needs_an_endpoint_and_only_azure_takes_api_version() {
     let e = err(&VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\napi_version = \"x\""));
     assert_eq!(e.key, "providers[1].api_version");
 }
+
+#[test]
+fn max_response_bytes_defaults_to_32_mib_and_must_be_positive() {
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.providers[0].max_response_bytes, 33_554_432);
+    let text = VALID.replace(
+        "kind = \"vllm\"",
+        "kind = \"vllm\"\nmax_response_bytes = 4096",
+    );
+    assert_eq!(
+        Config::parse(&text).unwrap().providers[1].max_response_bytes,
+        4096
+    );
+    let text = VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\nmax_response_bytes = 0");
+    assert_eq!(err(&text).key, "providers[1].max_response_bytes");
+}

@@ -160,8 +160,14 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     format!("{}...", &text[..end])
 }
 
-/// Parses `retry-after` (seconds, possibly fractional) or `retry-after-ms`.
+/// Parses `retry-after-ms`, or `retry-after` as delay-seconds (possibly fractional) or as
+/// an HTTP-date (RFC 9110 section 10.2.3). A date already past means "retry now": zero.
 pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] with the wall-clock time an HTTP-date is measured from.
+fn retry_after_at(headers: &http::HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -169,9 +175,17 @@ pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     {
         return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
-    headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,10 @@ pub mod bedrock;
 pub mod cohere;
 mod content;
 mod error;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod gemini;
+pub mod limits;
 pub mod openai;
 pub mod presets;
 pub mod sse;
@@ -20,6 +23,7 @@ use futures_util::{Stream, future::BoxFuture};
 
 pub(crate) use error::truncate;
 pub use error::{ProviderError, parse_retry_after};
+pub use limits::DEFAULT_MAX_RESPONSE_BYTES;
 
 use crate::{
     chat::{ChatChunk, ChatRequest, ChatResponse},

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use super::{
-    ChunkStream, Provider, ProviderError,
+    ChunkStream, Provider, ProviderError, limits,
     sse::{self, SseEvent, StreamTranslator},
     upstream::{self, Upstream},
 };
@@ -48,7 +48,7 @@ impl OpenAiProvider {
             format!("{base}/chat/completions")
         };
         Ok(OpenAiProvider {
-            upstream: Upstream::new(client, &url, headers)?,
+            upstream: Upstream::new(client, &url, headers, config.max_response_bytes)?,
             quirks: Quirks::of_kind(config.kind),
             azure_api_version: azure.then(|| config.api_version.clone().unwrap_or_default()),
         })
@@ -224,7 +224,7 @@ impl Provider for OpenAiProvider {
         Box::pin(async move {
             let body = encode_request(request, model, false, self.quirks);
             let answer = self.post(body, model, false).await?;
-            upstream::decode(&upstream::body(answer).await?)
+            upstream::decode(&self.upstream.body(answer).await?)
         })
     }
 
@@ -239,6 +239,7 @@ impl Provider for OpenAiProvider {
             Ok(sse::translate(
                 answer.bytes_stream(),
                 StreamDecoder::default(),
+                self.upstream.max_response_bytes(),
             ))
         })
     }
@@ -284,7 +285,7 @@ impl StreamTranslator for StreamDecoder {
 }
 
 fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
-    upstream::decode(data.as_bytes()).map_err(|malformed| {
+    let chunk = upstream::decode(data.as_bytes()).map_err(|malformed| {
         // Not a chunk: an in-band error, `data: {"error": {...}}`, or garbage.
         #[derive(serde::Deserialize)]
         struct Envelope {
@@ -301,7 +302,10 @@ fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
             }
             Err(_) => malformed,
         }
-    })
+    })?;
+    // Passed through as sent, so whoever gathers chunks by index downstream is safe too.
+    limits::check_chunk(&chunk)?;
+    Ok(chunk)
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 
-use super::{ChunkStream, ProviderError, upstream::transport_error};
+use super::{
+    ChunkStream, DEFAULT_MAX_RESPONSE_BYTES, ProviderError, limits, upstream::transport_error,
+};
 use crate::chat::ChatChunk;
 
 /// A provider's stream translation: one SSE event in, the chunks it means out, with the
@@ -24,8 +26,9 @@ pub trait StreamTranslator: Send + 'static {
     fn on_eof(&mut self) -> Result<Vec<ChatChunk>, ProviderError>;
 }
 
-/// Drives `translator` over an SSE body.
-pub fn translate<S, T>(bytes: S, translator: T) -> ChunkStream
+/// Drives `translator` over an SSE body in which no event may be longer than
+/// `max_event_bytes`.
+pub fn translate<S, T>(bytes: S, translator: T, max_event_bytes: usize) -> ChunkStream
 where
     S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     T: StreamTranslator,
@@ -39,7 +42,7 @@ where
     }
     let state = State {
         bytes: Box::pin(bytes),
-        sse: SseDecoder::default(),
+        sse: SseDecoder::new(max_event_bytes),
         translator,
         pending: VecDeque::new(),
         finished: false,
@@ -58,7 +61,13 @@ where
                         if st.translator.is_ended() {
                             break;
                         }
-                        st.pending.extend(st.translator.on_event(event));
+                        match event {
+                            Ok(event) => st.pending.extend(st.translator.on_event(event)),
+                            Err(e) => {
+                                st.finished = true;
+                                st.pending.push_back(Err(e));
+                            }
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -86,23 +95,68 @@ pub struct SseEvent {
 
 /// An incremental SSE parser (per the WHATWG event-stream format: lines end in LF, CRLF or
 /// CR; a blank line ends an event; `data` lines are joined with LF; `:` lines are comments).
-#[derive(Debug, Default)]
+///
+/// What it holds between reads — the unfinished line and the event being built — never
+/// exceeds `max_event_bytes`: a provider that goes past it gets an error, not a buffer.
+#[derive(Debug)]
 pub struct SseDecoder {
     buf: BytesMut,
+    /// How far `buf` is known to hold no line terminator, so a long line arriving in many
+    /// small reads is scanned once, not once per read.
+    scanned: usize,
     event: Option<String>,
     data: Option<String>,
+    max_event_bytes: usize,
+    failed: bool,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        SseDecoder::new(DEFAULT_MAX_RESPONSE_BYTES)
+    }
 }
 
 impl SseDecoder {
-    /// Feeds bytes; returns the events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(bytes);
+    /// A decoder for events of at most `max_event_bytes`.
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseDecoder {
+            buf: BytesMut::new(),
+            scanned: 0,
+            event: None,
+            data: None,
+            max_event_bytes,
+            failed: false,
+        }
+    }
+
+    /// Feeds bytes; returns the events they complete. An event past the size limit is an
+    /// error, the last item; every later push returns it again.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<SseEvent, ProviderError>> {
+        if self.failed {
+            return vec![Err(self.too_large())];
+        }
         let mut out = Vec::new();
-        while let Some((line_end, next)) = find_line_end(&self.buf) {
-            let line = self.buf[..line_end].to_vec();
-            self.buf.advance(next);
-            if let Some(ev) = self.on_line(&line) {
-                out.push(ev);
+        let mut rest = bytes;
+        // Take the input a limit's worth at a time, so one huge read never sits in the
+        // buffer whole.
+        while !rest.is_empty() {
+            let take = rest.len().min(self.max_event_bytes.max(1));
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            while let Some((line_end, next)) = find_line_end(&self.buf, self.scanned) {
+                let line = self.buf.split_to(next);
+                self.scanned = 0;
+                match self.on_line(&line[..line_end]) {
+                    Ok(Some(ev)) => out.push(Ok(ev)),
+                    Ok(None) => {}
+                    Err(e) => return self.fail(out, e),
+                }
+            }
+            // A lone CR at the end may still become a CRLF: look at it again.
+            self.scanned = self.buf.len().saturating_sub(1);
+            if self.buffered() > self.max_event_bytes {
+                let e = self.too_large();
+                return self.fail(out, e);
             }
         }
         out
@@ -113,16 +167,43 @@ impl SseDecoder {
         !self.buf.is_empty() || self.data.is_some()
     }
 
-    fn on_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    /// The bytes held between reads: the unfinished line and the event being built.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+            + self.data.as_ref().map_or(0, String::len)
+            + self.event.as_ref().map_or(0, String::len)
+    }
+
+    fn too_large(&self) -> ProviderError {
+        limits::too_large("a stream event", self.max_event_bytes)
+    }
+
+    fn fail(
+        &mut self,
+        mut out: Vec<Result<SseEvent, ProviderError>>,
+        e: ProviderError,
+    ) -> Vec<Result<SseEvent, ProviderError>> {
+        self.failed = true;
+        self.buf = BytesMut::new();
+        self.scanned = 0;
+        self.data = None;
+        self.event = None;
+        out.push(Err(e));
+        out
+    }
+
+    fn on_line(&mut self, line: &[u8]) -> Result<Option<SseEvent>, ProviderError> {
         if line.is_empty() {
-            let data = self.data.take()?;
-            return Some(SseEvent {
-                event: self.event.take(),
-                data,
-            });
+            // An event without data is dropped, its type with it (WHATWG: "If the data
+            // buffer is an empty string, set ... the event type buffer to the empty string").
+            let event = self.event.take();
+            return Ok(self.data.take().map(|data| SseEvent { event, data }));
         }
         if line[0] == b':' {
-            return None;
+            return Ok(None);
+        }
+        if line.len() > self.max_event_bytes {
+            return Err(self.too_large());
         }
         let line = String::from_utf8_lossy(line);
         let (field, value) = match line.find(':') {
@@ -135,6 +216,9 @@ impl SseDecoder {
         match field {
             "data" => match &mut self.data {
                 Some(d) => {
+                    if d.len() + 1 + value.len() > self.max_event_bytes {
+                        return Err(self.too_large());
+                    }
                     d.push('\n');
                     d.push_str(value);
                 }
@@ -143,13 +227,14 @@ impl SseDecoder {
             "event" => self.event = Some(value.to_owned()),
             _ => {}
         }
-        None
+        Ok(None)
     }
 }
 
-/// Finds the end of the first line: (index of the terminator, index after it).
-fn find_line_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let i = buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+/// Finds the end of the first line, looking from `from` on (the bytes before it hold no
+/// terminator): (index of the terminator, index after it).
+fn find_line_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let i = from + buf[from..].iter().position(|&b| b == b'\n' || b == b'\r')?;
     if buf[i] == b'\r' {
         // A CR at the very end may be the first half of a CRLF: wait for more.
         match buf.get(i + 1) {

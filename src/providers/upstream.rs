@@ -1,15 +1,21 @@
 //! One upstream endpoint over the shared HTTP client: auth and fixed headers built once,
-//! error statuses turned into [`ProviderError`]s that keep the provider's words.
+//! error statuses turned into [`ProviderError`]s that keep the provider's words, bodies
+//! read under a byte limit.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use super::{ProviderError, parse_retry_after, truncate};
+use super::{ProviderError, limits, parse_retry_after, truncate};
+
+/// How much of an error answer's body is read: enough for any provider's error message
+/// (only the first 1,000 bytes of text are kept), and no more whatever it sends.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Where a provider's requests go and the headers every one of them carries.
 pub struct Upstream {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: http::HeaderMap,
+    max_response_bytes: usize,
 }
 
 /// What the provider answered with a success status.
@@ -17,11 +23,13 @@ pub type Answer = reqwest::Response;
 
 impl Upstream {
     /// An endpoint at `url` whose requests carry `headers` (marked sensitive: they hold
-    /// credentials and never print).
+    /// credentials and never print), and whose answers and stream events may be up to
+    /// `max_response_bytes` long.
     pub fn new(
         client: reqwest::Client,
         url: &str,
         headers: Vec<(String, String)>,
+        max_response_bytes: usize,
     ) -> Result<Upstream, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("base_url: {e}"))?;
         let mut map = http::HeaderMap::new();
@@ -41,12 +49,23 @@ impl Upstream {
             client,
             url,
             headers: map,
+            max_response_bytes,
         })
     }
 
     /// The endpoint's URL.
     pub fn url(&self) -> &reqwest::Url {
         &self.url
+    }
+
+    /// The most bytes one answer (or one stream event) from this endpoint may have.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// Reads a whole success body, up to this endpoint's `max_response_bytes`.
+    pub async fn body(&self, answer: Answer) -> Result<Bytes, ProviderError> {
+        body(answer, self.max_response_bytes).await
     }
 
     /// POSTs a JSON body; a non-success status becomes a [`ProviderError::Status`].
@@ -83,7 +102,7 @@ impl Upstream {
             return Ok(resp);
         }
         let retry_after = parse_retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(transport_error)?;
+        let body = error_body(resp).await?;
         Err(ProviderError::from_status(status, &body, retry_after))
     }
 }
@@ -104,9 +123,36 @@ fn expect_event_stream(resp: &reqwest::Response) -> Result<(), ProviderError> {
     }
 }
 
-/// Reads a whole success body.
-pub async fn body(answer: Answer) -> Result<Bytes, ProviderError> {
-    answer.bytes().await.map_err(transport_error)
+/// Reads a whole success body of at most `limit` bytes. Reading stops at the limit: a
+/// longer body is never buffered, and fails as malformed.
+pub async fn body(mut answer: Answer, limit: usize) -> Result<Bytes, ProviderError> {
+    let too_large = || limits::too_large("the answer", limit);
+    let announced = answer.content_length().unwrap_or(0);
+    if usize::try_from(announced).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = answer.chunk().await.map_err(transport_error)? {
+        if chunk.len() > limit - buf.len() {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads the first [`ERROR_BODY_LIMIT`] bytes of an error answer; the rest is dropped
+/// unread (the status says what matters, and the message is cut anyway).
+pub async fn error_body(mut answer: Answer) -> Result<Bytes, ProviderError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = answer.chunk().await.map_err(transport_error)? {
+        let room = ERROR_BODY_LIMIT - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() == ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses a whole success body as `T`, or says what was wrong with it.
@@ -157,3 +203,6 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,10 +12,7 @@ pub use request::{DEFAULT_MAX_TOKENS, encode_request};
 pub use response::{decode_response, finish_reason};
 pub use stream::AnthropicStream;
 
-use super::{
-    ChunkStream, Provider, ProviderError, sse,
-    upstream::{self, Upstream},
-};
+use super::{ChunkStream, Provider, ProviderError, sse, upstream::Upstream};
 use crate::{
     chat::{ChatRequest, ChatResponse},
     config::ProviderConfig,
@@ -44,7 +41,7 @@ impl AnthropicProvider {
         }
         let url = format!("{}/v1/messages", config.base_url.trim_end_matches('/'));
         Ok(AnthropicProvider {
-            upstream: Upstream::new(client, &url, headers)?,
+            upstream: Upstream::new(client, &url, headers, config.max_response_bytes)?,
         })
     }
 }
@@ -58,7 +55,7 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             let body = encode_request(request, model, false)?;
             let answer = self.upstream.post(body, false).await?;
-            decode_response(&upstream::body(answer).await?)
+            decode_response(&self.upstream.body(answer).await?)
         })
     }
 
@@ -73,6 +70,7 @@ impl Provider for AnthropicProvider {
             Ok(sse::translate(
                 answer.bytes_stream(),
                 AnthropicStream::default(),
+                self.upstream.max_response_bytes(),
             ))
         })
     }

@@ -13,7 +13,7 @@ use super::response::{WireUsage, finish_reason};
 use crate::{
     chat::{ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCallDelta},
     providers::{
-        ProviderError,
+        ProviderError, limits,
         sse::{SseEvent, StreamTranslator},
         upstream,
     },
@@ -176,7 +176,8 @@ impl AnthropicStream {
             } => match content_block {
                 StartBlock::Text { text } if !text.is_empty() => Some(self.text(text)),
                 StartBlock::ToolUse { id, name } => {
-                    let tool = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
+                    let index = limits::index("content block index", index)?;
+                    let tool = limits::room_for("tool call index", self.tool_blocks.len())?;
                     self.tool_blocks.push((index, tool));
                     Some(self.tool_delta(ToolCallDelta {
                         index: tool,

@@ -300,6 +300,7 @@ fn run(wire: &str, split: usize) -> (Vec<Result<ChatChunk, ProviderError>>, Anth
     let mut out = Vec::new();
     for piece in wire.as_bytes().chunks(split) {
         for ev in sse.push(piece) {
+            let ev = ev.unwrap();
             if !st.is_ended() {
                 out.extend(st.on_event(ev));
             }
@@ -458,3 +459,28 @@ fn out_of_range_temperature_and_audio_output_are_refused() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_content_block_index_past_the_limit_is_malformed() {
+    let wire = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":4000000000,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}}\n\n";
+    let (items, st) = run(wire, wire.len());
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.label(), "malformed");
+    assert!(
+        err.to_string().contains("content block index 4000000000"),
+        "{err}"
+    );
+    assert!(st.is_ended());
+}
+
+#[test]
+fn tool_blocks_past_the_limit_are_malformed_not_kept() {
+    let start = "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}}\n\n";
+    let wire = start.repeat(4097);
+    let (items, _) = run(&wire, wire.len());
+    assert_eq!(items.len(), 4097);
+    assert!(items[..4096].iter().all(Result::is_ok));
+    assert!(items[4096].is_err());
+}
+
+crate::providers::fuzz::translator_properties!(AnthropicStream::default, RECORDED);

@@ -51,11 +51,19 @@ enum State {
     Failed,
 }
 
-/// An incremental event-stream decoder.
-#[derive(Debug, Default)]
+/// An incremental event-stream decoder. It holds at most one frame between reads, and no
+/// frame longer than its limit.
+#[derive(Debug)]
 pub struct FrameDecoder {
     buf: BytesMut,
     state: State,
+    max_frame: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder::new(MAX_FRAME)
+    }
 }
 
 fn malformed(what: String) -> ProviderError {
@@ -67,6 +75,15 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 impl FrameDecoder {
+    /// A decoder refusing frames longer than `max_frame` bytes (or than [`MAX_FRAME`]).
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            state: State::Prelude,
+            max_frame: max_frame.min(MAX_FRAME),
+        }
+    }
+
     /// Feeds bytes; returns the frames they complete, in order. A framing error is the last
     /// item, and every later push returns it again.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<Frame, ProviderError>> {
@@ -104,6 +121,11 @@ impl FrameDecoder {
         !self.buf.is_empty()
     }
 
+    /// The bytes held between reads: the part of the next frame received so far.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Checks the prelude at the front of the buffer and moves to [`State::Body`].
     fn prelude(&mut self) -> Result<(), ProviderError> {
         let b = &self.buf[..PRELUDE];
@@ -112,9 +134,14 @@ impl FrameDecoder {
             return Err(malformed("prelude checksum mismatch".into()));
         }
         let (total, headers) = (total as usize, headers as usize);
-        if !(PRELUDE + CHECKSUM..=MAX_FRAME).contains(&total)
-            || headers > total - PRELUDE - CHECKSUM
-        {
+        if total > self.max_frame {
+            return Err(malformed(format!(
+                "a frame of {total} bytes is larger than the provider's max_response_bytes \
+                 ({} bytes)",
+                self.max_frame
+            )));
+        }
+        if total < PRELUDE + CHECKSUM || headers > total - PRELUDE - CHECKSUM {
             return Err(malformed(format!(
                 "impossible lengths (frame {total}, headers {headers})"
             )));

@@ -44,6 +44,7 @@ pub struct BedrockProvider {
     aws: AwsConfig,
     /// The config's extra headers (sent unsigned).
     headers: HeaderMap,
+    max_response_bytes: usize,
 }
 
 impl BedrockProvider {
@@ -71,6 +72,7 @@ impl BedrockProvider {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             aws,
             headers,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
@@ -176,7 +178,7 @@ impl BedrockProvider {
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.bytes().await.map_err(upstream::transport_error)?;
+        let body = upstream::error_body(resp).await?;
         Err(status_error(
             status,
             &body,
@@ -271,7 +273,8 @@ impl Provider for BedrockProvider {
             let body = encode_request(request)?;
             let answer = self.post(model, body, false).await?;
             let id = answer_id(&answer);
-            decode_response(&upstream::body(answer).await?, model, &id)
+            let body = upstream::body(answer, self.max_response_bytes).await?;
+            decode_response(&body, model, &id)
         })
     }
 
@@ -287,6 +290,7 @@ impl Provider for BedrockProvider {
             Ok(translate(
                 answer.bytes_stream(),
                 BedrockStream::new(model, &id),
+                self.max_response_bytes,
             ))
         })
     }

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     chat::{ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCallDelta},
-    providers::{ChunkStream, ProviderError, truncate, upstream::transport_error},
+    providers::{ChunkStream, ProviderError, limits, truncate, upstream::transport_error},
 };
 
 #[derive(Deserialize)]
@@ -213,19 +213,23 @@ impl BedrockStream {
             )),
             "contentBlockStart" => {
                 let start: BlockStart = parse(frame)?;
-                start.start.tool_use.map(|tool| {
-                    let index = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
-                    self.tool_blocks.push((start.content_block_index, index));
-                    self.tool_delta(ToolCallDelta {
-                        index,
-                        id: Some(tool.tool_use_id),
-                        kind: Some("function".into()),
-                        function: Some(FunctionCallDelta {
-                            name: Some(tool.name),
-                            arguments: Some(String::new()),
-                        }),
-                    })
-                })
+                let block = limits::index("contentBlockIndex", start.content_block_index)?;
+                match start.start.tool_use {
+                    None => None,
+                    Some(tool) => {
+                        let index = limits::room_for("tool call index", self.tool_blocks.len())?;
+                        self.tool_blocks.push((block, index));
+                        Some(self.tool_delta(ToolCallDelta {
+                            index,
+                            id: Some(tool.tool_use_id),
+                            kind: Some("function".into()),
+                            function: Some(FunctionCallDelta {
+                                name: Some(tool.name),
+                                arguments: Some(String::new()),
+                            }),
+                        }))
+                    }
+                }
             }
             "contentBlockDelta" => self.delta(parse(frame)?)?,
             "messageStop" => {
@@ -313,8 +317,8 @@ fn parse<T: serde::de::DeserializeOwned>(frame: &Frame) -> Result<T, ProviderErr
 }
 
 /// Drives `translator` over an event-stream body: the event-stream counterpart of
-/// [`crate::providers::sse::translate`].
-pub fn translate<S>(bytes: S, translator: BedrockStream) -> ChunkStream
+/// [`crate::providers::sse::translate`]. No frame may be longer than `max_frame` bytes.
+pub fn translate<S>(bytes: S, translator: BedrockStream, max_frame: usize) -> ChunkStream
 where
     S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {
@@ -327,7 +331,7 @@ where
     }
     let state = State {
         bytes: Box::pin(bytes),
-        frames: FrameDecoder::default(),
+        frames: FrameDecoder::new(max_frame),
         translator,
         pending: VecDeque::new(),
         finished: false,

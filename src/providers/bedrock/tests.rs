@@ -665,3 +665,116 @@ fn the_embedded_default_adds_bedrock_only_with_all_three_aws_variables() {
         EmbeddedDefault::Simulated
     ));
 }
+
+#[test]
+fn a_content_block_index_past_the_limit_is_malformed() {
+    let wire = event(
+        "contentBlockStart",
+        json!({"contentBlockIndex": 4_000_000_000_u32, "start": {"toolUse": {"toolUseId": "t", "name": "f"}}}),
+    );
+    let (items, st) = run(&wire, wire.len());
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.label(), "malformed");
+    assert!(
+        err.to_string().contains("contentBlockIndex 4000000000"),
+        "{err}"
+    );
+    assert!(st.is_ended());
+}
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::fuzz;
+
+    /// Translates frames as the stream wrapper does, in comparable form.
+    fn translate(reads: &[&[u8]]) -> Result<Vec<Result<Value, String>>, TestCaseError> {
+        let mut frames = eventstream::FrameDecoder::new(64 * 1024);
+        let mut st = BedrockStream::new("m", "bedrock-1");
+        let mut out = Vec::new();
+        'reads: for read in reads {
+            for frame in frames.push(read) {
+                prop_assert!(frames.buffered() <= 64 * 1024);
+                if st.is_ended() {
+                    break 'reads;
+                }
+                match frame {
+                    Ok(f) => {
+                        for item in st.on_frame(&f) {
+                            out.push(match item {
+                                Ok(chunk) => {
+                                    crate::providers::limits::check_chunk(&chunk)
+                                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                                    let mut v = serde_json::to_value(&chunk).unwrap();
+                                    v["created"] = json!(null);
+                                    Ok(v)
+                                }
+                                Err(e) => Err(e.to_string()),
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        out.push(Err(e.to_string()));
+                        break 'reads;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded stream's frames as (event type, payload).
+    fn recorded_frames() -> Vec<(String, Value)> {
+        let mut d = eventstream::FrameDecoder::default();
+        d.push(&recorded())
+            .into_iter()
+            .map(Result::unwrap)
+            .map(|f| {
+                let kind = f.header(":event-type").unwrap_or("").to_owned();
+                (
+                    kind,
+                    serde_json::from_slice(&f.payload).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config())]
+
+        #[test]
+        fn a_recorded_stream_split_anywhere_gives_the_same_chunks(
+            cuts in fuzz::cuts(recorded().len()),
+        ) {
+            let wire = recorded();
+            let whole = translate(&[&wire])?;
+            prop_assert!(whole.iter().all(Result::is_ok), "{whole:?}");
+            prop_assert_eq!(whole, translate(&fuzz::pieces(&wire, &cuts))?);
+        }
+
+        #[test]
+        fn random_bytes_never_panic_nor_outgrow_the_frame_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in fuzz::cuts(2048),
+        ) {
+            translate(&fuzz::pieces(&bytes, &cuts))?;
+        }
+
+        #[test]
+        fn recorded_frames_in_any_order_with_any_index_are_chunks_or_errors(
+            soup in fuzz::event_soup(recorded_frames().len()),
+        ) {
+            let frames = recorded_frames();
+            let mut wire = Vec::new();
+            for (pick, indexes) in &soup {
+                let (kind, payload) = &frames[*pick];
+                let mut payload = payload.clone();
+                fuzz::rewrite_indexes(&mut payload, indexes, &mut 0);
+                wire.extend(event(kind, payload));
+            }
+            translate(&[&wire])?;
+        }
+    }
+}

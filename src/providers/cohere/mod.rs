@@ -11,10 +11,7 @@ pub use request::encode_request;
 pub use response::{decode_response, finish_reason};
 pub use stream::CohereStream;
 
-use super::{
-    ChunkStream, Provider, ProviderError, sse,
-    upstream::{self, Upstream},
-};
+use super::{ChunkStream, Provider, ProviderError, sse, upstream::Upstream};
 use crate::{
     chat::{ChatRequest, ChatResponse},
     config::ProviderConfig,
@@ -34,7 +31,7 @@ impl CohereProvider {
         }
         let url = format!("{}/v2/chat", config.base_url.trim_end_matches('/'));
         Ok(CohereProvider {
-            upstream: Upstream::new(client, &url, headers)?,
+            upstream: Upstream::new(client, &url, headers, config.max_response_bytes)?,
         })
     }
 }
@@ -48,7 +45,7 @@ impl Provider for CohereProvider {
         Box::pin(async move {
             let body = encode_request(request, model, false)?;
             let answer = self.upstream.post(body, false).await?;
-            decode_response(&upstream::body(answer).await?, model)
+            decode_response(&self.upstream.body(answer).await?, model)
         })
     }
 
@@ -63,6 +60,7 @@ impl Provider for CohereProvider {
             Ok(sse::translate(
                 answer.bytes_stream(),
                 CohereStream::new(model),
+                self.upstream.max_response_bytes(),
             ))
         })
     }

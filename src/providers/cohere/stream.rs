@@ -15,7 +15,7 @@ use super::response::{WireUsage, finish_reason};
 use crate::{
     chat::{ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCallDelta},
     providers::{
-        ProviderError,
+        ProviderError, limits,
         sse::{SseEvent, StreamTranslator},
         unix_now, upstream,
     },
@@ -137,7 +137,9 @@ impl CohereStream {
             }
             Event::ContentStart { index, delta } => {
                 if str_at(&delta, "/message/content/type").as_deref() == Some("thinking") {
-                    self.thinking_items.push(index);
+                    limits::room_for("thinking item", self.thinking_items.len())?;
+                    self.thinking_items
+                        .push(limits::index("content index", index)?);
                 }
                 Vec::new()
             }
@@ -166,7 +168,7 @@ impl CohereStream {
             }
             Event::ToolCallStart { index, delta } => {
                 let call = ToolCallDelta {
-                    index,
+                    index: limits::index("tool call index", index)?,
                     id: str_at(&delta, "/message/tool_calls/id"),
                     kind: Some("function".into()),
                     function: Some(FunctionCallDelta {
@@ -184,7 +186,7 @@ impl CohereStream {
                     .filter(|a| !a.is_empty())
                 {
                     Some(args) => vec![self.tool(ToolCallDelta {
-                        index,
+                        index: limits::index("tool call index", index)?,
                         id: None,
                         kind: None,
                         function: Some(FunctionCallDelta {

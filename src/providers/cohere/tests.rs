@@ -172,6 +172,7 @@ fn run(wire: &str, split: usize) -> (Vec<Result<ChatChunk, ProviderError>>, Cohe
     let mut out = Vec::new();
     for piece in wire.as_bytes().chunks(split) {
         for ev in sse.push(piece) {
+            let ev = ev.unwrap();
             if !st.is_ended() {
                 out.extend(st.on_event(ev));
             }
@@ -242,3 +243,19 @@ fn bare_error_bodies_keep_the_message() {
     );
     assert!(matches!(&e, ProviderError::Status { message, .. } if message == "too many requests"));
 }
+
+#[test]
+fn tool_call_and_content_indexes_past_the_limit_are_malformed() {
+    for wire in [
+        "data: {\"type\":\"tool-call-start\",\"index\":4000000000,\"delta\":{\"message\":{\"tool_calls\":{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}}}}\n\n",
+        "data: {\"type\":\"tool-call-delta\",\"index\":4096,\"delta\":{\"message\":{\"tool_calls\":{\"function\":{\"arguments\":\"{\"}}}}}\n\n",
+        "data: {\"type\":\"content-start\",\"index\":4096,\"delta\":{\"message\":{\"content\":{\"type\":\"thinking\",\"thinking\":\"\"}}}}\n\n",
+    ] {
+        let (items, st) = run(wire, wire.len());
+        let err = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(err.label(), "malformed", "{wire}");
+        assert!(st.is_ended());
+    }
+}
+
+crate::providers::fuzz::translator_properties!(|| CohereStream::new("command-a"), RECORDED);

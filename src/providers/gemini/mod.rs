@@ -12,10 +12,7 @@ pub use request::encode_request;
 pub use response::{decode_response, finish_reason};
 pub use stream::GeminiStream;
 
-use super::{
-    ChunkStream, Provider, ProviderError, sse,
-    upstream::{self, Upstream},
-};
+use super::{ChunkStream, Provider, ProviderError, sse, upstream::Upstream};
 use crate::{
     chat::{ChatRequest, ChatResponse},
     config::ProviderConfig,
@@ -35,7 +32,7 @@ impl GeminiProvider {
         }
         let base = format!("{}/v1beta/models", config.base_url.trim_end_matches('/'));
         Ok(GeminiProvider {
-            upstream: Upstream::new(client, &base, headers)?,
+            upstream: Upstream::new(client, &base, headers, config.max_response_bytes)?,
         })
     }
 
@@ -79,7 +76,7 @@ impl Provider for GeminiProvider {
                 .upstream
                 .post_to(self.url(model, false)?, body, false)
                 .await?;
-            decode_response(&upstream::body(answer).await?, model)
+            decode_response(&self.upstream.body(answer).await?, model)
         })
     }
 
@@ -97,6 +94,7 @@ impl Provider for GeminiProvider {
             Ok(sse::translate(
                 answer.bytes_stream(),
                 GeminiStream::new(model),
+                self.upstream.max_response_bytes(),
             ))
         })
     }

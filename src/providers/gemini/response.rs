@@ -15,7 +15,7 @@ use crate::{
         ChatResponse, Choice, CompletionTokensDetails, Extra, FunctionCall, Message,
         PromptTokensDetails, Role, ToolCall, Usage,
     },
-    providers::{ProviderError, upstream},
+    providers::{ProviderError, limits, upstream},
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,7 +173,10 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
             !calls.is_empty(),
         );
         choices.push(Choice {
-            index: c.index.unwrap_or(u32::try_from(i).unwrap_or(0)),
+            index: match c.index {
+                Some(index) => limits::index("candidate index", index)?,
+                None => limits::room_for("candidate index", i)?,
+            },
             message: Message::assistant(text, reasoning, calls),
             finish_reason: Some(finish.into()),
             logprobs: None,

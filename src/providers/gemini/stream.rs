@@ -10,7 +10,7 @@ use super::response::{GenerateResponse, UsageMetadata, finish_reason};
 use crate::{
     chat::{ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCallDelta},
     providers::{
-        ProviderError,
+        ProviderError, limits,
         sse::{SseEvent, StreamTranslator},
         unix_now, upstream,
     },
@@ -58,7 +58,13 @@ impl GeminiStream {
         }
     }
 
-    fn translate(&mut self, frame: GenerateResponse) -> Vec<ChatChunk> {
+    /// Translates one frame into `out`. A candidate index or tool-call count past
+    /// [`limits::MAX_INDEX`] is an error: state is kept per candidate index.
+    fn translate(
+        &mut self,
+        frame: GenerateResponse,
+        out: &mut Vec<ChatChunk>,
+    ) -> Result<(), ProviderError> {
         if let Some(id) = frame.response_id.filter(|_| !self.started) {
             self.id = id;
         }
@@ -68,7 +74,6 @@ impl GeminiStream {
         if let Some(u) = frame.usage_metadata {
             self.usage = Some(u);
         }
-        let mut out = Vec::new();
         if !self.started {
             self.started = true;
             out.push(self.chunk(vec![choice(
@@ -82,7 +87,10 @@ impl GeminiStream {
             )]));
         }
         for (i, c) in frame.candidates.into_iter().enumerate() {
-            let index = c.index.unwrap_or(u32::try_from(i).unwrap_or(0));
+            let index = match c.index {
+                Some(index) => limits::index("candidate index", index)?,
+                None => limits::room_for("candidate index", i)?,
+            };
             let slot = index as usize;
             if self.tool_calls.len() <= slot {
                 self.tool_calls.resize(slot + 1, 0);
@@ -103,8 +111,8 @@ impl GeminiStream {
                     },
                     (None, Some(call)) => {
                         let tool = call.to_tool_call();
-                        let n = self.tool_calls[slot];
-                        self.tool_calls[slot] += 1;
+                        let n = limits::index("tool call index", self.tool_calls[slot])?;
+                        self.tool_calls[slot] = n + 1;
                         Delta {
                             tool_calls: Some(vec![ToolCallDelta {
                                 index: n,
@@ -125,7 +133,7 @@ impl GeminiStream {
                 out.push(self.chunk(vec![choice(index, Delta::default(), Some(finish))]));
             }
         }
-        out
+        Ok(())
     }
 }
 
@@ -154,13 +162,14 @@ impl StreamTranslator for GeminiStream {
                 None => Ok(frame),
             },
         );
-        match parsed {
-            Ok(frame) => self.translate(frame).into_iter().map(Ok).collect(),
-            Err(e) => {
-                self.ended = true;
-                vec![Err(e)]
-            }
+        let mut chunks = Vec::new();
+        let result = parsed.and_then(|frame| self.translate(frame, &mut chunks));
+        let mut out: Vec<_> = chunks.into_iter().map(Ok).collect();
+        if let Err(e) = result {
+            self.ended = true;
+            out.push(Err(e));
         }
+        out
     }
 
     fn is_ended(&self) -> bool {

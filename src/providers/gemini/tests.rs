@@ -217,6 +217,7 @@ fn run(wire: &str, split: usize) -> (Vec<Result<ChatChunk, ProviderError>>, Gemi
     let mut out = Vec::new();
     for piece in wire.as_bytes().chunks(split) {
         for ev in sse.push(piece) {
+            let ev = ev.unwrap();
             if !st.is_ended() {
                 out.extend(st.on_event(ev));
             }
@@ -298,3 +299,35 @@ fn an_in_band_error_frame_ends_the_stream() {
     assert!(items[..items.len() - 1].iter().all(Result::is_ok));
     assert!(st.is_ended());
 }
+
+#[test]
+fn a_candidate_index_past_the_limit_is_an_error_not_an_allocation() {
+    // Before the cap, this frame resized the per-candidate state to 4 billion entries.
+    let frame = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": \
+                 {\"name\": \"f\",\"args\": {}}}]},\"index\": 4000000000}]}\n\n";
+    let (items, st) = run(frame, frame.len());
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.label(), "malformed");
+    assert!(
+        err.to_string().contains("candidate index 4000000000"),
+        "{err}"
+    );
+    assert!(st.is_ended());
+    // The last allowed index still translates.
+    let frame = frame.replace("4000000000", "4095");
+    let (items, _) = run(&frame, frame.len());
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    assert_eq!(
+        items.last().unwrap().as_ref().unwrap().choices[0].index,
+        4095
+    );
+}
+
+#[test]
+fn a_response_candidate_index_past_the_limit_is_malformed() {
+    let body = br#"{"candidates": [{"content": {"parts": [{"text": "hi"}]}, "index": 4096}]}"#;
+    let err = decode_response(body, "m").unwrap_err();
+    assert_eq!(err.label(), "malformed");
+}
+
+crate::providers::fuzz::translator_properties!(|| GeminiStream::new("asked"), RECORDED);

@@ -16,6 +16,7 @@ fn feed(
 ) -> Vec<Result<ChatChunk, ProviderError>> {
     let mut out = Vec::new();
     for event in sse.push(bytes) {
+        let event = event.unwrap();
         if d.is_ended() {
             break;
         }
@@ -243,3 +244,20 @@ fn openai_reasoning_models_get_max_completion_tokens() {
         serde_json::from_slice(&encode_request(&req, "gpt-4o-mini", false, quirks)).unwrap();
     assert_eq!(wire["max_tokens"], 300, "other models keep max_tokens");
 }
+
+#[test]
+fn choice_and_tool_call_indexes_past_the_limit_are_malformed() {
+    for chunk in [
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":4096,"delta":{"content":"x"}}]}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":4000000000,"function":{"arguments":"{"}}]}}]}"#,
+    ] {
+        let (mut d, mut sse) = (StreamDecoder::default(), SseDecoder::default());
+        let out = feed(&mut d, &mut sse, format!("data: {chunk}\n\n").as_bytes());
+        let err = out[0].as_ref().unwrap_err();
+        assert_eq!(err.label(), "malformed", "{chunk}");
+        assert!(err.to_string().contains("limit of 4095"), "{err}");
+        assert!(d.is_ended());
+    }
+}
+
+crate::providers::fuzz::translator_properties!(StreamDecoder::default, RECORDED);

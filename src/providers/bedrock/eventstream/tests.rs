@@ -179,3 +179,131 @@ fn frame_with_raw_headers(head: &[u8], payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc.to_be_bytes());
     out
 }
+
+#[test]
+fn a_frame_past_the_limit_is_refused_at_its_prelude() {
+    let big = encode(&[(":message-type", "event")], &[b'x'; 4096]);
+    let mut d = FrameDecoder::new(1024);
+    let items = d.push(&big[..PRELUDE]);
+    assert!(
+        matches!(&items[..], [Err(ProviderError::Malformed(m))]
+            if m.contains("4") && m.contains("max_response_bytes (1024 bytes)")),
+        "{items:?}"
+    );
+    assert_eq!(d.buffered(), 0, "nothing of the frame is kept");
+    // The same frame passes a decoder whose limit it fits.
+    let mut d = FrameDecoder::new(big.len());
+    assert!(matches!(&d.push(&big)[..], [Ok(_)]));
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::fuzz;
+
+    /// A frame to encode: its string headers and payload.
+    type Plain = (Vec<(String, String)>, Vec<u8>);
+
+    /// Frames with string headers and any payload.
+    fn frames() -> impl Strategy<Value = Vec<Plain>> {
+        let header = ("[a-z:-]{1,16}", "[^\u{0}]{0,24}");
+        let frame = (
+            proptest::collection::vec(header, 0..4),
+            proptest::collection::vec(any::<u8>(), 0..96),
+        );
+        proptest::collection::vec(frame, 0..6)
+    }
+
+    fn wire(frames: &[Plain]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (headers, payload) in frames {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            out.extend_from_slice(&encode(&headers, payload));
+        }
+        out
+    }
+
+    fn decode(reads: &[&[u8]], limit: usize) -> Result<Vec<Result<Frame, String>>, TestCaseError> {
+        let mut d = FrameDecoder::new(limit);
+        let mut out = Vec::new();
+        for read in reads {
+            out.extend(
+                d.push(read)
+                    .into_iter()
+                    .map(|f| f.map_err(|e| e.to_string())),
+            );
+            prop_assert!(d.buffered() <= limit, "{} > {limit}", d.buffered());
+        }
+        Ok(out)
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config())]
+
+        #[test]
+        fn frames_split_anywhere_decode_to_the_frames_encoded(
+            frames in frames(),
+            cuts in fuzz::cuts(1024),
+        ) {
+            let wire = wire(&frames);
+            let whole = decode(&[&wire], MAX_FRAME)?;
+            let expected: Vec<Result<Frame, String>> = frames
+                .iter()
+                .map(|(headers, payload)| {
+                    Ok(Frame {
+                        headers: headers.clone(),
+                        payload: Bytes::from(payload.clone()),
+                    })
+                })
+                .collect();
+            prop_assert_eq!(&whole, &expected);
+            let split = decode(&fuzz::pieces(&wire, &cuts), MAX_FRAME)?;
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn a_damaged_byte_is_caught_after_the_frames_before_it(
+            frames in frames().prop_filter("some bytes", |f| !f.is_empty()),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+            cuts in fuzz::cuts(1024),
+        ) {
+            let mut wire = wire(&frames);
+            let at = at.index(wire.len());
+            wire[at] ^= flip;
+            // The frame holding the damaged byte, and how many come whole before it.
+            let mut end = 0;
+            let mut intact = 0;
+            for (headers, payload) in &frames {
+                let pairs: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                end += encode(&pairs, payload).len();
+                if end > at {
+                    break;
+                }
+                intact += 1;
+            }
+            let out = decode(&fuzz::pieces(&wire, &cuts), MAX_FRAME)?;
+            // The frames before the damage arrive; CRC32 catches every single-byte error,
+            // so the damaged frame and everything after it are errors, never frames.
+            prop_assert!(out.len() > intact, "{out:?}");
+            prop_assert!(out[..intact].iter().all(Result::is_ok), "{out:?}");
+            prop_assert!(out[intact..].iter().all(Result::is_err), "{out:?}");
+        }
+
+        #[test]
+        fn random_bytes_never_make_the_decoder_hold_more_than_its_limit(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            cuts in fuzz::cuts(4096),
+            limit in 16usize..2048,
+        ) {
+            let out = decode(&fuzz::pieces(&bytes, &cuts), limit)?;
+            let first_error = out.iter().position(Result::is_err).unwrap_or(out.len());
+            prop_assert!(out[first_error..].iter().all(Result::is_err), "{out:?}");
+        }
+    }
+}
