@@ -8,11 +8,11 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 
 /// `[alerts]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

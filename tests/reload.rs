@@ -16,7 +16,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -27,7 +27,7 @@ use switchyard::{
     reload,
     server::{self, Listeners},
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 
 const ADMIN_KEY: &str = "admin-key-0123456789";
 

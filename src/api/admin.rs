@@ -96,7 +96,7 @@ async fn health(
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
         return error_response(&e, "", None);
     }
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let deployments: Vec<_> = gw
         .health()
         .all()

@@ -18,7 +18,7 @@ impl Catalog {
             .deployments
             .iter()
             .map(|d| {
-                let s = d.health.snapshot(tokio::time::Instant::now().into_std());
+                let s = d.health.snapshot(tokio::time::Instant::now());
                 json!({
                     "id": &*d.id, "provider": &*d.provider_name, "kind": d.kind,
                     "model": &*d.model, "price_in": d.price_in, "price_out": d.price_out,

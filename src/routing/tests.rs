@@ -145,7 +145,7 @@ fn capabilities_filter_before_the_policy_with_a_reason() {
 fn open_circuits_are_removed_unless_nothing_else_is_left() {
     let f = fixture();
     let req = request(serde_json::json!({}));
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let deployments = &f.catalog.model("chat").unwrap().deployments;
     for _ in 0..10 {
         deployments[0].health.record(

@@ -3,12 +3,10 @@
 //! One JSON log line per request (`target: "switchyard::request"`), Prometheus metrics on
 //! `/metrics`. Process-global installs happen once, however many gateways a process builds.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::time::Instant;
 
 use crate::{
     chat::Usage,

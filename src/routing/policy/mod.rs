@@ -25,10 +25,11 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use mlua::{Function, Table};
+use tokio::time::Instant;
 
 pub use sandbox::{CallError, Limits};
 pub use selfcheck::run as self_check;

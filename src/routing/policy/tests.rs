@@ -346,3 +346,31 @@ fn a_live_call_over_its_limits_falls_back_and_the_next_call_runs_clean() {
         assert!(calm.explain.fallback.is_none());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_policy_sees_new_live_stats_when_tokio_time_passes() {
+    // Orders candidates with answered attempts first.
+    let dir = scripts_dir(&[(
+        "answered.lua",
+        "function route(r, c)\n local first, rest = {}, {}\n for _, x in ipairs(c) do\n \
+         if x.stats.samples > 0 then first[#first + 1] = x.id else rest[#rest + 1] = x.id end\n \
+         end\n for _, id in ipairs(rest) do first[#first + 1] = id end\n return first\nend",
+    )]);
+    let catalog = catalog("answered", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["a/m1", "b/m2"]);
+
+    let b = &catalog.model("chat").unwrap().deployments[1];
+    let answered = health::Outcome::Success {
+        latency: Duration::from_millis(20),
+        ttft: None,
+    };
+    b.health.record(answered, tokio::time::Instant::now());
+    // Stats are copied into the VM at most every STATS_REFRESH, by the one clock: paused
+    // tokio time that moves past it refreshes them.
+    tokio::time::advance(STATS_REFRESH).await;
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["b/m2", "a/m1"], "the VM kept stale stats");
+}
