@@ -61,7 +61,7 @@ async fn reload(
         return error_response(&e, "", None);
     }
     let worker = gw.clone();
-    match tokio::task::spawn_blocking(move || worker.reload_config_file("admin")).await {
+    match tokio::task::spawn_blocking(move || crate::reload::reload(&worker, "admin")).await {
         Ok(Ok(r)) => Json(json!({
             "status": "reloaded",
             "models": r.models,

@@ -57,7 +57,13 @@ fn fixture() -> Fixture {
     let client = crate::providers::Clients::new(Duration::from_secs(1)).unwrap();
     let health = health::Registry::new(config.breaker);
     Fixture {
-        catalog: Catalog::build(&config, &client, &health, &PriceTable::builtin()).unwrap(),
+        catalog: Catalog::build(
+            &config,
+            &client,
+            &health,
+            &Arc::new(Pricing::new(PriceTable::builtin())),
+        )
+        .unwrap(),
         keys: Keys::new(&config.keys),
     }
 }

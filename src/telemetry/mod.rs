@@ -8,6 +8,10 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+mod upkeep;
+
+pub use upkeep::{UPKEEP_EVERY, upkeep};
+
 use crate::{
     chat::Usage,
     failover::Attempts,
@@ -139,14 +143,11 @@ impl RequestRecord {
         }
     }
 
-    /// Notes the deployment that served: its provider, and its prices for the cost.
+    /// Notes the deployment that served: its provider, and its prices now (the live
+    /// table's) for the cost.
     pub fn served_by(&mut self, d: &Deployment) {
         self.provider = Some(d.provider_name.clone());
-        self.price = (d.price_in > 0.0 || d.price_out > 0.0).then_some(Price {
-            input: d.price_in,
-            output: d.price_out,
-            cached_input: d.price_cached,
-        });
+        self.price = d.billed_price();
     }
 
     /// Notes how the request was routed.

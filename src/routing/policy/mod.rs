@@ -6,9 +6,11 @@
 //! (../shared/STACK.md; `benches/routing.rs`), and a VM shared between threads serialises
 //! them. So every thread keeps its own VMs, one per catalog generation (a handful at
 //! most), each holding every model's candidate tables resident. Per call only the request
-//! table and the array of surviving candidates are built; the candidates' live stats are rewritten in place at most every
-//! [`STATS_REFRESH`]. A reload makes a new generation, and each thread builds its new VM
-//! on its next call (~0.1–0.5 ms, once).
+//! table and the array of surviving candidates are built; the candidates' live stats are
+//! rewritten in place at most every [`STATS_REFRESH`], and their prices when the live price
+//! table's version moves (prices are not part of the catalog: a price refresh rebuilds
+//! nothing). A reload makes a new generation, and each thread builds its new VM on its next
+//! call (~0.1–0.5 ms, once).
 //!
 //! Scripts come from `routing.scripts_dir` or, failing that, the built-in copies of the
 //! shipped `scripts/`. Each is loaded in a scratch sandbox and its `<name>.cases.json`
@@ -307,13 +309,17 @@ const CACHE_ENTRIES: usize = 512;
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
-    /// The script declared `deterministic = true`: the same facts and stats give the same
-    /// answer, so answers are reused until the next stats refresh.
+    /// The script declared `deterministic = true`: the same facts, stats and prices give
+    /// the same answer, so answers are reused until the next stats refresh or price swap.
     deterministic: bool,
     cache: HashMap<u64, (tables::Order, Vec<String>)>,
+    /// Each deployment's candidate table and its `stats` sub-table, in configured order.
+    candidates: Vec<Table>,
     stats: Vec<Table>,
     args: tables::Args,
     refreshed: Option<Instant>,
+    /// The price-table version the candidates' prices were written from.
+    priced: Option<u64>,
 }
 
 impl LocalVm {
@@ -351,6 +357,11 @@ impl LocalVm {
                 .map_err(plain)?
                 .into_iter()
                 .unzip();
+            // Written before the VM is sealed, so the keys are in place; rewritten on a swap.
+            let priced = catalog.pricing.version();
+            for (d, candidate) in model.deployments.iter().zip(&candidates) {
+                tables::write_prices(candidate, &d.price()).map_err(plain)?;
+            }
             let args = tables::Args::new(
                 lua,
                 &model.name,
@@ -362,9 +373,11 @@ impl LocalVm {
                 route,
                 deterministic,
                 cache: HashMap::new(),
+                candidates,
                 stats,
                 args,
                 refreshed: None,
+                priced: Some(priced),
             }));
         }
         vm.seal(catalog.limits.memory).map_err(plain)?;
@@ -387,6 +400,16 @@ impl LocalVm {
         let local = self.models[index]
             .as_mut()
             .ok_or_else(|| CallError::Runtime("model has no script".to_owned()))?;
+        // Prices are read from the live table, not the catalog: a price swap rewrites the
+        // candidates' prices here, one atomic load per decision when nothing changed.
+        let prices = catalog.pricing.version();
+        if local.priced != Some(prices) {
+            for (d, candidate) in deployments.iter().zip(&local.candidates) {
+                tables::write_prices(candidate, &d.price()).map_err(plain)?;
+            }
+            local.priced = Some(prices);
+            local.cache.clear();
+        }
         let now = Instant::now();
         if local.refreshed.is_none_or(|at| now - at >= STATS_REFRESH) {
             for (d, stats) in deployments.iter().zip(&local.stats) {
