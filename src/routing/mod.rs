@@ -352,15 +352,8 @@ impl Catalog {
             needs,
             caller,
         };
-        let decision = policy::order(self, index, &filtered.survivors, &facts);
-        let plan = decision
-            .order
-            .iter()
-            .map(|&(i, timeout)| Planned {
-                deployment: model.deployments[i].clone(),
-                timeout,
-            })
-            .collect();
+        let mut decision = policy::order(self, index, &filtered.survivors, &facts);
+        let plan = plan(model, &filtered.survivors, &mut decision);
         Ok(Route {
             plan,
             hedge: model.hedge,
@@ -374,6 +367,77 @@ impl Catalog {
                 policy_time: decision.took,
             },
         })
+    }
+}
+
+/// The plan from a policy's order, keeping only `survivors` (the deployments that passed
+/// the hard filters for this request), each once: a policy can reorder and drop, never add.
+/// Whatever the policy engine returns, what it named beyond that goes to `ignored`.
+/// If nothing the policy named survives, the survivors in configured order are the plan.
+fn plan(model: &ModelRoute, survivors: &[usize], decision: &mut policy::Decision) -> Vec<Planned> {
+    let n = model.deployments.len();
+    let mut allowed = IndexSet::new(n);
+    for &i in survivors {
+        allowed.insert(i);
+    }
+    let mut planned = IndexSet::new(n);
+    let mut plan: Vec<Planned> = Vec::with_capacity(decision.order.len());
+    for &(i, timeout) in &decision.order {
+        let Some(deployment) = model.deployments.get(i) else {
+            continue;
+        };
+        if !allowed.contains(i) {
+            decision.ignored.push(deployment.id.to_string());
+        } else if planned.insert(i) {
+            plan.push(Planned {
+                deployment: deployment.clone(),
+                timeout,
+            });
+        }
+    }
+    if plan.is_empty() && !survivors.is_empty() {
+        decision.fallback = Some("the policy named no deployment that passed the filters".into());
+        plan = survivors
+            .iter()
+            .map(|&i| model.deployments[i].clone().into())
+            .collect();
+    }
+    plan
+}
+
+/// A set of deployment indices: one word for the usual model, a vector past 64.
+enum IndexSet {
+    Small(u64),
+    Large(Vec<bool>),
+}
+
+impl IndexSet {
+    fn new(n: usize) -> IndexSet {
+        if n <= 64 {
+            IndexSet::Small(0)
+        } else {
+            IndexSet::Large(vec![false; n])
+        }
+    }
+
+    /// Adds `i`; whether it was new.
+    fn insert(&mut self, i: usize) -> bool {
+        match self {
+            IndexSet::Small(bits) => {
+                let bit = 1u64 << i;
+                let new = *bits & bit == 0;
+                *bits |= bit;
+                new
+            }
+            IndexSet::Large(v) => !std::mem::replace(&mut v[i], true),
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            IndexSet::Small(bits) => bits & (1u64 << i) != 0,
+            IndexSet::Large(v) => v[i],
+        }
     }
 }
 
