@@ -16,6 +16,7 @@
 //! shipped `scripts/`. Each is loaded in a scratch sandbox and its `<name>.cases.json`
 //! self-check run before a catalog using it is accepted.
 
+mod cache;
 pub mod sandbox;
 mod selfcheck;
 mod tables;
@@ -303,16 +304,13 @@ struct LocalVm {
     keys: HashMap<String, Table>,
 }
 
-/// Most decisions a model's cache holds between stats refreshes.
-const CACHE_ENTRIES: usize = 512;
-
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
     /// The script declared `deterministic = true`: the same facts, stats and prices give
     /// the same answer, so answers are reused until the next stats refresh or price swap.
     deterministic: bool,
-    cache: HashMap<u64, (tables::Order, Vec<String>)>,
+    cache: cache::DecisionCache,
     /// Each deployment's candidate table and its `stats` sub-table, in configured order.
     candidates: Vec<Table>,
     stats: Vec<Table>,
@@ -372,7 +370,7 @@ impl LocalVm {
             models.push(Some(LocalModel {
                 route,
                 deterministic,
-                cache: HashMap::new(),
+                cache: cache::DecisionCache::default(),
                 candidates,
                 stats,
                 args,
@@ -423,39 +421,16 @@ impl LocalVm {
                 .args
                 .call(&self.vm, &local.route, facts, survivors, &mut self.keys);
         }
-        let key = decision_key(facts, survivors);
-        if let Some(answer) = local.cache.get(&key) {
+        let slot = cache::slot(facts, survivors);
+        if let Some(answer) = local.cache.get(slot, facts, survivors) {
             return Ok(answer.clone());
         }
         let answer = local
             .args
             .call(&self.vm, &local.route, facts, survivors, &mut self.keys)?;
-        if local.cache.len() >= CACHE_ENTRIES {
-            local.cache.clear();
-        }
-        local.cache.insert(key, answer.clone());
+        local.cache.insert(slot, facts, survivors, answer.clone());
         Ok(answer)
     }
-}
-
-/// What a deterministic policy's answer depends on besides the stats: the survivors and
-/// every request fact, with `input_tokens` (itself an estimate) in buckets of ~9% (eight
-/// per doubling).
-fn decision_key(facts: &Facts, survivors: &[usize]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    survivors.hash(&mut h);
-    let tokens = f64::from(facts.input_tokens.max(1));
-    ((tokens.log2() * 8.0) as u32).hash(&mut h);
-    facts.max_tokens.hash(&mut h);
-    facts.stream.hash(&mut h);
-    for name in facts.needs.names() {
-        name.hash(&mut h);
-    }
-    facts.caller.level.hash(&mut h);
-    facts.caller.key.as_ref().map(|k| &k.name).hash(&mut h);
-    facts.caller.route_headers.hash(&mut h);
-    h.finish()
 }
 
 fn plain(e: mlua::Error) -> CallError {

@@ -425,3 +425,35 @@ async fn the_policy_sees_new_live_stats_when_tokio_time_passes() {
     let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
     assert_eq!(ids(&route), ["b/m2", "a/m1"], "the VM kept stale stats");
 }
+
+#[test]
+fn a_cached_decision_is_served_only_for_the_same_facts_even_when_slots_collide() {
+    let needs = crate::routing::Needs::default();
+    let low = Caller::anonymous();
+    let mut high = Caller::anonymous();
+    high.level = SecurityLevel::High;
+    let facts = |caller| Facts {
+        input_tokens: 100,
+        max_tokens: Some(10),
+        stream: false,
+        needs: &needs,
+        caller,
+    };
+    let mut cache = cache::DecisionCache::default();
+    // One slot for two different requests: a 64-bit hash collision, forced.
+    let slot = 7;
+    let low_answer = (vec![(1, None), (0, None)], Vec::new());
+    cache.insert(slot, &facts(&low), &[0, 1], low_answer.clone());
+    assert_eq!(cache.get(slot, &facts(&low), &[0, 1]), Some(&low_answer));
+    assert_eq!(
+        cache.get(slot, &facts(&high), &[0, 1]),
+        None,
+        "another request's decision was served on a hash match"
+    );
+    assert_eq!(cache.get(slot, &facts(&low), &[1]), None);
+    // The slot now holds the other request's answer; the first is a miss, not served.
+    let high_answer = (vec![(0, None)], Vec::new());
+    cache.insert(slot, &facts(&high), &[0, 1], high_answer.clone());
+    assert_eq!(cache.get(slot, &facts(&high), &[0, 1]), Some(&high_answer));
+    assert_eq!(cache.get(slot, &facts(&low), &[0, 1]), None);
+}
