@@ -14,6 +14,10 @@
     clippy::print_stdout,
     reason = "a benchmark binary"
 )]
+#![allow(
+    clippy::disallowed_types,
+    reason = "a benchmark times the wall clock; no paused tokio clock is involved"
+)]
 
 use std::{
     sync::{Arc, Barrier},

@@ -8,11 +8,12 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
 
 /// `[alerts]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +71,15 @@ pub struct Alerter {
 }
 
 impl Alerter {
-    /// The alerter and the task that delivers its webhooks (spawn it on a runtime).
-    pub fn new(
-        config: AlertConfig,
-        client: reqwest::Client,
-    ) -> (Arc<Alerter>, impl std::future::Future<Output = ()>) {
+    /// The alerter and the loop that delivers its webhooks ([`Deliveries::run`]).
+    pub fn new(config: AlertConfig, client: reqwest::Client) -> (Arc<Alerter>, Deliveries) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let alerter = Arc::new(Alerter {
             config: Mutex::new(config),
             last_sent: Mutex::new(HashMap::new()),
             queue,
         });
-        (alerter, deliver(rx, client))
+        (alerter, Deliveries { rx, client })
     }
 
     pub fn set_config(&self, config: AlertConfig) {
@@ -128,40 +126,61 @@ impl Alerter {
     }
 }
 
-/// Posts each queued alert, retrying with backoff (0.5 s, 1 s, 2 s, ...).
-async fn deliver(mut rx: mpsc::Receiver<(Alert, AlertConfig)>, client: reqwest::Client) {
-    while let Some((alert, config)) = rx.recv().await {
-        let Some(url) = config.webhook_url else {
-            continue;
+/// The queue of alerts to post, and the client to post them with.
+pub struct Deliveries {
+    rx: mpsc::Receiver<(Alert, AlertConfig)>,
+    client: reqwest::Client,
+}
+
+impl Deliveries {
+    /// Posts each queued alert until `shutdown` is cancelled (or every alerter is gone);
+    /// an alert being retried when it is cancelled is given up.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Deliveries { mut rx, client } = self;
+        let posting = async move {
+            while let Some((alert, config)) = rx.recv().await {
+                deliver(&client, alert, config).await;
+            }
         };
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=config.attempts.max(1) {
-            let sent = client
-                .post(&url)
-                .timeout(Duration::from_secs(5))
-                .json(&alert)
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    metrics::counter!("switchyard_alert_webhooks_total", "result" => "sent")
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = posting => {}
+        }
+    }
+}
+
+/// Posts one alert, retrying with backoff (0.5 s, 1 s, 2 s, ...).
+async fn deliver(client: &reqwest::Client, alert: Alert, config: AlertConfig) {
+    let Some(url) = config.webhook_url else {
+        return;
+    };
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=config.attempts.max(1) {
+        let sent = client
+            .post(&url)
+            .timeout(Duration::from_secs(5))
+            .json(&alert)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                metrics::counter!("switchyard_alert_webhooks_total", "result" => "sent")
+                    .increment(1);
+                break;
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(resp) => resp.status().to_string(),
+                    Err(e) => e.without_url().to_string(),
+                };
+                if attempt == config.attempts.max(1) {
+                    metrics::counter!("switchyard_alert_webhooks_total", "result" => "failed")
                         .increment(1);
-                    break;
-                }
-                outcome => {
-                    let why = match outcome {
-                        Ok(resp) => resp.status().to_string(),
-                        Err(e) => e.without_url().to_string(),
-                    };
-                    if attempt == config.attempts.max(1) {
-                        metrics::counter!("switchyard_alert_webhooks_total", "result" => "failed")
-                            .increment(1);
-                        tracing::warn!(kind = alert.kind, subject = %alert.subject, error = %why,
-                            "alert webhook failed; giving up on this alert");
-                    } else {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
+                    tracing::warn!(kind = alert.kind, subject = %alert.subject, error = %why,
+                        "alert webhook failed; giving up on this alert");
+                } else {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
             }
         }

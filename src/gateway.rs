@@ -3,10 +3,15 @@
 //!
 //! Config-derived state (the catalog and its providers) lives in one [`Live`] snapshot
 //! behind an `ArcSwap`: a request takes the snapshot once, at ingress, and finishes on it.
+//! Every change to it goes through [`Gateway::rebuild`], one at a time; prices are not
+//! part of it.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, OnceLock, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use arc_swap::ArcSwap;
@@ -14,12 +19,12 @@ use arc_swap::ArcSwap;
 use crate::{
     alerts::{Alert, Alerter},
     auth::{CallerHeaders, Keys},
+    background::Background,
     chat::ChatRequest,
     config::Config,
     error::Error,
     failover::{self, Failed, Served},
     health, providers,
-    reload::{Reloaded, Reloader},
     routing::{Catalog, Route, filter},
     usage::pricing::{PriceTable, Pricing},
 };
@@ -31,15 +36,19 @@ pub struct Live {
     pub keys: Keys,
 }
 
-/// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, and what
-/// outlives a reload: each deployment's health and the price table.
+/// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, what outlives
+/// a reload (each deployment's health, the price table), and its background loops.
 pub struct Gateway {
     live: ArcSwap<Live>,
+    /// Held through each [`Gateway::rebuild`], so two never interleave: a slower one
+    /// cannot overwrite a newer snapshot with one built from older state.
+    rebuilding: Mutex<()>,
     clients: providers::Clients,
     health: health::Registry,
     pricing: Arc<Pricing>,
     /// The config file, when the gateway was started from one (reloads read it).
-    reloader: std::sync::OnceLock<Reloader>,
+    config_file: OnceLock<PathBuf>,
+    background: Background,
     alerter: Arc<Alerter>,
     /// Requests being served now (streams until they end), against `server.max_in_flight`.
     in_flight: Arc<AtomicUsize>,
@@ -55,17 +64,20 @@ impl Drop for Admitted {
 }
 
 impl Gateway {
-    /// Builds the gateway and its providers from a validated config.
+    /// Builds the gateway and its providers from a validated config. Its background loops
+    /// (the alert sender here; the server adds its own) run until [`Gateway::background`]
+    /// is stopped, which [`crate::server::run`] does when it ends.
     pub fn new(config: Config) -> Result<Gateway, Error> {
         let clients = providers::Clients::new(config.failover.connect_timeout)
             .map_err(|detail| Error::Internal { detail })?;
         let client = clients.default_client().clone();
         let health = health::Registry::new(config.breaker);
+        let background = Background::new();
         let (alerter, deliveries) = Alerter::new(config.alerts.clone(), client.clone());
         // Webhooks need a runtime; without one (a tool building a gateway to inspect it)
         // alerts are only counted.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(deliveries);
+            background.spawn_on(&runtime, |stop| deliveries.run(stop));
         }
         let on_open = alerter.clone();
         health.on_open(Arc::new(move |id: &str, reason: &str| {
@@ -76,38 +88,29 @@ impl Gateway {
             ));
         }));
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
-        let live = Live::build(config, &clients, &health, &pricing.current())?;
+        let live = Live::build(config, &clients, &health, &pricing)?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
+            rebuilding: Mutex::new(()),
             clients,
             health,
             pricing,
-            reloader: std::sync::OnceLock::new(),
+            config_file: OnceLock::new(),
+            background,
             alerter,
             in_flight: Arc::default(),
         })
     }
 
-    /// Names the file this gateway's config came from, so it can be reloaded. Set once.
-    pub fn set_config_file(&self, path: std::path::PathBuf) {
-        let _ = self.reloader.set(Reloader::new(path));
+    /// Names the file this gateway's config came from, so it can be reloaded
+    /// ([`crate::reload::reload`]). Set once.
+    pub fn set_config_file(&self, path: PathBuf) {
+        let _ = self.config_file.set(path);
     }
 
     /// The config file, if the gateway was started from one.
-    pub fn config_file(&self) -> Option<&std::path::Path> {
-        self.reloader.get().map(Reloader::path)
-    }
-
-    /// Reloads the config file (see [`crate::reload`]); the old config serves on error.
-    pub fn reload_config_file(&self, trigger: &'static str) -> Result<Reloaded, String> {
-        match self.reloader.get() {
-            Some(r) => r.reload(self, trigger),
-            None => Err(
-                "the gateway runs on its embedded default; there is no config file \
-                         to reload"
-                    .to_owned(),
-            ),
-        }
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.get().map(PathBuf::as_path)
     }
 
     /// The current snapshot.
@@ -115,23 +118,44 @@ impl Gateway {
         self.live.load_full()
     }
 
-    /// Builds a new snapshot from `config` (providers, prices, policies, each policy
-    /// self-checked) and swaps it in; in-flight requests finish on theirs. On error the
-    /// old snapshot keeps serving.
-    pub fn reload(&self, config: Config) -> Result<(), Error> {
-        let live = Live::build(config, &self.clients, &self.health, &self.pricing.current())?;
+    /// The one way the live state changes. Under the rebuild lock, `next` derives the new
+    /// config from the running snapshot; a whole new snapshot is built from it (providers,
+    /// policies, each policy self-checked) and swapped in, and the new snapshot is
+    /// returned. In-flight requests finish on theirs. On error the old snapshot keeps
+    /// serving.
+    pub fn rebuild(
+        &self,
+        next: impl FnOnce(&Live) -> Result<Config, Error>,
+    ) -> Result<Arc<Live>, Error> {
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let config = next(&self.live.load())?;
+        let live = Arc::new(Live::build(
+            config,
+            &self.clients,
+            &self.health,
+            &self.pricing,
+        )?);
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
-        self.live.store(Arc::new(live));
-        Ok(())
+        self.live.store(live.clone());
+        Ok(live)
     }
 
-    /// Rebuilds the snapshot with the current config, for a new price table.
-    pub fn reprice(&self) -> Result<(), Error> {
-        self.reload(self.live().config.clone())
+    /// Rebuilds the snapshot from `config` ([`Gateway::rebuild`]).
+    pub fn reload(&self, config: Config) -> Result<(), Error> {
+        self.rebuild(|_| Ok(config)).map(drop)
     }
 
-    /// The live price table (swapped by the refresh task).
+    /// The gateway's background loops, stopped at shutdown.
+    pub fn background(&self) -> &Background {
+        &self.background
+    }
+
+    /// The live price table (swapped by the refresh task; read at decision time, so a
+    /// swap needs no rebuild).
     pub fn pricing(&self) -> &Arc<Pricing> {
         &self.pricing
     }
@@ -264,9 +288,9 @@ impl Live {
         config: Config,
         clients: &providers::Clients,
         health: &health::Registry,
-        prices: &PriceTable,
+        pricing: &Arc<Pricing>,
     ) -> Result<Live, Error> {
-        let catalog = Catalog::build(&config, clients, health, prices)?;
+        let catalog = Catalog::build(&config, clients, health, pricing)?;
         let keys = Keys::new(&config.keys);
         Ok(Live {
             config,

@@ -31,13 +31,15 @@
 //!    [`usage`]: token counting (tiktoken for OpenAI models, an estimate otherwise).
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
-//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, one reload path), [`alerts`]
-//! (metric and webhook), [`api::admin`]
+//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, all through
+//! [`gateway::Gateway::rebuild`]), [`alerts`] (metric and webhook), [`background`] (every
+//! background loop, stopped at shutdown), [`api::admin`]
 //! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod chat;
 pub mod config;
 pub mod error;

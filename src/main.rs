@@ -267,49 +267,30 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     });
     let pricing_refresh = config.pricing.refresh;
     let gateway = Arc::new(Gateway::new(config).map_err(startup_error)?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // Every loop is the gateway's: `server::run` stops them all when it ends.
+    let background = gateway.background().clone();
     if let Some(path) = config_file {
         gateway.set_config_file(path);
         // Both are in place before the banner: a save or SIGHUP after it is never lost.
-        match reload::watch(gateway.clone(), stopped()) {
-            Ok(task) => drop(tokio::spawn(task)),
+        match reload::watch(gateway.clone(), background.token().clone()) {
+            Ok(task) => background.spawn(|_| task),
             Err(e) => tracing::warn!(
                 error = %e,
                 "config file not watched; reload with SIGHUP or /admin/reload"
             ),
         }
         #[cfg(unix)]
-        match reload::on_sighup(gateway.clone(), stopped()) {
-            Ok(task) => drop(tokio::spawn(task)),
+        match reload::on_sighup(gateway.clone(), background.token().clone()) {
+            Ok(task) => background.spawn(|_| task),
             Err(e) => tracing::warn!(error = %e, "reload with file changes or /admin/reload"),
         }
     }
     if let Some(source) = pricing_source {
         let source = PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))?;
-        tokio::spawn(pricing::refresh_loop(
-            gateway.pricing().clone(),
-            source,
-            pricing_refresh,
-            gateway.client().clone(),
-            stopped(),
-        ));
-        let gw = gateway.clone();
-        let mut prices = gateway.pricing().subscribe();
-        tokio::spawn(async move {
-            while prices.changed().await.is_ok() {
-                let gw = gw.clone();
-                let repriced = tokio::task::spawn_blocking(move || gw.reprice()).await;
-                if let Ok(Err(e)) = repriced {
-                    tracing::error!(error = %e, "new prices not applied");
-                }
-            }
-        });
+        // A new table is read at the next decision: nothing is rebuilt.
+        let (prices, client) = (gateway.pricing().clone(), gateway.client().clone());
+        background
+            .spawn(|stop| pricing::refresh_loop(prices, source, pricing_refresh, client, stop));
     }
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
@@ -317,11 +298,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "try: curl -s http://{http_addr}/v1/chat/completions -H 'content-type: application/json' \
          -d '{{\"model\":\"{first_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
     );
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    server::run(Listeners { http, grpc }, gateway, shutdown)
+    server::run(Listeners { http, grpc }, gateway, shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))
 }

@@ -1,5 +1,6 @@
 //! Hot reload: the config file and the scripts folder are watched, SIGHUP and
-//! `POST /admin/reload` ask too, and every trigger goes through [`Reloader::reload`].
+//! `POST /admin/reload` ask too, and every trigger goes through [`reload`], which changes
+//! the live state only through [`Gateway::rebuild`] (one rebuild at a time).
 //!
 //! A reload reads the file, validates it, builds a new catalog (loading and self-checking
 //! every policy it names) and swaps it in atomically; anything that fails leaves the old
@@ -13,12 +14,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
 
 use crate::{config::Config, gateway::Gateway};
 
@@ -34,83 +36,74 @@ pub struct Reloaded {
     pub took_ms: u64,
 }
 
-/// Reloads a gateway from its config file, one reload at a time (kept by the gateway,
-/// see [`Gateway::set_config_file`]).
-pub struct Reloader {
-    path: PathBuf,
-    running: Mutex<()>,
+/// Reloads `gateway` from its config file ([`Gateway::set_config_file`]): reads,
+/// validates, builds and swaps in, through [`Gateway::rebuild`]. `trigger` names who asked
+/// (`watch`, `sighup`, `admin`) for the log and metric. On error the old config serves.
+pub fn reload(gateway: &Gateway, trigger: &'static str) -> Result<Reloaded, String> {
+    let Some(path) = gateway.config_file() else {
+        return Err(
+            "the gateway runs on its embedded default; there is no config file to reload"
+                .to_owned(),
+        );
+    };
+    let started = Instant::now();
+    let result = try_reload(gateway, path).map(|(models, policies)| Reloaded {
+        models,
+        policies,
+        took_ms: started.elapsed().as_millis() as u64,
+    });
+    let label = if result.is_ok() { "ok" } else { "rejected" };
+    metrics::counter!("switchyard_config_reloads_total", "trigger" => trigger, "result" => label)
+        .increment(1);
+    match &result {
+        Ok(r) => tracing::info!(
+            trigger,
+            file = %path.display(),
+            models = r.models,
+            took_ms = r.took_ms,
+            "config reloaded"
+        ),
+        Err(error) => tracing::error!(
+            trigger,
+            file = %path.display(),
+            %error,
+            "config reload rejected; the previous config keeps serving"
+        ),
+    }
+    result
 }
 
-impl Reloader {
-    pub fn new(path: PathBuf) -> Reloader {
-        Reloader {
-            path,
-            running: Mutex::new(()),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Reads, validates, builds and swaps in the config file; `trigger` names who asked
-    /// (`watch`, `sighup`, `admin`) for the log and metric. On error the old config serves.
-    pub fn reload(&self, gateway: &Gateway, trigger: &'static str) -> Result<Reloaded, String> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let started = Instant::now();
-        let result = self.try_reload(gateway).map(|(models, policies)| Reloaded {
-            models,
-            policies,
-            took_ms: started.elapsed().as_millis() as u64,
-        });
-        let label = if result.is_ok() { "ok" } else { "rejected" };
-        metrics::counter!("switchyard_config_reloads_total", "trigger" => trigger, "result" => label)
-            .increment(1);
-        match &result {
-            Ok(r) => tracing::info!(
-                trigger,
-                file = %self.path.display(),
-                models = r.models,
-                took_ms = r.took_ms,
-                "config reloaded"
-            ),
-            Err(error) => tracing::error!(
-                trigger,
-                file = %self.path.display(),
-                %error,
-                "config reload rejected; the previous config keeps serving"
-            ),
-        }
-        result
-    }
-
-    /// The reload itself: the model count and the policies in use, or why it was refused.
-    fn try_reload(&self, gateway: &Gateway) -> Result<(usize, Vec<String>), String> {
-        let mut config = Config::load(&self.path).map_err(|e| e.to_string())?;
-        let running = gateway.live();
-        let server = &running.config.server;
-        if config.server.http_addr != server.http_addr
-            || config.server.grpc_addr != server.grpc_addr
-        {
-            tracing::warn!("listen addresses cannot change while serving; restart to apply them");
-            config.server.http_addr = server.http_addr;
-            config.server.grpc_addr = server.grpc_addr;
-        }
-        gateway.reload(config).map_err(|e| match e {
+/// The reload itself: the model count and the policies in use, or why it was refused.
+fn try_reload(gateway: &Gateway, path: &Path) -> Result<(usize, Vec<String>), String> {
+    // Read and parsed outside the rebuild lock: only the swap needs to be one at a time.
+    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    let live = gateway
+        .rebuild(|running| {
+            let server = &running.config.server;
+            if config.server.http_addr != server.http_addr
+                || config.server.grpc_addr != server.grpc_addr
+            {
+                tracing::warn!(
+                    "listen addresses cannot change while serving; restart to apply them"
+                );
+                config.server.http_addr = server.http_addr;
+                config.server.grpc_addr = server.grpc_addr;
+            }
+            Ok(config)
+        })
+        .map_err(|e| match e {
             crate::error::Error::Internal { detail } => detail,
             other => other.to_string(),
         })?;
-        let live = gateway.live();
-        let mut policies: Vec<String> = live
-            .catalog
-            .models()
-            .iter()
-            .map(|m| m.policy.to_string())
-            .collect();
-        policies.sort();
-        policies.dedup();
-        Ok((live.catalog.models().len(), policies))
-    }
+    let mut policies: Vec<String> = live
+        .catalog
+        .models()
+        .iter()
+        .map(|m| m.policy.to_string())
+        .collect();
+    policies.sort();
+    policies.dedup();
+    Ok((live.catalog.models().len(), policies))
 }
 
 /// The folders a reload depends on: the config file's and the scripts folder.
@@ -140,11 +133,12 @@ fn relevant(config: &Path, path: &Path) -> bool {
 
 /// Starts watching the config and scripts folders now (so no save made after this returns
 /// is missed) and returns the task that reloads after each settled change until
-/// `shutdown`. Fails if the gateway has no config file or the watcher cannot start.
+/// `shutdown` is cancelled. Fails if the gateway has no config file or the watcher cannot
+/// start.
 pub fn watch(
     gateway: Arc<Gateway>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<impl std::future::Future<Output = ()>, String> {
+    shutdown: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     let config = gateway
         .config_file()
         .ok_or("no config file to watch")?
@@ -169,16 +163,18 @@ pub fn watch(
             .map_err(|e| format!("watching {}: {e}", dir.display()))?;
     }
     Ok(async move {
-        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = shutdown.cancelled() => return,
                 got = rx.recv() => if got.is_none() { return },
             }
             // Let the save finish: drain events until SETTLE passes quietly.
             while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
+            if shutdown.is_cancelled() {
+                return;
+            }
             let gw = gateway.clone();
-            let _ = tokio::task::spawn_blocking(move || gw.reload_config_file("watch")).await;
+            let _ = tokio::task::spawn_blocking(move || reload(&gw, "watch")).await;
             // The scripts folder may have moved with the config.
             let now = watched_dirs(&gateway, &config);
             for dir in now.iter().filter(|d| !dirs.contains(d)) {
@@ -192,24 +188,24 @@ pub fn watch(
 }
 
 /// Installs the SIGHUP handler now (a SIGHUP after this returns reloads rather than
-/// killing the process) and returns the task that reloads on each one until `shutdown`.
+/// killing the process) and returns the task that reloads on each one until `shutdown`
+/// is cancelled.
 #[cfg(unix)]
 pub fn on_sighup(
     gateway: Arc<Gateway>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<impl std::future::Future<Output = ()>, String> {
+    shutdown: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup =
         signal(SignalKind::hangup()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
     Ok(async move {
-        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
             let gw = gateway.clone();
-            let _ = tokio::task::spawn_blocking(move || gw.reload_config_file("sighup")).await;
+            let _ = tokio::task::spawn_blocking(move || reload(&gw, "sighup")).await;
         }
     })
 }

@@ -1,11 +1,13 @@
-//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener, graceful drain.
+//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener, graceful drain,
+//! then the gateway's background loops stopped.
 
 use std::{future::Future, sync::Arc};
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::{api, gateway::Gateway};
+use crate::{api, background, gateway::Gateway, telemetry};
 
 /// The sockets to serve on. gRPC is answered on every listener; `grpc` is an extra one
 /// for deployments that keep gRPC on its own port.
@@ -41,49 +43,57 @@ async fn fallback(
     api::openai::not_found(method, uri).await
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests and
-/// streams finish, for at most `server.drain_timeout`; what is still open then is closed.
+/// Serves until `shutdown` resolves (or the gateway's background token is cancelled), then
+/// stops accepting and lets in-flight requests and streams finish, for at most
+/// `server.drain_timeout`; what is still open then is closed. Last, the gateway's
+/// background loops (this function starts the metrics upkeep among them) are stopped and
+/// waited for, at most [`background::STOP_WAIT`]: when `run` returns, none is running.
 pub async fn run(
     listeners: Listeners,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::telemetry::prometheus();
+    let prometheus = telemetry::prometheus().clone();
+    let background = gateway.background().clone();
+    background.spawn(|stop| telemetry::upkeep(prometheus, telemetry::UPKEEP_EVERY, stop));
     let drain = gateway.live().config.server.drain_timeout;
     let app = router(gateway).await;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let stop = background.token().child_token();
+    // Turns `shutdown` into the token; never ends by itself.
+    let trigger = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+            std::future::pending::<()>().await;
+        }
     };
+    let signal = |stop: CancellationToken| stop.cancelled_owned();
     // Nagle would hold each small SSE event until the client's delayed ACK (~40 ms).
     let nodelay = |tcp: &mut tokio::net::TcpStream| {
         let _ = tcp.set_nodelay(true);
     };
     let deadline = {
-        let rx = rx.clone();
+        let stop = stop.clone();
         async move {
-            signal(rx).await;
+            stop.cancelled().await;
             tokio::time::sleep(drain).await;
         }
     };
     let http = axum::serve(listeners.http.tap_io(nodelay), app.clone())
-        .with_graceful_shutdown(signal(rx.clone()));
+        .with_graceful_shutdown(signal(stop.clone()));
     let serving = async move {
         match listeners.grpc {
             Some(grpc) => {
                 let grpc =
-                    axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(rx));
+                    axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(stop));
                 let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
                 a.and(b)
             }
             None => http.await,
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = serving => result,
         () = deadline => {
             tracing::warn!(
@@ -92,5 +102,11 @@ pub async fn run(
             );
             Ok(())
         }
-    }
+        () = trigger => Ok(()),
+    };
+    background.stop(background::STOP_WAIT).await;
+    result
 }
+
+#[cfg(test)]
+mod tests;

@@ -317,7 +317,7 @@ fn terminate(served: &Served) {
 
 /// Waits (bounded) for the process to exit; how long it took.
 fn exit_within(served: &mut Served, limit: Duration) -> Duration {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     while started.elapsed() < limit {
         if served.child.try_wait().unwrap().is_some() {
             return started.elapsed();

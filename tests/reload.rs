@@ -16,7 +16,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -27,7 +27,7 @@ use switchyard::{
     reload,
     server::{self, Listeners},
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 
 const ADMIN_KEY: &str = "admin-key-0123456789";
 
@@ -266,11 +266,8 @@ async fn admin_reload_needs_the_admin_key() {
 async fn a_saved_file_is_picked_up_by_the_watcher() {
     let (a, b) = (Mock::start("a", "").await, Mock::start("b", "").await);
     let gw = FileGateway::start(&config(&a, &b, "failover")).await;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watching = reload::watch(gw.gateway.clone(), async move {
-        let _ = stop_rx.await;
-    })
-    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watching = reload::watch(gw.gateway.clone(), stop.clone()).unwrap();
     tokio::spawn(watching);
     assert_eq!(gw.served_by().await, "a");
 
@@ -297,7 +294,7 @@ async fn a_saved_file_is_picked_up_by_the_watcher() {
         served = gw.served_by().await;
     }
     assert_eq!(served, "a", "the saved script was not picked up");
-    let _ = stop_tx.send(());
+    stop.cancel();
 }
 
 #[tokio::test]

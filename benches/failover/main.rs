@@ -56,6 +56,10 @@
 //! (`benches/load/`).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+#![allow(
+    clippy::disallowed_types,
+    reason = "a benchmark times the wall clock; no paused tokio clock is involved"
+)]
 
 #[path = "../load/http.rs"]
 #[allow(

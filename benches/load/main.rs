@@ -37,6 +37,10 @@
 //! without nginx its row is skipped. Loopback only.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+#![allow(
+    clippy::disallowed_types,
+    reason = "a benchmark times the wall clock; no paused tokio clock is involved"
+)]
 
 mod http;
 #[allow(

@@ -61,7 +61,7 @@ async fn reload(
         return error_response(&e, "", "");
     }
     let worker = gw.clone();
-    match tokio::task::spawn_blocking(move || worker.reload_config_file("admin")).await {
+    match tokio::task::spawn_blocking(move || crate::reload::reload(&worker, "admin")).await {
         Ok(Ok(r)) => Json(json!({
             "status": "reloaded",
             "models": r.models,
@@ -96,7 +96,7 @@ async fn health(
     if let Err(e) = authorize(&gw, &headers, &method, &uri) {
         return error_response(&e, "", "");
     }
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let deployments: Vec<_> = gw
         .health()
         .all()

@@ -144,7 +144,7 @@ const OUTRUN_STALLED: f64 = 3.0;
 /// [`OUTRUN_STALLED`] times its p95, or when its p95 is unknown: a deployment that never
 /// answers first gets no samples, and should not be asked first forever.
 fn outrun_is_failure(d: &Deployment, ran: Duration) -> bool {
-    let s = d.health.snapshot(Instant::now().into_std());
+    let s = d.health.snapshot(Instant::now());
     s.samples < HEDGE_MIN_SAMPLES || ran.as_secs_f64() * 1000.0 > OUTRUN_STALLED * s.p95_ms
 }
 
@@ -162,7 +162,7 @@ impl Cursor<'_> {
             let n = self.next;
             self.next += 1;
             let d = &self.plan[n].deployment;
-            let admit = d.health.admit(Instant::now().into_std());
+            let admit = d.health.admit(Instant::now());
             // The last hope is tried whatever its circuit says: nothing tried, nothing after.
             let last_hope = launched == 0 && n + 1 == self.plan.len();
             if admit == Admit::No && !last_hope {
@@ -300,7 +300,7 @@ where
         };
         let (_, mut lease, _) = pending.remove(position);
         let deployment = &plan[step].deployment;
-        let at = Instant::now().into_std();
+        let at = Instant::now();
         match result {
             Ok(value) => {
                 if settings.stream {
@@ -382,7 +382,7 @@ fn hedge_delay(hedge: Hedge, d: &Deployment) -> Option<Duration> {
     match hedge {
         Hedge::After(delay) => Some(delay),
         Hedge::P95 => {
-            let s = d.health.snapshot(Instant::now().into_std());
+            let s = d.health.snapshot(Instant::now());
             (s.samples >= HEDGE_MIN_SAMPLES && s.p95_ms > 0.0)
                 .then(|| Duration::from_secs_f64(s.p95_ms / 1000.0))
         }

@@ -298,7 +298,7 @@ async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
         let served = run(&stalled_plan, &settings, stalled).await.ok().unwrap();
         assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=hedge_lost");
     }
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let state = |p: &[Planned], i: usize| p[i].deployment.health.state(now);
     assert_eq!(state(&stalled_plan, 0), health::CircuitState::Open);
     assert_eq!(state(&stalled_plan, 1), health::CircuitState::Closed);
@@ -319,7 +319,7 @@ async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
             "slow/m=ok, slower/m=cancelled"
         );
     }
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     assert_eq!(state(&slow_plan, 1), health::CircuitState::Closed);
     assert_eq!(slow_plan[1].deployment.health.snapshot(now).error_rate, 0.0);
 }
@@ -330,7 +330,7 @@ async fn a_healthy_first_attempt_merely_slower_than_its_hedge_is_not_a_failure()
     // `b`, which answers in 150 ms. `a` is outrun at 250 ms, well within three times its
     // p95: it is slow, not stalled, and its circuit stays closed.
     let plan = plan(&["a", "b"]);
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     for _ in 0..HEDGE_MIN_SAMPLES {
         plan[0].deployment.health.record(
             health::Outcome::Success {
@@ -356,7 +356,7 @@ async fn a_healthy_first_attempt_merely_slower_than_its_hedge_is_not_a_failure()
         .unwrap();
         assert_eq!(served.attempts.header_value(), "b/m=ok, a/m=cancelled");
     }
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     assert_eq!(
         plan[0].deployment.health.state(now),
         health::CircuitState::Closed
@@ -384,7 +384,7 @@ async fn a_timeout_imposed_by_the_deadline_is_not_held_against_the_deployment() 
     .err()
     .unwrap();
     assert_eq!(failed.attempts.header_value(), "a/m=timeout, b/m=timeout");
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     // `a` ran its full 2 s: a failure. `b` had the 1 s the deadline left: not one.
     assert!(plan[0].deployment.health.snapshot(now).error_rate > 0.0);
     assert_eq!(plan[1].deployment.health.snapshot(now).error_rate, 0.0);
@@ -417,7 +417,7 @@ async fn no_hedge_when_the_first_answers_in_time_or_the_p95_is_unknown() {
 #[tokio::test(start_paused = true)]
 async fn the_hedge_defaults_to_the_first_deployments_live_p95() {
     let plan = plan(&["a", "b"]);
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     for ms in 1..=100 {
         plan[0].deployment.health.record(
             health::Outcome::Success {

@@ -3,7 +3,9 @@
 //! Pure: no clock, no metrics. Each event returns the [`Change`] it made, if any, and
 //! [`super::DeploymentHealth`] turns changes into the version bump, gauge, counter and log.
 
-use std::{collections::VecDeque, time::Duration, time::Instant};
+use std::{collections::VecDeque, time::Duration};
+
+use tokio::time::Instant;
 
 /// Thresholds for the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

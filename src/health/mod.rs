@@ -41,7 +41,7 @@
 //! warning with the reason; `switchyard_breaker_state{deployment}` is 0 closed, 1 half-open,
 //! 2 open.
 //!
-//! Time is passed in, never read here: callers pass `tokio::time::Instant::now().into_std()`,
+//! Time is passed in, never read here: callers pass `tokio::time::Instant::now()`,
 //! tests pass a base instant plus durations.
 
 mod breaker;
@@ -53,8 +53,10 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 pub use breaker::{Admit, BreakerConfig, CircuitState};
 

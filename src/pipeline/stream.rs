@@ -182,7 +182,7 @@ impl Delivery {
     /// Tells the deployment how its stream ended.
     fn tell(&mut self, outcome: health::Outcome) {
         if let Some(lease) = &mut self.lease {
-            lease.record(outcome, tokio::time::Instant::now().into_std());
+            lease.record(outcome, tokio::time::Instant::now());
         }
     }
 

@@ -18,11 +18,12 @@ impl Catalog {
             .deployments
             .iter()
             .map(|d| {
-                let s = d.health.snapshot(tokio::time::Instant::now().into_std());
+                let s = d.health.snapshot(tokio::time::Instant::now());
+                let p = d.price();
                 json!({
                     "id": &*d.id, "provider": &*d.provider_name, "kind": d.kind,
-                    "model": &*d.model, "price_in": d.price_in, "price_out": d.price_out,
-                    "price_cached": d.price_cached, "quality": d.quality, "tags": d.tags,
+                    "model": &*d.model, "price_in": p.input, "price_out": p.output,
+                    "price_cached": p.cached_input, "quality": d.quality, "tags": d.tags,
                     "region": d.region, "weight": d.weight, "position": d.position,
                     "stats": { "ewma_ms": s.ewma_ms, "p95_ms": s.p95_ms, "ttft_ms": s.ttft_ms,
                                "error_rate": s.error_rate, "samples": s.samples,

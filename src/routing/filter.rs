@@ -172,7 +172,7 @@ pub fn run(
     }
     f.removed.extend(removed);
 
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let open = |d: &Deployment| d.health.state(now) == CircuitState::Open;
     if f.survivors.iter().any(|&i| !open(&deployments[i])) {
         let mut skipped = Vec::new();

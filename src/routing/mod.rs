@@ -27,7 +27,7 @@ use crate::{
     error::Error,
     health::{self, DeploymentHealth},
     providers::{self, Provider},
-    usage::pricing::PriceTable,
+    usage::pricing::{Price, PriceOverride, PriceTable, Pricing},
 };
 
 /// One provider serving one model: a candidate for an attempt. Cheap to clone.
@@ -47,10 +47,11 @@ pub struct DeploymentInfo {
     pub model: Arc<str>,
     pub provider: Arc<dyn Provider>,
     pub capabilities: Capabilities,
-    /// USD per million input, output and cached input tokens (0 when unknown).
-    pub price_in: f64,
-    pub price_out: f64,
-    pub price_cached: Option<f64>,
+    /// The prices the config sets; the rest come from `pricing` when asked
+    /// ([`Deployment::price`]), so a new price table needs no rebuild.
+    pub price_set: PriceOverride,
+    /// The live price table (the gateway's, swapped by the refresh task).
+    pub pricing: Arc<Pricing>,
     pub quality: u32,
     pub tags: Vec<String>,
     pub region: Option<String>,
@@ -80,9 +81,8 @@ impl Deployment {
             model: Arc::from(model),
             provider,
             capabilities: Capabilities::ANY,
-            price_in: 0.0,
-            price_out: 0.0,
-            price_cached: None,
+            price_set: PriceOverride::default(),
+            pricing: Arc::new(Pricing::new(PriceTable::empty())),
             quality: 1,
             tags: Vec::new(),
             region: None,
@@ -92,6 +92,20 @@ impl Deployment {
             max_concurrent: None,
             health,
         })
+    }
+}
+
+impl DeploymentInfo {
+    /// USD per million tokens now: the config's prices over the live table's, 0 for what
+    /// neither sets.
+    pub fn price(&self) -> Price {
+        self.pricing.price(&self.model, &self.price_set)
+    }
+
+    /// The price to bill a call at, at the time of the call: `None` when the deployment
+    /// is unpriced (input and output both 0), so no cost is reported.
+    pub fn billed_price(&self) -> Option<Price> {
+        Some(self.price()).filter(|p| p.input > 0.0 || p.output > 0.0)
     }
 }
 
@@ -198,17 +212,20 @@ pub struct Catalog {
     tiers: SecurityTiers,
     /// Identifies this build: per-thread policy VMs are rebuilt when it changes.
     generation: u64,
+    /// The live price table: policies see its prices, rewritten when its version moves.
+    pricing: Arc<Pricing>,
     limits: policy::sandbox::Limits,
 }
 
 impl Catalog {
     /// Builds providers, the model table and the policies from a validated config.
-    /// Scripts are loaded and self-checked here: a broken one fails the build.
+    /// Scripts are loaded and self-checked here: a broken one fails the build. Prices are
+    /// not copied in: deployments read `pricing` when asked.
     pub fn build(
         config: &Config,
         clients: &providers::Clients,
         health: &health::Registry,
-        prices: &PriceTable,
+        pricing: &Arc<Pricing>,
     ) -> Result<Catalog, Error> {
         let scripts = policy::load_scripts(config).map_err(|e| Error::Internal {
             detail: e.to_string(),
@@ -234,7 +251,6 @@ impl Catalog {
                 .filter_map(|d| Some((d, built.get(d.provider.as_str())?)))
                 .enumerate()
                 .map(|(i, (d, (name, kind, provider)))| {
-                    let listed = prices.lookup(&d.model);
                     let id = d.id();
                     Deployment::new(DeploymentInfo {
                         health: health.deployment(&id),
@@ -244,9 +260,12 @@ impl Catalog {
                         model: Arc::from(d.model.as_str()),
                         provider: provider.clone(),
                         capabilities: d.capabilities,
-                        price_in: d.price_in.or(listed.map(|p| p.input)).unwrap_or(0.0),
-                        price_out: d.price_out.or(listed.map(|p| p.output)).unwrap_or(0.0),
-                        price_cached: d.price_cached.or(listed.and_then(|p| p.cached_input)),
+                        price_set: PriceOverride {
+                            input: d.price_in,
+                            output: d.price_out,
+                            cached_input: d.price_cached,
+                        },
+                        pricing: pricing.clone(),
                         quality: d.quality,
                         tags: d.tags.clone(),
                         region: d.region.clone(),
@@ -287,6 +306,7 @@ impl Catalog {
             by_name,
             tiers: config.security_tiers.clone(),
             generation: policy::next_generation(),
+            pricing: pricing.clone(),
             limits: policy::sandbox::Limits {
                 instructions: config.routing.instruction_budget,
                 memory: config.routing.memory_limit,
@@ -339,15 +359,8 @@ impl Catalog {
             needs,
             caller,
         };
-        let decision = policy::order(self, index, &filtered.survivors, &facts);
-        let plan = decision
-            .order
-            .iter()
-            .map(|&(i, timeout)| Planned {
-                deployment: model.deployments[i].clone(),
-                timeout,
-            })
-            .collect();
+        let mut decision = policy::order(self, index, &filtered.survivors, &facts);
+        let plan = plan(model, &filtered.survivors, &mut decision);
         Ok(Route {
             plan,
             hedge: model.hedge,
@@ -361,6 +374,77 @@ impl Catalog {
                 policy_time: decision.took,
             },
         })
+    }
+}
+
+/// The plan from a policy's order, keeping only `survivors` (the deployments that passed
+/// the hard filters for this request), each once: a policy can reorder and drop, never add.
+/// Whatever the policy engine returns, what it named beyond that goes to `ignored`.
+/// If nothing the policy named survives, the survivors in configured order are the plan.
+fn plan(model: &ModelRoute, survivors: &[usize], decision: &mut policy::Decision) -> Vec<Planned> {
+    let n = model.deployments.len();
+    let mut allowed = IndexSet::new(n);
+    for &i in survivors {
+        allowed.insert(i);
+    }
+    let mut planned = IndexSet::new(n);
+    let mut plan: Vec<Planned> = Vec::with_capacity(decision.order.len());
+    for &(i, timeout) in &decision.order {
+        let Some(deployment) = model.deployments.get(i) else {
+            continue;
+        };
+        if !allowed.contains(i) {
+            decision.ignored.push(deployment.id.to_string());
+        } else if planned.insert(i) {
+            plan.push(Planned {
+                deployment: deployment.clone(),
+                timeout,
+            });
+        }
+    }
+    if plan.is_empty() && !survivors.is_empty() {
+        decision.fallback = Some("the policy named no deployment that passed the filters".into());
+        plan = survivors
+            .iter()
+            .map(|&i| model.deployments[i].clone().into())
+            .collect();
+    }
+    plan
+}
+
+/// A set of deployment indices: one word for the usual model, a vector past 64.
+enum IndexSet {
+    Small(u64),
+    Large(Vec<bool>),
+}
+
+impl IndexSet {
+    fn new(n: usize) -> IndexSet {
+        if n <= 64 {
+            IndexSet::Small(0)
+        } else {
+            IndexSet::Large(vec![false; n])
+        }
+    }
+
+    /// Adds `i`; whether it was new.
+    fn insert(&mut self, i: usize) -> bool {
+        match self {
+            IndexSet::Small(bits) => {
+                let bit = 1u64 << i;
+                let new = *bits & bit == 0;
+                *bits |= bit;
+                new
+            }
+            IndexSet::Large(v) => !std::mem::replace(&mut v[i], true),
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            IndexSet::Small(bits) => bits & (1u64 << i) != 0,
+            IndexSet::Large(v) => v[i],
+        }
     }
 }
 

@@ -57,7 +57,13 @@ fn fixture() -> Fixture {
     let client = crate::providers::Clients::new(Duration::from_secs(1)).unwrap();
     let health = health::Registry::new(config.breaker);
     Fixture {
-        catalog: Catalog::build(&config, &client, &health, &PriceTable::builtin()).unwrap(),
+        catalog: Catalog::build(
+            &config,
+            &client,
+            &health,
+            &Arc::new(Pricing::new(PriceTable::builtin())),
+        )
+        .unwrap(),
         keys: Keys::new(&config.keys),
     }
 }
@@ -145,7 +151,7 @@ fn capabilities_filter_before_the_policy_with_a_reason() {
 fn open_circuits_are_removed_unless_nothing_else_is_left() {
     let f = fixture();
     let req = request(serde_json::json!({}));
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let deployments = &f.catalog.model("chat").unwrap().deployments;
     for _ in 0..10 {
         deployments[0].health.record(
@@ -183,4 +189,37 @@ fn a_level_above_the_keys_maximum_never_reaches_routing() {
         ))
         .unwrap_err();
     assert_eq!(err.spec().status.as_u16(), 403);
+}
+
+#[test]
+fn a_policy_answer_keeps_only_the_survivors_each_once() {
+    let f = fixture();
+    let model = f.catalog.model("chat").unwrap();
+    // `b/m2` (index 1) did not pass the filters; the answer names it, and `c` twice.
+    let survivors = [0, 2];
+    let mut decision = policy::Decision {
+        order: vec![
+            (1, None),
+            (2, Some(Duration::from_millis(500))),
+            (0, None),
+            (2, None),
+        ],
+        ..policy::Decision::default()
+    };
+    let planned = plan(model, &survivors, &mut decision);
+    let ids: Vec<&str> = planned.iter().map(|p| &*p.deployment.id).collect();
+    assert_eq!(ids, ["c/qwen-max", "a/m1"], "a policy added a candidate");
+    assert_eq!(planned[0].timeout, Some(Duration::from_millis(500)));
+    assert_eq!(decision.ignored, ["b/m2"]);
+    assert!(decision.fallback.is_none());
+
+    // An answer naming nothing that survived: the survivors in configured order.
+    let mut decision = policy::Decision {
+        order: vec![(1, None)],
+        ..policy::Decision::default()
+    };
+    let planned = plan(model, &survivors, &mut decision);
+    let ids: Vec<&str> = planned.iter().map(|p| &*p.deployment.id).collect();
+    assert_eq!(ids, ["a/m1", "c/qwen-max"]);
+    assert!(decision.fallback.is_some());
 }

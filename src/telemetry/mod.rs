@@ -3,12 +3,14 @@
 //! One JSON log line per request (`target: "switchyard::request"`), Prometheus metrics on
 //! `/metrics`. Process-global installs happen once, however many gateways a process builds.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::time::Instant;
+
+mod upkeep;
+
+pub use upkeep::{UPKEEP_EVERY, upkeep};
 
 use crate::{
     chat::Usage,
@@ -166,14 +168,11 @@ impl RequestRecord {
         self.outcome = outcome;
     }
 
-    /// Notes the deployment that served: its provider, and its prices for the cost.
+    /// Notes the deployment that served: its provider, and its prices now (the live
+    /// table's) for the cost.
     pub fn served_by(&mut self, d: &Deployment) {
         self.provider = Some(d.provider_name.clone());
-        self.price = (d.price_in > 0.0 || d.price_out > 0.0).then_some(Price {
-            input: d.price_in,
-            output: d.price_out,
-            cached_input: d.price_cached,
-        });
+        self.price = d.billed_price();
     }
 
     /// Notes how the request was routed.

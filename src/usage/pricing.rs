@@ -10,7 +10,10 @@ use std::{
     hash::{Hash, Hasher},
     io::Read,
     path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -62,8 +65,28 @@ impl Price {
     }
 }
 
+/// The prices a deployment's config sets (`price_in`, `price_out`, `price_cached`); each
+/// one set wins over the price table's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PriceOverride {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cached_input: Option<f64>,
+}
+
+impl PriceOverride {
+    /// These prices over `listed` (the table's); 0 for what neither sets.
+    pub fn over(&self, listed: Option<Price>) -> Price {
+        Price {
+            input: self.input.or(listed.map(|p| p.input)).unwrap_or(0.0),
+            output: self.output.or(listed.map(|p| p.output)).unwrap_or(0.0),
+            cached_input: self.cached_input.or(listed.and_then(|p| p.cached_input)),
+        }
+    }
+}
+
 /// A validated price table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     /// Longest name first, so the first prefix that matches is the longest.
     entries: Vec<(Box<str>, Price)>,
@@ -160,6 +183,11 @@ impl PriceTable {
             .map(|(_, price)| *price)
     }
 
+    /// A table that prices nothing (for tests and tools).
+    pub fn empty() -> PriceTable {
+        PriceTable::default()
+    }
+
     /// Models priced.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -228,6 +256,9 @@ pub struct Pricing {
     table: ArcSwap<PriceTable>,
     /// Counts swaps; receivers wake on each one.
     generation: watch::Sender<u64>,
+    /// The same count, for readers on the hot path (a plain load, no lock). Bumped after
+    /// the table is stored: who sees a count sees at least that table.
+    version: AtomicU64,
 }
 
 impl Pricing {
@@ -236,7 +267,19 @@ impl Pricing {
         Pricing {
             table: ArcSwap::from_pointee(table),
             generation: watch::Sender::new(0),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// What a deployment of `model` costs now: `set` over the live table's price.
+    pub fn price(&self, model: &str, set: &PriceOverride) -> Price {
+        set.over(self.lookup(model))
+    }
+
+    /// Bumped on every swap, like [`Pricing::generation`], but read without a lock: state
+    /// derived from prices (the policies' candidate tables) compares it per decision.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// The live table.
@@ -265,6 +308,7 @@ impl Pricing {
         self.generation.send_modify(|generation| {
             self.table.store(table);
             *generation += 1;
+            self.version.store(*generation, Ordering::Release);
         });
     }
 }
@@ -561,8 +605,9 @@ fn read_file_now(path: &Path, seen: Option<&str>) -> Result<Option<Fetched>, Ref
     }))
 }
 
-/// Refreshes at once and then every `interval` (at least a second) until `shutdown`
-/// resolves. Each result is counted in
+/// Refreshes at once and then every `interval` (at least a second) until `shutdown` is
+/// cancelled. A new table is live for the next routing decision and request record: nothing
+/// is rebuilt. Each result is counted in
 /// `switchyard_pricing_refresh_total{result="updated"|"not_modified"|"rejected"|"unreachable"}`
 /// and logged: an update at info, a failure at warn once per distinct error, the recovery
 /// after failures at info. Gauge `switchyard_pricing_models` holds the live table's size.
@@ -571,7 +616,7 @@ pub async fn refresh_loop(
     source: PricingSource,
     interval: Duration,
     client: reqwest::Client,
-    shutdown: impl Future<Output = ()>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
     let models = |pricing: &Pricing| pricing.current().len() as f64;
     metrics::gauge!("switchyard_pricing_models").set(models(&pricing));
@@ -579,14 +624,13 @@ pub async fn refresh_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut validators = Validators::default();
     let mut log = RefreshLog::default();
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let step = async {
             ticker.tick().await;
             refresh(&pricing, &source, &mut validators, &client).await
         };
         let result = tokio::select! {
-            () = &mut shutdown => break,
+            () = shutdown.cancelled() => break,
             result = step => result,
         };
         let label = match &result {

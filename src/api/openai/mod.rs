@@ -63,7 +63,7 @@ async fn get_model(
 /// open; otherwise 503 naming the models that have none.
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let live = gw.live();
-    let now = tokio::time::Instant::now().into_std();
+    let now = tokio::time::Instant::now();
     let unreachable: Vec<&str> = live
         .catalog
         .models()

@@ -6,14 +6,17 @@
 //! (../shared/STACK.md; `benches/routing.rs`), and a VM shared between threads serialises
 //! them. So every thread keeps its own VMs, one per catalog generation (a handful at
 //! most), each holding every model's candidate tables resident. Per call only the request
-//! table and the array of surviving candidates are built; the candidates' live stats are rewritten in place at most every
-//! [`STATS_REFRESH`]. A reload makes a new generation, and each thread builds its new VM
-//! on its next call (~0.1–0.5 ms, once).
+//! table and the array of surviving candidates are built; the candidates' live stats are
+//! rewritten in place at most every [`STATS_REFRESH`], and their prices when the live price
+//! table's version moves (prices are not part of the catalog: a price refresh rebuilds
+//! nothing). A reload makes a new generation, and each thread builds its new VM on its next
+//! call (~0.1–0.5 ms, once).
 //!
 //! Scripts come from `routing.scripts_dir` or, failing that, the built-in copies of the
 //! shipped `scripts/`. Each is loaded in a scratch sandbox and its `<name>.cases.json`
 //! self-check run before a catalog using it is accepted.
 
+mod cache;
 pub mod sandbox;
 mod selfcheck;
 mod tables;
@@ -25,10 +28,11 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use mlua::{Function, Table};
+use tokio::time::Instant;
 
 pub use sandbox::{CallError, Limits};
 pub use selfcheck::run as self_check;
@@ -300,19 +304,20 @@ struct LocalVm {
     keys: HashMap<String, Table>,
 }
 
-/// Most decisions a model's cache holds between stats refreshes.
-const CACHE_ENTRIES: usize = 512;
-
 /// A model's resident tables in one VM.
 struct LocalModel {
     route: Function,
-    /// The script declared `deterministic = true`: the same facts and stats give the same
-    /// answer, so answers are reused until the next stats refresh.
+    /// The script declared `deterministic = true`: the same facts, stats and prices give
+    /// the same answer, so answers are reused until the next stats refresh or price swap.
     deterministic: bool,
-    cache: HashMap<u64, (tables::Order, Vec<String>)>,
+    cache: cache::DecisionCache,
+    /// Each deployment's candidate table and its `stats` sub-table, in configured order.
+    candidates: Vec<Table>,
     stats: Vec<Table>,
     args: tables::Args,
     refreshed: Option<Instant>,
+    /// The price-table version the candidates' prices were written from.
+    priced: Option<u64>,
 }
 
 impl LocalVm {
@@ -350,6 +355,11 @@ impl LocalVm {
                 .map_err(plain)?
                 .into_iter()
                 .unzip();
+            // Written before the VM is sealed, so the keys are in place; rewritten on a swap.
+            let priced = catalog.pricing.version();
+            for (d, candidate) in model.deployments.iter().zip(&candidates) {
+                tables::write_prices(candidate, &d.price()).map_err(plain)?;
+            }
             let args = tables::Args::new(
                 lua,
                 &model.name,
@@ -360,10 +370,12 @@ impl LocalVm {
             models.push(Some(LocalModel {
                 route,
                 deterministic,
-                cache: HashMap::new(),
+                cache: cache::DecisionCache::default(),
+                candidates,
                 stats,
                 args,
                 refreshed: None,
+                priced: Some(priced),
             }));
         }
         vm.seal(catalog.limits.memory).map_err(plain)?;
@@ -386,6 +398,16 @@ impl LocalVm {
         let local = self.models[index]
             .as_mut()
             .ok_or_else(|| CallError::Runtime("model has no script".to_owned()))?;
+        // Prices are read from the live table, not the catalog: a price swap rewrites the
+        // candidates' prices here, one atomic load per decision when nothing changed.
+        let prices = catalog.pricing.version();
+        if local.priced != Some(prices) {
+            for (d, candidate) in deployments.iter().zip(&local.candidates) {
+                tables::write_prices(candidate, &d.price()).map_err(plain)?;
+            }
+            local.priced = Some(prices);
+            local.cache.clear();
+        }
         let now = Instant::now();
         if local.refreshed.is_none_or(|at| now - at >= STATS_REFRESH) {
             for (d, stats) in deployments.iter().zip(&local.stats) {
@@ -399,39 +421,16 @@ impl LocalVm {
                 .args
                 .call(&self.vm, &local.route, facts, survivors, &mut self.keys);
         }
-        let key = decision_key(facts, survivors);
-        if let Some(answer) = local.cache.get(&key) {
+        let slot = cache::slot(facts, survivors);
+        if let Some(answer) = local.cache.get(slot, facts, survivors) {
             return Ok(answer.clone());
         }
         let answer = local
             .args
             .call(&self.vm, &local.route, facts, survivors, &mut self.keys)?;
-        if local.cache.len() >= CACHE_ENTRIES {
-            local.cache.clear();
-        }
-        local.cache.insert(key, answer.clone());
+        local.cache.insert(slot, facts, survivors, answer.clone());
         Ok(answer)
     }
-}
-
-/// What a deterministic policy's answer depends on besides the stats: the survivors and
-/// every request fact, with `input_tokens` (itself an estimate) in buckets of ~9% (eight
-/// per doubling).
-fn decision_key(facts: &Facts, survivors: &[usize]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    survivors.hash(&mut h);
-    let tokens = f64::from(facts.input_tokens.max(1));
-    ((tokens.log2() * 8.0) as u32).hash(&mut h);
-    facts.max_tokens.hash(&mut h);
-    facts.stream.hash(&mut h);
-    for name in facts.needs.names() {
-        name.hash(&mut h);
-    }
-    facts.caller.level.hash(&mut h);
-    facts.caller.key.as_ref().map(|k| &k.name).hash(&mut h);
-    facts.caller.route_headers.hash(&mut h);
-    h.finish()
 }
 
 fn plain(e: mlua::Error) -> CallError {

@@ -6,21 +6,19 @@ use std::{collections::HashMap, time::Duration};
 use mlua::{Function, Lua, LuaString, Table, Value};
 
 use super::{CallError, Facts, sandbox::Vm};
-use crate::{health::Snapshot, routing::Deployment};
+use crate::{health::Snapshot, routing::Deployment, usage::pricing::Price};
 
 /// Candidate indices in the order to try, each with its attempt timeout when set.
 pub type Order = Vec<(usize, Option<Duration>)>;
 
 /// A candidate's resident table and its `stats` sub-table (rewritten by [`write_stats`]).
+/// Its prices are written by [`write_prices`], from the live table at decision time.
 pub fn candidate(lua: &Lua, d: &Deployment) -> mlua::Result<(Table, Table)> {
     let t = lua.create_table_with_capacity(0, 14)?;
     t.raw_set("id", &*d.id)?;
     t.raw_set("provider", &*d.provider_name)?;
     t.raw_set("kind", d.kind)?;
     t.raw_set("model", &*d.model)?;
-    t.raw_set("price_in", d.price_in)?;
-    t.raw_set("price_out", d.price_out)?;
-    t.raw_set("price_cached", d.price_cached)?;
     t.raw_set("quality", d.quality)?;
     t.raw_set("region", d.region.as_deref())?;
     t.raw_set(
@@ -32,6 +30,14 @@ pub fn candidate(lua: &Lua, d: &Deployment) -> mlua::Result<(Table, Table)> {
     let stats = lua.create_table_with_capacity(0, 6)?;
     t.raw_set("stats", &stats)?;
     Ok((t, stats))
+}
+
+/// Writes a candidate's prices (USD per million tokens) into its table.
+pub fn write_prices(candidate: &Table, p: &Price) -> mlua::Result<()> {
+    candidate.raw_set("price_in", p.input)?;
+    candidate.raw_set("price_out", p.output)?;
+    candidate.raw_set("price_cached", p.cached_input)?;
+    Ok(())
 }
 
 /// Copies a live-stats snapshot into a candidate's `stats` table.

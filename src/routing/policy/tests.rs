@@ -10,7 +10,7 @@ use crate::{
     config::{Config, SecurityLevel},
     health,
     routing::Catalog,
-    usage::pricing::PriceTable,
+    usage::pricing::{PriceTable, Pricing},
 };
 
 const LIMITS: Limits = Limits {
@@ -142,6 +142,20 @@ fn scripts_dir(files: &[(&str, &str)]) -> PathBuf {
 }
 
 fn catalog(policy: &str, dir: &std::path::Path) -> Result<Catalog, crate::error::Error> {
+    let deployments = r#"
+  { provider = "a", model = "m1", tags = ["soc2"], price_in = 5.0, price_out = 20.0 },
+  { provider = "b", model = "m2", price_in = 0.1, price_out = 0.4 },"#;
+    let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
+    catalog_of(policy, dir, deployments, &pricing)
+}
+
+/// Model `chat` on providers `a` and `b` with `deployments`, routed by `policy`.
+fn catalog_of(
+    policy: &str,
+    dir: &std::path::Path,
+    deployments: &str,
+    pricing: &Arc<Pricing>,
+) -> Result<Catalog, crate::error::Error> {
     let text = format!(
         r#"
 [routing]
@@ -161,9 +175,7 @@ api_key = "k"
 [[models]]
 name = "chat"
 policy = "{policy}"
-deployments = [
-  {{ provider = "a", model = "m1", tags = ["soc2"], price_in = 5.0, price_out = 20.0 }},
-  {{ provider = "b", model = "m2", price_in = 0.1, price_out = 0.4 }},
+deployments = [{deployments}
 ]
 "#,
         dir.display()
@@ -171,7 +183,7 @@ deployments = [
     let config = Config::parse(&text).unwrap();
     let client = crate::providers::Clients::new(std::time::Duration::from_secs(1)).unwrap();
     let health = health::Registry::new(config.breaker);
-    Catalog::build(&config, &client, &health, &PriceTable::builtin())
+    Catalog::build(&config, &client, &health, pricing)
 }
 
 fn request(extra: serde_json::Value) -> ChatRequest {
@@ -345,4 +357,103 @@ fn a_live_call_over_its_limits_falls_back_and_the_next_call_runs_clean() {
         assert_eq!(ids(&calm), ["b/m2", "a/m1"], "after {header}");
         assert!(calm.explain.fallback.is_none());
     }
+}
+
+/// A price table pricing `m1` and `m2` (USD per million input and output tokens).
+fn prices(m1: (f64, f64), m2: (f64, f64)) -> PriceTable {
+    PriceTable::parse(&format!(
+        "[models.\"m1\"]\ninput = {}\noutput = {}\n[models.\"m2\"]\ninput = {}\noutput = {}\n",
+        m1.0, m1.1, m2.0, m2.1
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_price_swap_reaches_the_next_decision_and_the_bill_without_a_rebuild() {
+    let dir = scripts_dir(&[]);
+    let pricing = Arc::new(Pricing::new(prices((5.0, 20.0), (0.1, 0.4))));
+    let unpriced = r#"
+  { provider = "a", model = "m1" },
+  { provider = "b", model = "m2" },"#;
+    let catalog = catalog_of("cost", &dir, unpriced, &pricing).unwrap();
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["b/m2", "a/m1"]);
+
+    // The refresh task swaps the table: m2 is now the dear one. Same catalog, same VM.
+    pricing.replace(prices((0.1, 0.4), (5.0, 20.0)));
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["a/m1", "b/m2"], "the policy saw stale prices");
+    let m2 = &catalog.model("chat").unwrap().deployments[1];
+    let billed = m2.billed_price().unwrap();
+    assert_eq!((billed.input, billed.output), (5.0, 20.0));
+
+    // A price the config sets wins over the table's.
+    let pinned = r#"
+  { provider = "a", model = "m1" },
+  { provider = "b", model = "m2", price_in = 0.01, price_out = 0.01 },"#;
+    let catalog = catalog_of("cost", &dir, pinned, &pricing).unwrap();
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["b/m2", "a/m1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_policy_sees_new_live_stats_when_tokio_time_passes() {
+    // Orders candidates with answered attempts first.
+    let dir = scripts_dir(&[(
+        "answered.lua",
+        "function route(r, c)\n local first, rest = {}, {}\n for _, x in ipairs(c) do\n \
+         if x.stats.samples > 0 then first[#first + 1] = x.id else rest[#rest + 1] = x.id end\n \
+         end\n for _, id in ipairs(rest) do first[#first + 1] = id end\n return first\nend",
+    )]);
+    let catalog = catalog("answered", &dir).unwrap();
+    let req = request(serde_json::json!({}));
+    let needs = crate::routing::Needs::of(&req);
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["a/m1", "b/m2"]);
+
+    let b = &catalog.model("chat").unwrap().deployments[1];
+    let answered = health::Outcome::Success {
+        latency: Duration::from_millis(20),
+        ttft: None,
+    };
+    b.health.record(answered, tokio::time::Instant::now());
+    // Stats are copied into the VM at most every STATS_REFRESH, by the one clock: paused
+    // tokio time that moves past it refreshes them.
+    tokio::time::advance(STATS_REFRESH).await;
+    let route = catalog.route(&req, &needs, &Caller::anonymous()).unwrap();
+    assert_eq!(ids(&route), ["b/m2", "a/m1"], "the VM kept stale stats");
+}
+
+#[test]
+fn a_cached_decision_is_served_only_for_the_same_facts_even_when_slots_collide() {
+    let needs = crate::routing::Needs::default();
+    let low = Caller::anonymous();
+    let mut high = Caller::anonymous();
+    high.level = SecurityLevel::High;
+    let facts = |caller| Facts {
+        input_tokens: 100,
+        max_tokens: Some(10),
+        stream: false,
+        needs: &needs,
+        caller,
+    };
+    let mut cache = cache::DecisionCache::default();
+    // One slot for two different requests: a 64-bit hash collision, forced.
+    let slot = 7;
+    let low_answer = (vec![(1, None), (0, None)], Vec::new());
+    cache.insert(slot, &facts(&low), &[0, 1], low_answer.clone());
+    assert_eq!(cache.get(slot, &facts(&low), &[0, 1]), Some(&low_answer));
+    assert_eq!(
+        cache.get(slot, &facts(&high), &[0, 1]),
+        None,
+        "another request's decision was served on a hash match"
+    );
+    assert_eq!(cache.get(slot, &facts(&low), &[1]), None);
+    // The slot now holds the other request's answer; the first is a miss, not served.
+    let high_answer = (vec![(0, None)], Vec::new());
+    cache.insert(slot, &facts(&high), &[0, 1], high_answer.clone());
+    assert_eq!(cache.get(slot, &facts(&high), &[0, 1]), Some(&high_answer));
+    assert_eq!(cache.get(slot, &facts(&low), &[0, 1]), None);
 }

@@ -734,19 +734,17 @@ async fn the_loop_refreshes_at_once_counts_the_result_and_stops_on_shutdown() {
     file.write(SMALL, SystemTime::now());
     let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
     let mut changes = pricing.subscribe();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(refresh_loop(
         pricing.clone(),
         PricingSource::File(file.0.clone()),
         Duration::from_secs(3600),
         client(),
-        async {
-            let _ = stopped.await;
-        },
+        stop.clone(),
     ));
     bounded(changes.changed()).await.unwrap();
     assert_eq!(pricing.current().len(), 2);
-    stop.send(()).unwrap();
+    stop.cancel();
     bounded(task).await.unwrap();
     let rendered = prometheus.render();
     assert!(
