@@ -1,9 +1,9 @@
 //! The chat-completions response, stream chunk and usage.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use super::{Extra, FunctionCall, Message};
+use super::{Content, Extra, FunctionCall, Message, Role, ToolCall};
 
 /// A non-streamed chat completion (`object: "chat.completion"`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -36,13 +36,45 @@ fn chunk_object() -> String {
 pub struct Choice {
     #[serde(default)]
     pub index: u32,
+    #[serde(serialize_with = "answer_message")]
     pub message: Message,
     /// `stop`, `length`, `tool_calls`, `content_filter`; null while unknown.
     pub finish_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always written, null when absent: the spec requires the field.
+    #[serde(default)]
     pub logprobs: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// Writes an answer's message as the spec's `ChatCompletionResponseMessage` has it:
+/// `content` and `refusal` are required (nullable), so they are written as null when
+/// absent, where a request's message omits them.
+fn answer_message<S: Serializer>(message: &Message, serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct AnswerMessage<'a> {
+        role: Role,
+        content: &'a Option<Content>,
+        refusal: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_calls: &'a Option<Vec<ToolCall>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_call_id: &'a Option<String>,
+        #[serde(flatten)]
+        extra: &'a Extra,
+    }
+    AnswerMessage {
+        role: message.role,
+        content: &message.content,
+        refusal: &message.refusal,
+        name: &message.name,
+        tool_calls: &message.tool_calls,
+        tool_call_id: &message.tool_call_id,
+        extra: &message.extra,
+    }
+    .serialize(serializer)
 }
 
 /// One chunk of a streamed completion (`object: "chat.completion.chunk"`).
@@ -184,4 +216,50 @@ pub struct CompletionTokensDetails {
     pub reasoning_tokens: Option<u32>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_writes_the_fields_the_spec_requires_as_null_when_absent() {
+        let answer = ChatResponse {
+            id: "chatcmpl-1".into(),
+            object: completion_object(),
+            created: 1,
+            model: "m".into(),
+            choices: vec![Choice {
+                index: 0,
+                message: Message::assistant(String::new(), String::new(), Vec::new()),
+                finish_reason: Some("stop".into()),
+                logprobs: None,
+                extra: Extra::new(),
+            }],
+            usage: None,
+            system_fingerprint: None,
+            extra: Extra::new(),
+        };
+        let mut answer = serde_json::to_value(&answer).unwrap();
+        let choice = &answer["choices"][0];
+        assert_eq!(choice["logprobs"], Value::Null);
+        assert!(choice.as_object().unwrap().contains_key("logprobs"));
+        let message = choice["message"].as_object().unwrap();
+        assert_eq!(message["refusal"], Value::Null);
+        assert_eq!(message["content"], json!(""));
+        assert!(!message.contains_key("tool_calls"));
+        // Read back, the same answer: null and absent mean the same thing.
+        answer["choices"][0]["message"]["content"] = Value::Null;
+        let read: ChatResponse = serde_json::from_value(answer).unwrap();
+        assert!(read.choices[0].message.content.is_none());
+        assert!(read.choices[0].message.refusal.is_none());
+    }
+
+    #[test]
+    fn a_requests_message_omits_what_it_does_not_have() {
+        let message = serde_json::to_value(Message::text(Role::User, "hi")).unwrap();
+        assert_eq!(message, json!({"role": "user", "content": "hi"}));
+    }
 }

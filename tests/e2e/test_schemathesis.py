@@ -9,8 +9,8 @@ sends them over a real socket to a gateway over simulated providers. For every a
   gateway's own failure;
 - no hang: every request has a timeout;
 - every error is OpenAI-shaped: `{"error": {"message": str, "type": str, "param", "code"}}`;
-- a JSON success is what the spec's response schema describes (the models operations; a
-  chat answer does not yet, an xfail names the defect).
+- a JSON success is what the spec's response schema describes (the models operations and a
+  chat answer).
 
 The spec's paths have no `/v1` (its server is `https://api.openai.com/v1`), so the base URL
 is the gateway's `/v1`. Generated model names are mostly unknown to the gateway (a 404), so a
@@ -140,14 +140,8 @@ def test_the_rest_shim_answers_every_generated_request_well(case, gateway_v1):
         case.validate_response(resp, checks=[response_schema_conformance])
 
 
-CHAT_FIELDS_DEFECT = (
-    "defect: a non-streaming chat answer lacks `choices[].logprobs` and "
-    "`choices[].message.refusal`, which the spec's CreateChatCompletionResponse requires "
-    "(nullable); the simulated provider sends both as null and the gateway drops them"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=CHAT_FIELDS_DEFECT)
 def test_a_chat_answer_has_every_field_the_spec_requires(gateway_v1):
     operation = schema["/chat/completions"]["POST"]
     case = operation.Case(
