@@ -6,35 +6,47 @@
 //!
 //! # Layout
 //!
-//! The modules follow the request path, in order:
+//! The modules follow the request path, in order. [`pipeline`] is the path itself; a
+//! surface only decodes into it and encodes what it hands back.
 //!
-//! 1. **ingress** — [`api::openai`] (REST shim: routes, SSE, OpenAI error JSON) and
-//!    [`api::grpc`] (the `switchyard.v1.Gateway` service) both parse into one canonical
-//!    [`chat::ChatRequest`] and call [`gateway::Gateway`]; [`server`] serves both on
-//!    every listener.
-//! 2. **guard** — [`auth`] (API keys, the security level asked for), request validation,
-//!    body limits and load shedding at `server.max_in_flight` (in [`api::openai`] and
-//!    [`gateway`]); rate limits and redaction come later.
-//! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`]),
-//!    then the model's Lua policy ([`routing::policy`]) orders the survivors, using each
-//!    deployment's live [`health`] and prices ([`usage::pricing`]).
+//! 1. **ingress** — [`pipeline`]'s [`gateway::Gateway::ingress`], shared by every surface
+//!    and run before any body is read: one live snapshot, the request id, authentication
+//!    from the headers ([`auth`]), the request's place in `server.max_in_flight`, and the
+//!    request record. Then the surface decodes: [`api::openai`] (the REST shim reads the
+//!    body under a size limit and `server.body_timeout_ms`) or [`api::grpc`] (the
+//!    `switchyard.v1.Gateway` service), both into one canonical [`chat::ChatRequest`];
+//!    [`server`] serves both on every listener.
+//! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`] in order, each
+//!    a [`pipeline::stages::Stage`]: `authorize` (the security level asked for is within
+//!    the key's), then `validate`. The cache lookup, the limits reservation and redaction
+//!    come next, as stages.
+//! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`],
+//!    with [`routing::capabilities`]: what the request needs), then the model's Lua policy
+//!    ([`routing::policy`]) orders the survivors, using each deployment's live [`health`]
+//!    and the live price table ([`usage::pricing`]); the policy may reorder or drop
+//!    candidates, never add one.
 //! 4. **attempt** — [`failover::run`] tries them with capped, jittered backoff under a
 //!    deadline, asking each deployment's breaker and concurrency limit first ([`health`]),
-//!    and may race a hedged second attempt; [`providers`] holds the narrow [`providers::Provider`] trait and one module
-//!    per wire format: [`providers::openai`] (OpenAI, Azure and the OpenAI-compatible
-//!    family), [`providers::anthropic`], [`providers::gemini`], [`providers::cohere`],
-//!    [`providers::bedrock`]. [`routing::capabilities`] filters out deployments that lack
-//!    what the request needs before any attempt.
-//! 5. **respond** — back through the surface that took the request: JSON, SSE chunks
-//!    forwarded as they arrive, or gRPC messages; errors by the one table in [`error`].
-//! 6. **account** — [`telemetry`]: one request-log line and Prometheus metrics per call;
-//!    [`usage`]: token counting (tiktoken for OpenAI models, an estimate otherwise).
+//!    and may race a hedged second attempt; [`providers`] holds the narrow
+//!    [`providers::Provider`] trait and one module per wire format:
+//!    [`providers::openai`] (OpenAI, Azure and the OpenAI-compatible family),
+//!    [`providers::anthropic`], [`providers::gemini`], [`providers::cohere`],
+//!    [`providers::bedrock`], every upstream read under the caps of [`providers::limits`].
+//! 5. **respond** — the [`pipeline::Answer`] (a complete response, an open stream that
+//!    carries its deployment's lease, or a refusal) is encoded by the surface that took
+//!    the request: JSON, SSE chunks forwarded as they arrive, or gRPC messages; errors by
+//!    the one table in [`error`].
+//! 6. **account** — [`telemetry`]: the request record writes one request-log line and the
+//!    Prometheus metrics when it is dropped, whatever the outcome; metric labels come only
+//!    from the catalog and config. [`usage`]: token counting (tiktoken for OpenAI models,
+//!    an estimate otherwise) and prices.
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
 //! [`reload`] (file watcher, SIGHUP and `/admin/reload`, all through
-//! [`gateway::Gateway::rebuild`]), [`alerts`] (metric and webhook), [`background`] (every
-//! background loop, stopped at shutdown), [`api::admin`]
-//! and [`mock`] (simulated providers with fault injection, for the demo, tests and benches).
+//! [`gateway::Gateway::rebuild`], the one way the live state changes), [`alerts`] (metric
+//! and webhook), [`background`] (every background loop — alert sender, watchers, price
+//! refresh, metrics upkeep — stopped at shutdown), [`api::admin`] and [`mock`] (simulated
+//! providers with fault injection, for the demo, tests and benches).
 
 pub mod alerts;
 pub mod api;

@@ -162,7 +162,8 @@ impl Gateway {
             .label(&request.model)
             .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
         call.record.labelled(label, request.is_stream());
-        if let Err(error) = stages::run(&mut call, &mut request).await {
+        if let Err((stage, error)) = stages::run(&mut call, &mut request).await {
+            call.record.refused_by = Some(stage);
             return Answer::Refused(call.refuse(error));
         }
         let route = match call

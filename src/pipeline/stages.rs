@@ -27,11 +27,20 @@ pub trait Stage {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// Runs every stage in order; the first refusal ends the call.
-pub async fn run(call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
-    Authorize.run(call, request).await?;
-    Validate.run(call, request).await?;
+/// Runs every stage in order; the first refusal ends the call, named by its stage (the
+/// request log's `refused_by`).
+pub async fn run(call: &mut Call, request: &mut ChatRequest) -> Result<(), (&'static str, Error)> {
+    through(Authorize, call, request).await?;
+    through(Validate, call, request).await?;
     Ok(())
+}
+
+async fn through<S: Stage>(
+    stage: S,
+    call: &mut Call,
+    request: &mut ChatRequest,
+) -> Result<(), (&'static str, Error)> {
+    stage.run(call, request).await.map_err(|e| (S::NAME, e))
 }
 
 /// The caller's key may ask for the security level the request names (the caller was

@@ -126,6 +126,8 @@ pub struct RequestRecord {
     pub policy: Option<std::sync::Arc<str>>,
     pub route: Option<String>,
     pub policy_us: Option<f64>,
+    /// The pipeline stage that refused the call, if one did.
+    pub refused_by: Option<&'static str>,
     /// The serving deployment's prices, for the call's cost.
     price: Option<Price>,
     outcome: Outcome,
@@ -147,6 +149,7 @@ impl RequestRecord {
             policy: None,
             route: None,
             policy_us: None,
+            refused_by: None,
             price: None,
             outcome: Outcome::Cancelled,
         }
@@ -223,6 +226,7 @@ impl RequestRecord {
             policy = self.policy.as_deref(),
             route = self.route.as_deref(),
             policy_us = self.policy_us,
+            refused_by = self.refused_by,
             latency_ms = latency.as_secs_f64() * 1000.0,
             ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
             prompt_tokens = usage.map(|u| u.prompt_tokens),

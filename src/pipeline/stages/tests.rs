@@ -122,3 +122,21 @@ async fn a_refused_stage_ends_the_call_and_frees_its_slot() {
     assert_eq!(refusal.error.spec().status, 403);
     assert_eq!(gw.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn the_stages_run_in_order_and_a_refusal_names_its_stage() {
+    let gw = gateway();
+    let key = [
+        ("authorization", "Bearer sk-low-only-0123456789"),
+        ("x-security-level", "high"),
+    ];
+    // Both stages would refuse this one: authorize runs first.
+    let mut call = gw.ingress(Surface::Rest, None, headers(&key)).unwrap();
+    let mut empty = request(r#"{"model":"m","messages":[]}"#);
+    let (stage, err) = run(&mut call, &mut empty).await.unwrap_err();
+    assert_eq!((stage, err.spec().status.as_u16()), (Authorize::NAME, 403));
+    let mut call = gw.ingress(Surface::Rest, None, headers(&key[..1])).unwrap();
+    let (stage, _) = run(&mut call, &mut empty).await.unwrap_err();
+    assert_eq!(stage, Validate::NAME);
+    run(&mut call, &mut request(HELLO)).await.unwrap();
+}
