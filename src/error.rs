@@ -42,6 +42,13 @@ pub enum Error {
     /// No route for this path.
     #[error("Unknown request URL: {method} {path}")]
     RouteNotFound { method: String, path: String },
+    /// A known path asked with a method it does not serve.
+    #[error("{method} is not allowed on {path}; use {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     /// The request's total deadline passed before any deployment answered.
     #[error("no deployment answered within the request deadline of {deadline_ms} ms")]
     DeadlineExceeded { deadline_ms: u64 },
@@ -131,6 +138,11 @@ impl Error {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 Some("unknown_url"),
+            ),
+            Error::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                Some("method_not_allowed"),
             ),
             Error::DeadlineExceeded { .. } => (
                 StatusCode::GATEWAY_TIMEOUT,

@@ -179,11 +179,23 @@ async fn models_health_and_metrics_are_served() {
     )
     .await;
     assert_eq!((s, e["code"].as_str()), (404, Some("unknown_url")));
-    let s = within(client().delete(gw.url("/v1/chat/completions")).send())
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(s, 405);
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/v1/chat/completions", "POST"),
+        (reqwest::Method::DELETE, "/v1/chat/completions", "POST"),
+        (reqwest::Method::POST, "/v1/models", "GET"),
+        (reqwest::Method::GET, "/admin/reload", "POST"),
+    ] {
+        let resp = within(client().request(method.clone(), gw.url(path)).send())
+            .await
+            .unwrap();
+        let allowed = resp.headers()["allow"].to_str().unwrap().to_owned();
+        let (s, e) = error_of(resp).await;
+        assert_eq!(
+            (s, e["code"].as_str(), allowed.as_str()),
+            (405, Some("method_not_allowed"), allow),
+            "{method} {path}"
+        );
+    }
     for path in ["/healthz", "/readyz"] {
         assert_eq!(
             within(client().get(gw.url(path)).send())

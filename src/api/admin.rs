@@ -26,6 +26,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/health", get(health))
         .route("/admin/route/explain", post(explain))
+        .method_not_allowed_fallback(super::openai::method_not_allowed)
         .with_state(gateway)
 }
 

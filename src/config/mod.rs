@@ -332,7 +332,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let key = e.span().map_or_else(String::new, |span| {
-                format!("at line {}", text[..span.start].lines().count().max(1))
+                format!("at line {}", text[..span.start].matches('\n').count() + 1)
             });
             ConfigError::new(
                 if key.is_empty() { "config".into() } else { key },

@@ -307,3 +307,14 @@ fn max_response_bytes_defaults_to_32_mib_and_must_be_positive() {
     let text = VALID.replace("kind = \"vllm\"", "kind = \"vllm\"\nmax_response_bytes = 0");
     assert_eq!(err(&text).key, "providers[1].max_response_bytes");
 }
+
+#[test]
+fn a_toml_error_names_the_line_it_is_on() {
+    // The bad key starts line 3 (and an error at the very start is line 1).
+    assert_eq!(
+        err("[server]\nhttp_addr = \"127.0.0.1:1\"\nbogus_key = 1\n").key,
+        "at line 3"
+    );
+    assert_eq!(err("= 1\n").key, "at line 1");
+    assert_eq!(err("[server]\nhttp_addr = \n").key, "at line 2");
+}

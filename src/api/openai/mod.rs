@@ -29,7 +29,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .method_not_allowed_fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
 }
 
@@ -88,19 +88,29 @@ async fn metrics() -> String {
     crate::telemetry::prometheus().render()
 }
 
-/// A 404 (or 405 on a known path) in the OpenAI error shape.
+/// A 404 in the OpenAI error shape.
 pub async fn not_found(method: Method, uri: Uri) -> Response {
     let err = Error::RouteNotFound {
         method: method.to_string(),
         path: uri.path().to_owned(),
     };
-    let mut resp = error_response(&err, "", "");
-    if method != Method::GET && method != Method::POST && known_path(uri.path()) {
-        *resp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-    }
-    resp
+    error_response(&err, "", "")
 }
 
-fn known_path(path: &str) -> bool {
-    path == "/v1/chat/completions" || path.starts_with("/v1/models")
+/// A known path asked with the wrong method: 405 with `allow`, in the OpenAI error shape
+/// (the REST and admin routers' `method_not_allowed_fallback`).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let allow = match uri.path() {
+        "/v1/chat/completions" | "/admin/reload" | "/admin/route/explain" => "POST",
+        _ => "GET",
+    };
+    let err = Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        allow,
+    };
+    let mut resp = error_response(&err, "", "");
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    resp
 }

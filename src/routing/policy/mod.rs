@@ -3,7 +3,7 @@
 //!
 //! # Design, from the numbers
 //! Converting a candidate list into Lua tables per call costs more than the call itself
-//! (../shared/STACK.md; `benches/routing.rs`), and a VM shared between threads serialises
+//! (measured in `benches/routing.rs`), and a VM shared between threads serialises
 //! them. So every thread keeps its own VMs, one per catalog generation (a handful at
 //! most), each holding every model's candidate tables resident. Per call only the request
 //! table and the array of surviving candidates are built; the candidates' live stats are
