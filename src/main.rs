@@ -129,13 +129,42 @@ fn main() -> ExitCode {
 )]
 fn check_config(file: &std::path::Path) -> Result<(), String> {
     let config = Config::load(file).map_err(|e| e.to_string())?;
+    // What `serve` would refuse too: a pricing source it cannot parse, a policy that does
+    // not compile or fails its self-check. A price file is read and parsed here as well
+    // (serve would only log it and keep the built-in prices); a URL is not fetched.
+    let prices = match pricing_source(&config) {
+        None => "built-in prices".to_owned(),
+        Some(source) => {
+            match PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))? {
+                PricingSource::File(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
+                    let table = pricing::PriceTable::parse(&text)
+                        .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
+                    format!("{} prices from {}", table.len(), path.display())
+                }
+                PricingSource::Url(url) => format!("prices from {url}, not fetched"),
+            }
+        }
+    };
+    let (providers, models) = (config.providers.len(), config.models.len());
+    Gateway::new(config).map_err(startup_error)?;
     println!(
-        "{}: ok ({} providers, {} models)",
-        file.display(),
-        config.providers.len(),
-        config.models.len()
+        "{}: ok ({providers} providers, {models} models, {prices})",
+        file.display()
     );
     Ok(())
+}
+
+/// `pricing.source`, a file path resolved against the config's folder.
+fn pricing_source(config: &Config) -> Option<String> {
+    config.pricing.source.clone().map(|s| {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            s
+        } else {
+            config.dir.join(s).display().to_string()
+        }
+    })
 }
 
 #[expect(
@@ -258,13 +287,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .first()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let pricing_source = config.pricing.source.clone().map(|s| {
-        if s.starts_with("http://") || s.starts_with("https://") {
-            s
-        } else {
-            config.dir.join(s).display().to_string()
-        }
-    });
+    let pricing_source = pricing_source(&config);
     let pricing_refresh = config.pricing.refresh;
     let gateway = Arc::new(Gateway::new(config).map_err(startup_error)?);
     // Every loop is the gateway's: `server::run` stops them all when it ends.

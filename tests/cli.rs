@@ -214,6 +214,53 @@ fn check_config_accepts_a_valid_file_and_names_the_bad_key() {
 }
 
 #[test]
+fn check_config_refuses_what_serve_would_refuse_a_broken_policy_or_price_file() {
+    let dir = tempdir("check-deep");
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    std::fs::write(
+        dir.join("scripts/broken.lua"),
+        "function route(request, candidates\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("prices.toml"), "[models.\n").unwrap();
+    let with = |extra: &str| {
+        let file = dir.join("switchyard.toml");
+        std::fs::write(
+            &file,
+            config_for(&[], extra).replace(
+                "deployments = []",
+                "deployments = [{ provider = \"p\", model = \"m\" }]",
+            ) + "\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n",
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = with("");
+    assert!(
+        ok && text.contains("ok (1 providers, 1 models, built-in prices)"),
+        "{text}"
+    );
+    let (ok, text) = with("[routing]\nscripts_dir = \"scripts\"\ndefault_policy = \"broken\"\n");
+    assert!(!ok && text.contains("broken"), "{text}");
+    let (ok, text) = with("[pricing]\nsource = \"prices.toml\"\n");
+    assert!(!ok && text.contains("prices.toml"), "{text}");
+    std::fs::write(
+        dir.join("prices.toml"),
+        "[models.m]\ninput = 1.0\noutput = 2.0\n",
+    )
+    .unwrap();
+    let (ok, text) = with("[pricing]\nsource = \"prices.toml\"\n");
+    assert!(ok && text.contains("1 prices from"), "{text}");
+}
+
+#[test]
 fn mock_rejects_a_bad_fault_spec() {
     let out = Command::new(BIN)
         .args(["mock", "--addr", "127.0.0.1:0", "--fault", "explode=1"])
