@@ -12,9 +12,11 @@ use std::{
         Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerts::{Alert, Alerter},
@@ -26,7 +28,7 @@ use crate::{
     failover::{self, Failed, Served},
     health, providers,
     routing::{Catalog, Route, filter},
-    usage::pricing::{PriceTable, Pricing},
+    usage::pricing::{self, PriceTable, Pricing, PricingSource},
 };
 
 /// Everything built from one config.
@@ -52,6 +54,15 @@ pub struct Gateway {
     alerter: Arc<Alerter>,
     /// Requests being served now (streams until they end), against `server.max_in_flight`.
     in_flight: Arc<AtomicUsize>,
+    /// The price refresh, once [`Gateway::follow_pricing`] started following `[pricing]`.
+    price_refresh: Mutex<Option<PriceRefresh>>,
+}
+
+/// What the running price refresh was started from, and its stop.
+struct PriceRefresh {
+    source: Option<PricingSource>,
+    every: Duration,
+    stop: CancellationToken,
 }
 
 /// One request counted in the gateway's in-flight figure until dropped.
@@ -99,6 +110,7 @@ impl Gateway {
             background,
             alerter,
             in_flight: Arc::default(),
+            price_refresh: Mutex::new(None),
         })
     }
 
@@ -141,7 +153,49 @@ impl Gateway {
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
         self.live.store(live.clone());
+        self.apply_pricing(&live.config, false);
         Ok(live)
+    }
+
+    /// Starts refreshing prices from the live config's `[pricing]` source, and from then
+    /// on follows it through every rebuild: a new source or interval restarts the refresh,
+    /// a removed source stops it and puts the built-in table back. A gateway that never
+    /// calls this (a tool, most tests) keeps the built-in prices and starts nothing.
+    pub fn follow_pricing(&self) {
+        self.apply_pricing(&self.live().config, true);
+    }
+
+    fn apply_pricing(&self, config: &Config, start: bool) {
+        let mut running = self
+            .price_refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (source, every) = (config.pricing_source(), config.pricing.refresh);
+        match running.as_ref() {
+            None if !start => return,
+            Some(r) if r.source == source && r.every == every => return,
+            Some(r) => {
+                r.stop.cancel();
+                if source.is_none() && r.source.is_some() {
+                    self.pricing.replace(PriceTable::builtin());
+                    tracing::info!("pricing.source removed; the built-in prices are live again");
+                }
+            }
+            None => {}
+        }
+        let stop = self.background.token().child_token();
+        if let (Some(source), Ok(runtime)) = (&source, tokio::runtime::Handle::try_current()) {
+            let (prices, client) = (self.pricing.clone(), self.client().clone());
+            let (source, loop_stop) = (source.clone(), stop.clone());
+            self.background.spawn_on(&runtime, move |_| {
+                pricing::refresh_loop(prices, source, every, client, loop_stop)
+            });
+        }
+        *running = Some(PriceRefresh {
+            source,
+            every,
+            stop,
+        });
     }
 
     /// Rebuilds the snapshot from `config` ([`Gateway::rebuild`]).

@@ -132,20 +132,16 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
     // What `serve` would refuse too: a pricing source it cannot parse, a policy that does
     // not compile or fails its self-check. A price file is read and parsed here as well
     // (serve would only log it and keep the built-in prices); a URL is not fetched.
-    let prices = match pricing_source(&config) {
+    let prices = match config.pricing_source() {
         None => "built-in prices".to_owned(),
-        Some(source) => {
-            match PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))? {
-                PricingSource::File(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
-                    let table = pricing::PriceTable::parse(&text)
-                        .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
-                    format!("{} prices from {}", table.len(), path.display())
-                }
-                PricingSource::Url(url) => format!("prices from {url}, not fetched"),
-            }
+        Some(PricingSource::File(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
+            let table = pricing::PriceTable::parse(&text)
+                .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
+            format!("{} prices from {}", table.len(), path.display())
         }
+        Some(PricingSource::Url(url)) => format!("prices from {url}, not fetched"),
     };
     let (providers, models) = (config.providers.len(), config.models.len());
     Gateway::new(config).map_err(startup_error)?;
@@ -154,17 +150,6 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
         file.display()
     );
     Ok(())
-}
-
-/// `pricing.source`, a file path resolved against the config's folder.
-fn pricing_source(config: &Config) -> Option<String> {
-    config.pricing.source.clone().map(|s| {
-        if s.starts_with("http://") || s.starts_with("https://") {
-            s
-        } else {
-            config.dir.join(s).display().to_string()
-        }
-    })
 }
 
 #[expect(
@@ -287,8 +272,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .first()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let pricing_source = pricing_source(&config);
-    let pricing_refresh = config.pricing.refresh;
     let gateway = Arc::new(Gateway::new(config).map_err(startup_error)?);
     // Every loop is the gateway's: `server::run` stops them all when it ends.
     let background = gateway.background().clone();
@@ -308,13 +291,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             Err(e) => tracing::warn!(error = %e, "reload with file changes or /admin/reload"),
         }
     }
-    if let Some(source) = pricing_source {
-        let source = PricingSource::parse(&source).map_err(|e| format!("pricing.source: {e}"))?;
-        // A new table is read at the next decision: nothing is rebuilt.
-        let (prices, client) = (gateway.pricing().clone(), gateway.client().clone());
-        background
-            .spawn(|stop| pricing::refresh_loop(prices, source, pricing_refresh, client, stop));
-    }
+    // Refreshes prices from `[pricing]`, and follows its changes through reloads.
+    gateway.follow_pricing();
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
     println!(

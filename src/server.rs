@@ -56,7 +56,8 @@ pub async fn run(
     let prometheus = telemetry::prometheus().clone();
     let background = gateway.background().clone();
     background.spawn(|stop| telemetry::upkeep(prometheus, telemetry::UPKEEP_EVERY, stop));
-    let drain = gateway.live().config.server.drain_timeout;
+    // The drain deadline is read when the drain starts, so a reload can change it.
+    let live_config = gateway.clone();
     let app = router(gateway).await;
     let stop = background.token().child_token();
     // Turns `shutdown` into the token; never ends by itself.
@@ -77,7 +78,9 @@ pub async fn run(
         let stop = stop.clone();
         async move {
             stop.cancelled().await;
+            let drain = live_config.live().config.server.drain_timeout;
             tokio::time::sleep(drain).await;
+            drain
         }
     };
     let http = axum::serve(listeners.http.tap_io(nodelay), app.clone())
@@ -95,7 +98,7 @@ pub async fn run(
     };
     let result = tokio::select! {
         result = serving => result,
-        () = deadline => {
+        drain = deadline => {
             tracing::warn!(
                 drain_ms = drain.as_millis() as u64,
                 "drain deadline passed; closing the requests and streams still open"

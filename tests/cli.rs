@@ -397,3 +397,26 @@ async fn on_sigterm_the_drain_deadline_bounds_how_long_the_process_waits() {
     let rest = within(stream.bytes()).await;
     assert!(rest.map_or(true, |b| !String::from_utf8_lossy(&b).contains("[DONE]")));
 }
+
+#[tokio::test]
+async fn a_reloaded_drain_deadline_is_the_one_a_later_shutdown_uses() {
+    // Started with a 60 s drain; a reload shortens it to 300 ms before SIGTERM.
+    let (mut served, _slow, _stream) = streaming_gateway("drain-reload", 1_000, 60_000).await;
+    let file = tempdir("drain-reload").join("switchyard.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("drain_timeout_ms = 60000", "drain_timeout_ms = 300"),
+    )
+    .unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &served.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    served.wait_for("config reloaded");
+    terminate(&served);
+    let took = exit_within(&mut served, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+}

@@ -323,3 +323,49 @@ async fn a_stream_in_flight_finishes_on_the_snapshot_it_started_with() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert!(!stream_content(&events).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_follows_the_pricing_source_and_removing_it_puts_the_built_in_prices_back() {
+    let (a, b) = (Mock::start("a", "").await, Mock::start("b", "").await);
+    let base = config(&a, &b, "cost");
+    let with_source =
+        |file: &str| format!("{base}\n[pricing]\nsource = \"{file}\"\nrefresh_secs = 3600\n");
+    let gw = FileGateway::start(&with_source("one.toml")).await;
+    for (file, input) in [("one.toml", 1.0), ("two.toml", 2.0)] {
+        std::fs::write(
+            gw.dir.join(file),
+            format!("[models.\"house-model\"]\ninput = {input}\noutput = 9.0\n"),
+        )
+        .unwrap();
+    }
+    let prices = gw.gateway.pricing().clone();
+    let house = move || prices.lookup("house-model").map(|p| p.input);
+    let settles_on = |want: Option<f64>| {
+        let house = house.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while house() != want {
+                assert!(Instant::now() < deadline, "prices stayed at {:?}", house());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(
+        house(),
+        None,
+        "nothing refreshes before the gateway follows [pricing]"
+    );
+    gw.gateway.follow_pricing();
+    settles_on(Some(1.0)).await;
+
+    // A new source: the refresh restarts on it at once (the interval is an hour).
+    gw.save(&with_source("two.toml"));
+    assert_eq!(gw.admin_reload().await.status(), 200);
+    settles_on(Some(2.0)).await;
+
+    // No source: the refresh stops and the built-in table is live again.
+    gw.save(&base);
+    assert_eq!(gw.admin_reload().await.status(), 200);
+    settles_on(None).await;
+    assert!(gw.gateway.pricing().lookup("gpt-4o-mini").is_some());
+}

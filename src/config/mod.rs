@@ -323,6 +323,16 @@ impl Config {
             .unwrap_or(&self.routing.default_policy)
     }
 
+    /// `pricing.source` (validated when the config was parsed), a file resolved against
+    /// the config's folder.
+    pub fn pricing_source(&self) -> Option<crate::usage::pricing::PricingSource> {
+        use crate::usage::pricing::PricingSource;
+        match PricingSource::parse(self.pricing.source.as_deref()?).ok()? {
+            PricingSource::File(path) => Some(PricingSource::File(self.dir.join(path))),
+            url => Some(url),
+        }
+    }
+
     /// `routing.scripts_dir`, resolved against the config's folder.
     pub fn scripts_dir(&self) -> Option<PathBuf> {
         self.routing.scripts_dir.as_ref().map(|d| self.dir.join(d))
@@ -663,6 +673,10 @@ impl TryFrom<FileConfig> for Config {
                 None => PricingConfig::default().refresh,
             },
         };
+        if let Some(source) = &pricing.source {
+            crate::usage::pricing::PricingSource::parse(source)
+                .map_err(|e| ConfigError::new("pricing.source", e))?;
+        }
         let breaker = breaker_config(&file.breaker)?;
         let alerts = alerts_config(&file.alerts)?;
         Ok(Config {
