@@ -260,6 +260,16 @@ async fn admin_reload_needs_the_admin_key() {
     assert_eq!(wrong.status(), 401);
     let text = wrong.text().await.unwrap();
     assert!(!text.contains(ADMIN_KEY));
+    // A wrong method is a 405 for the admin only.
+    let get = within(client().get(&url).send()).await.unwrap();
+    assert_eq!(get.status(), 401);
+    let get = within(client().get(&url).bearer_auth(ADMIN_KEY).send())
+        .await
+        .unwrap();
+    assert_eq!(
+        (get.status().as_u16(), header(&get, "allow")),
+        (405, "POST")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,7 +183,6 @@ async fn models_health_and_metrics_are_served() {
         (reqwest::Method::GET, "/v1/chat/completions", "POST"),
         (reqwest::Method::DELETE, "/v1/chat/completions", "POST"),
         (reqwest::Method::POST, "/v1/models", "GET"),
-        (reqwest::Method::GET, "/admin/reload", "POST"),
     ] {
         let resp = within(client().request(method.clone(), gw.url(path)).send())
             .await
@@ -196,6 +195,14 @@ async fn models_health_and_metrics_are_served() {
             "{method} {path}"
         );
     }
+    // With admin off its routes do not exist, whatever the method.
+    let (s, e) = error_of(
+        within(client().get(gw.url("/admin/reload")).send())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("unknown_url")));
     for path in ["/healthz", "/readyz"] {
         assert_eq!(
             within(client().get(gw.url(path)).send())

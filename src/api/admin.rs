@@ -26,8 +26,22 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/health", get(health))
         .route("/admin/route/explain", post(explain))
-        .method_not_allowed_fallback(super::openai::method_not_allowed)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(gateway)
+}
+
+/// A wrong method on an admin path is a 405 only for the admin: to anyone else the routes
+/// answer as [`authorize`] does (404 when admin is off, 401 without the key).
+async fn wrong_method(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match authorize(&gw, &headers, &method, &uri) {
+        Ok(()) => super::openai::method_not_allowed(method, uri).await,
+        Err(e) => error_response(&e, "", ""),
+    }
 }
 
 /// The admin key check: 404 when admin is off, 401 for a missing or wrong token.

@@ -5,7 +5,7 @@
 //! the latency failover added over a healthy baseline, and checks what the config implies:
 //! every request that could be served was, none hung, the added latency stayed within its
 //! bound, the breakers of the failing deployments opened (and only theirs), and the alerts
-//! followed. The suite prints one markdown table, the one in the README's "Chaos suite":
+//! followed. The suite prints one markdown table, the one in docs/resilience.md's "Chaos suite":
 //! `cargo nextest run --test chaos --no-capture`.
 //!
 //! # The latency bound

@@ -334,7 +334,7 @@ fn tool_config(
         return Ok(None);
     }
     // `parallel_tool_calls: false` has no Converse equivalent; like the Gemini and Cohere
-    // adapters, the hint is not sent (the README says so) rather than the request refused.
+    // adapters, the hint is not sent (docs/translation.md says so) rather than the request refused.
     Ok(Some(ToolConfig { tools, tool_choice }))
 }
 
