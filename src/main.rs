@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
-            Command::CheckConfig { file } => check_config(&file),
+            Command::CheckConfig { file } => check_config(&file).await,
             Command::Route(args) => explain_route(&args),
             Command::Mock {
                 addr,
@@ -127,24 +127,29 @@ fn main() -> ExitCode {
     clippy::print_stdout,
     reason = "the command's output is for the person running it"
 )]
-fn check_config(file: &std::path::Path) -> Result<(), String> {
+async fn check_config(file: &std::path::Path) -> Result<(), String> {
     let config = Config::load(file).map_err(|e| e.to_string())?;
-    // What `serve` would refuse too: a pricing source it cannot parse, a policy that does
-    // not compile or fails its self-check. A price file is read and parsed here as well
-    // (serve would only log it and keep the built-in prices); a URL is not fetched.
-    let prices = match config.pricing_source() {
+    // What `serve` would refuse too: a policy that does not compile or fails its
+    // self-check (building the gateway) and a bad pricing source (config validation). A
+    // price file is also read and parsed, by the refresh `serve` would run (serve would
+    // only log a bad one and keep the built-in prices); a URL is not fetched.
+    let (source, providers, models) = (
+        config.pricing_source(),
+        config.providers.len(),
+        config.models.len(),
+    );
+    let gateway = Gateway::new(config).map_err(startup_error)?;
+    let prices = match source {
         None => "built-in prices".to_owned(),
-        Some(PricingSource::File(path)) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
-            let table = pricing::PriceTable::parse(&text)
-                .map_err(|e| format!("pricing.source {}: {e}", path.display()))?;
-            format!("{} prices from {}", table.len(), path.display())
-        }
         Some(PricingSource::Url(url)) => format!("prices from {url}, not fetched"),
+        Some(source @ PricingSource::File(_)) => {
+            let (read, client) = (gateway.pricing(), gateway.client());
+            pricing::refresh_once(read, &source, &mut Default::default(), client)
+                .await
+                .map_err(|e| format!("pricing.source {e}"))?;
+            format!("{} prices from {source}", read.current().len())
+        }
     };
-    let (providers, models) = (config.providers.len(), config.models.len());
-    Gateway::new(config).map_err(startup_error)?;
     println!(
         "{}: ok ({providers} providers, {models} models, {prices})",
         file.display()

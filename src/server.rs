@@ -57,7 +57,7 @@ pub async fn run(
     let background = gateway.background().clone();
     background.spawn(|stop| telemetry::upkeep(prometheus, telemetry::UPKEEP_EVERY, stop));
     // The drain deadline is read when the drain starts, so a reload can change it.
-    let live_config = gateway.clone();
+    let drain_from = gateway.clone();
     let app = router(gateway).await;
     let stop = background.token().child_token();
     // Turns `shutdown` into the token; never ends by itself.
@@ -78,7 +78,7 @@ pub async fn run(
         let stop = stop.clone();
         async move {
             stop.cancelled().await;
-            let drain = live_config.live().config.server.drain_timeout;
+            let drain = drain_from.live().config.server.drain_timeout;
             tokio::time::sleep(drain).await;
             drain
         }

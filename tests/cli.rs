@@ -166,18 +166,19 @@ async fn api_keys_never_appear_in_logs_or_errors() {
     );
 }
 
+/// A valid config: model `m` on one local provider `p`, with `extra` after `[server]`.
+fn one_provider_config(extra: &str) -> String {
+    config_for(&[], extra).replace(
+        "deployments = []",
+        "deployments = [{ provider = \"p\", model = \"m\" }]",
+    ) + "\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n"
+}
+
 #[test]
 fn check_config_accepts_a_valid_file_and_names_the_bad_key() {
     let dir = tempdir("check");
     let good = dir.join("good.toml");
-    std::fs::write(
-        &good,
-        config_for(&[], "").replace(
-            "deployments = []",
-            "deployments = [{ provider = \"p\", model = \"m\" }]",
-        ) + "\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n",
-    )
-    .unwrap();
+    std::fs::write(&good, one_provider_config("")).unwrap();
     let out = Command::new(BIN)
         .arg("check-config")
         .arg(&good)
@@ -225,14 +226,7 @@ fn check_config_refuses_what_serve_would_refuse_a_broken_policy_or_price_file() 
     std::fs::write(dir.join("prices.toml"), "[models.\n").unwrap();
     let with = |extra: &str| {
         let file = dir.join("switchyard.toml");
-        std::fs::write(
-            &file,
-            config_for(&[], extra).replace(
-                "deployments = []",
-                "deployments = [{ provider = \"p\", model = \"m\" }]",
-            ) + "\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, one_provider_config(extra)).unwrap();
         let out = Command::new(BIN)
             .arg("check-config")
             .arg(&file)
