@@ -28,6 +28,7 @@ use crate::{
     failover::{self, Failed, Served},
     health, providers,
     routing::{Catalog, Route, filter},
+    state::State,
     usage::pricing::{self, PriceTable, Pricing, PricingSource},
 };
 
@@ -56,6 +57,8 @@ pub struct Gateway {
     in_flight: Arc<AtomicUsize>,
     /// The price refresh, once [`Gateway::follow_pricing`] started following `[pricing]`.
     price_refresh: Mutex<Option<PriceRefresh>>,
+    /// Shared state (Redis when configured); fixed for the gateway's life.
+    state: Arc<State>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -99,6 +102,8 @@ impl Gateway {
             ));
         }));
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
+        let state =
+            Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
         let live = Live::build(config, &clients, &health, &pricing)?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
@@ -111,6 +116,7 @@ impl Gateway {
             alerter,
             in_flight: Arc::default(),
             price_refresh: Mutex::new(None),
+            state,
         })
     }
 
@@ -143,7 +149,12 @@ impl Gateway {
             .rebuilding
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let config = next(&self.live.load())?;
+        let mut config = next(&self.live.load())?;
+        if config.state != *self.state.config() {
+            // Like the listen addresses: the running state stays, the rest applies.
+            tracing::warn!("[state] cannot change while serving; restart to apply it");
+            config.state = self.state.config().clone();
+        }
         let live = Arc::new(Live::build(
             config,
             &self.clients,
@@ -201,6 +212,12 @@ impl Gateway {
     /// Rebuilds the snapshot from `config` ([`Gateway::rebuild`]).
     pub fn reload(&self, config: Config) -> Result<(), Error> {
         self.rebuild(|_| Ok(config)).map(drop)
+    }
+
+    /// Shared state: where the cache, limits, budgets and the ledger keep what outlives a
+    /// request.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     /// The gateway's background loops, stopped at shutdown.

@@ -64,5 +64,6 @@ pub mod providers;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod usage;

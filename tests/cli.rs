@@ -10,116 +10,12 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+use std::{process::Command, time::Duration};
+
+use common::{
+    process::{BIN, Served},
+    *,
 };
-
-use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// Provider key variables the embedded default looks at.
-const KEY_VARS: &[&str] = &[
-    "OPENAI_API_KEY",
-    "DEEPSEEK_API_KEY",
-    "MISTRAL_API_KEY",
-    "DASHSCOPE_API_KEY",
-    "FIREWORKS_API_KEY",
-    "GROQ_API_KEY",
-    "TOGETHER_API_KEY",
-    "XAI_API_KEY",
-    "OPENROUTER_API_KEY",
-];
-
-/// A running `switchyard serve`, killed on drop; its stdout lines arrive on `lines`.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    http: String,
-}
-
-impl Served {
-    fn start(args: &[&str], dir: &std::path::Path) -> Served {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for var in KEY_VARS {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut served = Served {
-            child,
-            lines,
-            http: String::new(),
-        };
-        let banner = served.wait_for("switchyard listening: ");
-        let http = banner
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http="))
-            .unwrap();
-        served.http = http.to_owned();
-        served
-    }
-
-    /// The first line containing `needle`, waiting at most 20 s.
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no line containing {needle:?} within 20 s"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    async fn chat(&self) -> reqwest::Response {
-        within(
-            client()
-                .post(format!("http://{}/v1/chat/completions", self.http))
-                .json(&hello(false))
-                .send(),
-        )
-        .await
-        .unwrap()
-    }
-
-    fn drain(&self) -> String {
-        let mut out = String::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            out.push_str(&l);
-            out.push('\n');
-        }
-        out
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{name}-{}", std::process::id()));

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone on a Debian machine with only the Rust toolchain.
 #
 # Provisions what the tests need when it is missing (a Python venv with the official
-# `openai` SDK, grpcio and pytest; the Steady OpenAPI mock server from npm), then runs:
+# `openai` SDK, grpcio and pytest; Debian's redis-server; the Steady OpenAPI mock server
+# from npm), then runs:
 # format and lint checks, the Rust tests (unit tests, and integration tests over real
 # sockets), and the end-to-end tests (official OpenAI Python SDK, a grpcio client
 # generated from the proto, and the gateway against a validating mock of OpenAI's spec).
@@ -22,6 +23,14 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
   echo "$want" > "$stamp"
+fi
+
+# Debian's redis-server: the tests of shared state each start one of their own.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  step "provisioning redis-server (Debian package)"
+  as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq redis-server >/dev/null
 fi
 
 tools="$root/.tools"

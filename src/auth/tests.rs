@@ -10,6 +10,8 @@ fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
         allowed_models: vec![],
         max_security_level: max,
         security_level: SecurityLevel::Low,
+        limits: Default::default(),
+        budget: Default::default(),
     }
 }
 

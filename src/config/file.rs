@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::state::{BudgetFile, CacheFile, LimitsFile, StateFile};
+
 /// `switchyard.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,10 @@ pub struct FileConfig {
     pub breaker: BreakerFile,
     #[serde(default)]
     pub alerts: AlertsFile,
+    #[serde(default)]
+    pub state: StateFile,
+    /// Absent: no cache; present: on unless `enabled = false`.
+    pub cache: Option<CacheFile>,
 }
 
 /// `[alerts]`.
@@ -88,6 +94,8 @@ pub struct KeyFile {
     pub max_security_level: Option<String>,
     /// The level used when a request sends no `x-security-level` (default `low`).
     pub security_level: Option<String>,
+    pub limits: Option<LimitsFile>,
+    pub budget: Option<BudgetFile>,
 }
 
 /// `[admin]`.
@@ -221,6 +229,10 @@ pub struct ModelFile {
     /// Raise a `latency_p95` alert when the model's p95 latency (time to answer, to the
     /// first content chunk for streams) crosses this.
     pub alert_p95_ms: Option<u64>,
+    /// Overrides `cache.ttl_s` for this model; 0 turns caching off for it.
+    pub cache_ttl_s: Option<u64>,
+    /// Limits on the model across all keys.
+    pub limits: Option<LimitsFile>,
 }
 
 /// One entry of `models[].deployments`. The capability keys override what the built-in

@@ -7,6 +7,7 @@
 mod default;
 mod file;
 mod secret;
+mod state;
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +22,10 @@ pub use file::{
     ModelFile, PricingFile, ProviderFile, RoutingFile, SecurityTierFile, ServerFile,
 };
 pub use secret::Secret;
+pub use state::{
+    Budget, BudgetFile, CacheConfig, CacheFile, CacheScope, Limits, LimitsFile, OnRedisError,
+    StateConfig, StateFile,
+};
 
 use crate::{
     alerts::AlertConfig,
@@ -46,6 +51,10 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub breaker: BreakerConfig,
     pub alerts: AlertConfig,
+    /// Where shared state lives (`[state]`).
+    pub state: StateConfig,
+    /// The response cache (`[cache]`); off when the section is absent.
+    pub cache: CacheConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -129,6 +138,9 @@ pub struct KeyConfig {
     pub allowed_models: Vec<String>,
     pub max_security_level: SecurityLevel,
     pub security_level: SecurityLevel,
+    /// The key's own limits (on every model it calls).
+    pub limits: Limits,
+    pub budget: Budget,
 }
 
 /// `[pricing]`, validated.
@@ -235,6 +247,11 @@ pub struct ModelConfig {
     pub hedge: Option<Hedge>,
     /// A `latency_p95` alert is raised when the model's p95 latency crosses this.
     pub alert_p95: Option<Duration>,
+    /// How long this model's answers are cached: `None` follows `cache.ttl_s`,
+    /// `Some(ZERO)` never caches them (`cache_ttl_s = 0`).
+    pub cache_ttl: Option<Duration>,
+    /// Limits on the model across all keys.
+    pub limits: Limits,
 }
 
 /// When a model's hedged attempt goes out.
@@ -640,6 +657,8 @@ impl TryFrom<FileConfig> for Config {
                 deployments,
                 hedge,
                 alert_p95: positive("alert_p95_ms", m.alert_p95_ms)?,
+                cache_ttl: m.cache_ttl_s.map(Duration::from_secs),
+                limits: state::limits(&key("limits"), m.limits)?,
             });
         }
         if models.is_empty() {
@@ -679,6 +698,11 @@ impl TryFrom<FileConfig> for Config {
         }
         let breaker = breaker_config(&file.breaker)?;
         let alerts = alerts_config(&file.alerts)?;
+        let state = state::state_config(&file.state)?;
+        let cache = match &file.cache {
+            Some(c) => state::cache_config(c)?,
+            None => CacheConfig::default(),
+        };
         Ok(Config {
             server,
             failover,
@@ -691,6 +715,8 @@ impl TryFrom<FileConfig> for Config {
             pricing,
             breaker,
             alerts,
+            state,
+            cache,
             dir: PathBuf::from("."),
         })
     }
@@ -846,6 +872,8 @@ fn keys(
             allowed_models: k.allowed_models,
             max_security_level,
             security_level,
+            limits: state::limits(&key("limits"), k.limits)?,
+            budget: state::budget(&key("budget"), k.budget)?,
         });
     }
     Ok(keys)

@@ -142,6 +142,8 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
         };
+        let mut record = record;
+        record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
         let admitted = match self.admit(&live) {
             Ok(a) => a,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),

@@ -128,9 +128,48 @@ pub struct RequestRecord {
     pub policy_us: Option<f64>,
     /// The pipeline stage that refused the call, if one did.
     pub refused_by: Option<&'static str>,
+    /// The caller key's name; `None` for anonymous calls.
+    pub key: Option<std::sync::Arc<str>>,
+    /// The serving deployment's id (`provider/model`).
+    deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
     price: Option<Price>,
     outcome: Outcome,
+    /// Run once the record is written: what settles against the request's end (the
+    /// limits' reservation, the usage ledger).
+    on_end: EndHooks,
+}
+
+/// The hooks of one record (their count is what `Debug` shows).
+#[derive(Default)]
+struct EndHooks(Vec<EndHook>);
+
+impl std::fmt::Debug for EndHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} end hooks", self.0.len())
+    }
+}
+
+/// Something run with the request's end ([`RequestRecord::on_end`]).
+pub type EndHook = Box<dyn FnOnce(&Ended<'_>) + Send>;
+
+/// How a request ended, as the hooks of [`RequestRecord::on_end`] see it.
+#[derive(Debug)]
+pub struct Ended<'a> {
+    pub request_id: &'a str,
+    pub key: Option<&'a std::sync::Arc<str>>,
+    /// The catalog's name for the model, or [`UNKNOWN_MODEL`].
+    pub model: &'a std::sync::Arc<str>,
+    pub provider: Option<&'a std::sync::Arc<str>>,
+    pub deployment: Option<&'a std::sync::Arc<str>>,
+    pub stream: bool,
+    pub outcome: Outcome,
+    /// Usage as the provider reported it; `None` when it reported none.
+    pub usage: Option<&'a Usage>,
+    /// The serving deployment's prices when the call was served.
+    pub price: Option<Price>,
+    /// USD for the call, from `usage` and `price`; `None` when either is missing.
+    pub cost_usd: Option<f64>,
 }
 
 impl RequestRecord {
@@ -150,8 +189,11 @@ impl RequestRecord {
             route: None,
             policy_us: None,
             refused_by: None,
+            key: None,
+            deployment: None,
             price: None,
             outcome: Outcome::Cancelled,
+            on_end: EndHooks::default(),
         }
     }
 
@@ -175,7 +217,14 @@ impl RequestRecord {
     /// table's) for the cost.
     pub fn served_by(&mut self, d: &Deployment) {
         self.provider = Some(d.provider_name.clone());
+        self.deployment = Some(d.id.clone());
         self.price = d.billed_price();
+    }
+
+    /// Runs `hook` when the record is written (once, however the request ends), after
+    /// the log line and metrics.
+    pub fn on_end(&mut self, hook: EndHook) {
+        self.on_end.0.push(hook);
     }
 
     /// Notes how the request was routed.
@@ -227,6 +276,8 @@ impl RequestRecord {
             route = self.route.as_deref(),
             policy_us = self.policy_us,
             refused_by = self.refused_by,
+            key = self.key.as_deref(),
+            deployment = self.deployment.as_deref(),
             latency_ms = latency.as_secs_f64() * 1000.0,
             ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
             prompt_tokens = usage.map(|u| u.prompt_tokens),
@@ -265,6 +316,24 @@ impl RequestRecord {
                 .increment(u64::from(u.prompt_tokens));
             metrics::counter!("switchyard_completion_tokens_total", l)
                 .increment(u64::from(u.completion_tokens));
+        }
+        let hooks = std::mem::take(&mut self.on_end.0);
+        if !hooks.is_empty() {
+            let ended = Ended {
+                request_id: &self.request_id,
+                key: self.key.as_ref(),
+                model: &self.model,
+                provider: self.provider.as_ref(),
+                deployment: self.deployment.as_ref(),
+                stream: self.stream,
+                outcome,
+                usage,
+                price: self.price,
+                cost_usd,
+            };
+            for hook in hooks {
+                hook(&ended);
+            }
         }
     }
 }

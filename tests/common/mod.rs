@@ -3,10 +3,14 @@
 
 #![allow(
     dead_code,
+    clippy::panic,
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "shared by test binaries that each use part of it; a test fails loudly"
 )]
+
+pub mod process;
+pub mod redis;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -1,0 +1,134 @@
+//! Shared state: in process by default, in Redis when `state.redis_url` is set.
+//!
+//! [`State`] is built once per gateway and outlives reloads (the counters of limits and
+//! the cache must not reset because a config changed). With Redis it holds one
+//! multiplexed connection that reconnects by itself; every call through [`Redis::run`] is
+//! bounded by `state.redis_timeout_ms`, reconnecting included, so Redis being down costs
+//! a request at most that long and never hangs it.
+
+use std::{future::Future, sync::OnceLock, time::Duration};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::{OnRedisError, StateConfig};
+
+/// The shared state's backends for one gateway.
+pub struct State {
+    config: StateConfig,
+    redis: Option<Redis>,
+}
+
+impl State {
+    /// The state `config` describes. No connection is made here: Redis is reached on
+    /// first use, and a Redis that is down at start-up is retried on every call.
+    pub fn new(config: &StateConfig) -> Result<State, String> {
+        let redis = config
+            .redis_url
+            .as_ref()
+            .map(|url| Redis::new(url.expose(), config.redis_timeout))
+            .transpose()?;
+        Ok(State {
+            config: config.clone(),
+            redis,
+        })
+    }
+
+    /// The `[state]` this was built from (a reload may not change it).
+    pub fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    /// Redis, when configured.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.redis.as_ref()
+    }
+
+    /// What limits and budgets do while Redis cannot be reached.
+    pub fn on_redis_error(&self) -> OnRedisError {
+        self.config.on_redis_error
+    }
+}
+
+/// One Redis server, reached through one auto-reconnecting multiplexed connection.
+pub struct Redis {
+    client: redis::Client,
+    timeout: Duration,
+    /// Made on first use, inside the runtime (the manager spawns its driver task).
+    conn: OnceLock<Result<ConnectionManager, String>>,
+}
+
+/// Why a Redis call failed; never carries the URL (it may hold a password).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis error: {0}")]
+    Failed(String),
+}
+
+impl Redis {
+    fn new(url: &str, timeout: Duration) -> Result<Redis, String> {
+        let client = redis::Client::open(url)
+            .map_err(|_| "state.redis_url is not a Redis URL".to_owned())?;
+        Ok(Redis {
+            client,
+            timeout,
+            conn: OnceLock::new(),
+        })
+    }
+
+    /// The client, for connections of their own (a pub/sub subscriber).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The longest one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let made = self.conn.get_or_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                // Reconnect attempts inside one call; the call's own bound cuts them.
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                .map_err(|e| e.to_string())
+        });
+        made.clone().map_err(RedisError::Failed)
+    }
+
+    /// Runs `op` on the shared connection, bounded by the Redis timeout. `what` names the
+    /// operation in the error counter (`switchyard_redis_errors_total{op}`).
+    pub async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let result = match self.connection() {
+            Ok(conn) => match tokio::time::timeout(self.timeout, op(conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(RedisError::Failed(describe(&e))),
+                Err(_) => Err(RedisError::Timeout(self.timeout)),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
+        }
+        result
+    }
+}
+
+/// A Redis error without anything that could echo a credential.
+fn describe(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code}: {detail}"),
+        (Some(code), None) => code.to_owned(),
+        _ => format!("{:?}", e.kind()),
+    }
+}
