@@ -71,6 +71,25 @@ pub enum Error {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// A rate limit of the gateway's (`rpm`, `tpm`, `max_concurrent`) refused the call.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        /// OpenAI's error `type` for it: `requests` or `tokens`.
+        kind: &'static str,
+        /// `None` when waiting cannot help (the request alone exceeds the limit).
+        retry_after: Option<std::time::Duration>,
+        figures: Box<crate::limits::Granted>,
+    },
+    /// The caller's key has spent its budget for the day or month.
+    #[error("{message}")]
+    QuotaExceeded { message: String },
+    /// Limits or budgets apply, Redis cannot be reached, and `state.on_redis_error` is
+    /// `closed`.
+    #[error(
+        "the gateway's shared limits are unavailable (Redis cannot be reached); try again shortly"
+    )]
+    LimitsUnavailable,
     /// A bug or an unexpected condition. The detail goes to the log, never to the caller.
     #[error("internal error")]
     Internal { detail: String },
@@ -188,6 +207,21 @@ impl Error {
                 "api_error",
                 Some("overloaded"),
             ),
+            Error::RateLimited { kind, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                *kind,
+                Some("rate_limit_exceeded"),
+            ),
+            Error::QuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("insufficient_quota"),
+            ),
+            Error::LimitsUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                Some("limits_unavailable"),
+            ),
             Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None),
         };
         let grpc = match self {
@@ -272,11 +306,36 @@ impl Error {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Error::Overloaded { retry_after, .. } => Some(*retry_after),
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            Error::LimitsUnavailable => Some(std::time::Duration::from_secs(1)),
             Error::Upstream { error, .. } => match &**error {
                 ProviderError::Status { retry_after, .. } => *retry_after,
                 _ => None,
             },
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// Headers (REST) or metadata (gRPC) the error carries besides `retry-after`: the
+    /// `x-ratelimit-*` figures of a rate limit, and `x-should-retry: false` where retrying
+    /// cannot help (the official SDKs then do not retry).
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::RateLimited {
+                figures,
+                retry_after,
+                ..
+            } => {
+                let mut h = figures.headers();
+                if retry_after.is_none() {
+                    h.push(("x-should-retry", "false".to_owned()));
+                }
+                h
+            }
+            Error::QuotaExceeded { .. } => vec![("x-should-retry", "false".to_owned())],
+            _ => Vec::new(),
         }
     }
 }

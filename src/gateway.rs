@@ -26,7 +26,7 @@ use crate::{
     config::Config,
     error::Error,
     failover::{self, Failed, Served},
-    health, providers,
+    health, limits, providers,
     routing::{Catalog, Route, filter},
     state::State,
     usage::pricing::{self, PriceTable, Pricing, PricingSource},
@@ -37,6 +37,9 @@ pub struct Live {
     pub config: Config,
     pub catalog: Catalog,
     pub keys: Keys,
+    /// The config's limits, and the gateway's limiter that counts against them.
+    pub rules: limits::Rules,
+    pub limiter: Arc<limits::Limiter>,
 }
 
 /// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, what outlives
@@ -59,6 +62,8 @@ pub struct Gateway {
     price_refresh: Mutex<Option<PriceRefresh>>,
     /// Shared state (Redis when configured); fixed for the gateway's life.
     state: Arc<State>,
+    /// Counts against the limits and budgets; its counters outlive reloads.
+    limiter: Arc<limits::Limiter>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -104,7 +109,8 @@ impl Gateway {
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
         let state =
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
-        let live = Live::build(config, &clients, &health, &pricing)?;
+        let limiter = Arc::new(limits::Limiter::new(state.clone()));
+        let live = Live::build(config, &clients, &health, &pricing, &limiter)?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
             rebuilding: Mutex::new(()),
@@ -117,6 +123,7 @@ impl Gateway {
             in_flight: Arc::default(),
             price_refresh: Mutex::new(None),
             state,
+            limiter,
         })
     }
 
@@ -160,6 +167,7 @@ impl Gateway {
             &self.clients,
             &self.health,
             &self.pricing,
+            &self.limiter,
         )?);
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
@@ -360,10 +368,13 @@ impl Live {
         clients: &providers::Clients,
         health: &health::Registry,
         pricing: &Arc<Pricing>,
+        limiter: &Arc<limits::Limiter>,
     ) -> Result<Live, Error> {
         let catalog = Catalog::build(&config, clients, health, pricing)?;
         let keys = Keys::new(&config.keys);
         Ok(Live {
+            rules: limits::Rules::new(&config),
+            limiter: limiter.clone(),
             config,
             catalog,
             keys,

@@ -58,6 +58,7 @@ pub mod error;
 pub mod failover;
 pub mod gateway;
 pub mod health;
+pub mod limits;
 pub mod mock;
 pub mod pipeline;
 pub mod providers;

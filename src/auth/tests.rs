@@ -11,6 +11,7 @@ fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
         max_security_level: max,
         security_level: SecurityLevel::Low,
         limits: Default::default(),
+        model_limits: Default::default(),
         budget: Default::default(),
     }
 }

@@ -95,6 +95,9 @@ pub struct KeyFile {
     /// The level used when a request sends no `x-security-level` (default `low`).
     pub security_level: Option<String>,
     pub limits: Option<LimitsFile>,
+    /// Limits of this key on one model: `model_limits = { "gpt-4o" = { rpm = 60 } }`.
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, LimitsFile>,
     pub budget: Option<BudgetFile>,
 }
 

@@ -140,6 +140,8 @@ pub struct KeyConfig {
     pub security_level: SecurityLevel,
     /// The key's own limits (on every model it calls).
     pub limits: Limits,
+    /// The key's limits on one model, by the model's name.
+    pub model_limits: BTreeMap<String, Limits>,
     pub budget: Budget,
 }
 
@@ -873,6 +875,20 @@ fn keys(
             max_security_level,
             security_level,
             limits: state::limits(&key("limits"), k.limits)?,
+            model_limits: {
+                let mut by_model = BTreeMap::new();
+                for (model, l) in k.model_limits {
+                    if !models.iter().any(|m| m.name == model) {
+                        return Err(ConfigError::new(
+                            key(&format!("model_limits.{model}")),
+                            format!("no model named `{model}`"),
+                        ));
+                    }
+                    let l = state::limits(&key(&format!("model_limits.{model}")), Some(l))?;
+                    by_model.insert(model, l);
+                }
+                by_model
+            },
             budget: state::budget(&key("budget"), k.budget)?,
         });
     }

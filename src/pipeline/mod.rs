@@ -40,6 +40,9 @@ pub struct Call {
     caller: Caller,
     record: RequestRecord,
     admitted: Admitted,
+    /// The figures of the tightest limits the call was admitted under, for the answer's
+    /// `x-ratelimit-*` headers.
+    rate_limits: crate::limits::Granted,
 }
 
 impl Call {
@@ -87,6 +90,8 @@ pub struct Head {
     pub provider: Arc<str>,
     /// The attempts, as `x-switchyard-attempts` lists them.
     pub attempts: String,
+    /// The `x-ratelimit-*` figures, when limits apply to the call.
+    pub rate_limits: crate::limits::Granted,
 }
 
 /// A complete response and its head.
@@ -153,6 +158,7 @@ impl Gateway {
             caller,
             record,
             admitted,
+            rate_limits: crate::limits::Granted::default(),
         })
     }
 
@@ -210,6 +216,7 @@ impl Call {
             request_id: record.request_id.clone(),
             provider: served.deployment.provider_name.clone(),
             attempts: attempts.header_value(),
+            rate_limits: self.rate_limits,
         };
         record.attempts = attempts;
         head

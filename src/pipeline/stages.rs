@@ -3,15 +3,24 @@
 //! A stage sees the admitted call and the decoded request and either lets it through
 //! (possibly changed: redaction will rewrite messages) or refuses it. Today:
 //! 1. [`Authorize`] — the security level the request asks for is within its key's;
-//! 2. [`Validate`] — the request is one any provider could serve.
+//! 2. [`Validate`] — the request is one any provider could serve;
+//! 3. [`Limit`] — the request's place under every rate limit and budget that applies,
+//!    reserved all or nothing, settled when the request ends ([`crate::limits`]).
 //!
-//! Next, in this order: the cache lookup, the limits reservation, redaction. Each is a
-//! type implementing [`Stage`] and one line in [`run`]; the surfaces do not change.
+//! Next: redaction. Each is a type implementing [`Stage`] and one line in [`run`]; the
+//! surfaces do not change.
 
 use std::future::Future;
 
+use std::sync::Arc;
+
 use super::Call;
-use crate::{chat::ChatRequest, error::Error};
+use crate::{
+    chat::ChatRequest,
+    error::Error,
+    limits::{self, Ask},
+    routing::Needs,
+};
 
 /// One step of the pipeline. The future is `Send` so a stage may await (a cache or a
 /// limiter in Redis) inside any surface's task.
@@ -32,6 +41,7 @@ pub trait Stage {
 pub async fn run(call: &mut Call, request: &mut ChatRequest) -> Result<(), (&'static str, Error)> {
     through(Authorize, call, request).await?;
     through(Validate, call, request).await?;
+    through(Limit, call, request).await?;
     Ok(())
 }
 
@@ -63,6 +73,66 @@ impl Stage for Validate {
 
     async fn run(&self, _call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
         validate(request)
+    }
+}
+
+/// The request's place under its key's, its model's and its key-on-model's limits and
+/// its key's budget, reserved at once; the reservation settles with the request record
+/// (real usage and cost, or released when the call failed or the caller went away).
+pub struct Limit;
+
+impl Stage for Limit {
+    const NAME: &'static str = "limit";
+
+    async fn run(&self, call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
+        let live = call.live.clone();
+        if !live.rules.any() {
+            return Ok(());
+        }
+        let key = call.caller.key.as_deref();
+        // Unknown models are refused by routing; they have no limits of their own.
+        let Ok(model) = live.catalog.model(&request.model) else {
+            return Ok(());
+        };
+        let subjects = live.rules.subjects(key, &model.name);
+        let budget = key
+            .filter(|k| k.budget.any())
+            .map(|k| (Arc::<str>::from(k.name.as_str()), k.budget));
+        if subjects.is_empty() && budget.is_none() {
+            return Ok(());
+        }
+        // The output asked for, or the largest any deployment of the model may give.
+        let needs = Needs::of(request);
+        let output = if needs.output_tokens > 0 {
+            needs.output_tokens
+        } else {
+            model
+                .deployments
+                .iter()
+                .filter_map(|d| d.capabilities.max_output)
+                .max()
+                .unwrap_or(limits::DEFAULT_OUTPUT_CAP)
+        };
+        let input = needs.tokens.saturating_sub(needs.output_tokens);
+        let tokens = u64::from(input) + u64::from(output);
+        // Priced at the dearest deployment the call might land on.
+        let cost_usd = model
+            .deployments
+            .iter()
+            .map(|d| d.price().cost(u64::from(input), 0, u64::from(output)))
+            .fold(0.0, f64::max);
+        let ask = Ask {
+            subjects,
+            budget,
+            tokens,
+            cost_micros: (cost_usd * 1e6).ceil() as u64,
+        };
+        if let Some((reservation, granted)) = live.limiter.reserve(ask).await? {
+            call.rate_limits = granted;
+            call.record
+                .on_end(Box::new(move |ended| reservation.settle(ended)));
+        }
+        Ok(())
     }
 }
 

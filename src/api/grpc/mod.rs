@@ -209,6 +209,9 @@ pub fn status(error: &Error, request_id: &str, attempts: &str) -> Status {
     if !attempts.is_empty() {
         insert(md, ATTEMPTS_HEADER, attempts);
     }
+    for (name, value) in error.extra_headers() {
+        insert(md, name, &value);
+    }
     st
 }
 
@@ -216,6 +219,9 @@ fn head_metadata(md: &mut tonic::metadata::MetadataMap, head: &Head) {
     insert(md, REQUEST_ID_HEADER, &head.request_id);
     insert(md, PROVIDER_HEADER, &head.provider);
     insert(md, ATTEMPTS_HEADER, &head.attempts);
+    for (name, value) in head.rate_limits.headers() {
+        insert(md, name, &value);
+    }
 }
 
 fn insert(md: &mut tonic::metadata::MetadataMap, key: &'static str, value: &str) {

@@ -86,6 +86,11 @@ fn head_headers(h: &mut HeaderMap, head: &Head) {
     if let Ok(v) = HeaderValue::from_str(&head.attempts) {
         h.insert(ATTEMPTS_HEADER, v);
     }
+    for (name, value) in head.rate_limits.headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
 }
 
 /// Reads the body within the size limit and the deadline, and parses it.

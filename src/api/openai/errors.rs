@@ -40,5 +40,10 @@ pub fn error_response(error: &Error, request_id: &str, attempts: &str) -> Respon
     {
         headers.insert(ATTEMPTS_HEADER, v);
     }
+    for (name, value) in error.extra_headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
     resp
 }
