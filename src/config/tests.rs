@@ -318,3 +318,81 @@ fn a_toml_error_names_the_line_it_is_on() {
     assert_eq!(err("= 1\n").key, "at line 1");
     assert_eq!(err("[server]\nhttp_addr = \n").key, "at line 2");
 }
+
+const KEY: &str = "\n[[keys]]\nname = \"team-a\"\nkey = \"sk-team-a-0123456789\"\n";
+
+#[test]
+fn state_cache_limits_and_budgets_parse_with_their_defaults() {
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.state, StateConfig::default());
+    assert_eq!(c.state.on_redis_error, OnRedisError::Open);
+    assert!(!c.cache.enabled, "no [cache] section: no cache");
+
+    let text = format!(
+        "[state]\nredis_url = \"redis://:pw@127.0.0.1:6379/2\"\non_redis_error = \"closed\"\n\
+         redis_timeout_ms = 100\nhold_ttl_s = 30\ndir = \"data\"\n\
+         [cache]\nttl_s = 60\nscope = \"shared\"\n{VALID}\
+         limits = {{ rpm = 6000, tpm = 2000000 }}\ncache_ttl_s = 0\n{KEY}\
+         limits = {{ rpm = 600, max_concurrent = 20 }}\n\
+         model_limits = {{ \"gpt-4o-mini\" = {{ tpm = 1000 }} }}\n\
+         budget = {{ usd_per_day = 20.0, usd_per_month = 300.0 }}\n"
+    );
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.state.on_redis_error, OnRedisError::Closed);
+    assert_eq!(c.state.redis_timeout, Duration::from_millis(100));
+    assert_eq!(c.state.hold_ttl, Duration::from_secs(30));
+    assert_eq!(c.state.dir, PathBuf::from("data"));
+    assert!(c.cache.enabled);
+    assert_eq!(c.cache.scope, CacheScope::Shared);
+    assert_eq!(c.models[0].cache_ttl, Some(Duration::ZERO));
+    assert_eq!(c.models[0].limits.rpm, Some(6000));
+    let k = &c.keys[0];
+    assert_eq!(k.limits.max_concurrent, Some(20));
+    assert_eq!(k.limits.tpm, None);
+    assert_eq!(k.model_limits["gpt-4o-mini"].tpm, Some(1000));
+    assert_eq!(k.budget.usd_per_month, Some(300.0));
+    // The URL holds a password: it never prints.
+    assert!(!format!("{:?}", c.state).contains("pw@"));
+}
+
+#[test]
+fn bad_state_and_limits_values_name_their_key() {
+    let with_key = |extra: &str| format!("{VALID}{KEY}{extra}\n");
+    let cases = [
+        (
+            format!("[state]\nredis_url = \"http://x\"\n{VALID}"),
+            "state.redis_url",
+        ),
+        (
+            format!("[state]\non_redis_error = \"maybe\"\n{VALID}"),
+            "state.on_redis_error",
+        ),
+        (
+            format!("[state]\nhold_ttl_s = 0\n{VALID}"),
+            "state.hold_ttl_s",
+        ),
+        (format!("[cache]\nscope = \"all\"\n{VALID}"), "cache.scope"),
+        (format!("[cache]\nttl_s = 0\n{VALID}"), "cache.ttl_s"),
+        (with_key("limits = { rpm = 0 }"), "keys[0].limits.rpm"),
+        (
+            with_key("budget = { usd_per_day = -1.0 }"),
+            "keys[0].budget.usd_per_day",
+        ),
+        (
+            with_key("model_limits = { \"nope\" = { rpm = 1 } }"),
+            "keys[0].model_limits.nope",
+        ),
+        (
+            format!("{VALID}limits = {{ max_concurrent = 0 }}\n"),
+            "models[0].limits.max_concurrent",
+        ),
+    ];
+    for (text, key) in cases {
+        assert_eq!(err(&text).key, key, "{text}");
+    }
+    // A bad Redis URL is not echoed: it may hold a password.
+    let e = err(&format!(
+        "[state]\nredis_url = \"nope://:secret@x\"\n{VALID}"
+    ));
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
