@@ -150,8 +150,18 @@ async fn check_config(file: &std::path::Path) -> Result<(), String> {
             format!("{} prices from {source}", read.current().len())
         }
     };
+    let state = match gateway.state().redis() {
+        None => "state in process".to_owned(),
+        // Not a config error: the gateway starts without it and reconnects by itself.
+        Some(redis) => match redis.ping().await {
+            Ok(()) => "Redis reachable".to_owned(),
+            Err(e) => format!(
+                "Redis NOT reachable now ({e}): limits follow state.on_redis_error until it is"
+            ),
+        },
+    };
     println!(
-        "{}: ok ({providers} providers, {models} models, {prices})",
+        "{}: ok ({providers} providers, {models} models, {prices}, {state})",
         file.display()
     );
     Ok(())
@@ -298,6 +308,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     // Refreshes prices from `[pricing]`, and follows its changes through reloads.
     gateway.follow_pricing();
+    if let Some(redis) = gateway.state().redis() {
+        // Bounded by state.redis_timeout_ms; the gateway serves either way.
+        match redis.ping().await {
+            Ok(()) => tracing::info!("state in Redis: reachable"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "state in Redis: not reachable now; reconnecting on use, limits follow state.on_redis_error meanwhile"
+            ),
+        }
+    }
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
     println!(

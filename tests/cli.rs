@@ -134,7 +134,7 @@ fn check_config_refuses_what_serve_would_refuse_a_broken_policy_or_price_file() 
     };
     let (ok, text) = with("");
     assert!(
-        ok && text.contains("ok (1 providers, 1 models, built-in prices)"),
+        ok && text.contains("ok (1 providers, 1 models, built-in prices, state in process)"),
         "{text}"
     );
     let (ok, text) = with("[routing]\nscripts_dir = \"scripts\"\ndefault_policy = \"broken\"\n");
@@ -309,4 +309,33 @@ async fn a_reloaded_drain_deadline_is_the_one_a_later_shutdown_uses() {
     terminate(&served);
     let took = exit_within(&mut served, Duration::from_secs(10));
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
+}
+
+#[test]
+fn check_config_says_whether_redis_answers_without_failing_on_it() {
+    let dir = tempdir("check-redis");
+    let redis = common::redis::RedisServer::start();
+    let check = |url: &str| {
+        let path = dir.join("redis.toml");
+        let state = format!("[state]\nredis_url = \"{url}\"\nredis_timeout_ms = 300\n");
+        std::fs::write(&path, one_provider_config(&state)).unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(check(&redis.url()).contains("Redis reachable"));
+    // A password in the URL never reaches the output.
+    let (mock, _socket) = Mock::bound("nothing");
+    let dead = format!("redis://:hunter2-secret@{}/0", mock.addr);
+    let out = check(&dead);
+    assert!(out.contains("Redis NOT reachable now"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
 }

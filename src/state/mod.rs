@@ -102,6 +102,15 @@ impl Redis {
         made.clone().map_err(RedisError::Failed)
     }
 
+    /// Whether Redis answers a `PING` now.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.run("ping", |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+
     /// Runs `op` on the shared connection, bounded by the Redis timeout. `what` names the
     /// operation in the error counter (`switchyard_redis_errors_total{op}`).
     pub async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, RedisError>
