@@ -63,7 +63,7 @@ use std::{
 };
 
 use phases::{FixedAcc, SatAcc, fixed_round, pct, per_req, sat_round, stream_phase};
-use processes::{Spawned, TempDir, find_nginx, stop_children_on_signal};
+use processes::{Spawned, TempDir, find_nginx, redis_command, stop_children_on_signal};
 use procfs::{clock_ticks, peak_rss_kib};
 use report::print_report;
 use target::{Target, TargetResult, blank};
@@ -75,6 +75,13 @@ const SLOW_MODEL: &str = "slow-model";
 /// instead of the static order, in the same gateway process.
 const FAST_COST_MODEL: &str = "fast-model-cost";
 const SLOW_COST_MODEL: &str = "slow-model-cost";
+/// The same deployments in the static order, with model limits set so high that none
+/// refuses: every request reserves and settles (in process in the main gateway; in Redis
+/// in the `switchyard-redis` one).
+const FAST_LIMITS_MODEL: &str = "fast-model-limits";
+const SLOW_LIMITS_MODEL: &str = "slow-model-limits";
+/// Most in-process limits may add to the CPU per request (issue 12).
+const LIMITS_CPU_LIMIT: f64 = 0.05;
 /// Most the cost-aware policy may add to the static order's CPU per request.
 const POLICY_CPU_LIMIT: f64 = 0.10;
 /// Deployments per model in the gateway's config (all on the same mock).
@@ -186,6 +193,28 @@ fn run() -> Res<()> {
         log_env.as_deref(),
     )?;
 
+    // With Debian's redis-server: a second gateway that keeps its limits in Redis (Redis
+    // on the load generator's core, like the mocks).
+    let redis = if redis_server_installed() {
+        Some(Spawned::redis(&tmp, load_core)?)
+    } else {
+        None
+    };
+    let redis_gateway = match &redis {
+        Some(r) => Some(Spawned::gateway(
+            &tmp,
+            proxy_core,
+            "switchyard-redis",
+            &format!(
+                "{}[state]\nredis_url = \"redis://{}/0\"\n",
+                gateway_config(fast_addr, slow_addr),
+                r.addr
+            ),
+            log_env.as_deref(),
+        )?),
+        None => None,
+    };
+
     println!("# switchyard load bench");
     println!();
     println!(
@@ -271,11 +300,36 @@ fn run() -> Res<()> {
         slow_cpu_pid: gateway.pid(),
     });
 
+    targets.push(Target {
+        name: "switchyard-limits",
+        fast: gateway.addr,
+        slow: gateway.addr,
+        fast_model: FAST_LIMITS_MODEL,
+        slow_model: SLOW_LIMITS_MODEL,
+        pids: vec![gateway.pid()],
+        cpu_pid: gateway.pid(),
+        slow_cpu_pid: gateway.pid(),
+    });
+    if let Some(g) = &redis_gateway {
+        targets.push(Target {
+            name: "switchyard-redis-limits",
+            fast: g.addr,
+            slow: g.addr,
+            fast_model: FAST_LIMITS_MODEL,
+            slow_model: SLOW_LIMITS_MODEL,
+            pids: vec![g.pid()],
+            cpu_pid: g.pid(),
+            slow_cpu_pid: g.pid(),
+        });
+    }
+
     let only: Option<Vec<String>> = std::env::var("LOAD_TARGETS")
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     let mut ours = vec![std::process::id(), fast.pid(), slow.pid(), gateway.pid()];
     ours.extend(nginx.as_ref().map(Spawned::pid));
+    ours.extend(redis.as_ref().map(Spawned::pid));
+    ours.extend(redis_gateway.as_ref().map(Spawned::pid));
     let mut results: Vec<(&Target, TargetResult)> = targets
         .iter()
         .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
@@ -285,8 +339,8 @@ fn run() -> Res<()> {
         for p in [&fast, &slow] {
             p.check_alive()?;
         }
-        if let Some(n) = &nginx {
-            n.check_alive()?;
+        for p in nginx.iter().chain(&redis).chain(&redis_gateway) {
+            p.check_alive()?;
         }
         gateway.check_alive()
     };
@@ -365,18 +419,58 @@ fn run() -> Res<()> {
         "switchyard request-log lines seen on stdout: {} (for {} requests sent to it, warm-ups \
          included)",
         gateway.lines.load(Ordering::Relaxed),
-        // Both switchyard targets are the same process, writing to the same stdout.
+        // The switchyard targets but the Redis one are the same process, writing to the
+        // same stdout.
         results
             .iter()
-            .filter(|r| r.name.starts_with("switchyard"))
+            .filter(|r| r.name.starts_with("switchyard") && !r.name.starts_with("switchyard-redis"))
             .map(|r| r.sent)
             .sum::<u64>()
     );
+    if let (Some(r), Some(t)) = (
+        &redis,
+        results.iter().find(|r| r.name == "switchyard-redis-limits"),
+    ) {
+        let info = redis_command(r.addr, "INFO commandstats").unwrap_or_default();
+        let scripts = script_calls(&info);
+        println!(
+            "Redis round trips per request through switchyard-redis-limits: {:.2} ({scripts} \
+             reserve and settle script calls for {} requests sent, warm-ups included)",
+            scripts as f64 / t.sent.max(1) as f64,
+            t.sent
+        );
+    }
+    drop(redis_gateway);
+    drop(redis);
     drop(gateway);
     drop(nginx);
     drop(fast);
     drop(slow);
     Ok(())
+}
+
+fn redis_server_installed() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The calls of `EVALSHA` and `EVAL` in Redis' `INFO commandstats`.
+fn script_calls(info: &str) -> u64 {
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// The gateway's config: DEPLOYMENTS providers per mock, each model over all of them, so
@@ -397,6 +491,8 @@ fn gateway_config(fast: SocketAddr, slow: SocketAddr) -> String {
         (SLOW_MODEL, "slow", SLOW_MODEL, "static"),
         (FAST_COST_MODEL, "fast", FAST_MODEL, "cost"),
         (SLOW_COST_MODEL, "slow", SLOW_MODEL, "cost"),
+        (FAST_LIMITS_MODEL, "fast", FAST_MODEL, "static"),
+        (SLOW_LIMITS_MODEL, "slow", SLOW_MODEL, "static"),
     ] {
         let deployments: Vec<String> = (0..DEPLOYMENTS)
             .map(|i| {
@@ -408,8 +504,13 @@ fn gateway_config(fast: SocketAddr, slow: SocketAddr) -> String {
                 )
             })
             .collect();
+        let limits = if name.ends_with("-limits") {
+            "limits = { rpm = 1000000000, tpm = 1000000000000, max_concurrent = 1000000 }\n"
+        } else {
+            ""
+        };
         config.push_str(&format!(
-            "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n\
+            "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n{limits}\
              deployments = [\n  {}\n]\n\n",
             deployments.join(",\n  ")
         ));

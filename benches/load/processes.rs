@@ -367,6 +367,49 @@ impl Spawned {
         Ok(spawned)
     }
 
+    /// Debian's `redis-server` on a free port (no persistence), answering `PING`.
+    pub(crate) fn redis(tmp: &TempDir, core: usize) -> Res<Spawned> {
+        let port = free_port()?;
+        let dir = tmp.path().join("redis");
+        fs::create_dir_all(&dir).map_err(|e| format!("creating the redis dir: {e}"))?;
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.display().to_string(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let (mut child, stderr) = Self::start(tmp, "redis", core, "redis-server", &args, &[])?;
+        let pid = child.id();
+        let (_rx, lines) = Self::watch_stdout(&mut child, "\u{0}never");
+        let spawned = Spawned {
+            name: "redis".into(),
+            child: Mutex::new(child),
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr2: None,
+            lines,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis_command(spawned.addr, "PING").as_deref() != Some("+PONG") {
+            spawned.check_alive()?;
+            if Instant::now() > deadline {
+                return Err(format!("redis-server did not answer on {port} within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(spawned)
+    }
+
     pub(crate) fn check_alive(&self) -> Res<()> {
         let mut child = match self.child.lock() {
             Ok(c) => c,
@@ -400,6 +443,31 @@ fn read_tail(path: &Path) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
     text[start..].trim().to_owned()
+}
+
+/// One inline Redis command's raw reply (RESP), or `None` when Redis does not answer.
+pub(crate) fn redis_command(addr: SocketAddr, command: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        // A simple reply ends at its first CRLF; a bulk one (`$LEN`) after LEN bytes more.
+        let complete = match text.strip_prefix('$') {
+            Some(rest) => rest
+                .split_once("\r\n")
+                .is_some_and(|(len, body)| len.parse::<usize>().is_ok_and(|l| body.len() >= l + 2)),
+            None => text.contains("\r\n"),
+        };
+        if n == 0 || complete {
+            return Some(text.trim_end().to_owned());
+        }
+    }
 }
 
 fn free_port() -> Res<u16> {

@@ -1,8 +1,8 @@
 //! The report: tables of figures, warnings, problems and the verdict on the targets.
 
 use crate::{
-    ADDED_P99_LIMIT_MS, CPU_RATIO_LIMIT, POLICY_CPU_LIMIT, RSS_LIMIT_MB, Settings,
-    target::TargetResult,
+    ADDED_P99_LIMIT_MS, CPU_RATIO_LIMIT, LIMITS_CPU_LIMIT, POLICY_CPU_LIMIT, RSS_LIMIT_MB,
+    Settings, target::TargetResult,
 };
 
 pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
@@ -246,6 +246,27 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
             g.sat_round_cpu_us
                 .iter()
                 .zip(&c.sat_round_cpu_us)
+                .map(|(a, b)| format!("{a:.1}/{b:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let (Some(g), Some(l)) = (gw, results.iter().find(|r| r.name == "switchyard-limits")) {
+        let over = l.sat_cpu_us / g.sat_cpu_us - 1.0;
+        println!(
+            "- CPU per request with in-process limits (reserve and settle on every request) ≤ \
+             {:.0}% above none (same process, same run): {:.1} vs {:.1} µs = {:+.1}% → {}",
+            LIMITS_CPU_LIMIT * 100.0,
+            l.sat_cpu_us,
+            g.sat_cpu_us,
+            over * 100.0,
+            verdict(over <= LIMITS_CPU_LIMIT)
+        );
+        println!(
+            "  by round (none / limits): {}",
+            g.sat_round_cpu_us
+                .iter()
+                .zip(&l.sat_round_cpu_us)
                 .map(|(a, b)| format!("{a:.1}/{b:.1}"))
                 .collect::<Vec<_>>()
                 .join(", ")
