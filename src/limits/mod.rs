@@ -95,59 +95,88 @@ fn usd_to_micros(usd: f64) -> u64 {
     (usd * 1e6).round().max(0.0) as u64
 }
 
-/// The limits of one config, looked up per request: model limits by name (key limits
-/// travel with the caller's key).
+/// The limits of one config, looked up per request, with each subject's id made once.
 #[derive(Debug, Default)]
 pub struct Rules {
-    models: HashMap<String, Limits>,
-    /// Whether any key or model has a limit or budget; when not, nothing is reserved.
-    any: bool,
+    models: HashMap<String, Subject>,
+    keys: HashMap<String, KeyRules>,
+}
+
+/// One key's subjects: its own limits, its limits per model, and its budget.
+#[derive(Debug)]
+struct KeyRules {
+    own: Option<Subject>,
+    per_model: HashMap<String, Subject>,
+    budget: Option<(Arc<str>, Budget)>,
 }
 
 impl Rules {
     pub fn new(config: &Config) -> Rules {
-        let models: HashMap<String, Limits> = config
+        let models = config
             .models
             .iter()
             .filter(|m| m.limits.any())
-            .map(|m| (m.name.clone(), m.limits))
+            .map(|m| {
+                let id = Arc::from(format!("model:{}", m.name));
+                (
+                    m.name.clone(),
+                    Subject {
+                        id,
+                        limits: m.limits,
+                    },
+                )
+            })
             .collect();
-        let any = !models.is_empty()
-            || config.keys.iter().any(|k| {
-                k.limits.any() || k.budget.any() || k.model_limits.values().any(Limits::any)
-            });
-        Rules { models, any }
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| {
+                let rules = KeyRules {
+                    own: k.limits.any().then(|| Subject {
+                        id: Arc::from(format!("key:{}", k.name)),
+                        limits: k.limits,
+                    }),
+                    per_model: k
+                        .model_limits
+                        .iter()
+                        .filter(|(_, l)| l.any())
+                        .map(|(model, l)| {
+                            let id = Arc::from(format!("key-model:{}:{model}", k.name));
+                            (model.clone(), Subject { id, limits: *l })
+                        })
+                        .collect(),
+                    budget: k
+                        .budget
+                        .any()
+                        .then(|| (Arc::from(k.name.as_str()), k.budget)),
+                };
+                (k.name.clone(), rules)
+            })
+            .filter(|(_, r)| r.own.is_some() || !r.per_model.is_empty() || r.budget.is_some())
+            .collect();
+        Rules { models, keys }
     }
 
-    /// Whether anything is limited at all.
+    /// Whether anything is limited at all; when not, nothing is reserved.
     pub fn any(&self) -> bool {
-        self.any
+        !self.models.is_empty() || !self.keys.is_empty()
     }
 
-    /// The subjects a call by `key` on `model` (the catalog's name) is counted against.
-    pub fn subjects(&self, key: Option<&crate::config::KeyConfig>, model: &str) -> Vec<Subject> {
-        let mut out = Vec::new();
+    /// What a call by `key` on `model` (the catalog's name) is counted against: its
+    /// subjects, and the budget that applies.
+    pub fn applying(
+        &self,
+        key: Option<&crate::config::KeyConfig>,
+        model: &str,
+    ) -> (Vec<Subject>, Option<(Arc<str>, Budget)>) {
+        let mut subjects = Vec::new();
+        let key = key.and_then(|k| self.keys.get(&k.name));
         if let Some(k) = key {
-            if k.limits.any() {
-                out.push(Subject {
-                    id: Arc::from(format!("key:{}", k.name)),
-                    limits: k.limits,
-                });
-            }
-            if let Some(l) = k.model_limits.get(model).filter(|l| l.any()) {
-                out.push(Subject {
-                    id: Arc::from(format!("key-model:{}:{model}", k.name)),
-                    limits: *l,
-                });
-            }
+            subjects.extend(k.own.clone());
+            subjects.extend(k.per_model.get(model).cloned());
         }
-        if let Some(l) = self.models.get(model) {
-            out.push(Subject {
-                id: Arc::from(format!("model:{model}")),
-                limits: *l,
-            });
-        }
-        out
+        subjects.extend(self.models.get(model).cloned());
+        (subjects, key.and_then(|k| k.budget.clone()))
     }
 }
 

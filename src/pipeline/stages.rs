@@ -12,8 +12,6 @@
 
 use std::future::Future;
 
-use std::sync::Arc;
-
 use super::Call;
 use crate::{
     chat::ChatRequest,
@@ -94,10 +92,7 @@ impl Stage for Limit {
         let Ok(model) = live.catalog.model(&request.model) else {
             return Ok(());
         };
-        let subjects = live.rules.subjects(key, &model.name);
-        let budget = key
-            .filter(|k| k.budget.any())
-            .map(|k| (Arc::<str>::from(k.name.as_str()), k.budget));
+        let (subjects, budget) = live.rules.applying(key, &model.name);
         if subjects.is_empty() && budget.is_none() {
             return Ok(());
         }
