@@ -62,6 +62,7 @@ pub mod mock;
 pub mod pipeline;
 pub mod providers;
 pub mod reload;
+pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;
