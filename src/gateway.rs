@@ -251,7 +251,10 @@ impl Gateway {
 
     /// Replaces every route override with `all` (a full read of Redis) and rebuilds when
     /// that changed anything; overrides that do not fit the config are logged and skipped.
-    pub fn replace_routes(&self, all: std::collections::BTreeMap<String, Applied>) -> Result<(), Error> {
+    pub fn replace_routes(
+        &self,
+        all: std::collections::BTreeMap<String, Applied>,
+    ) -> Result<(), Error> {
         if self.routes.replace(all) {
             self.rebuild(|running| Ok(running.config.clone()))?;
         }

@@ -8,9 +8,10 @@
 //! longer fits the config (a deployment or the model was removed) is logged and skipped
 //! on that rebuild, and applies again if a later config fits it.
 //!
-//! [`shared`] is the Redis side (keys, channel, reads and writes) and [`follow`] the
-//! subscriber loop that keeps a replica in step.
+//! [`shared`] is the Redis side (keys, channel, reads and writes), [`follow`] the
+//! subscriber loop that keeps a replica in step, and [`command`] the `routes` CLI.
 
+pub mod command;
 pub mod follow;
 pub mod shared;
 
@@ -100,7 +101,10 @@ pub struct Overrides(Mutex<BTreeMap<String, Applied>>);
 impl Overrides {
     /// A copy of every override.
     pub fn snapshot(&self) -> BTreeMap<String, Applied> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets (`Some`) or clears (`None`) `model`'s override; whether anything changed.

@@ -72,7 +72,11 @@ fn effective_applies_the_overrides_that_fit_and_skips_the_rest() {
     assert_eq!(ids, ["c/x", "a/x"]);
     assert_eq!(out.models[0].policy.as_deref(), Some("static"));
     assert_eq!(applied.len(), 1);
-    assert!(applied[0].1.starts_with("redis override set at "), "{}", applied[0].1);
+    assert!(
+        applied[0].1.starts_with("redis override set at "),
+        "{}",
+        applied[0].1
+    );
     // The file's config is untouched.
     assert_eq!(c.models[0].deployments.len(), 3);
 }
