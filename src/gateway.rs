@@ -27,6 +27,7 @@ use crate::{
     error::Error,
     failover::{self, Failed, Served},
     health, limits, providers,
+    routes::{self, Applied, Overrides},
     routing::{Catalog, Route, filter},
     state::State,
     usage::pricing::{self, PriceTable, Pricing, PricingSource},
@@ -64,6 +65,8 @@ pub struct Gateway {
     state: Arc<State>,
     /// Counts against the limits and budgets; its counters outlive reloads.
     limiter: Arc<limits::Limiter>,
+    /// Live route overrides ([`crate::routes`]), applied to every snapshot built.
+    routes: Overrides,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -110,7 +113,14 @@ impl Gateway {
         let state =
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
         let limiter = Arc::new(limits::Limiter::new(state.clone()));
-        let live = Live::build(config, &clients, &health, &pricing, &limiter)?;
+        let live = Live::build(
+            config,
+            &clients,
+            &health,
+            &pricing,
+            &limiter,
+            &Default::default(),
+        )?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
             rebuilding: Mutex::new(()),
@@ -124,6 +134,7 @@ impl Gateway {
             price_refresh: Mutex::new(None),
             state,
             limiter,
+            routes: Overrides::default(),
         })
     }
 
@@ -168,6 +179,7 @@ impl Gateway {
             &self.health,
             &self.pricing,
             &self.limiter,
+            &self.routes.snapshot(),
         )?);
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
@@ -220,6 +232,48 @@ impl Gateway {
     /// Rebuilds the snapshot from `config` ([`Gateway::rebuild`]).
     pub fn reload(&self, config: Config) -> Result<(), Error> {
         self.rebuild(|_| Ok(config)).map(drop)
+    }
+
+    /// The live route overrides (a copy of them: [`Overrides::snapshot`]).
+    pub fn routes(&self) -> &Overrides {
+        &self.routes
+    }
+
+    /// Sets (`Some`, validated against the running config first) or clears `model`'s
+    /// route override in this process, and rebuilds when that changed anything. Shared
+    /// overrides go through Redis first ([`crate::routes::shared`]); this applies them.
+    pub fn set_route(&self, model: &str, applied: Option<Applied>) -> Result<(), Error> {
+        if let Some(a) = &applied {
+            routes::validate(&self.live().config, model, &a.route).map_err(|message| {
+                Error::BadRequest {
+                    message: format!("route override for `{model}` refused: {message}"),
+                    param: None,
+                }
+            })?;
+        }
+        self.apply_route(model, applied)
+    }
+
+    /// As [`Gateway::set_route`] without the check: for overrides read from Redis, which
+    /// are held even when they do not fit this replica's config (each rebuild logs and
+    /// skips them; a later config that fits applies them).
+    pub fn apply_route(&self, model: &str, applied: Option<Applied>) -> Result<(), Error> {
+        if self.routes.set(model, applied) {
+            self.rebuild(|running| Ok(running.config.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces every route override with `all` (a full read of Redis) and rebuilds when
+    /// that changed anything; overrides that do not fit the config are logged and skipped.
+    pub fn replace_routes(
+        &self,
+        all: std::collections::BTreeMap<String, Applied>,
+    ) -> Result<(), Error> {
+        if self.routes.replace(all) {
+            self.rebuild(|running| Ok(running.config.clone()))?;
+        }
+        Ok(())
     }
 
     /// Shared state: where the cache, limits, budgets and the ledger keep what outlives a
@@ -363,14 +417,37 @@ impl Gateway {
 }
 
 impl Live {
+    /// The snapshot of `config` with the route overrides that fit it applied to the
+    /// catalog; `config` itself stays the file's, so clearing an override restores it.
     fn build(
         config: Config,
         clients: &providers::Clients,
         health: &health::Registry,
         pricing: &Arc<Pricing>,
         limiter: &Arc<limits::Limiter>,
+        overrides: &std::collections::BTreeMap<String, Applied>,
     ) -> Result<Live, Error> {
-        let catalog = Catalog::build(&config, clients, health, pricing)?;
+        let (effective, mut applied) = routes::effective(&config, overrides);
+        let mut catalog = match Catalog::build(&effective, clients, health, pricing) {
+            Ok(catalog) => catalog,
+            // An override must never take the gateway down: serve the file's order.
+            Err(e) if !applied.is_empty() => {
+                let detail = match &e {
+                    Error::Internal { detail } => detail.clone(),
+                    other => other.to_string(),
+                };
+                tracing::error!(
+                    error = %detail,
+                    "the catalog with route overrides did not build; the configured order serves"
+                );
+                applied.clear();
+                Catalog::build(&config, clients, health, pricing)?
+            }
+            Err(e) => return Err(e),
+        };
+        for (model, source) in applied {
+            catalog.mark_overridden(&model, source);
+        }
         let keys = Keys::new(&config.keys);
         Ok(Live {
             rules: limits::Rules::new(&config),

@@ -43,7 +43,9 @@
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
 //! [`reload`] (file watcher, SIGHUP and `/admin/reload`, all through
-//! [`gateway::Gateway::rebuild`], the one way the live state changes), [`alerts`] (metric
+//! [`gateway::Gateway::rebuild`], the one way the live state changes), [`routes`] (live
+//! overrides of a model's deployment order, in Redis for every replica, applied to every
+//! snapshot the gateway builds), [`alerts`] (metric
 //! and webhook), [`background`] (every background loop — alert sender, watchers, price
 //! refresh, metrics upkeep — stopped at shutdown), [`api::admin`] and [`mock`] (simulated
 //! providers with fault injection, for the demo, tests and benches).
@@ -63,6 +65,7 @@ pub mod mock;
 pub mod pipeline;
 pub mod providers;
 pub mod reload;
+pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;

@@ -8,7 +8,7 @@ use switchyard::{
     config::{self, Config, EmbeddedDefault},
     gateway::Gateway,
     mock::{self, Fault, MockFormat, MockOptions},
-    reload,
+    reload, routes,
     server::{self, Listeners},
     telemetry,
     usage::pricing::{self, PricingSource},
@@ -35,6 +35,12 @@ enum Command {
     /// Show how a request would be routed: the candidates, what each hard filter removed
     /// and why, the policy's order and the time it took.
     Route(RouteArgs),
+    /// Live route overrides in the Redis of the config's `state.redis_url`: every replica
+    /// applies a change within a second.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
@@ -51,6 +57,34 @@ enum Command {
         /// The wire format: openai, anthropic, azure, gemini, cohere or bedrock.
         #[arg(long, default_value = "openai")]
         format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Override MODEL's deployment order (a subset of its configured deployments).
+    Set {
+        model: String,
+        /// `provider/model` ids, comma-separated, in the order to try them.
+        deployments: String,
+        /// Route with this policy instead of the config's.
+        #[arg(long)]
+        policy: Option<String>,
+        /// The config file (its `state.redis_url`, and the catalog to validate against).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show the override of MODEL, or every override.
+    Get {
+        model: Option<String>,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Remove MODEL's override: the configured order again.
+    Clear {
+        model: String,
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -105,7 +139,8 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
             Command::Serve(args) => serve(args).await,
             Command::CheckConfig { file } => check_config(&file).await,
-            Command::Route(args) => explain_route(&args),
+            Command::Route(args) => explain_route(&args).await,
+            Command::Routes { command } => routes_command(command).await,
             Command::Mock {
                 addr,
                 fault,
@@ -171,7 +206,7 @@ async fn check_config(file: &std::path::Path) -> Result<(), String> {
     clippy::print_stdout,
     reason = "the command's output is for the person running it"
 )]
-fn explain_route(args: &RouteArgs) -> Result<(), String> {
+async fn explain_route(args: &RouteArgs) -> Result<(), String> {
     if !args.explain {
         return Err("`route` needs --explain".to_owned());
     }
@@ -190,7 +225,24 @@ fn explain_route(args: &RouteArgs) -> Result<(), String> {
     let headers = CallerHeaders::collect(pairs.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let caller = switchyard::api::admin::explain_caller(&config.keys, args.key.as_deref(), headers)
         .map_err(|e| e.to_string())?;
+    // The order live replicas use: the config's, with the overrides in its Redis.
+    let overrides = routes::command::read_all(&config).await;
     let gateway = Gateway::new(config).map_err(startup_error)?;
+    match overrides {
+        Ok(all) => {
+            let all = all
+                .into_iter()
+                .map(|(model, route)| {
+                    let origin = routes::Origin::Redis;
+                    (model, routes::Applied { route, origin })
+                })
+                .collect();
+            gateway.replace_routes(all).map_err(startup_error)?;
+        }
+        Err(e) => {
+            eprintln!("switchyard: route overrides not read ({e}); showing the config's order")
+        }
+    }
     let report = gateway.live().catalog.explain(&request, &caller);
     if args.json {
         println!(
@@ -199,6 +251,30 @@ fn explain_route(args: &RouteArgs) -> Result<(), String> {
         );
     } else {
         print!("{}", switchyard::routing::explain_text(&report));
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the command's output is for the person running it"
+)]
+async fn routes_command(command: RoutesCommand) -> Result<(), String> {
+    let text = match command {
+        RoutesCommand::Set {
+            model,
+            deployments,
+            policy,
+            config,
+        } => routes::command::set(&config, &model, &deployments, policy).await?,
+        RoutesCommand::Get { model, config } => {
+            routes::command::get(&config, model.as_deref()).await?
+        }
+        RoutesCommand::Clear { model, config } => routes::command::clear(&config, &model).await?,
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
     }
     Ok(())
 }
@@ -317,6 +393,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 "state in Redis: not reachable now; reconnecting on use, limits follow state.on_redis_error meanwhile"
             ),
         }
+    }
+    // Route overrides in Redis: read before the banner, so the first request routes with
+    // them, then followed live (the subscriber reads them again once subscribed).
+    if gateway.state().redis().is_some() {
+        match routes::follow::sync(&gateway).await {
+            Ok(n) => tracing::info!(overrides = n, "route overrides read from Redis"),
+            Err(error) => {
+                tracing::warn!(%error, "route overrides not read at start; the subscriber retries")
+            }
+        }
+        let follower = gateway.clone();
+        background.spawn(|stop| routes::follow::run(follower, stop));
     }
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");

@@ -1,5 +1,5 @@
-//! `/admin/*`: reload, deployment health and breaker state, and routing explanations,
-//! behind `admin.api_key` (a bearer token). Without a configured key these routes answer
+//! `/admin/*`: reload, deployment health and breaker state, routing explanations and
+//! live route overrides ([`routes`]), behind `admin.api_key` (a bearer token). Without a configured key these routes answer
 //! 404, as if they did not exist.
 
 use std::{collections::HashMap, sync::Arc};
@@ -21,11 +21,18 @@ use crate::{
     gateway::Gateway,
 };
 
+mod routes;
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/admin/reload", post(reload))
         .route("/admin/health", get(health))
         .route("/admin/route/explain", post(explain))
+        .route("/admin/routes", get(routes::list))
+        .route(
+            "/admin/routes/{model}",
+            get(routes::show).put(routes::put).delete(routes::delete),
+        )
         .method_not_allowed_fallback(wrong_method)
         .with_state(gateway)
 }

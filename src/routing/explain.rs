@@ -35,6 +35,7 @@ impl Catalog {
             "model": &*model.name,
             "policy": &*model.policy,
             "policy_source": model.script.as_ref().map_or("none (configured order)", |s| s.origin.as_str()),
+            "order_source": model.order_source.as_deref().unwrap_or("config file"),
             "request": {
                 "input_tokens": needs.tokens.saturating_sub(needs.output_tokens),
                 "max_tokens": (needs.output_tokens > 0).then_some(needs.output_tokens),
@@ -93,6 +94,7 @@ pub fn explain_text(report: &Value) -> String {
         s(&report["policy"]),
         s(&report["policy_source"])
     );
+    let _ = writeln!(out, "order from: {}", s(&report["order_source"]));
     let r = &report["request"];
     let _ = writeln!(
         out,

@@ -136,6 +136,9 @@ pub struct ModelRoute {
     /// The `latency_p95` alert threshold, and the latency it watches.
     pub alert_p95: Option<Duration>,
     pub latency: Arc<health::ModelLatency>,
+    /// Where the deployment order came from: `None` for the config file, else the live
+    /// override's source ([`crate::routes`]).
+    pub order_source: Option<Arc<str>>,
 }
 
 /// One step of a plan: a deployment and, when the policy set one, its attempt timeout.
@@ -179,19 +182,30 @@ pub struct Explain {
     pub ignored: Vec<String>,
     /// Time spent in the policy.
     pub policy_time: Duration,
+    /// Set when a live route override, not the config file, gave the model's order.
+    pub order_source: Option<Arc<str>>,
 }
 
 impl Explain {
     /// One line for the request log: `removed` and `fallback`, when there were any.
     pub fn summary(&self) -> Option<String> {
-        if self.removed.is_empty() && self.fallback.is_none() && self.ignored.is_empty() {
+        if self.removed.is_empty()
+            && self.fallback.is_none()
+            && self.ignored.is_empty()
+            && self.order_source.is_none()
+        {
             return None;
         }
         let mut parts: Vec<String> = self
-            .removed
+            .order_source
             .iter()
-            .map(|r| format!("{} removed: {}", r.id, r.reason))
+            .map(|s| format!("order from the {s}"))
             .collect();
+        parts.extend(
+            self.removed
+                .iter()
+                .map(|r| format!("{} removed: {}", r.id, r.reason)),
+        );
         if let Some(f) = &self.fallback {
             parts.push(format!("policy failed ({f}): configured order"));
         }
@@ -299,6 +313,7 @@ impl Catalog {
                 hedge: m.hedge,
                 alert_p95: m.alert_p95,
                 latency: health.model_latency(&m.name),
+                order_source: None,
             });
         }
         Ok(Catalog {
@@ -312,6 +327,13 @@ impl Catalog {
                 memory: config.routing.memory_limit,
             },
         })
+    }
+
+    /// Records that `model`'s order came from a live override (`source` says which).
+    pub fn mark_overridden(&mut self, model: &str, source: Arc<str>) {
+        if let Some(&i) = self.by_name.get(model) {
+            self.models[i].order_source = Some(source);
+        }
     }
 
     /// The model callers name `model`.
@@ -372,6 +394,7 @@ impl Catalog {
                 fallback: decision.fallback,
                 ignored: decision.ignored,
                 policy_time: decision.took,
+                order_source: model.order_source.clone(),
             },
         })
     }

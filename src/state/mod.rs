@@ -134,7 +134,7 @@ impl Redis {
 }
 
 /// A Redis error without anything that could echo a credential.
-fn describe(e: &redis::RedisError) -> String {
+pub(crate) fn describe(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => format!("{code}: {detail}"),
         (Some(code), None) => code.to_owned(),

@@ -102,6 +102,7 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let allow = match uri.path() {
         "/v1/chat/completions" | "/admin/reload" | "/admin/route/explain" => "POST",
+        p if p.starts_with("/admin/routes/") => "GET, PUT, DELETE",
         _ => "GET",
     };
     let err = Error::MethodNotAllowed {

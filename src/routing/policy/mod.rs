@@ -120,6 +120,19 @@ pub fn load_scripts(config: &Config) -> Result<HashMap<String, Arc<Script>>, Pol
     Ok(scripts)
 }
 
+/// Whether policy `name` can serve under `config`: it is `static`, or its script (from
+/// `routing.scripts_dir` or built in) loads and passes its self-check.
+pub fn check(config: &Config, name: &str) -> Result<(), PolicyError> {
+    if name == STATIC {
+        return Ok(());
+    }
+    let limits = Limits {
+        instructions: config.routing.instruction_budget,
+        memory: config.routing.memory_limit,
+    };
+    read_script(name, config.scripts_dir().as_deref(), limits).map(drop)
+}
+
 /// `dir/<name>.lua` (with `dir/<name>.cases.json` when present), else the built-in one.
 fn read_script(
     name: &str,
