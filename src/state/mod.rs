@@ -138,6 +138,9 @@ pub(crate) fn describe(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => format!("{code}: {detail}"),
         (Some(code), None) => code.to_owned(),
+        _ if e.is_connection_refusal() => "connection refused".to_owned(),
+        _ if e.is_timeout() => "timed out".to_owned(),
+        _ if e.is_connection_dropped() => "connection dropped".to_owned(),
         _ => format!("{:?}", e.kind()),
     }
 }
