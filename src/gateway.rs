@@ -22,6 +22,7 @@ use crate::{
     alerts::{Alert, Alerter},
     auth::{CallerHeaders, Keys},
     background::Background,
+    cache::ResponseCache,
     chat::ChatRequest,
     config::Config,
     error::Error,
@@ -59,6 +60,8 @@ pub struct Gateway {
     price_refresh: Mutex<Option<PriceRefresh>>,
     /// Shared state (Redis when configured); fixed for the gateway's life.
     state: Arc<State>,
+    /// The response cache (in process, or in `state`'s Redis); outlives reloads.
+    cache: ResponseCache,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -104,6 +107,7 @@ impl Gateway {
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
         let state =
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
+        let cache = ResponseCache::new(&config.cache, &state, background.clone());
         let live = Live::build(config, &clients, &health, &pricing)?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
@@ -117,6 +121,7 @@ impl Gateway {
             in_flight: Arc::default(),
             price_refresh: Mutex::new(None),
             state,
+            cache,
         })
     }
 
@@ -163,6 +168,7 @@ impl Gateway {
         )?);
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
+        self.cache.configure(&live.config.cache);
         self.live.store(live.clone());
         self.apply_pricing(&live.config, false);
         Ok(live)
@@ -218,6 +224,11 @@ impl Gateway {
     /// request.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// The response cache.
+    pub fn cache(&self) -> &ResponseCache {
+        &self.cache
     }
 
     /// The gateway's background loops, stopped at shutdown.

@@ -52,6 +52,7 @@ pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod background;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;

@@ -8,13 +8,17 @@
 //!    and starts the request record — all before a body is read;
 //! 2. the surface decodes the body into the canonical [`ChatRequest`];
 //! 3. [`Gateway::serve`] labels the record with the catalog's name for the model, runs
-//!    the [`stages`] in order, routes, attempts ([`crate::failover`]) and returns an
-//!    [`Answer`]: a complete response, an open stream, or a refusal.
+//!    the [`stages`] in order, looks the request up in the response cache
+//!    ([`crate::cache`]: a hit is the answer, replayed as a stream when one was asked
+//!    for), routes, attempts ([`crate::failover`]) and returns an [`Answer`]: a complete
+//!    response, an open stream, or a refusal. A complete answer is stored in the cache
+//!    on a miss.
 //!
 //! The [`RequestRecord`] travels inside the [`Call`] and then inside the open stream; it
 //! is written once, when it is dropped, whatever the outcome (success, error, a client
 //! gone mid-stream, shed, drain). No surface finishes it.
 
+mod cached;
 pub mod stages;
 mod stream;
 
@@ -26,6 +30,7 @@ pub use stream::{Delivered, OpenStream};
 
 use crate::{
     auth::{Caller, CallerHeaders},
+    cache,
     chat::{ChatRequest, ChatResponse},
     error::Error,
     failover::{self, Failed, Served},
@@ -40,6 +45,12 @@ pub struct Call {
     caller: Caller,
     record: RequestRecord,
     admitted: Admitted,
+    /// The caller's `Cache-Control`.
+    directive: cache::Directive,
+    /// What the cache did (`Bypass` until the lookup runs).
+    cache: cache::Status,
+    /// Where the answer is stored once complete, after a miss or a `no-cache`.
+    fill: Option<cache::Fill>,
 }
 
 impl Call {
@@ -80,13 +91,16 @@ pub enum Answer {
 }
 
 /// What every answer tells the caller besides its body: the headers (REST) or metadata
-/// (gRPC) `x-request-id`, `x-switchyard-provider` and `x-switchyard-attempts`.
+/// (gRPC) `x-request-id`, `x-switchyard-provider`, `x-switchyard-attempts` and
+/// `x-switchyard-cache`.
 #[derive(Debug, Clone)]
 pub struct Head {
     pub request_id: String,
+    /// The provider that served (on a cache hit: the one that produced the entry).
     pub provider: Arc<str>,
-    /// The attempts, as `x-switchyard-attempts` lists them.
+    /// The attempts, as `x-switchyard-attempts` lists them (empty on a cache hit).
     pub attempts: String,
+    pub cache: cache::Status,
 }
 
 /// A complete response and its head.
@@ -138,10 +152,12 @@ impl Gateway {
     ) -> Result<Call, Refusal> {
         let live = self.live();
         let record = RequestRecord::start(crate::api::request_id_from(sent_id), surface);
+        let headers_cache = headers.cache;
         let caller = match live.keys.authenticate(headers) {
             Ok(c) => c,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
         };
+        let directive = headers_cache;
         let mut record = record;
         record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
         let admitted = match self.admit(&live) {
@@ -153,6 +169,9 @@ impl Gateway {
             caller,
             record,
             admitted,
+            directive,
+            cache: cache::Status::Bypass,
+            fill: None,
         })
     }
 
@@ -167,6 +186,11 @@ impl Gateway {
         if let Err((stage, error)) = stages::run(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
             return Answer::Refused(call.refuse(error));
+        }
+        // Hits cost nothing upstream: they are answered before routing, and before
+        // anything that counts against limits or budgets.
+        if let Some(hit) = self.look_up(&mut call, &request).await {
+            return call.from_cache(hit, &request);
         }
         let route = match call
             .live
@@ -210,6 +234,7 @@ impl Call {
             request_id: record.request_id.clone(),
             provider: served.deployment.provider_name.clone(),
             attempts: attempts.header_value(),
+            cache: self.cache,
         };
         record.attempts = attempts;
         head
@@ -217,6 +242,9 @@ impl Call {
 
     fn complete(mut self, mut served: Served<ChatResponse>) -> Completed {
         let head = self.served(&mut served);
+        if let Some(fill) = self.fill.take() {
+            fill.store(&served.value, &served.deployment);
+        }
         self.record.usage = served.value.usage.clone();
         self.record.first_byte();
         self.record.end(Outcome::Ok);
@@ -231,7 +259,7 @@ impl Call {
         let open = served.value.hold(served.lease.take(), self.admitted);
         Streaming {
             head,
-            chunks: Box::pin(open.deliver(self.record, include_usage)),
+            chunks: Box::pin(open.deliver(self.record, include_usage, self.fill)),
         }
     }
 
