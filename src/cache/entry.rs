@@ -64,7 +64,8 @@ impl Assembler {
             self.model.clone_from(&chunk.model);
         }
         if chunk.system_fingerprint.is_some() {
-            self.system_fingerprint.clone_from(&chunk.system_fingerprint);
+            self.system_fingerprint
+                .clone_from(&chunk.system_fingerprint);
         }
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());

@@ -15,8 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::chat::{
-    ChatRequest, Content, ContentPart, Extra, FunctionCall, FunctionDefinition, ImageUrl,
-    Message, ResponseFormat, Role, Stop, Tool, ToolCall, ToolChoice,
+    ChatRequest, Content, ContentPart, Extra, FunctionCall, FunctionDefinition, ImageUrl, Message,
+    ResponseFormat, Role, Stop, Tool, ToolCall, ToolChoice,
 };
 
 /// Bumped whenever the canonical form changes, so old entries are never read as new.
@@ -334,9 +334,7 @@ impl Serialize for Sorted<'_> {
         match self {
             Sorted::Map(map) => sorted_map(map, s),
             Sorted::Value(Value::Object(map)) => sorted_map(map, s),
-            Sorted::Value(Value::Array(items)) => {
-                s.collect_seq(items.iter().map(Sorted::Value))
-            }
+            Sorted::Value(Value::Array(items)) => s.collect_seq(items.iter().map(Sorted::Value)),
             Sorted::Value(scalar) => scalar.serialize(s),
         }
     }

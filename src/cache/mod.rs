@@ -242,13 +242,17 @@ fn usable(entry: Entry, model: &ModelRoute, q: &Query<'_>) -> Option<Hit> {
         return None;
     }
     let mut response = entry.response;
-    let saved_usd = response.usage.as_ref().zip(deployment.billed_price()).map(|(u, p)| {
-        p.cost(
-            u64::from(u.prompt_tokens),
-            u64::from(u.cached_tokens()),
-            u64::from(u.completion_tokens),
-        )
-    });
+    let saved_usd = response
+        .usage
+        .as_ref()
+        .zip(deployment.billed_price())
+        .map(|(u, p)| {
+            p.cost(
+                u64::from(u.prompt_tokens),
+                u64::from(u.cached_tokens()),
+                u64::from(u.completion_tokens),
+            )
+        });
     // Each answer a caller gets is its own: a fresh id, the original `created`.
     response.id = format!(
         "chatcmpl-{:016x}{:08x}",

@@ -156,6 +156,7 @@ impl Target {
                     bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
                 };
                 cache.insert(key, Arc::new(stored)).await;
+                stored_one();
             }
             Target::Redis(state) => {
                 let Some(redis) = state.redis() else { return };
@@ -172,12 +173,18 @@ impl Target {
                             .await
                     })
                     .await;
-                if let Err(error) = set {
-                    failed("set", &error);
+                match set {
+                    Ok(()) => stored_one(),
+                    Err(error) => failed("set", &error),
                 }
             }
         }
     }
+}
+
+/// Counts an entry written (`switchyard_cache_stores_total`).
+fn stored_one() {
+    metrics::counter!("switchyard_cache_stores_total").increment(1);
 }
 
 /// Counts a store failure; the call goes on as a miss (or unstored).

@@ -11,17 +11,25 @@ fn streamed() -> Vec<ChatChunk> {
         chunk(json!({ "id": "chatcmpl-1", "created": 7, "model": "m", "choices": choices }))
     };
     vec![
-        base(json!([{ "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null }])),
-        base(json!([{ "index": 0, "delta": { "reasoning_content": "think" }, "finish_reason": null }])),
+        base(
+            json!([{ "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null }]),
+        ),
+        base(
+            json!([{ "index": 0, "delta": { "reasoning_content": "think" }, "finish_reason": null }]),
+        ),
         base(json!([{ "index": 0, "delta": { "content": "Hel" }, "finish_reason": null }])),
         base(json!([{ "index": 0, "delta": { "content": "lo" }, "finish_reason": null }])),
-        base(json!([{ "index": 0, "delta": { "tool_calls": [{ "index": 0, "id": "call_1", "type": "function",
-            "function": { "name": "lookup", "arguments": "{\"q\":" } }] }, "finish_reason": null }])),
+        base(
+            json!([{ "index": 0, "delta": { "tool_calls": [{ "index": 0, "id": "call_1", "type": "function",
+            "function": { "name": "lookup", "arguments": "{\"q\":" } }] }, "finish_reason": null }]),
+        ),
         base(json!([{ "index": 0, "delta": { "tool_calls": [{ "index": 0,
             "function": { "arguments": "\"x\"}" } }] }, "finish_reason": null }])),
         base(json!([{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }])),
-        chunk(json!({ "id": "chatcmpl-1", "created": 7, "model": "m", "choices": [],
-            "usage": { "prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8 } })),
+        chunk(
+            json!({ "id": "chatcmpl-1", "created": 7, "model": "m", "choices": [],
+            "usage": { "prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8 } }),
+        ),
     ]
 }
 

@@ -88,7 +88,10 @@ fn what_changes_the_answer_changes_the_key() {
         ("/logit_bias/1", json!(6)),
         ("/metadata/a/x", json!(2)),
         ("/messages/0/role", json!("system")),
-        ("/tools/0/function/parameters/properties/n/type", json!("number")),
+        (
+            "/tools/0/function/parameters/properties/n/type",
+            json!("number"),
+        ),
     ];
     for (pointer, value) in changes {
         let mut changed = base();
