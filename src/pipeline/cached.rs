@@ -34,7 +34,7 @@ impl Gateway {
 impl Call {
     /// Answers from the cache. Nothing reached a provider: the record has no provider,
     /// usage or cost, and notes what the hit saved.
-    pub(super) fn from_cache(mut self, hit: Hit, request: &ChatRequest) -> Answer {
+    pub(super) fn answer_from_cache(mut self, hit: Hit, request: &ChatRequest) -> Answer {
         let head = Head {
             request_id: self.record.request_id.clone(),
             provider: hit.deployment.provider_name.clone(),

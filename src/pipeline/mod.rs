@@ -190,7 +190,7 @@ impl Gateway {
         // Hits cost nothing upstream: they are answered before routing, and before
         // anything that counts against limits or budgets.
         if let Some(hit) = self.look_up(&mut call, &request).await {
-            return call.from_cache(hit, &request);
+            return call.answer_from_cache(hit, &request);
         }
         let route = match call
             .live
