@@ -5,8 +5,10 @@
 //! 1. [`Authorize`] — the security level the request asks for is within its key's;
 //! 2. [`Validate`] — the request is one any provider could serve.
 //!
-//! Next, in this order: the cache lookup, the limits reservation, redaction. Each is a
-//! type implementing [`Stage`] and one line in [`run`]; the surfaces do not change.
+//! The cache lookup follows them in [`super::Gateway::serve`] (a hit is an answer, not a
+//! refusal, so it is not a stage); cache hits count against no limit or budget, so the
+//! limits reservation goes after it, then redaction. Each is a type implementing
+//! [`Stage`] and one line in [`run`]; the surfaces do not change.
 
 use std::future::Future;
 
