@@ -26,6 +26,8 @@ pub struct CallerHeaders {
     pub security_level: Option<String>,
     /// `x-route-*` headers, names lowercased.
     pub route: Vec<(String, String)>,
+    /// What `Cache-Control` asks of the response cache (the strongest of all sent).
+    pub cache: crate::cache::Directive,
 }
 
 impl CallerHeaders {
@@ -49,6 +51,7 @@ impl CallerHeaders {
                     h.token = Some(value.trim().to_owned());
                 }
                 SECURITY_LEVEL_HEADER => h.security_level = Some(value.to_owned()),
+                "cache-control" => h.cache = h.cache.max(crate::cache::Directive::parse(value)),
                 _ if name.starts_with(ROUTE_HEADER_PREFIX) => {
                     h.route.push((name.to_owned(), value.to_owned()));
                 }

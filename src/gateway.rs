@@ -22,6 +22,7 @@ use crate::{
     alerts::{Alert, Alerter},
     auth::{CallerHeaders, Keys},
     background::Background,
+    cache::ResponseCache,
     chat::ChatRequest,
     config::Config,
     error::Error,
@@ -67,6 +68,8 @@ pub struct Gateway {
     limiter: Arc<limits::Limiter>,
     /// Live route overrides ([`crate::routes`]), applied to every snapshot built.
     routes: Overrides,
+    /// The response cache (in process, or in `state`'s Redis); outlives reloads.
+    cache: ResponseCache,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -112,6 +115,7 @@ impl Gateway {
         let pricing = Arc::new(Pricing::new(PriceTable::builtin()));
         let state =
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
+        let cache = ResponseCache::new(&config.cache, &state, background.clone());
         let limiter = Arc::new(limits::Limiter::new(state.clone()));
         let live = Live::build(
             config,
@@ -135,6 +139,7 @@ impl Gateway {
             state,
             limiter,
             routes: Overrides::default(),
+            cache,
         })
     }
 
@@ -183,6 +188,7 @@ impl Gateway {
         )?);
         self.health.set_config(live.config.breaker);
         self.alerter.set_config(live.config.alerts.clone());
+        self.cache.configure(&live.config.cache);
         self.live.store(live.clone());
         self.apply_pricing(&live.config, false);
         Ok(live)
@@ -280,6 +286,11 @@ impl Gateway {
     /// request.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// The response cache.
+    pub fn cache(&self) -> &ResponseCache {
+        &self.cache
     }
 
     /// The gateway's background loops, stopped at shutdown.

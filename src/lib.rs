@@ -18,8 +18,9 @@
 //!    [`server`] serves both on every listener.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`] in order, each
 //!    a [`pipeline::stages::Stage`]: `authorize` (the security level asked for is within
-//!    the key's), then `validate`. The cache lookup, the limits reservation and redaction
-//!    come next, as stages.
+//!    the key's), then `validate`. Then the response cache ([`cache`]): a hit is the
+//!    answer (replayed as SSE for a stream) and ends the path here; a miss is stored once
+//!    its answer is complete. The limits reservation and redaction come next.
 //! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`],
 //!    with [`routing::capabilities`]: what the request needs), then the model's Lua policy
 //!    ([`routing::policy`]) orders the survivors, using each deployment's live [`health`]
@@ -54,6 +55,7 @@ pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod background;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;

@@ -474,3 +474,42 @@ async fn redis_down_closed_refuses_at_once_with_503() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cache_hits_count_against_no_limit() {
+    let a = Mock::start("a", "").await;
+    let config = config_for(
+        &[&a],
+        &format!("[cache]\nttl_s = 60\n{}", keys("limits = { rpm = 2 }", "")),
+    );
+    let gw = TestGateway::start(&config).await;
+    let url = gw.url("");
+    let first = call(&url, KEY_A, &ask(16)).await;
+    assert_eq!(header(&first, "x-switchyard-cache"), "miss");
+    assert_eq!(header(&first, "x-ratelimit-remaining-requests"), "1");
+    drop(first);
+    // The fill is written off the caller's path: wait until a repeat hits.
+    within(async {
+        loop {
+            let resp = call(&url, KEY_A, &ask(16)).await;
+            assert_eq!(resp.status(), 200);
+            if header(&resp, "x-switchyard-cache") == "hit" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        let hit = call(&url, KEY_A, &ask(16)).await;
+        assert_eq!(hit.status(), 200);
+        assert_eq!(header(&hit, "x-switchyard-cache"), "hit");
+    }
+    // Only the first call (and at most one repeat before the fill landed) reached the
+    // provider and took an rpm place; a new question still has one.
+    let upstream = a.stats().await["requests"].as_u64().unwrap();
+    assert!(upstream <= 2, "{upstream}");
+    if upstream == 1 {
+        assert_eq!(call(&url, KEY_A, &ask(17)).await.status(), 200);
+    }
+}

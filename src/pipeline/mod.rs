@@ -8,13 +8,17 @@
 //!    and starts the request record — all before a body is read;
 //! 2. the surface decodes the body into the canonical [`ChatRequest`];
 //! 3. [`Gateway::serve`] labels the record with the catalog's name for the model, runs
-//!    the [`stages`] in order, routes, attempts ([`crate::failover`]) and returns an
-//!    [`Answer`]: a complete response, an open stream, or a refusal.
+//!    the [`stages`] in order, looks the request up in the response cache
+//!    ([`crate::cache`]: a hit is the answer, replayed as a stream when one was asked
+//!    for), routes, attempts ([`crate::failover`]) and returns an [`Answer`]: a complete
+//!    response, an open stream, or a refusal. A complete answer is stored in the cache
+//!    on a miss.
 //!
 //! The [`RequestRecord`] travels inside the [`Call`] and then inside the open stream; it
 //! is written once, when it is dropped, whatever the outcome (success, error, a client
 //! gone mid-stream, shed, drain). No surface finishes it.
 
+mod cached;
 pub mod stages;
 mod stream;
 
@@ -26,6 +30,7 @@ pub use stream::{Delivered, OpenStream};
 
 use crate::{
     auth::{Caller, CallerHeaders},
+    cache,
     chat::{ChatRequest, ChatResponse},
     error::Error,
     failover::{self, Failed, Served},
@@ -43,6 +48,12 @@ pub struct Call {
     /// The figures of the tightest limits the call was admitted under, for the answer's
     /// `x-ratelimit-*` headers.
     rate_limits: crate::limits::Granted,
+    /// The caller's `Cache-Control`.
+    directive: cache::Directive,
+    /// What the cache did (`Bypass` until the lookup runs).
+    cache: cache::Status,
+    /// Where the answer is stored once complete, after a miss or a `no-cache`.
+    fill: Option<cache::Fill>,
 }
 
 impl Call {
@@ -83,15 +94,18 @@ pub enum Answer {
 }
 
 /// What every answer tells the caller besides its body: the headers (REST) or metadata
-/// (gRPC) `x-request-id`, `x-switchyard-provider` and `x-switchyard-attempts`.
+/// (gRPC) `x-request-id`, `x-switchyard-provider`, `x-switchyard-attempts` and
+/// `x-switchyard-cache`.
 #[derive(Debug, Clone)]
 pub struct Head {
     pub request_id: String,
+    /// The provider that served (on a cache hit: the one that produced the entry).
     pub provider: Arc<str>,
-    /// The attempts, as `x-switchyard-attempts` lists them.
+    /// The attempts, as `x-switchyard-attempts` lists them (empty on a cache hit).
     pub attempts: String,
     /// The `x-ratelimit-*` figures, when limits apply to the call.
     pub rate_limits: crate::limits::Granted,
+    pub cache: cache::Status,
 }
 
 /// A complete response and its head.
@@ -143,10 +157,12 @@ impl Gateway {
     ) -> Result<Call, Refusal> {
         let live = self.live();
         let record = RequestRecord::start(crate::api::request_id_from(sent_id), surface);
+        let headers_cache = headers.cache;
         let caller = match live.keys.authenticate(headers) {
             Ok(c) => c,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
         };
+        let directive = headers_cache;
         let mut record = record;
         record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
         let admitted = match self.admit(&live) {
@@ -159,6 +175,9 @@ impl Gateway {
             record,
             admitted,
             rate_limits: crate::limits::Granted::default(),
+            directive,
+            cache: cache::Status::Bypass,
+            fill: None,
         })
     }
 
@@ -170,7 +189,16 @@ impl Gateway {
             .label(&request.model)
             .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
         call.record.labelled(label, request.is_stream());
-        if let Err((stage, error)) = stages::run(&mut call, &mut request).await {
+        if let Err((stage, error)) = stages::admit(&mut call, &mut request).await {
+            call.record.refused_by = Some(stage);
+            return Answer::Refused(call.refuse(error));
+        }
+        // Hits cost nothing upstream: they are answered before routing, and before
+        // anything that counts against limits or budgets.
+        if let Some(hit) = self.look_up(&mut call, &request).await {
+            return call.answer_from_cache(hit, &request);
+        }
+        if let Err((stage, error)) = stages::reserve(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
             return Answer::Refused(call.refuse(error));
         }
@@ -217,6 +245,7 @@ impl Call {
             provider: served.deployment.provider_name.clone(),
             attempts: attempts.header_value(),
             rate_limits: self.rate_limits,
+            cache: self.cache,
         };
         record.attempts = attempts;
         head
@@ -224,6 +253,9 @@ impl Call {
 
     fn complete(mut self, mut served: Served<ChatResponse>) -> Completed {
         let head = self.served(&mut served);
+        if let Some(fill) = self.fill.take() {
+            fill.store(&served.value, &served.deployment);
+        }
         self.record.usage = served.value.usage.clone();
         self.record.first_byte();
         self.record.end(Outcome::Ok);
@@ -238,7 +270,7 @@ impl Call {
         let open = served.value.hold(served.lease.take(), self.admitted);
         Streaming {
             head,
-            chunks: Box::pin(open.deliver(self.record, include_usage)),
+            chunks: Box::pin(open.deliver(self.record, include_usage, self.fill)),
         }
     }
 

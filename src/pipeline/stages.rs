@@ -1,13 +1,18 @@
-//! The named stages between ingress and routing, run in order by [`run`].
+//! The named stages between ingress and routing, in two runs around the cache lookup.
 //!
 //! A stage sees the admitted call and the decoded request and either lets it through
-//! (possibly changed: redaction will rewrite messages) or refuses it. Today:
-//! 1. [`Authorize`] — the security level the request asks for is within its key's;
-//! 2. [`Validate`] — the request is one any provider could serve;
-//! 3. [`Limit`] — the request's place under every rate limit and budget that applies,
-//!    reserved all or nothing, settled when the request ends ([`crate::limits`]).
+//! (possibly changed: redaction will rewrite messages) or refuses it.
+//! - [`admit`], before the lookup:
+//!   1. [`Authorize`] — the security level the request asks for is within its key's;
+//!   2. [`Validate`] — the request is one any provider could serve.
+//! - the cache lookup ([`super::Gateway::serve`]; a hit is an answer, not a refusal, so
+//!   it is not a stage);
+//! - [`reserve`], after a miss — what only a provider call costs:
+//!   3. [`Limit`] — the request's place under every rate limit and budget that applies,
+//!   reserved all or nothing, settled when the request ends ([`crate::limits`]). Cache
+//!   hits never reach it: they count against no limit or budget.
 //!
-//! Next: redaction. Each is a type implementing [`Stage`] and one line in [`run`]; the
+//! Next: redaction. Each is a type implementing [`Stage`] and one line in a run; the
 //! surfaces do not change.
 
 use std::future::Future;
@@ -34,13 +39,19 @@ pub trait Stage {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// Runs every stage in order; the first refusal ends the call, named by its stage (the
-/// request log's `refused_by`).
-pub async fn run(call: &mut Call, request: &mut ChatRequest) -> Result<(), (&'static str, Error)> {
+/// What one run of stages ends with: the first refusal, named by its stage (the request
+/// log's `refused_by`).
+pub type Refused = (&'static str, Error);
+
+/// The stages before the cache lookup, in order.
+pub async fn admit(call: &mut Call, request: &mut ChatRequest) -> Result<(), Refused> {
     through(Authorize, call, request).await?;
-    through(Validate, call, request).await?;
-    through(Limit, call, request).await?;
-    Ok(())
+    through(Validate, call, request).await
+}
+
+/// The stages after a cache miss, in order.
+pub async fn reserve(call: &mut Call, request: &mut ChatRequest) -> Result<(), Refused> {
+    through(Limit, call, request).await
 }
 
 async fn through<S: Stage>(

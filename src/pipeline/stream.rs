@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::{
+    cache,
     chat::{ChatChunk, ChatRequest},
     error::Error,
     failover::{self, Failed, Served},
@@ -119,15 +120,19 @@ impl OpenStream {
     /// from the provider's final chunk, and withheld from the caller unless it asked for it
     /// (`include_usage`), since the gateway asks upstream for usage for its own sake. The
     /// record is written when the stream is dropped: at its end, or when the caller goes.
+    /// With a cache `fill`, the chunks are folded as they pass and the answer is stored
+    /// only when the stream finishes cleanly.
     pub(super) fn deliver(
         self,
         record: RequestRecord,
         include_usage: bool,
+        fill: Option<cache::Fill>,
     ) -> impl Stream<Item = Delivered> + Send {
         let state = Delivery {
             record,
             lease: self.lease,
             deployment: self.deployment,
+            fill,
             _admitted: self.admitted,
         };
         let chunks = Box::pin(OpenStream::into_chunks(
@@ -140,6 +145,9 @@ impl OpenStream {
             loop {
                 match chunks.next().await {
                     Some(Ok(mut chunk)) => {
+                        if let Some(fill) = &mut state.fill {
+                            fill.push(&chunk);
+                        }
                         if let Some(u) = &chunk.usage {
                             state.record.usage = Some(u.clone());
                         }
@@ -157,6 +165,9 @@ impl OpenStream {
                         return Some((Delivered::Broken(error), None));
                     }
                     None => {
+                        if let Some(fill) = state.fill.take() {
+                            fill.store_stream(&state.deployment);
+                        }
                         state.record.end(Outcome::Ok);
                         state.tell(health::Outcome::Completed);
                         return Some((Delivered::Done, None));
@@ -175,6 +186,8 @@ struct Delivery {
     /// stream tells the deployment nothing).
     lease: Option<health::Lease>,
     deployment: Deployment,
+    /// Where a cleanly finished stream is stored; dropped unused otherwise.
+    fill: Option<cache::Fill>,
     _admitted: Option<Admitted>,
 }
 

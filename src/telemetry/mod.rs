@@ -128,6 +128,10 @@ pub struct RequestRecord {
     pub policy_us: Option<f64>,
     /// The pipeline stage that refused the call, if one did.
     pub refused_by: Option<&'static str>,
+    /// What the response cache did; `None` when the call ended before the lookup.
+    pub cache: Option<crate::cache::Status>,
+    /// On a cache hit: what the original answer cost at its deployment's live price.
+    pub saved_usd: Option<f64>,
     /// The caller key's name; `None` for anonymous calls.
     pub key: Option<std::sync::Arc<str>>,
     /// The serving deployment's id (`provider/model`).
@@ -164,6 +168,9 @@ pub struct Ended<'a> {
     pub deployment: Option<&'a std::sync::Arc<str>>,
     pub stream: bool,
     pub outcome: Outcome,
+    /// What the response cache did. A hit reached no provider: it has no usage, price
+    /// or cost, and counts against no limit or budget.
+    pub cache: Option<crate::cache::Status>,
     /// Usage as the provider reported it; `None` when it reported none.
     pub usage: Option<&'a Usage>,
     /// The serving deployment's prices when the call was served.
@@ -189,6 +196,8 @@ impl RequestRecord {
             route: None,
             policy_us: None,
             refused_by: None,
+            cache: None,
+            saved_usd: None,
             key: None,
             deployment: None,
             price: None,
@@ -276,6 +285,8 @@ impl RequestRecord {
             route = self.route.as_deref(),
             policy_us = self.policy_us,
             refused_by = self.refused_by,
+            cache = self.cache.map(crate::cache::Status::as_str),
+            saved_usd = self.saved_usd,
             key = self.key.as_deref(),
             deployment = self.deployment.as_deref(),
             latency_ms = latency.as_secs_f64() * 1000.0,
@@ -327,6 +338,7 @@ impl RequestRecord {
                 deployment: self.deployment.as_ref(),
                 stream: self.stream,
                 outcome,
+                cache: self.cache,
                 usage,
                 price: self.price,
                 cost_usd,

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, metadata::MetadataValue};
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
     auth::CallerHeaders,
+    cache::CACHE_HEADER,
     error::Error,
     gateway::Gateway,
     pipeline::{Answer, Delivered, Head, Refusal},
@@ -222,6 +223,7 @@ fn head_metadata(md: &mut tonic::metadata::MetadataMap, head: &Head) {
     for (name, value) in head.rate_limits.headers() {
         insert(md, name, &value);
     }
+    insert(md, CACHE_HEADER, head.cache.as_str());
 }
 
 fn insert(md: &mut tonic::metadata::MetadataMap, key: &'static str, value: &str) {

@@ -15,6 +15,7 @@ use super::{errors::refusal_response, sse};
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
     auth::CallerHeaders,
+    cache::CACHE_HEADER,
     chat::ChatRequest,
     error::Error,
     gateway::Gateway,
@@ -91,6 +92,7 @@ fn head_headers(h: &mut HeaderMap, head: &Head) {
             h.insert(name, v);
         }
     }
+    h.insert(CACHE_HEADER, HeaderValue::from_static(head.cache.as_str()));
 }
 
 /// Reads the body within the size limit and the deadline, and parses it.

@@ -133,10 +133,10 @@ async fn the_stages_run_in_order_and_a_refusal_names_its_stage() {
     // Both stages would refuse this one: authorize runs first.
     let mut call = gw.ingress(Surface::Rest, None, headers(&key)).unwrap();
     let mut empty = request(r#"{"model":"m","messages":[]}"#);
-    let (stage, err) = run(&mut call, &mut empty).await.unwrap_err();
+    let (stage, err) = admit(&mut call, &mut empty).await.unwrap_err();
     assert_eq!((stage, err.spec().status.as_u16()), (Authorize::NAME, 403));
     let mut call = gw.ingress(Surface::Rest, None, headers(&key[..1])).unwrap();
-    let (stage, _) = run(&mut call, &mut empty).await.unwrap_err();
+    let (stage, _) = admit(&mut call, &mut empty).await.unwrap_err();
     assert_eq!(stage, Validate::NAME);
-    run(&mut call, &mut request(HELLO)).await.unwrap();
+    admit(&mut call, &mut request(HELLO)).await.unwrap();
 }
