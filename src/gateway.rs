@@ -29,7 +29,10 @@ use crate::{
     health, providers,
     routing::{Catalog, Route, filter},
     state::State,
-    usage::pricing::{self, PriceTable, Pricing, PricingSource},
+    usage::{
+        ledger::{self, Ledger},
+        pricing::{self, PriceTable, Pricing, PricingSource},
+    },
 };
 
 /// Everything built from one config.
@@ -59,6 +62,8 @@ pub struct Gateway {
     price_refresh: Mutex<Option<PriceRefresh>>,
     /// Shared state (Redis when configured); fixed for the gateway's life.
     state: Arc<State>,
+    /// The usage ledger, once [`Gateway::open_ledger`] opened it.
+    ledger: OnceLock<Ledger>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -117,6 +122,7 @@ impl Gateway {
             in_flight: Arc::default(),
             price_refresh: Mutex::new(None),
             state,
+            ledger: OnceLock::new(),
         })
     }
 
@@ -218,6 +224,32 @@ impl Gateway {
     /// request.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// Opens the usage ledger — Redis when `state.redis_url` is set, else SQLite under
+    /// `state.dir` (created when missing) — and starts its writer on the gateway's
+    /// background; from then on every request is recorded. `serve` calls it; a tool that
+    /// builds a gateway to inspect it does not, and writes nothing. Needs a runtime; a
+    /// second call keeps the first ledger.
+    pub fn open_ledger(&self) -> Result<&Ledger, String> {
+        if let Some(l) = self.ledger.get() {
+            return Ok(l);
+        }
+        let store = match self.state.redis() {
+            Some(_) => ledger::Store::Redis(self.state.clone()),
+            None => {
+                let dir = self.live().config.state_dir();
+                ledger::Store::Sqlite(Arc::new(ledger::sqlite::SqliteLedger::open(&dir)?))
+            }
+        };
+        Ok(self
+            .ledger
+            .get_or_init(|| Ledger::start(store, &self.background)))
+    }
+
+    /// The usage ledger, when open.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.get()
     }
 
     /// The gateway's background loops, stopped at shutdown.
