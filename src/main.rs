@@ -1,4 +1,4 @@
-//! The `switchyard` command: serve, check-config, mock.
+//! The `switchyard` command: serve, check-config, route, usage, mock.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -35,6 +35,10 @@ enum Command {
     /// Show how a request would be routed: the candidates, what each hard filter removed
     /// and why, the policy's order and the time it took.
     Route(RouteArgs),
+    /// Print the usage ledger's sums as a table: requests, errors, tokens and cost by
+    /// component. Reads the ledger (SQLite under state.dir, or Redis when the config has
+    /// state.redis_url) directly; no running gateway is needed.
+    Usage(UsageArgs),
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
@@ -76,6 +80,22 @@ struct RouteArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct UsageArgs {
+    /// The config file (its [state] says where the ledger is).
+    #[arg(long)]
+    config: PathBuf,
+    /// Group by these, comma-separated: key, model, deployment, hour.
+    #[arg(long, default_value = "key,model")]
+    by: String,
+    /// How far back: e.g. 30m, 24h, 7d.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Print the JSON that GET /admin/usage answers instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(clap::Args, Default)]
 struct ServeArgs {
     /// The config file.
@@ -106,6 +126,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::CheckConfig { file } => check_config(&file).await,
             Command::Route(args) => explain_route(&args),
+            Command::Usage(args) => usage(&args).await,
             Command::Mock {
                 addr,
                 fault,
@@ -189,6 +210,45 @@ fn explain_route(args: &RouteArgs) -> Result<(), String> {
         );
     } else {
         print!("{}", switchyard::routing::explain_text(&report));
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the command's output is for the person running it"
+)]
+async fn usage(args: &UsageArgs) -> Result<(), String> {
+    use switchyard::usage::ledger::{self, Group, Query, calendar};
+    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let span = calendar::parse_span(&args.since).map_err(|e| format!("--since {e}"))?;
+    let group_by = Group::parse_list(&args.by).map_err(|e| format!("--by: {e}"))?;
+    let to = calendar::now();
+    let from = to - i64::try_from(span.as_secs()).unwrap_or(i64::MAX / 2);
+    let query = Query { from, to, group_by };
+    let store = match &config.state.redis_url {
+        Some(_) => {
+            let state = switchyard::state::State::new(&config.state)?;
+            ledger::Store::Redis(Arc::new(state))
+        }
+        None => ledger::Store::Sqlite(Arc::new(ledger::sqlite::SqliteLedger::open_read_only(
+            &config.state_dir(),
+        )?)),
+    };
+    let report = store.report(query).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "usage from {} to {} ({})",
+            calendar::rfc3339(report.query.from),
+            calendar::rfc3339(report.query.to),
+            store.describe()
+        );
+        print!("{}", ledger::render_table(&report));
     }
     Ok(())
 }
@@ -298,6 +358,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     // Refreshes prices from `[pricing]`, and follows its changes through reloads.
     gateway.follow_pricing();
+    let ledger = gateway
+        .open_ledger()
+        .map_err(|e| format!("usage ledger: {e}"))?;
+    tracing::info!(store = %ledger.store().describe(), "usage ledger open");
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
     println!(
