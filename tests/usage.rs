@@ -2,6 +2,13 @@
 //! figures), `GET /admin/usage`, the ledger surviving a restart of the real binary, the
 //! `usage` command's table, and two gateways adding up in one Redis.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly"
+)]
+
 mod common;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};

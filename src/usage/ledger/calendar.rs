@@ -148,6 +148,20 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
+/// The hour a `YYYYMMDDHH` bucket name stands for.
+pub fn parse_bucket_name(name: &str) -> Option<i64> {
+    if name.len() != 10 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| name.get(r)?.parse::<i64>().ok();
+    let (y, m, d, h) = (n(0..4)?, n(4..6)?, n(6..8)?, n(8..10)?);
+    let (m, d) = (u32::try_from(m).ok()?, u32::try_from(d).ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400 + h * 3600)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +174,8 @@ mod tests {
         assert_eq!(parse_time("2025-06-01T14:34:56.123+02:00").unwrap(), t);
         assert_eq!(parse_time("1748781296").unwrap(), t);
         assert_eq!(bucket_name(t), "2025060112");
+        assert_eq!(parse_bucket_name("2025060112"), Some(hour_of(t)));
+        assert_eq!(parse_bucket_name("2025136112"), None);
         assert_eq!(hour_of(t), 1_748_779_200);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(parse_time("2024-02-29T00:00:00Z").unwrap(), 1_709_164_800);
@@ -184,18 +200,4 @@ mod tests {
         assert!(parse_span("soon").is_err());
         assert!(parse_span("3y").is_err());
     }
-}
-
-/// The hour a `YYYYMMDDHH` bucket name stands for.
-pub fn parse_bucket_name(name: &str) -> Option<i64> {
-    if name.len() != 10 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| name.get(r)?.parse::<i64>().ok();
-    let (y, m, d, h) = (n(0..4)?, n(4..6)?, n(6..8)?, n(8..10)?);
-    let (m, d) = (u32::try_from(m).ok()?, u32::try_from(d).ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) * 86_400 + h * 3600)
 }
