@@ -189,6 +189,12 @@ fn builtin_prices_are_plausible() {
         }
     );
     assert_eq!(builtin.lookup("claude-sonnet-4-5").unwrap().output, 15.0);
+    // Anthropic's 5-minute cache writes: 1.25x input, on Bedrock too.
+    let sonnet = builtin
+        .lookup("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        .unwrap();
+    assert_eq!(sonnet.cache_write, Some(3.75));
+    assert_eq!(mini.cache_write, None);
     for (name, price) in &builtin.entries {
         assert!(
             price.cached_input.is_none_or(|c| c <= price.input),
