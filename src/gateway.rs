@@ -31,7 +31,10 @@ use crate::{
     routes::{self, Applied, Overrides},
     routing::{Catalog, Route, filter},
     state::State,
-    usage::pricing::{self, PriceTable, Pricing, PricingSource},
+    usage::{
+        ledger::{self, Ledger},
+        pricing::{self, PriceTable, Pricing, PricingSource},
+    },
 };
 
 /// Everything built from one config.
@@ -70,6 +73,8 @@ pub struct Gateway {
     routes: Overrides,
     /// The response cache (in process, or in `state`'s Redis); outlives reloads.
     cache: ResponseCache,
+    /// The usage ledger, once [`Gateway::open_ledger`] opened it.
+    ledger: OnceLock<Ledger>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -140,6 +145,7 @@ impl Gateway {
             limiter,
             routes: Overrides::default(),
             cache,
+            ledger: OnceLock::new(),
         })
     }
 
@@ -291,6 +297,32 @@ impl Gateway {
     /// The response cache.
     pub fn cache(&self) -> &ResponseCache {
         &self.cache
+    }
+
+    /// Opens the usage ledger — Redis when `state.redis_url` is set, else SQLite under
+    /// `state.dir` (created when missing) — and starts its writer on the gateway's
+    /// background; from then on every request is recorded. `serve` calls it; a tool that
+    /// builds a gateway to inspect it does not, and writes nothing. Needs a runtime; a
+    /// second call keeps the first ledger.
+    pub fn open_ledger(&self) -> Result<&Ledger, String> {
+        if let Some(l) = self.ledger.get() {
+            return Ok(l);
+        }
+        let store = match self.state.redis() {
+            Some(_) => ledger::Store::Redis(self.state.clone()),
+            None => {
+                let dir = self.live().config.state_dir();
+                ledger::Store::Sqlite(Arc::new(ledger::sqlite::SqliteLedger::open(&dir)?))
+            }
+        };
+        Ok(self
+            .ledger
+            .get_or_init(|| Ledger::start(store, &self.background)))
+    }
+
+    /// The usage ledger, when open.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.get()
     }
 
     /// The gateway's background loops, stopped at shutdown.

@@ -40,7 +40,9 @@
 //! 6. **account** — [`telemetry`]: the request record writes one request-log line and the
 //!    Prometheus metrics when it is dropped, whatever the outcome; metric labels come only
 //!    from the catalog and config. [`usage`]: token counting (tiktoken for OpenAI models,
-//!    an estimate otherwise) and prices.
+//!    an estimate otherwise), prices, the cost by component ([`usage::cost`]), and the
+//!    usage ledger ([`usage::ledger`]), fed by each record's end hook through a queue to a
+//!    background writer (SQLite under `state.dir`, or Redis).
 //!
 //! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
 //! [`reload`] (file watcher, SIGHUP and `/admin/reload`, all through
@@ -48,7 +50,7 @@
 //! overrides of a model's deployment order, in Redis for every replica, applied to every
 //! snapshot the gateway builds), [`alerts`] (metric
 //! and webhook), [`background`] (every background loop — alert sender, watchers, price
-//! refresh, metrics upkeep — stopped at shutdown), [`api::admin`] and [`mock`] (simulated
+//! refresh, metrics upkeep, ledger writer — stopped at shutdown), [`api::admin`] and [`mock`] (simulated
 //! providers with fault injection, for the demo, tests and benches).
 
 pub mod alerts;

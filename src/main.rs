@@ -1,4 +1,4 @@
-//! The `switchyard` command: serve, check-config, mock.
+//! The `switchyard` command: serve, check-config, route, usage, mock.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -41,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: RoutesCommand,
     },
+    /// Print the usage ledger's sums as a table: requests, errors, tokens and cost by
+    /// component. Reads the ledger (SQLite under state.dir, or Redis when the config has
+    /// state.redis_url) directly; no running gateway is needed.
+    Usage(UsageArgs),
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
@@ -110,6 +114,22 @@ struct RouteArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct UsageArgs {
+    /// The config file (its [state] says where the ledger is).
+    #[arg(long)]
+    config: PathBuf,
+    /// Group by these, comma-separated: key, model, deployment, hour.
+    #[arg(long, default_value = "key,model")]
+    by: String,
+    /// How far back: e.g. 30m, 24h, 7d.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Print the JSON that GET /admin/usage answers instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(clap::Args, Default)]
 struct ServeArgs {
     /// The config file.
@@ -141,6 +161,7 @@ fn main() -> ExitCode {
             Command::CheckConfig { file } => check_config(&file).await,
             Command::Route(args) => explain_route(&args).await,
             Command::Routes { command } => routes_command(command).await,
+            Command::Usage(args) => usage(&args).await,
             Command::Mock {
                 addr,
                 fault,
@@ -279,6 +300,45 @@ async fn routes_command(command: RoutesCommand) -> Result<(), String> {
     Ok(())
 }
 
+#[expect(
+    clippy::print_stdout,
+    reason = "the command's output is for the person running it"
+)]
+async fn usage(args: &UsageArgs) -> Result<(), String> {
+    use switchyard::usage::ledger::{self, Group, Query, calendar};
+    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let span = calendar::parse_span(&args.since).map_err(|e| format!("--since {e}"))?;
+    let group_by = Group::parse_list(&args.by).map_err(|e| format!("--by: {e}"))?;
+    let to = calendar::now();
+    let from = to - i64::try_from(span.as_secs()).unwrap_or(i64::MAX / 2);
+    let query = Query { from, to, group_by };
+    let store = match &config.state.redis_url {
+        Some(_) => {
+            let state = switchyard::state::State::new(&config.state)?;
+            ledger::Store::Redis(Arc::new(state))
+        }
+        None => ledger::Store::Sqlite(Arc::new(ledger::sqlite::SqliteLedger::open_read_only(
+            &config.state_dir(),
+        )?)),
+    };
+    let report = store.report(query).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "usage from {} to {} ({})",
+            calendar::rfc3339(report.query.from),
+            calendar::rfc3339(report.query.to),
+            store.describe()
+        );
+        print!("{}", ledger::render_table(&report));
+    }
+    Ok(())
+}
+
 /// A gateway that cannot be built: internal details are the operator's to see here.
 fn startup_error(e: switchyard::error::Error) -> String {
     match e {
@@ -406,6 +466,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let follower = gateway.clone();
         background.spawn(|stop| routes::follow::run(follower, stop));
     }
+    let ledger = gateway
+        .open_ledger()
+        .map_err(|e| format!("usage ledger: {e}"))?;
+    tracing::info!(store = %ledger.store().describe(), "usage ledger open");
     println!("switchyard: config from {source}");
     println!("switchyard listening: http={http_addr} grpc={grpc_addr}");
     println!(

@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/admin/routes/{model}",
             get(routes::show).put(routes::put).delete(routes::delete),
         )
+        .route("/admin/usage", get(usage))
         .method_not_allowed_fallback(wrong_method)
         .with_state(gateway)
 }
@@ -102,6 +103,50 @@ async fn reload(
         Err(e) => error_response(
             &Error::Internal {
                 detail: format!("reload task: {e}"),
+            },
+            "",
+            "",
+        ),
+    }
+}
+
+/// `GET /admin/usage?from=&to=&group_by=`: the ledger's sums (see docs/usage-ledger.md).
+async fn usage(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(e) = authorize(&gw, &headers, &method, &uri) {
+        return error_response(&e, "", "");
+    }
+    let bad =
+        |message: String, param: &str| error_response(&Error::bad_param(param, message), "", "");
+    let Ok(Query(pairs)) = params else {
+        return bad(
+            "the query string is not URL-encoded pairs".to_owned(),
+            "query",
+        );
+    };
+    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let now = crate::usage::ledger::calendar::now();
+    let query = match crate::usage::ledger::Query::from_params(pairs, now) {
+        Ok(q) => q,
+        Err((message, param)) => return bad(message, param),
+    };
+    let Some(ledger) = gw.ledger() else {
+        // Only a gateway built without `serve` (a test, a tool) has none.
+        let e = Error::Internal {
+            detail: "the usage ledger is not open on this gateway".to_owned(),
+        };
+        return error_response(&e, "", "");
+    };
+    match ledger.report(query).await {
+        Ok(report) => Json(report.to_json()).into_response(),
+        Err(detail) => error_response(
+            &Error::Internal {
+                detail: format!("usage ledger: {detail}"),
             },
             "",
             "",

@@ -246,13 +246,7 @@ fn usable(entry: Entry, model: &ModelRoute, q: &Query<'_>) -> Option<Hit> {
         .usage
         .as_ref()
         .zip(deployment.billed_price())
-        .map(|(u, p)| {
-            p.cost(
-                u64::from(u.prompt_tokens),
-                u64::from(u.cached_tokens()),
-                u64::from(u.completion_tokens),
-            )
-        });
+        .map(|(u, p)| p.cost(&crate::usage::cost::Tokens::of(u)).total_usd());
     // Each answer a caller gets is its own: a fresh id, the original `created`.
     response.id = format!(
         "chatcmpl-{:016x}{:08x}",

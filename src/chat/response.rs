@@ -191,6 +191,15 @@ impl Usage {
             .unwrap_or(0)
     }
 
+    /// Input tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, Bedrock's `cacheWriteInputTokens`); 0 when none.
+    pub fn cache_write_tokens(&self) -> u32 {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cache_creation_tokens)
+            .unwrap_or(0)
+    }
+
     /// Output tokens spent on hidden reasoning.
     pub fn reasoning_tokens(&self) -> u32 {
         self.completion_tokens_details
@@ -200,11 +209,19 @@ impl Usage {
     }
 }
 
-/// `usage.prompt_tokens_details`.
+/// `usage.prompt_tokens_details`. `prompt_tokens` counts every prompt token once:
+/// the fresh ones, `cached_tokens` (read from the provider's cache) and
+/// `cache_creation_tokens` (written to it).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct PromptTokensDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u32>,
+    /// Prompt tokens written to the provider's cache (billed above input by Anthropic
+    /// and Bedrock). Not in OpenAI's schema: written only when a provider reports cache
+    /// writes, under the name the gateway has always used for them, so clients that
+    /// know OpenAI's fields ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_tokens: Option<u32>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -352,6 +352,11 @@ impl Config {
         }
     }
 
+    /// `state.dir` (the embedded ledger's folder), resolved against the config's folder.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(&self.state.dir)
+    }
+
     /// `routing.scripts_dir`, resolved against the config's folder.
     pub fn scripts_dir(&self) -> Option<PathBuf> {
         self.routing.scripts_dir.as_ref().map(|d| self.dir.join(d))

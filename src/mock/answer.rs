@@ -43,11 +43,37 @@ pub(super) struct Answer {
     /// `(name, JSON arguments)` of each call, in order.
     pub tool_calls: Vec<(String, Value)>,
     pub finish: Finish,
+    /// Every prompt token (cached and cache-written included), as OpenAI counts them.
     pub prompt_tokens: u64,
+    /// Every completion token, reasoning included.
     pub completion_tokens: u64,
+    /// Of the prompt, read from the cache.
+    pub cached_tokens: u64,
+    /// Of the prompt, written to the cache.
+    pub cache_write_tokens: u64,
+    /// Of the completion, hidden reasoning.
+    pub reasoning_tokens: u64,
 }
 
 impl Answer {
+    /// The answer reporting `usage` (a fault's `usage=`) instead of its estimate.
+    pub(super) fn reporting(mut self, usage: Option<super::MockUsage>) -> Answer {
+        if let Some(u) = usage {
+            self.prompt_tokens = u.prompt;
+            self.cached_tokens = u.cached;
+            self.cache_write_tokens = u.cache_write;
+            self.completion_tokens = u.completion;
+            self.reasoning_tokens = u.reasoning;
+        }
+        self
+    }
+
+    /// Prompt tokens neither read from nor written to the cache (Anthropic's and
+    /// Bedrock's `input_tokens`).
+    pub(super) fn fresh_prompt_tokens(&self) -> u64 {
+        self.prompt_tokens - self.cached_tokens - self.cache_write_tokens
+    }
+
     /// Decides the answer: a tool call when tools are offered and allowed, JSON when a
     /// schema is asked for, else text that names the mock and echoes the user.
     pub(super) fn to(ask: &Ask, name: &str) -> Answer {
@@ -76,6 +102,9 @@ impl Answer {
                 tool_calls,
                 finish: Finish::ToolUse,
                 prompt_tokens: ask.prompt_tokens,
+                cached_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
             };
         }
         if let Some(schema) = &ask.schema {
@@ -86,6 +115,9 @@ impl Answer {
                 tool_calls: Vec::new(),
                 finish: Finish::Stop,
                 prompt_tokens: ask.prompt_tokens,
+                cached_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
             };
         }
         let said: String = ask.last_user_text.chars().take(200).collect();
@@ -104,6 +136,9 @@ impl Answer {
             tool_calls: Vec::new(),
             finish,
             prompt_tokens: ask.prompt_tokens,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         }
     }
 }

@@ -73,7 +73,7 @@ pub(super) async fn messages(
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("mock");
-    let answer = Answer::to(&ask(&request), &state.name());
+    let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
             return malformed_json("{\"id\": \"msg_broken\", \"content\": [");
@@ -242,8 +242,10 @@ fn stop_reason(f: Finish) -> &'static str {
 }
 
 fn usage(a: &Answer) -> Value {
-    json!({ "input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 })
+    // Anthropic's input_tokens excludes the cached and cache-written tokens.
+    json!({ "input_tokens": a.fresh_prompt_tokens(), "output_tokens": a.completion_tokens,
+            "cache_creation_input_tokens": a.cache_write_tokens,
+            "cache_read_input_tokens": a.cached_tokens })
 }
 
 fn tool_id(n: u64, k: usize) -> String {
@@ -273,8 +275,9 @@ fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
         "message_start",
         &json!({ "type": "message_start", "message": { "id": id, "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null,
-            "stop_sequence": null, "usage": { "input_tokens": a.prompt_tokens, "output_tokens": 1,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 } } }),
+            "stop_sequence": null, "usage": { "input_tokens": a.fresh_prompt_tokens(),
+            "output_tokens": 1, "cache_creation_input_tokens": a.cache_write_tokens,
+            "cache_read_input_tokens": a.cached_tokens } } }),
     )];
     let block_start = |index: usize, block: Value| {
         stream::named(

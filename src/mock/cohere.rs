@@ -51,7 +51,7 @@ pub(super) async fn chat(
     }
     let n = state.ids.fetch_add(1, Ordering::Relaxed);
     let id = format!("mock-cohere-{n}");
-    let answer = Answer::to(&ask(&request), &state.name());
+    let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
             return malformed_json("{\"id\": \"x\", \"message\": {");

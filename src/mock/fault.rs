@@ -26,6 +26,60 @@ pub struct Fault {
     pub chunk_delay: Duration,
     /// Answer 200 with a body that is not valid JSON (or SSE data that is not).
     pub malformed: bool,
+    /// Report this usage instead of the estimate, in the format's own fields.
+    pub usage: Option<MockUsage>,
+}
+
+/// Usage a mock reports, as OpenAI counts it: `prompt` includes `cached` (read from the
+/// cache) and `cache_write` (written to it), `completion` includes `reasoning`. Each
+/// format renders it in its own fields (Anthropic's and Bedrock's input exclude the
+/// cached and written tokens; Gemini's candidates exclude the thoughts; OpenAI has no
+/// cache writes and Cohere no cache, so they drop what they cannot say). Spec:
+/// `usage=PROMPT:CACHED:CACHE_WRITE:COMPLETION:REASONING`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MockUsage {
+    pub prompt: u64,
+    pub cached: u64,
+    pub cache_write: u64,
+    pub completion: u64,
+    pub reasoning: u64,
+}
+
+impl MockUsage {
+    fn parse(v: &str) -> Result<MockUsage, String> {
+        let n: Vec<u64> = v
+            .split(':')
+            .map(|x| x.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                "`usage` needs PROMPT:CACHED:CACHE_WRITE:COMPLETION:REASONING".to_owned()
+            })?;
+        let [prompt, cached, cache_write, completion, reasoning] = n[..] else {
+            return Err(
+                "`usage` needs five numbers, PROMPT:CACHED:CACHE_WRITE:COMPLETION:REASONING".into(),
+            );
+        };
+        if cached + cache_write > prompt || reasoning > completion {
+            return Err("`usage`: cached and cache writes are part of the prompt, reasoning of the completion".into());
+        }
+        Ok(MockUsage {
+            prompt,
+            cached,
+            cache_write,
+            completion,
+            reasoning,
+        })
+    }
+}
+
+impl fmt::Display for MockUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}:{}",
+            self.prompt, self.cached, self.cache_write, self.completion, self.reasoning
+        )
+    }
 }
 
 impl Fault {
@@ -58,11 +112,16 @@ impl Fault {
                 "error_after_chunks" => f.error_after_chunks = Some(num(value)? as usize),
                 "reset" => f.reset = true,
                 "malformed" => f.malformed = true,
+                "usage" => {
+                    f.usage = Some(MockUsage::parse(
+                        value.ok_or_else(|| "`usage` needs a value".to_owned())?,
+                    )?);
+                }
                 other => {
                     return Err(format!(
                         "unknown fault `{other}`; expected status, retry_after, latency_ms, \
                          reset, reset_after_chunks, cut_after_chunks, error_after_chunks, \
-                         chunk_delay_ms or malformed"
+                         chunk_delay_ms, malformed or usage"
                     ));
                 }
             }
@@ -84,6 +143,7 @@ impl Fault {
             "error_after_chunks": self.error_after_chunks,
             "chunk_delay_ms": millis(self.chunk_delay),
             "malformed": self.malformed,
+            "usage": self.usage.map(|u| u.to_string()),
         })
     }
 }
@@ -132,6 +192,9 @@ impl fmt::Display for Fault {
         if self.malformed {
             item(f, format_args!("malformed"))?;
         }
+        if let Some(u) = self.usage {
+            item(f, format_args!("usage={u}"))?;
+        }
         Ok(())
     }
 }
@@ -177,6 +240,7 @@ mod tests {
             "latency_ms=500,cut_after_chunks=3",
             "status=503,retry_after=1,latency_ms=20,reset,reset_after_chunks=4,\
              cut_after_chunks=2,error_after_chunks=5,chunk_delay_ms=7,malformed",
+            "usage=1000:200:300:50:20",
         ] {
             let fault = Fault::parse(spec).unwrap();
             assert_eq!(fault.to_string(), spec.replace(' ', ""));

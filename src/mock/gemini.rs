@@ -68,7 +68,7 @@ pub(super) async fn models(
         return error(StatusCode::BAD_REQUEST, &message, None);
     }
     let n = state.ids.fetch_add(1, Ordering::Relaxed);
-    let answer = Answer::to(&ask(&request), &state.name());
+    let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
     if !stream {
         if fault.malformed {
             return malformed_json("{\"candidates\": [");
@@ -222,8 +222,17 @@ fn finish(f: Finish) -> &'static str {
 }
 
 fn usage(a: &Answer) -> Value {
-    json!({ "promptTokenCount": a.prompt_tokens, "candidatesTokenCount": a.completion_tokens,
-            "totalTokenCount": a.prompt_tokens + a.completion_tokens })
+    // promptTokenCount includes the cached content; candidatesTokenCount excludes thoughts.
+    let mut u = json!({ "promptTokenCount": a.prompt_tokens,
+            "candidatesTokenCount": a.completion_tokens - a.reasoning_tokens,
+            "totalTokenCount": a.prompt_tokens + a.completion_tokens });
+    if a.cached_tokens > 0 {
+        u["cachedContentTokenCount"] = json!(a.cached_tokens);
+    }
+    if a.reasoning_tokens > 0 {
+        u["thoughtsTokenCount"] = json!(a.reasoning_tokens);
+    }
+    u
 }
 
 fn frame(

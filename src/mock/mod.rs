@@ -54,7 +54,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tower::Service;
 
 pub use bedrock::{EXAMPLE_ACCESS_KEY_ID, EXAMPLE_SECRET_ACCESS_KEY};
-pub use fault::Fault;
+pub use fault::{Fault, MockUsage};
 pub use sample::sample;
 
 /// The wire format a mock speaks.

@@ -54,7 +54,7 @@ pub(super) async fn chat_completions(
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("mock");
-    let answer = Answer::to(&ask(&request), &state.name());
+    let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
             return malformed_json("{\"id\": \"chatcmpl-broken\", \"choices\": [");
@@ -195,8 +195,8 @@ fn usage(a: &Answer) -> Value {
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
         "total_tokens": a.prompt_tokens + a.completion_tokens,
-        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
-        "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 0,
+        "prompt_tokens_details": { "cached_tokens": a.cached_tokens, "audio_tokens": 0 },
+        "completion_tokens_details": { "reasoning_tokens": a.reasoning_tokens, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0 }
     })
 }

@@ -165,6 +165,10 @@ impl Gateway {
         let directive = headers_cache;
         let mut record = record;
         record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
+        // Authenticated calls only: a stranger's 401s must not mint ledger rows.
+        if let Some(ledger) = self.ledger() {
+            record.on_end(ledger.hook());
+        }
         let admitted = match self.admit(&live) {
             Ok(a) => a,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),

@@ -23,6 +23,7 @@ use crate::{
     error::Error,
     limits::{self, Ask},
     routing::Needs,
+    usage::cost::Tokens,
 };
 
 /// One step of the pipeline. The future is `Send` so a stage may await (a cache or a
@@ -125,7 +126,14 @@ impl Stage for Limit {
         let cost_usd = model
             .deployments
             .iter()
-            .map(|d| d.price().cost(u64::from(input), 0, u64::from(output)))
+            .map(|d| {
+                let tokens = Tokens {
+                    input: u64::from(input),
+                    output: u64::from(output),
+                    ..Tokens::default()
+                };
+                d.price().cost(&tokens).total_usd()
+            })
             .fold(0.0, f64::max);
         let ask = Ask {
             subjects,

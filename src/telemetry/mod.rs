@@ -16,7 +16,10 @@ use crate::{
     chat::Usage,
     failover::Attempts,
     routing::{Deployment, Explain},
-    usage::pricing::Price,
+    usage::{
+        cost::{Cost, Tokens},
+        pricing::Price,
+    },
 };
 
 /// Installs rustls' ring provider once; reqwest panics without one.
@@ -177,6 +180,10 @@ pub struct Ended<'a> {
     pub price: Option<Price>,
     /// USD for the call, from `usage` and `price`; `None` when either is missing.
     pub cost_usd: Option<f64>,
+    /// `usage` by billing component.
+    pub tokens: Option<Tokens>,
+    /// The cost by component (nano-USD); `None` when usage or price is missing.
+    pub cost: Option<Cost>,
 }
 
 impl RequestRecord {
@@ -265,13 +272,19 @@ impl RequestRecord {
         };
         let provider = self.provider.as_deref().unwrap_or("");
         let usage = self.usage.as_ref();
-        let cost_usd = usage.zip(self.price).map(|(u, p)| {
-            p.cost(
-                u64::from(u.prompt_tokens),
-                u64::from(u.cached_tokens()),
-                u64::from(u.completion_tokens),
-            )
-        });
+        let tokens = usage.map(Tokens::of);
+        let cost = tokens.zip(self.price).map(|(t, p)| p.cost(&t));
+        let cost_usd = cost.map(|c| c.total_usd());
+        let part = |f: fn(&Cost) -> u64| cost.map(|c| crate::usage::cost::usd(f(&c)));
+        if usage.is_none() && outcome == Outcome::Ok && self.deployment.is_some() {
+            // Never a guess: the call's cost stays unknown (null) and is counted as such.
+            tracing::warn!(
+                request_id = %self.request_id,
+                model = %self.model,
+                deployment = self.deployment.as_deref(),
+                "the provider reported no usage; the call's cost is unknown"
+            );
+        }
         tracing::info!(
             target: "switchyard::request",
             request_id = %self.request_id,
@@ -294,7 +307,13 @@ impl RequestRecord {
             prompt_tokens = usage.map(|u| u.prompt_tokens),
             completion_tokens = usage.map(|u| u.completion_tokens),
             cached_tokens = usage.map(Usage::cached_tokens),
+            cache_write_tokens = tokens.map(|t| t.cache_write),
+            reasoning_tokens = usage.map(Usage::reasoning_tokens),
             cost_usd,
+            cost_input_usd = part(|c| c.input),
+            cost_cached_input_usd = part(|c| c.cached_input),
+            cost_cache_write_usd = part(|c| c.cache_write),
+            cost_output_usd = part(|c| c.output),
             "request"
         );
         let labels = [
@@ -317,9 +336,9 @@ impl RequestRecord {
             )
             .increment(1);
         }
-        if let Some(cost) = cost_usd {
+        if let Some(cost) = cost {
             metrics::counter!("switchyard_cost_usd_micros_total", &labels[..2])
-                .increment((cost * 1e6).round() as u64);
+                .increment((cost.total + 500) / 1_000);
         }
         if let Some(u) = usage {
             let l = &labels[..2];
@@ -342,6 +361,8 @@ impl RequestRecord {
                 usage,
                 price: self.price,
                 cost_usd,
+                tokens,
+                cost,
             };
             for hook in hooks {
                 hook(&ended);

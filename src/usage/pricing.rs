@@ -38,31 +38,17 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// The shortest refresh interval; shorter ones are raised to it.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What one model costs, USD per million tokens.
+/// What one model costs, USD per million tokens. What a call costs from it is
+/// [`Price::cost`] (in `usage::cost`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {
     pub input: f64,
     pub output: f64,
     /// Prompt tokens read from the provider's cache; `None` charges them at `input`.
     pub cached_input: Option<f64>,
-}
-
-impl Price {
-    /// USD for a call: cached prompt tokens at `cached_input` (or `input` when `None`), the
-    /// rest of the prompt at `input`, the completion at `output`. `prompt_tokens` includes
-    /// `cached_tokens`, as in OpenAI's usage and the gateway's normalised [`Usage`]; a
-    /// `cached_tokens` above it is taken as all of the prompt.
-    ///
-    /// [`Usage`]: crate::chat::Usage
-    pub fn cost(&self, prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> f64 {
-        let cached = cached_tokens.min(prompt_tokens);
-        let fresh = prompt_tokens - cached;
-        let cached_rate = self.cached_input.unwrap_or(self.input);
-        (fresh as f64 * self.input
-            + cached as f64 * cached_rate
-            + completion_tokens as f64 * self.output)
-            / 1_000_000.0
-    }
+    /// Prompt tokens written to the provider's cache (Anthropic and Bedrock charge 1.25x
+    /// input for a 5-minute cache write); `None` charges them at `input`.
+    pub cache_write: Option<f64>,
 }
 
 /// The prices a deployment's config sets (`price_in`, `price_out`, `price_cached`); each
@@ -75,12 +61,19 @@ pub struct PriceOverride {
 }
 
 impl PriceOverride {
-    /// These prices over `listed` (the table's); 0 for what neither sets.
+    /// These prices over `listed` (the table's); 0 for what neither sets. The table's
+    /// cache-write price is kept only while the input price is the table's too: it is
+    /// derived from that input price, so a deployment that sets its own `price_in` has
+    /// its cache writes charged at that.
     pub fn over(&self, listed: Option<Price>) -> Price {
         Price {
             input: self.input.or(listed.map(|p| p.input)).unwrap_or(0.0),
             output: self.output.or(listed.map(|p| p.output)).unwrap_or(0.0),
             cached_input: self.cached_input.or(listed.and_then(|p| p.cached_input)),
+            cache_write: match self.input {
+                Some(_) => None,
+                None => listed.and_then(|p| p.cache_write),
+            },
         }
     }
 }
@@ -109,7 +102,7 @@ impl PriceTable {
     }
 
     /// Parses and validates a table in the `pricing/default.toml` format: at least one
-    /// model; `input` and `output` required, `cached_input` optional; every price a finite
+    /// model; `input` and `output` required, `cached_input` and `cache_write` optional; every price a finite
     /// number, at least 0 and below 1000. An error names the model and the field.
     pub fn parse(text: &str) -> Result<PriceTable, String> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -239,15 +232,18 @@ fn price_of(model: &str, value: toml::Value) -> Result<Price, String> {
     let input = take("input")?.ok_or_else(|| missing("input"))?;
     let output = take("output")?.ok_or_else(|| missing("output"))?;
     let cached_input = take("cached_input")?;
+    let cache_write = take("cache_write")?;
     if let Some(field) = fields.keys().next() {
         return Err(format!(
-            "model `{model}`: unknown field `{field}` (expected input, output, cached_input)"
+            "model `{model}`: unknown field `{field}` (expected input, output, cached_input, \
+             cache_write)"
         ));
     }
     Ok(Price {
         input,
         output,
         cached_input,
+        cache_write,
     })
 }
 

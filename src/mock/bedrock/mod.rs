@@ -80,7 +80,7 @@ async fn answer(
         return error(StatusCode::BAD_REQUEST, &message, None);
     }
     let n = state.ids.fetch_add(1, Ordering::Relaxed);
-    let answer = Answer::to(&ask(&request), &state.name());
+    let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
     let request_id = HeaderValue::from_str(&format!("mock-request-{n}"))
         .unwrap_or(HeaderValue::from_static("mock-request"));
     let mut resp = if !streaming {
@@ -199,8 +199,17 @@ fn stop_reason(f: Finish) -> &'static str {
 }
 
 fn usage(a: &Answer) -> Value {
-    json!({ "inputTokens": a.prompt_tokens, "outputTokens": a.completion_tokens,
-            "totalTokens": a.prompt_tokens + a.completion_tokens })
+    // Converse's inputTokens excludes cache reads and writes, reported beside it.
+    let mut u = json!({ "inputTokens": a.fresh_prompt_tokens(),
+            "outputTokens": a.completion_tokens,
+            "totalTokens": a.prompt_tokens + a.completion_tokens });
+    if a.cached_tokens > 0 {
+        u["cacheReadInputTokens"] = json!(a.cached_tokens);
+    }
+    if a.cache_write_tokens > 0 {
+        u["cacheWriteInputTokens"] = json!(a.cache_write_tokens);
+    }
+    u
 }
 
 fn tool_id(n: u64, k: usize) -> String {

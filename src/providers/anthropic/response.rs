@@ -86,13 +86,10 @@ impl WireUsage {
         let completion = self.output_tokens.unwrap_or(0);
         let details = (self.cache_creation_input_tokens.is_some()
             || self.cache_read_input_tokens.is_some())
-        .then(|| {
-            let mut extra = Extra::new();
-            extra.insert("cache_creation_tokens".into(), created.into());
-            PromptTokensDetails {
-                cached_tokens: Some(read),
-                extra,
-            }
+        .then(|| PromptTokensDetails {
+            cached_tokens: Some(read),
+            cache_creation_tokens: Some(created),
+            extra: Extra::new(),
         });
         Usage {
             prompt_tokens: prompt,

@@ -89,13 +89,10 @@ impl WireUsage {
         let prompt = self.input_tokens + read + written;
         let details = (self.cache_read_input_tokens.is_some()
             || self.cache_write_input_tokens.is_some())
-        .then(|| {
-            let mut extra = Extra::new();
-            extra.insert("cache_creation_tokens".into(), written.into());
-            PromptTokensDetails {
-                cached_tokens: Some(read),
-                extra,
-            }
+        .then(|| PromptTokensDetails {
+            cached_tokens: Some(read),
+            cache_creation_tokens: Some(written),
+            extra: Extra::new(),
         });
         Usage {
             prompt_tokens: prompt,

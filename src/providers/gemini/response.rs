@@ -106,6 +106,7 @@ impl UsageMetadata {
                 .cached_content_token_count
                 .map(|c| PromptTokensDetails {
                     cached_tokens: Some(c),
+                    cache_creation_tokens: None,
                     extra: Extra::new(),
                 }),
             completion_tokens_details: self.thoughts_token_count.map(|t| CompletionTokensDetails {

@@ -184,10 +184,17 @@ fn builtin_prices_are_plausible() {
         Price {
             input: 0.15,
             output: 0.60,
-            cached_input: Some(0.075)
+            cached_input: Some(0.075),
+            cache_write: None,
         }
     );
     assert_eq!(builtin.lookup("claude-sonnet-4-5").unwrap().output, 15.0);
+    // Anthropic's 5-minute cache writes: 1.25x input, on Bedrock too.
+    let sonnet = builtin
+        .lookup("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        .unwrap();
+    assert_eq!(sonnet.cache_write, Some(3.75));
+    assert_eq!(mini.cache_write, None);
     for (name, price) in &builtin.entries {
         assert!(
             price.cached_input.is_none_or(|c| c <= price.input),
@@ -291,24 +298,38 @@ output = 0.88
 
 #[test]
 fn cost_charges_cached_prompt_tokens_at_the_cached_rate() {
+    use crate::usage::cost::Tokens;
     let price = Price {
         input: 2.0,
         output: 8.0,
         cached_input: Some(0.5),
+        cache_write: None,
     };
     // 600k fresh at $2, 400k cached at $0.50, 250k out at $8.
-    let usd = price.cost(1_000_000, 400_000, 250_000);
-    assert!((usd - (1.2 + 0.2 + 2.0)).abs() < 1e-9, "{usd}");
+    let tokens = Tokens {
+        input: 600_000,
+        cached_input: 400_000,
+        output: 250_000,
+        ..Tokens::default()
+    };
+    assert_eq!(price.cost(&tokens).total, 3_400_000_000);
     let uncached = Price {
         cached_input: None,
         ..price
     };
-    assert!((uncached.cost(1_000_000, 400_000, 0) - 2.0).abs() < 1e-9);
-    // More cached than prompt tokens: the whole prompt is cached, never a negative count.
-    assert!((price.cost(100, 1_000, 0) - 0.00005).abs() < 1e-12);
-    assert_eq!(price.cost(0, 0, 0), 0.0);
+    let prompt_only = Tokens {
+        output: 0,
+        ..tokens
+    };
+    assert_eq!(uncached.cost(&prompt_only).total, 2_000_000_000);
+    assert_eq!(price.cost(&Tokens::default()).total, 0);
     let mini = PriceTable::builtin().lookup("gpt-4o-mini").unwrap();
-    assert!((mini.cost(1_000, 0, 1_000) - 0.00075).abs() < 1e-12);
+    let thousand_each = Tokens {
+        input: 1_000,
+        output: 1_000,
+        ..Tokens::default()
+    };
+    assert_eq!(mini.cost(&thousand_each).total, 750_000);
 }
 
 #[test]
@@ -321,7 +342,8 @@ fn parse_accepts_integers_and_leaves_cached_input_optional() {
         Some(Price {
             input: 1.0,
             output: 2.0,
-            cached_input: None
+            cached_input: None,
+            cache_write: None,
         })
     );
 }

@@ -1,0 +1,295 @@
+//! The usage ledger: requests, errors, tokens and cost by component, summed per caller
+//! key × model × deployment × UTC hour, durable.
+//!
+//! The request path pays one channel send: each request's end hook turns its
+//! [`Ended`] into an [`Entry`] and `try_send`s it to the writer task, which sums entries in
+//! memory and writes the sums in one batch every [`FLUSH_EVERY`] or [`MAX_BATCH`] slots,
+//! when asked ([`Ledger::flush`]) and when the gateway's background stops. The store is
+//! SQLite under `state.dir` ([`sqlite`]), or Redis when `state.redis_url` is set
+//! ([`redis`]), where every replica adds into the same counters.
+
+pub mod calendar;
+mod query;
+pub mod redis;
+pub mod sqlite;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use query::{Group, Query, Report, Row, render_table};
+
+use super::cost::{Cost, Tokens};
+use crate::{
+    background::Background,
+    state::State,
+    telemetry::{EndHook, Ended, Outcome},
+};
+
+/// The writer writes what it has summed at least this often.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// ... or as soon as it holds this many distinct slots.
+pub const MAX_BATCH: usize = 1024;
+
+/// Entries queued for the writer at most; past it, entries are dropped and counted
+/// (`switchyard_ledger_dropped_total`): the request path never waits for the ledger.
+pub const QUEUE: usize = 65_536;
+
+/// Where one entry is summed: a caller key ("" for anonymous calls), a model (the
+/// catalog's name), a deployment ("" when none served) and an hour (UNIX seconds at its
+/// start, UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot {
+    pub hour: i64,
+    pub key: Arc<str>,
+    pub model: Arc<str>,
+    pub deployment: Arc<str>,
+}
+
+/// What is summed per slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub requests: u64,
+    /// Requests that did not end ok (an error status, a broken stream, a cancelled call).
+    pub errors: u64,
+    /// Served requests whose cost is unknown: no usage reported, or no price.
+    pub unpriced: u64,
+    pub tokens: Tokens,
+    /// Nano-USD.
+    pub cost: Cost,
+}
+
+impl std::ops::AddAssign for Sums {
+    fn add_assign(&mut self, o: Sums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.unpriced += o.unpriced;
+        self.tokens += o.tokens;
+        self.cost += o.cost;
+    }
+}
+
+/// One request's contribution.
+/// The ledger's deployment for requests answered from the response cache.
+pub const CACHE_HIT_DEPLOYMENT: &str = "(cache)";
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub slot: Slot,
+    pub sums: Sums,
+}
+
+impl Entry {
+    /// The entry of a request that ended at `now` (UNIX seconds).
+    pub fn of(ended: &Ended<'_>, now: i64) -> Entry {
+        let served = ended.deployment.is_some();
+        let empty = || Arc::<str>::from("");
+        Entry {
+            slot: Slot {
+                hour: calendar::hour_of(now),
+                key: ended.key.cloned().unwrap_or_else(empty),
+                model: ended.model.clone(),
+                // A cache hit reached no deployment: its request is counted, at no cost.
+                deployment: match (ended.deployment, ended.cache) {
+                    (Some(d), _) => d.clone(),
+                    (None, Some(crate::cache::Status::Hit)) => Arc::from(CACHE_HIT_DEPLOYMENT),
+                    (None, _) => empty(),
+                },
+            },
+            sums: Sums {
+                requests: 1,
+                errors: u64::from(ended.outcome != Outcome::Ok),
+                unpriced: u64::from(served && ended.cost.is_none()),
+                tokens: ended.tokens.unwrap_or_default(),
+                cost: ended.cost.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Where the sums are kept.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Arc<sqlite::SqliteLedger>),
+    /// The shared state, whose Redis holds the ledger.
+    Redis(Arc<State>),
+}
+
+/// The Redis of a [`Store::Redis`].
+fn redis_of(state: &State) -> Result<&crate::state::Redis, String> {
+    state
+        .redis()
+        .ok_or_else(|| "the ledger is in Redis but state.redis_url is not set".to_owned())
+}
+
+impl Store {
+    /// Adds `batch` to the stored sums, all or nothing.
+    pub async fn add(&self, batch: Vec<(Slot, Sums)>) -> Result<(), String> {
+        match self {
+            Store::Sqlite(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.add(&batch))
+                    .await
+                    .map_err(|e| format!("ledger writer: {e}"))?
+            }
+            Store::Redis(s) => redis::add(redis_of(s)?, &batch).await,
+        }
+    }
+
+    /// The sums `query` asks for.
+    pub async fn report(&self, query: Query) -> Result<Report, String> {
+        match self {
+            Store::Sqlite(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.report(&query))
+                    .await
+                    .map_err(|e| format!("ledger reader: {e}"))?
+            }
+            Store::Redis(s) => redis::report(redis_of(s)?, &query).await,
+        }
+    }
+
+    /// Where it is, for messages (never a Redis URL).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Sqlite(db) => db.path().display().to_string(),
+            Store::Redis(_) => "Redis".to_owned(),
+        }
+    }
+}
+
+enum Msg {
+    Entry(Entry),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// The gateway's ledger: the queue to its writer, and its store for reading.
+pub struct Ledger {
+    queue: mpsc::Sender<Msg>,
+    store: Store,
+}
+
+impl Ledger {
+    /// Starts the writer on `background`: it ends, after writing what is queued, when
+    /// the background stops.
+    pub fn start(store: Store, background: &Background) -> Ledger {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let writer = store.clone();
+        background.spawn(move |stop| write_loop(writer, rx, stop));
+        Ledger { queue, store }
+    }
+
+    /// The end hook that records one request: builds its entry and enqueues it.
+    pub fn hook(&self) -> EndHook {
+        let queue = self.queue.clone();
+        Box::new(move |ended: &Ended<'_>| {
+            let entry = Entry::of(ended, calendar::now());
+            if queue.try_send(Msg::Entry(entry)).is_err() {
+                metrics::counter!("switchyard_ledger_dropped_total").increment(1);
+            }
+        })
+    }
+
+    /// Writes what the writer holds now (requests recorded before this call included).
+    pub async fn flush(&self) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.queue
+            .send(Msg::Flush(ack))
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?;
+        done.await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?
+    }
+
+    /// The stored sums (after a flush, so they include every request recorded so far).
+    pub async fn report(&self, query: Query) -> Result<Report, String> {
+        // A stopped writer (shutdown) still leaves the store readable.
+        let _ = self.flush().await;
+        self.store.report(query).await
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Sums entries and writes them in batches until `stop`; then writes what is queued.
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<Msg>, stop: CancellationToken) {
+    let mut batch: HashMap<Slot, Sums> = HashMap::new();
+    let mut failing = false;
+    let mut ticker = tokio::time::interval(FLUSH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            msg = rx.recv() => match msg {
+                Some(Msg::Entry(e)) => {
+                    *batch.entry(e.slot).or_default() += e.sums;
+                    if batch.len() >= MAX_BATCH {
+                        let _ = write(&store, &mut batch, &mut failing).await;
+                    }
+                }
+                Some(Msg::Flush(ack)) => {
+                    let _ = ack.send(write(&store, &mut batch, &mut failing).await);
+                }
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let _ = write(&store, &mut batch, &mut failing).await;
+            }
+        }
+    }
+    // Shutdown: nothing new is accepted; what was sent before is summed and written.
+    rx.close();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Entry(e) => *batch.entry(e.slot).or_default() += e.sums,
+            Msg::Flush(ack) => drop(ack),
+        }
+    }
+    if let Err(e) = write(&store, &mut batch, &mut failing).await {
+        tracing::error!(error = %e, "usage ledger: the last batch could not be written");
+    }
+}
+
+/// Writes `batch` and empties it; on failure keeps it (to be retried, merged with what
+/// comes next) and warns once per failing spell.
+async fn write(
+    store: &Store,
+    batch: &mut HashMap<Slot, Sums>,
+    failing: &mut bool,
+) -> Result<(), String> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let taken: Vec<(Slot, Sums)> = batch.drain().collect();
+    let slots = taken.len();
+    match store.add(taken.clone()).await {
+        Ok(()) => {
+            metrics::counter!("switchyard_ledger_writes_total", "result" => "ok").increment(1);
+            if std::mem::take(failing) {
+                tracing::info!(store = %store.describe(), "usage ledger writes again");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("switchyard_ledger_writes_total", "result" => "error").increment(1);
+            if !std::mem::replace(failing, true) {
+                tracing::warn!(
+                    store = %store.describe(), error = %e, slots,
+                    "usage ledger write failed; keeping the batch to retry"
+                );
+            }
+            for (slot, sums) in taken {
+                *batch.entry(slot).or_default() += sums;
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

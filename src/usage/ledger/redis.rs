@@ -1,0 +1,198 @@
+//! The ledger in Redis, shared by every replica: one hash per UTC hour,
+//! `switchyard:usage:YYYYMMDDHH`, with a field per `key|model|deployment|component`
+//! added to by `HINCRBY`, and a sorted set `switchyard:usage:hours` of the hours
+//! (scored by their UNIX start). A batch is one `MULTI`/`EXEC` pipeline: all of it
+//! counts or none, and N replicas' increments add up. Hours expire after [`KEEP`].
+
+use std::{collections::HashMap, sync::Arc};
+
+use super::{Query, Report, Slot, Sums, calendar};
+use crate::state::Redis;
+
+/// Hour hashes live this long (a little over a year, for year-on-year questions).
+pub const KEEP: i64 = 400 * 86_400;
+
+/// The sorted set of stored hours.
+pub const HOURS: &str = "switchyard:usage:hours";
+
+/// The hash of one hour.
+pub fn bucket_key(hour: i64) -> String {
+    format!("switchyard:usage:{}", calendar::bucket_name(hour))
+}
+
+/// The components, in field order.
+const COMPONENTS: [&str; 13] = [
+    "requests",
+    "errors",
+    "unpriced",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_input_nusd",
+    "cost_cached_input_nusd",
+    "cost_cache_write_nusd",
+    "cost_output_nusd",
+    "cost_total_nusd",
+];
+
+/// `|` separates a field's parts, so names escape `%` and `|`.
+fn escape(s: &str) -> String {
+    s.replace('%', "%25").replace('|', "%7C")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%7C", "|").replace("%25", "%")
+}
+
+fn components(s: &Sums) -> [u64; 13] {
+    let (t, c) = (&s.tokens, &s.cost);
+    [
+        s.requests,
+        s.errors,
+        s.unpriced,
+        t.input,
+        t.cached_input,
+        t.cache_write,
+        t.output,
+        t.reasoning,
+        c.input,
+        c.cached_input,
+        c.cache_write,
+        c.output,
+        c.total,
+    ]
+}
+
+fn set_component(s: &mut Sums, i: usize, v: u64) {
+    let (t, c) = (&mut s.tokens, &mut s.cost);
+    let field: &mut u64 = match i {
+        0 => &mut s.requests,
+        1 => &mut s.errors,
+        2 => &mut s.unpriced,
+        3 => &mut t.input,
+        4 => &mut t.cached_input,
+        5 => &mut t.cache_write,
+        6 => &mut t.output,
+        7 => &mut t.reasoning,
+        8 => &mut c.input,
+        9 => &mut c.cached_input,
+        10 => &mut c.cache_write,
+        11 => &mut c.output,
+        _ => &mut c.total,
+    };
+    *field += v;
+}
+
+/// Adds `batch` in one atomic pipeline.
+pub async fn add(redis: &Redis, batch: &[(Slot, Sums)]) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let mut hours = Vec::new();
+    for (slot, sums) in batch {
+        let bucket = bucket_key(slot.hour);
+        let prefix = format!(
+            "{}|{}|{}|",
+            escape(&slot.key),
+            escape(&slot.model),
+            escape(&slot.deployment)
+        );
+        for (name, value) in COMPONENTS.iter().zip(components(sums)) {
+            if value > 0 {
+                let v = i64::try_from(value).unwrap_or(i64::MAX);
+                pipe.hincr(&bucket, format!("{prefix}{name}"), v).ignore();
+            }
+        }
+        if !hours.contains(&slot.hour) {
+            hours.push(slot.hour);
+        }
+    }
+    let now = calendar::now();
+    for hour in hours {
+        let bucket = bucket_key(hour);
+        pipe.zadd(HOURS, calendar::bucket_name(hour), hour).ignore();
+        pipe.expire_at(&bucket, hour + KEEP).ignore();
+    }
+    pipe.zrembyscore(HOURS, "-inf", now - KEEP).ignore();
+    redis
+        .run("ledger_add", |mut conn| async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reads the hours `query` covers (one pipeline of `HGETALL`s) and groups them.
+pub async fn report(redis: &Redis, query: &Query) -> Result<Report, String> {
+    let (first, to) = (query.first_hour(), query.to);
+    let names: Vec<String> = redis
+        .run("ledger_hours", |mut conn| async move {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(HOURS)
+                .arg(first)
+                .arg(format!("({to}"))
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let hours: Vec<i64> = names
+        .iter()
+        .filter_map(|n| calendar::parse_bucket_name(n))
+        .collect();
+    let mut pipe = redis::pipe();
+    for h in &hours {
+        pipe.hgetall(bucket_key(*h));
+    }
+    let buckets: Vec<HashMap<String, i64>> = if hours.is_empty() {
+        Vec::new()
+    } else {
+        redis
+            .run("ledger_read", |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let mut slots: HashMap<Slot, Sums> = HashMap::new();
+    for (hour, fields) in hours.iter().zip(buckets) {
+        for (field, value) in fields {
+            let parts: Vec<&str> = field.split('|').collect();
+            let [key, model, deployment, component] = parts[..] else {
+                continue;
+            };
+            let Some(i) = COMPONENTS.iter().position(|c| *c == component) else {
+                continue;
+            };
+            let slot = Slot {
+                hour: *hour,
+                key: Arc::from(unescape(key)),
+                model: Arc::from(unescape(model)),
+                deployment: Arc::from(unescape(deployment)),
+            };
+            set_component(
+                slots.entry(slot).or_default(),
+                i,
+                u64::try_from(value).unwrap_or(0),
+            );
+        }
+    }
+    Ok(Report::from_slots(query.clone(), slots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_the_separator_survive() {
+        assert_eq!(unescape(&escape("a|b%7C")), "a|b%7C");
+        assert!(!escape("a|b").contains('|'));
+        let mut s = Sums::default();
+        for i in 0..13 {
+            set_component(&mut s, i, i as u64 + 1);
+        }
+        assert_eq!(components(&s), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+    }
+}
