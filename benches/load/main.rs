@@ -80,6 +80,11 @@ const SLOW_COST_MODEL: &str = "slow-model-cost";
 /// in the `switchyard-redis` one).
 const FAST_LIMITS_MODEL: &str = "fast-model-limits";
 const SLOW_LIMITS_MODEL: &str = "slow-model-limits";
+/// The response cache, on for every model but the limits ones.
+const CACHE: &str = "[cache]\nttl_s = 3600\n";
+/// Cache-hit p99 targets through the gateway (issue 12), in process and on Redis, ms.
+const CACHE_HIT_P99_MS: f64 = 0.150;
+const REDIS_CACHE_HIT_P99_MS: f64 = 1.0;
 /// Most in-process limits may add to the CPU per request (issue 12).
 const LIMITS_CPU_LIMIT: f64 = 0.05;
 /// Most the cost-aware policy may add to the static order's CPU per request.
@@ -200,13 +205,22 @@ fn run() -> Res<()> {
     } else {
         None
     };
+    // The same config with the response cache on: the same request every time, so all
+    // but the first are hits (the limits models are never cached).
+    let cache_gateway = Spawned::gateway(
+        &tmp,
+        proxy_core,
+        "switchyard-cache",
+        &format!("{}{CACHE}", gateway_config(fast_addr, slow_addr)),
+        log_env.as_deref(),
+    )?;
     let redis_gateway = match &redis {
         Some(r) => Some(Spawned::gateway(
             &tmp,
             proxy_core,
             "switchyard-redis",
             &format!(
-                "{}[state]\nredis_url = \"redis://{}/0\"\n",
+                "{}{CACHE}[state]\nredis_url = \"redis://{}/0\"\n",
                 gateway_config(fast_addr, slow_addr),
                 r.addr
             ),
@@ -310,7 +324,27 @@ fn run() -> Res<()> {
         cpu_pid: gateway.pid(),
         slow_cpu_pid: gateway.pid(),
     });
+    targets.push(Target {
+        name: "switchyard-cache",
+        fast: cache_gateway.addr,
+        slow: cache_gateway.addr,
+        fast_model: FAST_MODEL,
+        slow_model: SLOW_MODEL,
+        pids: vec![cache_gateway.pid()],
+        cpu_pid: cache_gateway.pid(),
+        slow_cpu_pid: cache_gateway.pid(),
+    });
     if let Some(g) = &redis_gateway {
+        targets.push(Target {
+            name: "switchyard-redis-cache",
+            fast: g.addr,
+            slow: g.addr,
+            fast_model: FAST_MODEL,
+            slow_model: SLOW_MODEL,
+            pids: vec![g.pid()],
+            cpu_pid: g.pid(),
+            slow_cpu_pid: g.pid(),
+        });
         targets.push(Target {
             name: "switchyard-redis-limits",
             fast: g.addr,
@@ -330,6 +364,7 @@ fn run() -> Res<()> {
     ours.extend(nginx.as_ref().map(Spawned::pid));
     ours.extend(redis.as_ref().map(Spawned::pid));
     ours.extend(redis_gateway.as_ref().map(Spawned::pid));
+    ours.push(cache_gateway.pid());
     let mut results: Vec<(&Target, TargetResult)> = targets
         .iter()
         .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
@@ -342,6 +377,7 @@ fn run() -> Res<()> {
         for p in nginx.iter().chain(&redis).chain(&redis_gateway) {
             p.check_alive()?;
         }
+        cache_gateway.check_alive()?;
         gateway.check_alive()
     };
 
@@ -423,7 +459,11 @@ fn run() -> Res<()> {
         // same stdout.
         results
             .iter()
-            .filter(|r| r.name.starts_with("switchyard") && !r.name.starts_with("switchyard-redis"))
+            .filter(|r| {
+                r.name.starts_with("switchyard")
+                    && !r.name.starts_with("switchyard-redis")
+                    && r.name != "switchyard-cache"
+            })
             .map(|r| r.sent)
             .sum::<u64>()
     );
@@ -441,6 +481,7 @@ fn run() -> Res<()> {
         );
     }
     drop(redis_gateway);
+    drop(cache_gateway);
     drop(redis);
     drop(gateway);
     drop(nginx);
@@ -504,8 +545,10 @@ fn gateway_config(fast: SocketAddr, slow: SocketAddr) -> String {
                 )
             })
             .collect();
+        // Never cached, so that in a gateway with `[cache]` these still reach a provider.
         let limits = if name.ends_with("-limits") {
-            "limits = { rpm = 1000000000, tpm = 1000000000000, max_concurrent = 1000000 }\n"
+            "limits = { rpm = 1000000000, tpm = 1000000000000, max_concurrent = 1000000 }\n\
+             cache_ttl_s = 0\n"
         } else {
             ""
         };

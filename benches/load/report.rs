@@ -1,8 +1,8 @@
 //! The report: tables of figures, warnings, problems and the verdict on the targets.
 
 use crate::{
-    ADDED_P99_LIMIT_MS, CPU_RATIO_LIMIT, LIMITS_CPU_LIMIT, POLICY_CPU_LIMIT, RSS_LIMIT_MB,
-    Settings, target::TargetResult,
+    ADDED_P99_LIMIT_MS, CACHE_HIT_P99_MS, CPU_RATIO_LIMIT, LIMITS_CPU_LIMIT, POLICY_CPU_LIMIT,
+    REDIS_CACHE_HIT_P99_MS, RSS_LIMIT_MB, Settings, target::TargetResult,
 };
 
 pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
@@ -271,6 +271,28 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    for (name, limit, place) in [
+        ("switchyard-cache", CACHE_HIT_P99_MS, "in process"),
+        (
+            "switchyard-redis-cache",
+            REDIS_CACHE_HIT_P99_MS,
+            "in Redis on loopback",
+        ),
+    ] {
+        if let Some(c) = results.iter().find(|r| r.name == name) {
+            println!(
+                "- cache-hit p99 at {} req/s through the gateway, entries {place}, ≤ {:.0} µs: \
+                 p50 {:.0} µs, p99 {:.0} µs ({:.0} req/s at saturation, {:.1} µs CPU a hit) → {}",
+                s.rate,
+                limit * 1000.0,
+                c.fixed_p50_ms * 1000.0,
+                c.fixed_p99_ms * 1000.0,
+                c.sat_rps,
+                c.sat_cpu_us,
+                verdict(c.fixed_p99_ms <= limit)
+            );
+        }
     }
     if let (Some(g), Some(d)) = (gw, direct) {
         let add = g.fixed_p99_ms - d.fixed_p99_ms;
