@@ -16,11 +16,15 @@
 //!    body under a size limit and `server.body_timeout_ms`) or [`api::grpc`] (the
 //!    `switchyard.v1.Gateway` service), both into one canonical [`chat::ChatRequest`];
 //!    [`server`] serves both on every listener.
-//! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`] in order, each
-//!    a [`pipeline::stages::Stage`]: `authorize` (the security level asked for is within
-//!    the key's), then `validate`. Then the response cache ([`cache`]): a hit is the
-//!    answer (replayed as SSE for a stream) and ends the path here; a miss is stored once
-//!    its answer is complete. The limits reservation and redaction come next.
+//! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a
+//!    [`pipeline::stages::Stage`], in two runs around the response cache. First `admit`:
+//!    `authorize` (the security level asked for is within the key's), then `validate`.
+//!    Then the cache ([`cache`]): a hit is the answer (replayed as SSE for a stream) and
+//!    ends the path here, counting against no limit or budget; a miss is stored once its
+//!    answer is complete. After a miss, `reserve`: `limit` reserves the request's place
+//!    under every rate limit and budget that applies, all or nothing ([`limits`]: in
+//!    process, or one atomic script in [`state`]'s Redis), settled by the request
+//!    record's end hook. Redaction comes next.
 //! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`],
 //!    with [`routing::capabilities`]: what the request needs), then the model's Lua policy
 //!    ([`routing::policy`]) orders the survivors, using each deployment's live [`health`]
@@ -44,14 +48,16 @@
 //!    usage ledger ([`usage::ledger`]), fed by each record's end hook through a queue to a
 //!    background writer (SQLite under `state.dir`, or Redis).
 //!
-//! Beside the path: [`config`] (file types, validation into `Config`, the embedded default),
-//! [`reload`] (file watcher, SIGHUP and `/admin/reload`, all through
-//! [`gateway::Gateway::rebuild`], the one way the live state changes), [`routes`] (live
-//! overrides of a model's deployment order, in Redis for every replica, applied to every
-//! snapshot the gateway builds), [`alerts`] (metric
-//! and webhook), [`background`] (every background loop — alert sender, watchers, price
-//! refresh, metrics upkeep, ledger writer — stopped at shutdown), [`api::admin`] and [`mock`] (simulated
-//! providers with fault injection, for the demo, tests and benches).
+//! Beside the path: [`config`] (file types, validation into `Config`, the embedded
+//! default), [`state`] (shared state: in process, or one self-reconnecting Redis
+//! connection whose every call is time-bounded), [`reload`] (file watcher, SIGHUP and
+//! `/admin/reload`, all through [`gateway::Gateway::rebuild`], the one way the live state
+//! changes), [`routes`] (live overrides of a model's deployment order, in Redis for every
+//! replica, applied to every snapshot the gateway builds), [`alerts`] (metric and
+//! webhook), [`background`] (every background loop — alert sender, watchers, price
+//! refresh, metrics upkeep, ledger writer, route follower — stopped at shutdown),
+//! [`api::admin`] and [`mock`] (simulated providers with fault injection, for the demo,
+//! tests and benches).
 
 pub mod alerts;
 pub mod api;

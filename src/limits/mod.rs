@@ -13,9 +13,9 @@
 //!   against the UTC day's and month's caps until it settles with the real cost.
 //!
 //! Places and holds expire (`state.hold_ttl_s`), so those of a replica that died free
-//! themselves. In process the counters are this process's ([`local`]); with
+//! themselves. In process the counters are this process's (`local.rs`); with
 //! `state.redis_url` each reserve and each settle is one atomic script on the Redis
-//! server, with the server's clock ([`redis`]), so N replicas enforce one limit exactly.
+//! server, with the server's clock (`redis.rs`), so N replicas enforce one limit exactly.
 //! When Redis cannot be reached, `state.on_redis_error` decides: `open` admits on this
 //! replica's own counters (budgets unenforced meanwhile), `closed` refuses.
 
