@@ -513,3 +513,44 @@ async fn cache_hits_count_against_no_limit() {
         assert_eq!(call(&url, KEY_A, &ask(17)).await.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn released_and_zero_cost_reservations_age_out_of_redis_cleanly() {
+    // Lua writes a negated zero as "-0", which HINCRBY rejects: a released reservation
+    // (0 tokens) leaving the window, or a zero-cost budget hold expiring, must not break
+    // the scripts. Closed mode makes any script error a visible 503.
+    let redis = RedisServer::start();
+    let a = Mock::start("a", "status=500").await;
+    let config = config_for(
+        &[&a],
+        &(state(&redis, "on_redis_error = \"closed\"\nhold_ttl_s = 1")
+            + &keys(
+                "limits = { tpm = 100000 }\nbudget = { usd_per_day = 5.0 }",
+                "",
+            )),
+    );
+    let gw = TestGateway::start(&config).await;
+    let url = gw.url("");
+    // Fails upstream: its tokens are released to 0; the model is unpriced: a 0 hold.
+    assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 500);
+    let t = "switchyard:limit:key:team-a:t";
+    let rid = redis.cli(&["ZRANGE", t, "0", "0"]).unwrap();
+    assert!(!rid.is_empty());
+    // Age it out of the 60 s window, and let the budget hold expire.
+    let old = redis.cli(&["TIME"]).unwrap();
+    let secs: i64 = old.lines().next().unwrap().parse().unwrap();
+    let aged = ((secs - 120) * 1000).to_string();
+    redis.cli(&["ZADD", t, &aged, &rid]).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.set_fault("").await;
+    for _ in 0..3 {
+        assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 200);
+    }
+    // The three served calls' real tokens are in the window's sum.
+    let sum: u64 = redis
+        .cli(&["HGET", "switchyard:limit:key:team-a:tv", "_sum"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sum > 0);
+}

@@ -21,6 +21,14 @@ local tokens = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local window = 60000
+
+-- HINCRBY by a whole number. Lua 5.1 writes a negated zero as "-0" and large numbers in
+-- exponent form, both of which HINCRBY rejects: skip zero, and format as an integer.
+local function add(key, field, n)
+  if n ~= 0 then
+    redis.call('HINCRBY', key, field, string.format('%d', n))
+  end
+end
 local cutoff = now - window
 
 local function trim_tokens(tz, tv, before)
@@ -31,7 +39,7 @@ local function trim_tokens(tz, tv, before)
     freed = freed + tonumber(redis.call('HGET', tv, id) or '0')
     redis.call('HDEL', tv, id)
   end
-  redis.call('HINCRBY', tv, '_sum', -freed)
+  add(tv, '_sum', -freed)
   redis.call('ZREMRANGEBYSCORE', tz, '-inf', before)
 end
 
@@ -107,7 +115,7 @@ if budget then
       freed = freed + tonumber(redis.call('HGET', hv, id) or '0')
       redis.call('HDEL', hv, id)
     end
-    redis.call('HINCRBY', hv, '_sum', -freed)
+    add(hv, '_sum', -freed)
     redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
   end
   local held = tonumber(redis.call('HGET', hv, '_sum') or '0')
@@ -135,7 +143,7 @@ for i = 0, n - 1 do
   if tonumber(ARGV[7 + 3 * i]) > 0 then
     redis.call('ZADD', tz, now, rid)
     redis.call('HSET', tv, rid, tokens)
-    redis.call('HINCRBY', tv, '_sum', tokens)
+    add(tv, '_sum', tokens)
     redis.call('PEXPIRE', tz, window + 1000)
     redis.call('PEXPIRE', tv, window + 1000)
   end
@@ -147,7 +155,7 @@ end
 if budget then
   redis.call('ZADD', h, now + ttl, rid)
   redis.call('HSET', hv, rid, cost)
-  redis.call('HINCRBY', hv, '_sum', cost)
+  add(hv, '_sum', cost)
   redis.call('PEXPIRE', h, ttl + 1000)
   redis.call('PEXPIRE', hv, ttl + 1000)
 end

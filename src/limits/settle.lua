@@ -7,6 +7,14 @@ local rid = ARGV[1]
 local tokens = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+
+-- HINCRBY by a whole number. Lua 5.1 writes a negated zero as "-0" and large numbers in
+-- exponent form, both of which HINCRBY rejects: skip zero, and format as an integer.
+local function add(key, field, n)
+  if n ~= 0 then
+    redis.call('HINCRBY', key, field, string.format('%d', n))
+  end
+end
 for i = 0, n - 1 do
   local tz, tv, c = KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]
   if tonumber(ARGV[5 + 2 * i]) > 0 then
@@ -15,7 +23,7 @@ for i = 0, n - 1 do
     if held then
       local now = math.max(tokens, 0)
       redis.call('HSET', tv, rid, now)
-      redis.call('HINCRBY', tv, '_sum', now - tonumber(held))
+      add(tv, '_sum', now - tonumber(held))
     end
   end
   if tonumber(ARGV[6 + 2 * i]) > 0 then
@@ -27,7 +35,7 @@ if tonumber(ARGV[5 + 2 * n]) > 0 then
   local held = redis.call('HGET', hv, rid)
   if held then
     redis.call('HDEL', hv, rid)
-    redis.call('HINCRBY', hv, '_sum', -tonumber(held))
+    add(hv, '_sum', -tonumber(held))
     redis.call('ZREM', h, rid)
   end
   if cost > 0 then
