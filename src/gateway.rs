@@ -121,7 +121,7 @@ impl Gateway {
         let state =
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
         let cache = ResponseCache::new(&config.cache, &state, background.clone());
-        let limiter = Arc::new(limits::Limiter::new(state.clone()));
+        let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
         let live = Live::build(
             config,
             &clients,

@@ -554,3 +554,60 @@ async fn released_and_zero_cost_reservations_age_out_of_redis_cleanly() {
         .unwrap();
     assert!(sum > 0);
 }
+
+#[tokio::test]
+async fn a_request_without_max_tokens_is_not_too_large_for_a_modest_tpm() {
+    let a = Mock::start("a", "").await;
+    let gw = TestGateway::start(&config_for(&[&a], &keys("limits = { tpm = 3000 }", ""))).await;
+    let body = json!({ "model": "gpt-4o-mini",
+                       "messages": [{ "role": "user", "content": "Hello" }] });
+    // Estimated at the default 4096 output tokens, clamped to what the limit holds.
+    let resp = call(&gw.url(""), KEY_A, &body).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_stream_the_caller_leaves_after_content_spends_its_estimate() {
+    let redis = RedisServer::start();
+    let a = Mock::start("a", "chunk_delay_ms=150").await;
+    let config = priced(config_for(
+        &[&a],
+        &(state(&redis, "") + &keys("budget = { usd_per_day = 5.0 }", "")),
+    ));
+    let gw = TestGateway::start(&config).await;
+    let mut body = ask(20);
+    body["stream"] = json!(true);
+    let mut resp = call(&gw.url(""), KEY_A, &body).await;
+    assert_eq!(resp.status(), 200);
+    // Read until content arrived, then leave before the end (and before any usage).
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"") {
+        let chunk = within(resp.chunk()).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    // The provider billed what it sent; how much is unknown, so the estimate is spent.
+    let spent = within(async {
+        loop {
+            let keys = redis
+                .cli(&["KEYS", "switchyard:budget:team-a:d:*"])
+                .unwrap();
+            if !keys.is_empty()
+                && let Some(v) = redis.cli(&["GET", &keys])
+                && let Ok(micros) = v.parse::<u64>()
+            {
+                break micros;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Input estimate (a few tokens) plus max_tokens 20, at $0.001 a token.
+    assert!((20_000..40_000).contains(&spent), "spent {spent} micro-USD");
+    assert_eq!(
+        redis
+            .cli(&["HGET", "switchyard:budget:team-a:hv", "_sum"])
+            .unwrap(),
+        "0"
+    );
+}

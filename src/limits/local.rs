@@ -58,6 +58,21 @@ impl Spend {
     }
 }
 
+impl Spend {
+    /// Adds a settled cost to the day and month it was reserved in, as the Redis engine
+    /// does (its counters are per day and month): a period already over takes it, and
+    /// the current one's counter never goes back to an older period.
+    fn charge(&mut self, day: Day, micros: u64) {
+        for (counter, period) in [(&mut self.day, day.day), (&mut self.month, day.month)] {
+            if counter.0 == period {
+                counter.1 += micros;
+            } else if counter.0 < period {
+                *counter = (period, micros);
+            }
+        }
+    }
+}
+
 impl Local {
     pub fn new() -> Local {
         Local {
@@ -192,9 +207,7 @@ impl Local {
         {
             spend.holds.retain(|h| h.1 != rid);
             if settle.cost_micros > 0 {
-                spend.spent(day);
-                spend.day.1 += settle.cost_micros;
-                spend.month.1 += settle.cost_micros;
+                spend.charge(day, settle.cost_micros);
             }
         }
     }

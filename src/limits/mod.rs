@@ -41,14 +41,18 @@ use crate::{
 /// The window of `rpm` and `tpm`.
 const WINDOW_MS: u64 = 60_000;
 
-/// The output a request is assumed to ask for when it sets no `max_tokens` and no
-/// deployment of its model declares an output cap.
-pub const DEFAULT_OUTPUT_CAP: u32 = 4096;
+/// The output a request that sets no `max_tokens` is estimated at (lower when every
+/// deployment of its model caps output lower). It is what Anthropic-format deployments
+/// are sent when the caller sets none; reserving a model's whole output cap (128k
+/// tokens for some) would refuse ordinary calls under a modest `tpm` or budget.
+pub const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
 
 /// The gateway's limiter; it outlives reloads (a reload must not reset the counters).
 pub struct Limiter {
     local: local::Local,
     state: Arc<State>,
+    /// Where Redis settles run, so shutdown waits for them.
+    background: crate::background::Background,
     scripts: redis::Scripts,
     /// Reservation ids: this process's random prefix and a counter.
     prefix: u64,
@@ -117,7 +121,7 @@ impl Rules {
             .iter()
             .filter(|m| m.limits.any())
             .map(|m| {
-                let id = Arc::from(format!("model:{}", m.name));
+                let id = Arc::from(format!("model:{}", escape(&m.name)));
                 (
                     m.name.clone(),
                     Subject {
@@ -133,7 +137,7 @@ impl Rules {
             .map(|k| {
                 let rules = KeyRules {
                     own: k.limits.any().then(|| Subject {
-                        id: Arc::from(format!("key:{}", k.name)),
+                        id: Arc::from(format!("key:{}", escape(&k.name))),
                         limits: k.limits,
                     }),
                     per_model: k
@@ -141,7 +145,11 @@ impl Rules {
                         .iter()
                         .filter(|(_, l)| l.any())
                         .map(|(model, l)| {
-                            let id = Arc::from(format!("key-model:{}:{model}", k.name));
+                            let id = Arc::from(format!(
+                                "key-model:{}:{}",
+                                escape(&k.name),
+                                escape(model)
+                            ));
                             (model.clone(), Subject { id, limits: *l })
                         })
                         .collect(),
@@ -353,10 +361,11 @@ pub struct Reservation {
 }
 
 impl Limiter {
-    pub fn new(state: Arc<State>) -> Limiter {
+    pub fn new(state: Arc<State>, background: crate::background::Background) -> Limiter {
         Limiter {
             local: local::Local::new(),
             state,
+            background,
             scripts: redis::Scripts::new(),
             prefix: fastrand::u64(..),
             next: AtomicU64::new(1),
@@ -387,22 +396,31 @@ impl Limiter {
                     .await
                 {
                     Ok(result) => (result, Engine::Redis),
-                    Err(e) => match self.state.on_redis_error() {
-                        OnRedisError::Closed => {
-                            tracing::warn!(error = %e, "limits refused: Redis unreachable and state.on_redis_error = closed");
-                            return Err(Error::LimitsUnavailable);
+                    Err(e) => {
+                        // The script may have run though its answer was lost: release
+                        // whatever it took, so no hold lingers until it expires.
+                        let release = Settle {
+                            tokens: None,
+                            cost_micros: 0,
+                        };
+                        self.clone().settle_in_redis(ask.clone(), rid, release, day);
+                        match self.state.on_redis_error() {
+                            OnRedisError::Closed => {
+                                tracing::warn!(error = %e, "limits refused: Redis unreachable and state.on_redis_error = closed");
+                                return Err(Error::LimitsUnavailable);
+                            }
+                            OnRedisError::Open => {
+                                metrics::counter!("switchyard_limits_degraded_total").increment(1);
+                                tracing::warn!(error = %e, "limits degraded to this replica's counters: Redis unreachable");
+                                // Budgets need the shared spend: unenforced until Redis is back.
+                                let local = Ask {
+                                    budget: None,
+                                    ..ask.clone()
+                                };
+                                (self.local.reserve(&local, rid, hold_ms, day), Engine::Local)
+                            }
                         }
-                        OnRedisError::Open => {
-                            metrics::counter!("switchyard_limits_degraded_total").increment(1);
-                            tracing::warn!(error = %e, "limits degraded to this replica's counters: Redis unreachable");
-                            // Budgets need the shared spend: unenforced until Redis is back.
-                            let local = Ask {
-                                budget: None,
-                                ..ask.clone()
-                            };
-                            (self.local.reserve(&local, rid, hold_ms, day), Engine::Local)
-                        }
-                    },
+                    }
                 }
             }
         };
@@ -425,6 +443,36 @@ impl Limiter {
         }
     }
 
+    /// Settles a Redis reservation off the caller's path, on the gateway's background
+    /// (shutdown waits for it), retrying once; if it still fails, the holds expire by
+    /// themselves and the spend is lost (logged).
+    fn settle_in_redis(self: Arc<Self>, ask: Ask, rid: u64, settle: Settle, day: Day) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let limiter = self.clone();
+        self.background.spawn(move |_| async move {
+            let Some(r) = limiter.state.redis() else {
+                return;
+            };
+            let name = limiter.rid_name(rid);
+            let mut last = None;
+            for attempt in 0..2 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                match limiter.scripts.settle(r, &ask, &name, settle, day).await {
+                    Ok(()) => return,
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let Some(e) = last {
+                metrics::counter!("switchyard_limits_unsettled_total").increment(1);
+                tracing::warn!(error = %e, cost_micros = settle.cost_micros, "a reservation could not be settled; its holds expire by themselves");
+            }
+        });
+    }
+
     fn rid_name(&self, rid: u64) -> String {
         format!("{:016x}-{rid}", self.prefix)
     }
@@ -435,16 +483,19 @@ impl Reservation {
     /// reported usage; the estimate when a served call reported none (never less than
     /// it may have cost); released when it failed or the caller went away.
     pub fn settle(self, ended: &Ended<'_>) {
-        let settle = match (ended.usage, ended.outcome) {
-            (Some(u), _) => Settle {
+        let settle = match ended.usage {
+            Some(u) => Settle {
                 tokens: Some(u64::from(u.prompt_tokens) + u64::from(u.completion_tokens)),
                 cost_micros: ended.cost_usd.map_or(0, usd_to_micros),
             },
-            (None, crate::telemetry::Outcome::Ok) => Settle {
+            // Served, or cut off after content reached the caller (a client that leaves
+            // before the usage chunk, a stream broken upstream): the provider billed it,
+            // and how much is unknown, so the estimate is spent.
+            None if ended.outcome == crate::telemetry::Outcome::Ok || ended.delivered => Settle {
                 tokens: Some(self.ask.tokens),
                 cost_micros: self.ask.cost_micros,
             },
-            (None, _) => Settle {
+            None => Settle {
                 tokens: None,
                 cost_micros: 0,
             },
@@ -455,23 +506,8 @@ impl Reservation {
                 .local
                 .settle(&self.ask, self.rid, settle, self.day),
             Engine::Redis => {
-                // Off the caller's path; if it cannot run, the holds expire.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        let limiter = &self.limiter;
-                        let Some(r) = limiter.state.redis() else {
-                            return;
-                        };
-                        let rid = limiter.rid_name(self.rid);
-                        if let Err(e) = limiter
-                            .scripts
-                            .settle(r, &self.ask, &rid, settle, self.day)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "a reservation could not be settled; its holds expire by themselves");
-                        }
-                    });
-                }
+                let limiter = self.limiter.clone();
+                limiter.settle_in_redis(self.ask, self.rid, settle, self.day);
             }
         }
     }
@@ -579,14 +615,28 @@ fn refused(ask: &Ask, refusal: Refusal) -> Error {
     }
 }
 
+/// A name in a subject id: `%` and `:` escaped (`%25`, `%3A`), so that a key or model
+/// name holding a colon (`llama3:8b`) cannot make two subjects one.
+fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains([':', '%']) {
+        std::borrow::Cow::Owned(name.replace('%', "%25").replace(':', "%3A"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+fn unescape(name: &str) -> String {
+    name.replace("%3A", ":").replace("%25", "%")
+}
+
 fn describe_subject(id: &str) -> String {
     if let Some(k) = id.strip_prefix("key-model:") {
         let (key, model) = k.split_once(':').unwrap_or((k, ""));
-        format!("key `{key}` on model `{model}`")
+        format!("key `{}` on model `{}`", unescape(key), unescape(model))
     } else if let Some(k) = id.strip_prefix("key:") {
-        format!("key `{k}`")
+        format!("key `{}`", unescape(k))
     } else if let Some(m) = id.strip_prefix("model:") {
-        format!("model `{m}`")
+        format!("model `{}`", unescape(m))
     } else {
         id.to_owned()
     }

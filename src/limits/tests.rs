@@ -193,3 +193,49 @@ fn reset_durations_read_like_openais() {
     assert_eq!(openai_duration(Duration::from_secs(2)), "2s");
     assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_settle_after_midnight_charges_its_own_day_and_keeps_the_new_ones_spend() {
+    let local = Local::new();
+    let budget = Budget {
+        usd_per_day: Some(1.0),
+        usd_per_month: None,
+    };
+    let a = Ask {
+        subjects: vec![],
+        budget: Some((Arc::from("a"), budget)),
+        tokens: 0,
+        cost_micros: 300_000,
+    };
+    let today = day();
+    let tomorrow = Day {
+        day: today.day + 1,
+        month: today.month,
+    };
+    local.reserve(&a, 1, HOLD, today).unwrap();
+    // After midnight, another call spends 0.6 of the new day.
+    local.reserve(&a, 2, HOLD, tomorrow).unwrap();
+    let spent = |micros| Settle {
+        tokens: Some(1),
+        cost_micros: micros,
+    };
+    local.settle(&a, 2, spent(600_000), tomorrow);
+    // The first settles late, on yesterday: the new day keeps its 0.6, so one more
+    // 0.3 estimate fits and a second does not.
+    local.settle(&a, 1, spent(300_000), today);
+    local.reserve(&a, 3, HOLD, tomorrow).unwrap();
+    assert_eq!(
+        local.reserve(&a, 4, HOLD, tomorrow).unwrap_err(),
+        Refusal::BudgetDay { cap: 1_000_000 }
+    );
+}
+
+#[test]
+fn subject_ids_keep_colons_in_names_apart() {
+    assert_eq!(escape("llama3:8b"), "llama3%3A8b");
+    assert_eq!(unescape(&escape("a%3A:b")), "a%3A:b");
+    assert_eq!(
+        describe_subject(&format!("key-model:{}:{}", escape("a:b"), escape("c"))),
+        "key `a:b` on model `c`"
+    );
+}

@@ -108,20 +108,30 @@ impl Stage for Limit {
         if subjects.is_empty() && budget.is_none() {
             return Ok(());
         }
-        // The output asked for, or the largest any deployment of the model may give.
+        // The output asked for; when none is, the default output estimate (or the
+        // model's cap when it is lower), never more than a minute of the tightest `tpm`
+        // holds: a request that did not ask for much output is not "too large".
         let needs = Needs::of(request);
+        let input = needs.tokens.saturating_sub(needs.output_tokens);
         let output = if needs.output_tokens > 0 {
-            needs.output_tokens
+            u64::from(needs.output_tokens)
         } else {
-            model
+            let cap = model
                 .deployments
                 .iter()
                 .filter_map(|d| d.capabilities.max_output)
                 .max()
-                .unwrap_or(limits::DEFAULT_OUTPUT_CAP)
+                .map_or(limits::DEFAULT_OUTPUT_ESTIMATE, |c| {
+                    c.min(limits::DEFAULT_OUTPUT_ESTIMATE)
+                });
+            let room = subjects
+                .iter()
+                .filter_map(|s| s.limits.tpm)
+                .min()
+                .map_or(u64::MAX, |tpm| tpm.saturating_sub(u64::from(input)));
+            u64::from(cap).min(room)
         };
-        let input = needs.tokens.saturating_sub(needs.output_tokens);
-        let tokens = u64::from(input) + u64::from(output);
+        let tokens = u64::from(input) + output;
         // Priced at the dearest deployment the call might land on.
         let cost_usd = model
             .deployments
@@ -129,7 +139,7 @@ impl Stage for Limit {
             .map(|d| {
                 let tokens = Tokens {
                     input: u64::from(input),
-                    output: u64::from(output),
+                    output,
                     ..Tokens::default()
                 };
                 d.price().cost(&tokens).total_usd()

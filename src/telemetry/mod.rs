@@ -170,6 +170,9 @@ pub struct Ended<'a> {
     pub provider: Option<&'a std::sync::Arc<str>>,
     pub deployment: Option<&'a std::sync::Arc<str>>,
     pub stream: bool,
+    /// Whether any of the answer reached the caller (a cancelled or broken stream may
+    /// have cost the provider's output before it ended).
+    pub delivered: bool,
     pub outcome: Outcome,
     /// What the response cache did. A hit reached no provider: it has no usage, price
     /// or cost, and counts against no limit or budget.
@@ -356,6 +359,7 @@ impl RequestRecord {
                 provider: self.provider.as_ref(),
                 deployment: self.deployment.as_ref(),
                 stream: self.stream,
+                delivered: self.ttft.is_some(),
                 outcome,
                 cache: self.cache,
                 usage,
