@@ -611,3 +611,34 @@ async fn a_stream_the_caller_leaves_after_content_spends_its_estimate() {
         "0"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_costs_one_timeout_not_one_per_call() {
+    // A port that takes connections and never answers: every Redis call would wait out
+    // the timeout. After one does, Redis is taken as down for a second.
+    let (hung, socket) = Mock::bound("hung-redis");
+    socket.listen(128).unwrap();
+    let a = Mock::start("a", "").await;
+    let config = config_for(
+        &[&a],
+        &(format!(
+            "[state]\nredis_url = \"redis://{}/0\"\nredis_timeout_ms = 300\n",
+            hung.addr
+        ) + &keys("limits = { rpm = 100 }", "")),
+    );
+    let gw = TestGateway::start(&config).await;
+    let url = gw.url("");
+    let started = tokio::time::Instant::now();
+    assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 200);
+    let first = started.elapsed();
+    assert!(first >= Duration::from_millis(250), "{first:?}");
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 200);
+    }
+    let five = started.elapsed();
+    assert!(
+        five < Duration::from_millis(250),
+        "five calls took {five:?}"
+    );
+}

@@ -385,7 +385,12 @@ impl Limiter {
             return Ok(None);
         }
         let rid = self.next.fetch_add(1, Ordering::Relaxed);
-        let day = Day::now();
+        // Only budgets count by the calendar.
+        let day = if ask.budget.is_some() {
+            Day::now()
+        } else {
+            Day { day: 0, month: 0 }
+        };
         let hold_ms = self.hold_ms();
         let (result, engine) = match self.state.redis() {
             None => (self.local.reserve(&ask, rid, hold_ms, day), Engine::Local),

@@ -132,19 +132,23 @@ impl Stage for Limit {
             u64::from(cap).min(room)
         };
         let tokens = u64::from(input) + output;
-        // Priced at the dearest deployment the call might land on.
-        let cost_usd = model
-            .deployments
-            .iter()
-            .map(|d| {
-                let tokens = Tokens {
-                    input: u64::from(input),
-                    output,
-                    ..Tokens::default()
-                };
-                d.price().cost(&tokens).total_usd()
-            })
-            .fold(0.0, f64::max);
+        // Priced at the dearest deployment the call might land on; only a budget needs
+        // it (a price lookup per deployment is not free).
+        let cost_usd = match &budget {
+            None => 0.0,
+            Some(_) => model
+                .deployments
+                .iter()
+                .map(|d| {
+                    let tokens = Tokens {
+                        input: u64::from(input),
+                        output,
+                        ..Tokens::default()
+                    };
+                    d.price().cost(&tokens).total_usd()
+                })
+                .fold(0.0, f64::max),
+        };
         let ask = Ask {
             subjects,
             budget,

@@ -103,6 +103,11 @@ pub async fn run(gateway: Arc<Gateway>, stop: CancellationToken) {
                 backoff = BACKOFF_MIN;
                 failing = false;
                 tracing::info!(channel = shared::CHANNEL, "route overrides: subscribed");
+                // A connection just made proves Redis is back: no need to wait out the
+                // moment it is taken as down after a failure.
+                if let Some(redis) = gateway.state().redis() {
+                    redis.mark_up();
+                }
                 match sync(&gateway).await {
                     Ok(n) => tracing::info!(overrides = n, "route overrides read from Redis"),
                     Err(error) => tracing::warn!(%error, "route overrides: cannot read them"),

@@ -55,7 +55,15 @@ pub struct Redis {
     timeout: Duration,
     /// Made on first use, inside the runtime (the manager spawns its driver task).
     conn: OnceLock<Result<ConnectionManager, String>>,
+    /// Until when (ms after `epoch`) Redis is taken as down after a call timed out (a
+    /// host that does not answer): calls fail at once meanwhile instead of each waiting
+    /// out the timeout. 0: not down.
+    down_until: std::sync::atomic::AtomicU64,
+    epoch: tokio::time::Instant,
 }
+
+/// How long Redis is taken as down after a call timed out.
+const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Why a Redis call failed; never carries the URL (it may hold a password).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +72,8 @@ pub enum RedisError {
     Timeout(Duration),
     #[error("Redis error: {0}")]
     Failed(String),
+    #[error("Redis is taken as down for a moment after a call timed out")]
+    Down,
 }
 
 impl Redis {
@@ -74,6 +84,8 @@ impl Redis {
             client,
             timeout,
             conn: OnceLock::new(),
+            down_until: std::sync::atomic::AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
         })
     }
 
@@ -102,6 +114,20 @@ impl Redis {
         made.clone().map_err(RedisError::Failed)
     }
 
+    fn mark_down(&self) {
+        let until = self.epoch.elapsed() + DOWN_FOR;
+        self.down_until.store(
+            until.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Ends the moment Redis is taken as down (a connection of another kind reached it).
+    pub fn mark_up(&self) {
+        self.down_until
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether Redis answers a `PING` now.
     pub async fn ping(&self) -> Result<(), RedisError> {
         self.run("ping", |mut conn| async move {
@@ -118,11 +144,27 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        use std::sync::atomic::Ordering;
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now < self.down_until.load(Ordering::Relaxed) {
+            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
+            return Err(RedisError::Down);
+        }
         let result = match self.connection() {
             Ok(conn) => match tokio::time::timeout(self.timeout, op(conn)).await {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(RedisError::Failed(describe(&e))),
-                Err(_) => Err(RedisError::Timeout(self.timeout)),
+                Ok(Err(e)) => {
+                    // Only a timeout: a refused or dropped connection fails fast by
+                    // itself, and the connection is remade by a later call.
+                    if e.is_timeout() {
+                        self.mark_down();
+                    }
+                    Err(RedisError::Failed(describe(&e)))
+                }
+                Err(_) => {
+                    self.mark_down();
+                    Err(RedisError::Timeout(self.timeout))
+                }
             },
             Err(e) => Err(e),
         };
