@@ -243,14 +243,20 @@ impl Granted {
     }
 }
 
-/// A duration as OpenAI's reset headers write it: `20ms`, `1.5s`, `6m0s`.
+/// A duration as OpenAI's reset headers write it: `20ms`, `1.5s`, `6m0s` (whole
+/// milliseconds, no float formatting: it is written on every limited answer).
 fn openai_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
-        let s = format!("{:.3}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+        let (s, frac) = (ms / 1000, ms % 1000);
+        match frac {
+            0 => format!("{s}s"),
+            f if f % 100 == 0 => format!("{s}.{}s", f / 100),
+            f if f % 10 == 0 => format!("{s}.{:02}s", f / 10),
+            f => format!("{s}.{f:03}s"),
+        }
     } else {
         format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
     }

@@ -190,6 +190,8 @@ fn days_and_months_are_utc_calendar_ones() {
 fn reset_durations_read_like_openais() {
     assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
     assert_eq!(openai_duration(Duration::from_millis(1500)), "1.5s");
+    assert_eq!(openai_duration(Duration::from_millis(11_520)), "11.52s");
+    assert_eq!(openai_duration(Duration::from_millis(1_005)), "1.005s");
     assert_eq!(openai_duration(Duration::from_secs(2)), "2s");
     assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
 }
