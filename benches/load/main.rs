@@ -18,6 +18,9 @@
 //! - **stream**: up to `LOAD_STREAMS` (400) sequential `"stream": true` requests (3 s at
 //!   most): time to the first body byte and what the proxy adds over direct, and time to
 //!   the end of the stream;
+//! - **sequential JSON**: up to `LOAD_STREAMS` sequential JSON requests on one
+//!   connection (3 s at most), whole-answer time p50/p99: no open-loop timer, so a
+//!   sub-millisecond cache hit is measured as it is (`direct` gives the floor);
 //! - **peak RSS**: `VmHWM` from `/proc/PID/status` after all phases.
 //!
 //! Saturation and fixed rate run in `LOAD_ROUNDS` (3) rounds in which the targets take
@@ -27,6 +30,13 @@
 //! `LOAD_TARGETS=nginx,switchyard` measures only those. `switchyard-cost` is the same
 //! gateway process routing the same ten candidates with the cost-aware Lua policy instead
 //! of the static order: its CPU per request against `switchyard`'s is the policy's cost.
+//!
+//! Issue 12's targets: `switchyard-limits` (model limits so high none refuses: every
+//! request reserves and settles in process) against `switchyard` in the same process;
+//! `switchyard-cache` (a second gateway with `[cache]` on: every request after the first
+//! is a hit); and, when Debian's `redis-server` is installed, a third gateway on its own
+//! Redis (pinned with the mocks) for `switchyard-redis-cache` and `switchyard-redis-limits`,
+//! with the Redis round trips per request read from `INFO commandstats`.
 //!
 //! Every non-200 answer, I/O error and malformed body is counted and printed: a benchmark
 //! of error answers is worthless. switchyard runs with its default request log (`info`,
@@ -62,7 +72,9 @@ use std::{
     time::Duration,
 };
 
-use phases::{FixedAcc, SatAcc, fixed_round, pct, per_req, sat_round, stream_phase};
+use phases::{
+    FixedAcc, SatAcc, fixed_round, pct, per_req, sat_round, sequential_phase, stream_phase,
+};
 use processes::{Spawned, TempDir, find_nginx, redis_command, stop_children_on_signal};
 use procfs::{clock_ticks, peak_rss_kib};
 use report::print_report;
@@ -399,6 +411,10 @@ fn run() -> Res<()> {
     eprintln!("load bench: streams ...");
     for (t, r) in results.iter_mut() {
         runtime.block_on(stream_phase(t, settings, r));
+    }
+    eprintln!("load bench: sequential JSON ...");
+    for (t, r) in results.iter_mut() {
+        runtime.block_on(sequential_phase(t, settings, r));
     }
     check_all()?;
 

@@ -281,16 +281,27 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
         ),
     ] {
         if let Some(c) = results.iter().find(|r| r.name == name) {
+            let floor = direct.map_or(String::new(), |d| {
+                format!(
+                    "; the direct mock's own answers: p50 {:.0} µs, p99 {:.0} µs",
+                    d.seq_p50_ms * 1000.0,
+                    d.seq_p99_ms * 1000.0
+                )
+            });
             println!(
-                "- cache-hit p99 at {} req/s through the gateway, entries {place}, ≤ {:.0} µs: \
-                 p50 {:.0} µs, p99 {:.0} µs ({:.0} req/s at saturation, {:.1} µs CPU a hit) → {}",
-                s.rate,
+                "- cache-hit p99 through the gateway (sequential JSON requests, whole answer), \
+                 entries {place}, ≤ {:.0} µs: p50 {:.0} µs, p99 {:.0} µs{floor} ({:.0} hits/s at \
+                 saturation, {:.1} µs CPU a hit; at {} req/s open loop p50 {:.2} ms, p99 {:.2} ms, \
+                 the open-loop timer's millisecond included) → {}",
                 limit * 1000.0,
-                c.fixed_p50_ms * 1000.0,
-                c.fixed_p99_ms * 1000.0,
+                c.seq_p50_ms * 1000.0,
+                c.seq_p99_ms * 1000.0,
                 c.sat_rps,
                 c.sat_cpu_us,
-                verdict(c.fixed_p99_ms <= limit)
+                s.rate,
+                c.fixed_p50_ms,
+                c.fixed_p99_ms,
+                verdict(c.seq_p99_ms <= limit)
             );
         }
     }

@@ -48,6 +48,9 @@ pub(crate) struct TargetResult {
     pub(crate) ttfb_p99_ms: f64,
     pub(crate) ttfb_n: usize,
     pub(crate) stream_total_p50_ms: f64,
+    /// Sequential JSON answers, whole-answer time.
+    pub(crate) seq_p50_ms: f64,
+    pub(crate) seq_p99_ms: f64,
     pub(crate) rss_mb: f64,
     pub(crate) tally: Tally,
     /// Requests sent, warm-ups included.
@@ -79,6 +82,8 @@ pub(crate) fn blank(name: &'static str) -> TargetResult {
         ttfb_p99_ms: f64::NAN,
         ttfb_n: 0,
         stream_total_p50_ms: f64::NAN,
+        seq_p50_ms: f64::NAN,
+        seq_p99_ms: f64::NAN,
         rss_mb: f64::NAN,
         tally: Tally::default(),
         sent: 0,
