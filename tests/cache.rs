@@ -330,6 +330,45 @@ async fn a_json_call_hits_an_entry_a_stream_wrote_and_the_reverse() {
 }
 
 #[tokio::test]
+async fn a_call_asking_for_logprobs_is_never_a_hit_even_on_an_entry_a_stream_wrote() {
+    let primary = Mock::start("primary", "").await;
+    let gw = TestGateway::start(&cached(&primary, "")).await;
+    let body = |stream: bool, extra: Value| {
+        let mut b = json!({ "model": "gpt-4o-mini", "stream": stream,
+                            "messages": [{ "role": "user", "content": "Odds" }] });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // A stream asking for logprobs: neither read nor stored.
+    let resp = post(&gw, &body(true, json!({ "logprobs": true })), &[]).await;
+    assert_eq!(header(&resp, "x-switchyard-cache"), "bypass");
+    sse_events(resp).await;
+    // The same question twice as JSON: each one reaches the provider.
+    for asks in [
+        json!({ "logprobs": true }),
+        json!({ "logprobs": true }),
+        json!({ "logprobs": true, "top_logprobs": 2 }),
+        json!({ "top_logprobs": 0 }),
+    ] {
+        let (cache, _) = ask(&gw, &body(false, asks), &[]).await;
+        assert_eq!(cache, "bypass");
+    }
+    assert_eq!(requests(&primary).await, 5);
+    // `logprobs: false` (or null) asks for none: cached as usual.
+    for (asks, want) in [
+        (json!({ "logprobs": false }), "miss"),
+        (json!({ "logprobs": false }), "hit"),
+        (json!({ "logprobs": null }), "miss"),
+    ] {
+        let (cache, _) = ask(&gw, &body(false, asks), &[]).await;
+        assert_eq!(cache, want);
+        stored(&gw, 1).await;
+    }
+}
+
+#[tokio::test]
 async fn a_broken_stream_is_never_stored() {
     let primary = Mock::start("primary", "cut_after_chunks=3").await;
     let gw = TestGateway::start(&cached(&primary, "")).await;

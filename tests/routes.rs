@@ -176,6 +176,57 @@ async fn routes_set_reaches_every_replica_within_a_second_and_clear_restores_the
 }
 
 #[tokio::test]
+async fn concurrent_admin_changes_leave_every_replica_on_what_redis_holds() {
+    let p = Providers::start().await;
+    let redis = RedisServer::start();
+    let file = p.write("race", Some(&redis));
+    let replicas = [serve(&file), serve(&file)];
+    let orders = [
+        ["a/upstream-a", "b/upstream-b", "c/upstream-c"],
+        ["b/upstream-b", "c/upstream-c", "a/upstream-a"],
+        ["c/upstream-c", "a/upstream-a", "b/upstream-b"],
+    ];
+    let path = format!("/admin/routes/{MODEL}");
+    for round in 0..8 {
+        // Every order PUT to every replica at once: changes cross on each replica, its
+        // own PUT's answer racing the subscriber's apply of the others'.
+        let puts = replicas.iter().flat_map(|r| {
+            orders.iter().map(|o| {
+                admin(
+                    r,
+                    reqwest::Method::PUT,
+                    &path,
+                    Some(json!({ "deployments": o })),
+                )
+            })
+        });
+        for (status, body) in futures_util::future::join_all(puts).await {
+            assert_eq!(status, 200, "{body}");
+        }
+        let stored = redis
+            .cli(&["GET", &format!("switchyard:routes:{MODEL}")])
+            .unwrap();
+        let want = serde_json::from_str::<Value>(&stored).unwrap()["deployments"].clone();
+        for r in &replicas {
+            let started = tokio::time::Instant::now();
+            loop {
+                let (_, body) = admin(r, reqwest::Method::GET, &path, None).await;
+                if body["order"] == want {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < ONE_SECOND,
+                    "round {round}: {} serves {} while Redis holds {want}",
+                    r.http,
+                    body["order"]
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_override_naming_an_unknown_deployment_is_refused_and_changes_nothing() {
     let p = Providers::start().await;
     let redis = RedisServer::start();

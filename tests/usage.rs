@@ -357,6 +357,87 @@ async fn ledger_in_redis_adds_up_across_two_gateways() {
     assert!(ttl > 399 * 86_400, "{ttl}");
 }
 
+#[tokio::test]
+async fn ledger_batch_retried_on_redis_after_a_lost_answer_counts_once() {
+    use switchyard::{
+        config::{Secret, StateConfig},
+        state::State,
+        usage::{
+            cost::{Cost, Tokens},
+            ledger::{Batch, Query, Slot, Store, Sums, calendar},
+        },
+    };
+    let redis = RedisServer::start();
+    let state = State::new(&StateConfig {
+        redis_url: Some(Secret::new(redis.url())),
+        ..StateConfig::default()
+    })
+    .unwrap();
+    let store = Store::Redis(Arc::new(state));
+    let hour = calendar::hour_of(calendar::now());
+    // Past 2^53, where a Lua double would round or print in exponent form.
+    let big: u64 = (1 << 53) + 1;
+    let batch = |id: &str| Batch {
+        id: id.to_owned(),
+        slots: vec![(
+            Slot {
+                hour,
+                key: Arc::from("k|1"),
+                model: Arc::from("m"),
+                deployment: Arc::from("p/x"),
+            },
+            Sums {
+                requests: 2,
+                errors: 1,
+                unpriced: 0,
+                tokens: Tokens {
+                    input: 7,
+                    ..Tokens::default()
+                },
+                cost: Cost {
+                    input: big,
+                    total: big,
+                    ..Cost::default()
+                },
+            },
+        )],
+    };
+    let totals = || async {
+        store
+            .report(Query {
+                from: hour,
+                to: hour + 3600,
+                group_by: vec![],
+            })
+            .await
+            .unwrap()
+            .totals
+    };
+    // Applied, then sent again as a retry does when the first answer was lost.
+    store.add(&batch("w-1")).await.unwrap();
+    store.add(&batch("w-1")).await.unwrap();
+    let once = totals().await;
+    assert_eq!((once.requests, once.errors, once.unpriced), (2, 1, 0));
+    assert_eq!((once.tokens.input, once.cost.total), (7, big));
+    // Another batch with the same sums is another batch.
+    store.add(&batch("w-2")).await.unwrap();
+    let twice = totals().await;
+    assert_eq!((twice.requests, twice.cost.input), (4, 2 * big));
+    // The marker expires after a day; zero components were never written.
+    let ttl: i64 = redis
+        .cli(&["TTL", "switchyard:usage:batch:w-1"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "{ttl}");
+    let bucket = format!("switchyard:usage:{}", calendar::bucket_name(hour));
+    let fields = redis.cli(&["HKEYS", &bucket]).unwrap();
+    assert!(!fields.contains("unpriced"), "{fields}");
+    assert!(fields.contains("k%7C1|m|p/x|requests"), "{fields}");
+    let ttl: i64 = redis.cli(&["TTL", &bucket]).unwrap().parse().unwrap();
+    assert!(ttl > 399 * 86_400, "{ttl}");
+}
+
 /// Stops a served gateway as an operator does (SIGTERM) and waits for it to exit.
 fn terminate(served: &mut Served) {
     let pid = served.child.id().to_string();

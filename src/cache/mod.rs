@@ -69,7 +69,8 @@ pub enum Status {
     Hit,
     Miss,
     /// The cache was not read: disabled, the model's `cache_ttl_s = 0`, an unknown model,
-    /// or the caller's `no-cache` / `no-store`.
+    /// a call asking for `logprobs` / `top_logprobs`, or the caller's `no-cache` /
+    /// `no-store`.
     Bypass,
 }
 
@@ -169,7 +170,7 @@ impl ResponseCache {
 
     async fn decide(&self, q: &Query<'_>) -> Lookup {
         let config = &q.live.config.cache;
-        if !config.enabled || q.directive == Directive::NoStore {
+        if !config.enabled || q.directive == Directive::NoStore || asks_for_logprobs(q.request) {
             return Lookup::bypass(None);
         }
         let Ok(model) = q.live.catalog.model(&q.request.model) else {
@@ -217,6 +218,19 @@ impl ResponseCache {
             fill,
         }
     }
+}
+
+/// Whether the call asks for token log probabilities (`logprobs: true`, or any
+/// `top_logprobs`). Such calls neither read nor write the cache: an entry folded from a
+/// stream, and every replay, carries no logprobs, so a hit could not give them back.
+fn asks_for_logprobs(request: &ChatRequest) -> bool {
+    let set = |field: &str| {
+        request
+            .extra
+            .get(field)
+            .is_some_and(|v| !matches!(v, serde_json::Value::Null | serde_json::Value::Bool(false)))
+    };
+    set("logprobs") || set("top_logprobs")
 }
 
 /// The entry as a hit, when the deployment that produced it still serves the model and

@@ -30,6 +30,8 @@ pub async fn sync(gateway: &Arc<Gateway>) -> Result<usize, String> {
     let Some(redis) = gateway.state().redis() else {
         return Ok(0);
     };
+    // Read and apply in one turn: a read applied after a later one would undo it.
+    let _turn = gateway.routes().read_turn().await;
     let all = redis
         .run("routes_read", |mut conn| async move {
             shared::read_all(&mut conn).await
@@ -51,11 +53,15 @@ pub async fn sync(gateway: &Arc<Gateway>) -> Result<usize, String> {
     Ok(n)
 }
 
-/// Reads `model`'s override from Redis and applies it (or its absence).
+/// Reads `model`'s override from Redis and applies it (or its absence). The subscriber
+/// runs it on every announcement, and `PUT`/`DELETE /admin/routes` after their write: they
+/// apply what Redis holds, never what they wrote, which a concurrent change may already
+/// have replaced.
 pub async fn refresh(gateway: &Arc<Gateway>, model: String) -> Result<(), String> {
     let Some(redis) = gateway.state().redis() else {
         return Ok(());
     };
+    let _turn = gateway.routes().read_turn().await;
     let name = model.clone();
     let route = redis
         .run("routes_read", |mut conn| async move {

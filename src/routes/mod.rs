@@ -96,20 +96,31 @@ impl Applied {
 
 /// The overrides a gateway holds, by model name; outlives reloads.
 #[derive(Debug, Default)]
-pub struct Overrides(Mutex<BTreeMap<String, Applied>>);
+pub struct Overrides {
+    held: Mutex<BTreeMap<String, Applied>>,
+    /// Taken across "read Redis, then apply what was read" (see [`follow`]), so those
+    /// runs never interleave: the last one applied is the last one that read, and a
+    /// replica always ends on what Redis holds after the last change.
+    reading: tokio::sync::Mutex<()>,
+}
 
 impl Overrides {
     /// A copy of every override.
     pub fn snapshot(&self) -> BTreeMap<String, Applied> {
-        self.0
+        self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
+    /// The turn to read overrides from Redis and apply them; held until dropped.
+    pub async fn read_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reading.lock().await
+    }
+
     /// Sets (`Some`) or clears (`None`) `model`'s override; whether anything changed.
     pub fn set(&self, model: &str, applied: Option<Applied>) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = map.get(model) != applied.as_ref();
         match applied {
             Some(a) => map.insert(model.to_owned(), a),
@@ -120,7 +131,7 @@ impl Overrides {
 
     /// Replaces every override with `all` (a full read of Redis); whether anything changed.
     pub fn replace(&self, all: BTreeMap<String, Applied>) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = *map != all;
         *map = all;
         changed

@@ -60,6 +60,8 @@ pub struct Redis {
     /// out the timeout. 0: not down.
     down_until: std::sync::atomic::AtomicU64,
     epoch: tokio::time::Instant,
+    /// A second connection for [`Redis::run_with_timeout`], made on its first use.
+    off_path: OnceLock<Result<ConnectionManager, String>>,
 }
 
 /// How long Redis is taken as down after a call timed out.
@@ -86,6 +88,7 @@ impl Redis {
             conn: OnceLock::new(),
             down_until: std::sync::atomic::AtomicU64::new(0),
             epoch: tokio::time::Instant::now(),
+            off_path: OnceLock::new(),
         })
     }
 
@@ -167,6 +170,47 @@ impl Redis {
                 }
             },
             Err(e) => Err(e),
+        };
+        if result.is_err() {
+            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
+        }
+        result
+    }
+}
+
+impl Redis {
+    /// Like [`Redis::run`], but bounded by `timeout` instead of the state's: for work off
+    /// the request path (ledger writes) that may rightly take longer than a request should
+    /// wait. It runs on a connection of its own, with no response timeout but this bound,
+    /// so a large write neither queues a request's call behind it nor is cut short by the
+    /// shared connection's timeout.
+    pub async fn run_with_timeout<T, F, Fut>(
+        &self,
+        what: &'static str,
+        timeout: Duration,
+        op: F,
+    ) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let made = self.off_path.get_or_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(None)
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                .map_err(|e| e.to_string())
+        });
+        let result = match made.clone() {
+            Ok(conn) => match tokio::time::timeout(timeout, op(conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(RedisError::Failed(describe(&e))),
+                Err(_) => Err(RedisError::Timeout(timeout)),
+            },
+            Err(e) => Err(RedisError::Failed(e)),
         };
         if result.is_err() {
             metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);

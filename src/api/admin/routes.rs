@@ -159,7 +159,7 @@ pub async fn put(
             "",
         );
     }
-    let origin = match gw.state().redis() {
+    match gw.state().redis() {
         Some(redis) => {
             let (m, r) = (model.clone(), route.clone());
             let written = redis
@@ -170,16 +170,17 @@ pub async fn put(
             if let Err(e) = written {
                 return redis_down(&e.to_string());
             }
-            Origin::Redis
+            apply_from_redis(&gw, &model).await;
         }
-        None => Origin::Local,
-    };
-    let applied = Applied {
-        route: route.clone(),
-        origin,
-    };
-    if let Err(r) = apply_here(&gw, model.clone(), Some(applied)).await {
-        return r;
+        None => {
+            let applied = Applied {
+                route: route.clone(),
+                origin: Origin::Local,
+            };
+            if let Err(r) = apply_here(&gw, model.clone(), Some(applied)).await {
+                return r;
+            }
+        }
     }
     Json(json!({
         "model": model,
@@ -202,6 +203,7 @@ pub async fn delete(
     if let Some(r) = denied(&gw, &headers, &method, &uri) {
         return r;
     }
+    let held = gw.routes().snapshot().contains_key(&model);
     if let Some(redis) = gw.state().redis() {
         let m = model.clone();
         let cleared = redis
@@ -212,16 +214,28 @@ pub async fn delete(
         if let Err(e) = cleared {
             return redis_down(&e.to_string());
         }
-    }
-    let held = gw.routes().snapshot().contains_key(&model);
-    if let Err(r) = apply_here(&gw, model.clone(), None).await {
+        apply_from_redis(&gw, &model).await;
+    } else if let Err(r) = apply_here(&gw, model.clone(), None).await {
         return r;
     }
     Json(json!({ "model": model, "cleared": held, "scope": scope(&gw) })).into_response()
 }
 
-/// Applies the change to this gateway now (the subscriber would, within a second; the
-/// caller should see it at once).
+/// After a change written to Redis: applies what Redis holds for `model` now (the
+/// subscriber would, within a second; the caller should see it at once). Not the change
+/// itself: a concurrent one may have replaced it already, and this replica must end on
+/// what Redis holds. The change is stored, so a failed read is only logged: the
+/// subscriber applies it when it can.
+async fn apply_from_redis(gw: &Arc<Gateway>, model: &str) {
+    if let Err(error) = crate::routes::follow::refresh(gw, model.to_owned()).await {
+        tracing::warn!(
+            %model, %error,
+            "route override written to Redis but not applied here yet; the subscriber will"
+        );
+    }
+}
+
+/// Applies a change to this gateway alone (no Redis).
 async fn apply_here(
     gw: &Arc<Gateway>,
     model: String,

@@ -4,7 +4,7 @@
 //! The request path pays one channel send: each request's end hook turns its
 //! [`Ended`] into an [`Entry`] and `try_send`s it to the writer task, which sums entries in
 //! memory and writes the sums in one batch every [`FLUSH_EVERY`] or [`MAX_BATCH`] slots,
-//! when asked ([`Ledger::flush`]) and when the gateway's background stops. The store is
+//! when asked ([`Ledger::flush`]) and when the gateway's background stops ([`writer`]). The store is
 //! SQLite under `state.dir` ([`sqlite`]), or Redis when `state.redis_url` is set
 //! ([`redis`]), where every replica adds into the same counters.
 
@@ -12,11 +12,11 @@ pub mod calendar;
 mod query;
 pub mod redis;
 pub mod sqlite;
+mod writer;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 pub use query::{Group, Query, Report, Row, render_table};
 
@@ -71,10 +71,10 @@ impl std::ops::AddAssign for Sums {
     }
 }
 
-/// One request's contribution.
 /// The ledger's deployment for requests answered from the response cache.
 pub const CACHE_HIT_DEPLOYMENT: &str = "(cache)";
 
+/// One request's contribution.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub slot: Slot,
@@ -124,17 +124,28 @@ fn redis_of(state: &State) -> Result<&crate::state::Redis, String> {
         .ok_or_else(|| "the ledger is in Redis but state.redis_url is not set".to_owned())
 }
 
+/// Sums to add in one write, under an id kept across its retries.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Unique to this batch (the writer's random prefix and a counter): a store that
+    /// already applied it, its answer lost, does not apply it again.
+    pub id: String,
+    pub slots: Vec<(Slot, Sums)>,
+}
+
 impl Store {
-    /// Adds `batch` to the stored sums, all or nothing.
-    pub async fn add(&self, batch: Vec<(Slot, Sums)>) -> Result<(), String> {
+    /// Adds `batch` to the stored sums, all or nothing. On Redis, a batch whose id was
+    /// applied before adds nothing (a retry after a lost answer); SQLite's answer is never
+    /// lost, so it needs no id.
+    pub async fn add(&self, batch: &Batch) -> Result<(), String> {
         match self {
             Store::Sqlite(db) => {
-                let db = db.clone();
-                tokio::task::spawn_blocking(move || db.add(&batch))
+                let (db, slots) = (db.clone(), batch.slots.clone());
+                tokio::task::spawn_blocking(move || db.add(&slots))
                     .await
                     .map_err(|e| format!("ledger writer: {e}"))?
             }
-            Store::Redis(s) => redis::add(redis_of(s)?, &batch).await,
+            Store::Redis(s) => redis::add(redis_of(s)?, batch).await,
         }
     }
 
@@ -177,7 +188,7 @@ impl Ledger {
     pub fn start(store: Store, background: &Background) -> Ledger {
         let (queue, rx) = mpsc::channel(QUEUE);
         let writer = store.clone();
-        background.spawn(move |stop| write_loop(writer, rx, stop));
+        background.spawn(move |stop| writer::run(writer, rx, stop));
         Ledger { queue, store }
     }
 
@@ -212,82 +223,6 @@ impl Ledger {
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-}
-
-/// Sums entries and writes them in batches until `stop`; then writes what is queued.
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Msg>, stop: CancellationToken) {
-    let mut batch: HashMap<Slot, Sums> = HashMap::new();
-    let mut failing = false;
-    let mut ticker = tokio::time::interval(FLUSH_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            msg = rx.recv() => match msg {
-                Some(Msg::Entry(e)) => {
-                    *batch.entry(e.slot).or_default() += e.sums;
-                    if batch.len() >= MAX_BATCH {
-                        let _ = write(&store, &mut batch, &mut failing).await;
-                    }
-                }
-                Some(Msg::Flush(ack)) => {
-                    let _ = ack.send(write(&store, &mut batch, &mut failing).await);
-                }
-                None => break,
-            },
-            _ = ticker.tick() => {
-                let _ = write(&store, &mut batch, &mut failing).await;
-            }
-        }
-    }
-    // Shutdown: nothing new is accepted; what was sent before is summed and written.
-    rx.close();
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Msg::Entry(e) => *batch.entry(e.slot).or_default() += e.sums,
-            Msg::Flush(ack) => drop(ack),
-        }
-    }
-    if let Err(e) = write(&store, &mut batch, &mut failing).await {
-        tracing::error!(error = %e, "usage ledger: the last batch could not be written");
-    }
-}
-
-/// Writes `batch` and empties it; on failure keeps it (to be retried, merged with what
-/// comes next) and warns once per failing spell.
-async fn write(
-    store: &Store,
-    batch: &mut HashMap<Slot, Sums>,
-    failing: &mut bool,
-) -> Result<(), String> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let taken: Vec<(Slot, Sums)> = batch.drain().collect();
-    let slots = taken.len();
-    match store.add(taken.clone()).await {
-        Ok(()) => {
-            metrics::counter!("switchyard_ledger_writes_total", "result" => "ok").increment(1);
-            if std::mem::take(failing) {
-                tracing::info!(store = %store.describe(), "usage ledger writes again");
-            }
-            Ok(())
-        }
-        Err(e) => {
-            metrics::counter!("switchyard_ledger_writes_total", "result" => "error").increment(1);
-            if !std::mem::replace(failing, true) {
-                tracing::warn!(
-                    store = %store.describe(), error = %e, slots,
-                    "usage ledger write failed; keeping the batch to retry"
-                );
-            }
-            for (slot, sums) in taken {
-                *batch.entry(slot).or_default() += sums;
-            }
-            Err(e)
-        }
     }
 }
 

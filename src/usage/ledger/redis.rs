@@ -1,12 +1,18 @@
 //! The ledger in Redis, shared by every replica: one hash per UTC hour,
 //! `switchyard:usage:YYYYMMDDHH`, with a field per `key|model|deployment|component`
 //! added to by `HINCRBY`, and a sorted set `switchyard:usage:hours` of the hours
-//! (scored by their UNIX start). A batch is one `MULTI`/`EXEC` pipeline: all of it
-//! counts or none, and N replicas' increments add up. Hours expire after [`KEEP`].
+//! (scored by their UNIX start). A batch is one Lua script (`add.lua`): all of it counts,
+//! once — it first sets a marker under the batch's id and adds nothing when the marker is
+//! already there, so a retry after a lost answer never counts twice — and N replicas'
+//! increments add up. Hours expire after [`KEEP`].
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
-use super::{Query, Report, Slot, Sums, calendar};
+use super::{Batch, Query, Report, Slot, Sums, calendar};
 use crate::state::Redis;
 
 /// Hour hashes live this long (a little over a year, for year-on-year questions).
@@ -85,13 +91,33 @@ fn set_component(s: &mut Sums, i: usize, v: u64) {
     *field += v;
 }
 
-/// Adds `batch` in one atomic pipeline.
-pub async fn add(redis: &Redis, batch: &[(Slot, Sums)]) -> Result<(), String> {
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    let mut hours = Vec::new();
-    for (slot, sums) in batch {
-        let bucket = bucket_key(slot.hour);
+/// Batch markers live this long: a retry comes within seconds; a day is ample.
+pub const MARKER_TTL_S: u64 = 86_400;
+
+/// The key marking batch `id` applied.
+pub fn marker_key(id: &str) -> String {
+    format!("switchyard:usage:batch:{id}")
+}
+
+/// The ledger's writes are off the request path: they may take longer than a request's
+/// Redis call (up to 1,024 slots x 13 fields in one script).
+pub const WRITE_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
+static ADD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("add.lua")));
+
+/// Adds `batch` in one script, all of it, and only once per batch id: a retry of a batch
+/// whose answer was lost (applied on the server, the reply late) adds nothing.
+pub async fn add(redis: &Redis, batch: &Batch) -> Result<(), String> {
+    let mut hours: Vec<i64> = Vec::new();
+    let mut increments: Vec<(usize, String, String)> = Vec::new();
+    for (slot, sums) in &batch.slots {
+        let at = match hours.iter().position(|h| *h == slot.hour) {
+            Some(at) => at,
+            None => {
+                hours.push(slot.hour);
+                hours.len() - 1
+            }
+        };
         let prefix = format!(
             "{}|{}|{}|",
             escape(&slot.key),
@@ -99,27 +125,35 @@ pub async fn add(redis: &Redis, batch: &[(Slot, Sums)]) -> Result<(), String> {
             escape(&slot.deployment)
         );
         for (name, value) in COMPONENTS.iter().zip(components(sums)) {
+            // Zero is never sent: nothing to add.
             if value > 0 {
                 let v = i64::try_from(value).unwrap_or(i64::MAX);
-                pipe.hincr(&bucket, format!("{prefix}{name}"), v).ignore();
+                increments.push((at + 1, format!("{prefix}{name}"), v.to_string()));
             }
         }
-        if !hours.contains(&slot.hour) {
-            hours.push(slot.hour);
-        }
     }
-    let now = calendar::now();
-    for hour in hours {
-        let bucket = bucket_key(hour);
-        pipe.zadd(HOURS, calendar::bucket_name(hour), hour).ignore();
-        pipe.expire_at(&bucket, hour + KEEP).ignore();
+    let mut call = ADD.prepare_invoke();
+    call.key(marker_key(&batch.id)).key(HOURS);
+    for h in &hours {
+        call.key(bucket_key(*h));
     }
-    pipe.zrembyscore(HOURS, "-inf", now - KEEP).ignore();
+    call.arg(MARKER_TTL_S)
+        .arg((calendar::now() - KEEP).to_string());
+    for h in &hours {
+        call.arg(calendar::bucket_name(*h))
+            .arg(h.to_string())
+            .arg((h + KEEP).to_string());
+    }
+    for (at, field, amount) in increments {
+        call.arg(at).arg(field).arg(amount);
+    }
+    let timeout = redis.timeout().max(WRITE_TIMEOUT_MIN);
     redis
-        .run("ledger_add", |mut conn| async move {
-            pipe.query_async::<()>(&mut conn).await
+        .run_with_timeout("ledger_add", timeout, |mut conn| async move {
+            call.invoke_async::<i64>(&mut conn).await
         })
         .await
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 

@@ -249,3 +249,75 @@ fn ledger_table_is_aligned_with_a_total_line() {
     let width = lines[0].len();
     assert!(lines.iter().all(|l| l.len() == width), "{table}");
 }
+
+#[tokio::test]
+async fn ledger_writer_cuts_batches_of_at_most_max_batch_slots() {
+    let dir = temp_dir("cut");
+    let db = Arc::new(sqlite::SqliteLedger::open(&dir).unwrap());
+    let mut w = writer::Writer::new(Store::Sqlite(db.clone()));
+    let n = 2 * MAX_BATCH + 5;
+    for i in 0..n {
+        w.sum(Entry {
+            slot: slot(H, &format!("k{i}"), "m", "p/x"),
+            sums: sums(1, 1, 1),
+        });
+    }
+    w.write().await.unwrap();
+    assert!(w.summing.is_empty() && w.unsent.is_none());
+    let report = db
+        .report(&Query {
+            from: H,
+            to: H + 3600,
+            group_by: vec![Group::Key],
+        })
+        .unwrap();
+    assert_eq!((report.rows.len(), report.totals.requests), (n, n as u64));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ledger_writer_retries_a_failed_batch_as_it_was_under_its_id() {
+    // A Redis nobody listens on: every write fails at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = crate::state::State::new(&crate::config::StateConfig {
+        redis_url: Some(crate::config::Secret::new(format!(
+            "redis://127.0.0.1:{port}"
+        ))),
+        ..crate::config::StateConfig::default()
+    })
+    .unwrap();
+    let mut w = writer::Writer::new(Store::Redis(Arc::new(state)));
+    w.sum(Entry {
+        slot: slot(H, "a", "m", "p/x"),
+        sums: sums(1, 10, 100),
+    });
+    assert!(w.write().await.is_err());
+    let first = w.unsent.clone().unwrap();
+    assert_eq!(first.slots.len(), 1);
+    // Later entries are summed apart, never into the batch that may have been applied.
+    for key in ["a", "b"] {
+        w.sum(Entry {
+            slot: slot(H, key, "m", "p/x"),
+            sums: sums(1, 10, 100),
+        });
+    }
+    assert!(w.write().await.is_err());
+    let again = w.unsent.clone().unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.slots, first.slots);
+    assert_eq!(w.summing.len(), 2);
+    // A full sum waits for the ticker while the store fails.
+    for i in 0..MAX_BATCH {
+        w.sum(Entry {
+            slot: slot(H, &format!("k{i}"), "m", "p/x"),
+            sums: sums(1, 1, 1),
+        });
+    }
+    assert!(!w.is_full());
+    w.unsent = None;
+    assert!(w.is_full());
+}
