@@ -226,6 +226,36 @@ impl Granted {
         }
     }
 
+    /// Writes the headers into `h` (REST answers: names made once, numbers without a
+    /// string in between).
+    pub fn write(&self, h: &mut http::HeaderMap) {
+        use http::{HeaderName, HeaderValue};
+        const NAMES: [[HeaderName; 3]; 2] = [
+            [
+                HeaderName::from_static("x-ratelimit-limit-requests"),
+                HeaderName::from_static("x-ratelimit-remaining-requests"),
+                HeaderName::from_static("x-ratelimit-reset-requests"),
+            ],
+            [
+                HeaderName::from_static("x-ratelimit-limit-tokens"),
+                HeaderName::from_static("x-ratelimit-remaining-tokens"),
+                HeaderName::from_static("x-ratelimit-reset-tokens"),
+            ],
+        ];
+        for (figures, [limit, remaining, reset]) in
+            [self.requests, self.tokens].into_iter().zip(NAMES)
+        {
+            let Some(f) = figures else {
+                continue;
+            };
+            h.insert(limit, HeaderValue::from(f.limit));
+            h.insert(remaining, HeaderValue::from(f.remaining));
+            if let Ok(v) = HeaderValue::from_str(&openai_duration(f.reset)) {
+                h.insert(reset, v);
+            }
+        }
+    }
+
     /// The headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

@@ -87,11 +87,7 @@ fn head_headers(h: &mut HeaderMap, head: &Head) {
     if let Ok(v) = HeaderValue::from_str(&head.attempts) {
         h.insert(ATTEMPTS_HEADER, v);
     }
-    for (name, value) in head.rate_limits.headers() {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    }
+    head.rate_limits.write(h);
     h.insert(CACHE_HEADER, HeaderValue::from_static(head.cache.as_str()));
 }
 
