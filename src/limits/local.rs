@@ -22,12 +22,13 @@ struct Inner {
     spends: HashMap<Arc<str>, Spend>,
 }
 
-/// One subject's last 60 s: admitted requests, their tokens, and the calls in flight.
+/// One subject's last 60 s: admitted requests with their tokens, and the calls in
+/// flight. One log serves `rpm` (its length) and `tpm` (its sum); the Redis scripts keep
+/// two sorted sets with the same members and times when both are set.
 #[derive(Default)]
 struct Window {
-    requests: VecDeque<(u64, u64)>,
-    /// `(admitted at, rid, tokens)`, oldest first.
-    tokens: VecDeque<(u64, u64, u64)>,
+    /// `(admitted at, rid, tokens)`, oldest first, while `rpm` or `tpm` is set.
+    log: VecDeque<(u64, u64, u64)>,
     token_sum: u64,
     /// `(expires at, rid)`.
     in_flight: Vec<(u64, u64)>,
@@ -99,16 +100,16 @@ impl Local {
             w.trim(now);
             let l = subject.limits;
             if let Some(rpm) = l.rpm {
-                let count = w.requests.len() as u64;
+                let count = w.log.len() as u64;
                 if count >= rpm {
-                    let at = w.requests[(count - rpm) as usize].0 + WINDOW_MS;
+                    let at = w.log[(count - rpm) as usize].0 + WINDOW_MS;
                     return Err(Refusal::Requests {
                         subject: i,
                         limit: rpm,
                         retry_ms: at.saturating_sub(now),
                     });
                 }
-                let reset = w.requests.front().map_or(0, |r| r.0 + WINDOW_MS - now);
+                let reset = w.log.front().map_or(0, |r| r.0 + WINDOW_MS - now);
                 granted.requests(rpm, rpm - count - 1, reset);
             }
             if let Some(tpm) = l.tpm {
@@ -123,7 +124,7 @@ impl Local {
                     let need = sum + ask.tokens - tpm;
                     let mut freed = 0;
                     let mut at = now + WINDOW_MS;
-                    for &(t, _, n) in &w.tokens {
+                    for &(t, _, n) in &w.log {
                         freed += n;
                         if freed >= need {
                             at = t + WINDOW_MS;
@@ -137,7 +138,7 @@ impl Local {
                         retry_ms: at.saturating_sub(now),
                     });
                 }
-                let reset = w.tokens.front().map_or(0, |r| r.0 + WINDOW_MS - now);
+                let reset = w.log.front().map_or(0, |r| r.0 + WINDOW_MS - now);
                 granted.tokens(tpm, tpm - sum - ask.tokens, reset);
             }
             if let Some(max) = l.max_concurrent
@@ -169,11 +170,8 @@ impl Local {
         for subject in &ask.subjects {
             let w = inner.windows.entry(subject.id.clone()).or_default();
             let l = subject.limits;
-            if l.rpm.is_some() {
-                w.requests.push_back((now, rid));
-            }
-            if l.tpm.is_some() {
-                w.tokens.push_back((now, rid, ask.tokens));
+            if l.rpm.is_some() || l.tpm.is_some() {
+                w.log.push_back((now, rid, ask.tokens));
                 w.token_sum += ask.tokens;
             }
             if l.max_concurrent.is_some() {
@@ -195,7 +193,7 @@ impl Local {
             let Some(w) = inner.windows.get_mut(&subject.id) else {
                 continue;
             };
-            if let Some(entry) = w.tokens.iter_mut().rev().find(|e| e.1 == rid) {
+            if let Some(entry) = w.log.iter_mut().rev().find(|e| e.1 == rid) {
                 let now = settle.tokens.unwrap_or(0);
                 w.token_sum = w.token_sum - entry.2 + now;
                 entry.2 = now;
@@ -217,19 +215,12 @@ impl Window {
     /// Drops what left the window by `now` (as the scripts' `<= now - 60 s`) and the
     /// places that expired.
     fn trim(&mut self, now: u64) {
-        while self
-            .requests
-            .front()
-            .is_some_and(|r| r.0 + WINDOW_MS <= now)
-        {
-            self.requests.pop_front();
-        }
-        while let Some(&(t, _, n)) = self.tokens.front() {
+        while let Some(&(t, _, n)) = self.log.front() {
             if t + WINDOW_MS > now {
                 break;
             }
             self.token_sum -= n;
-            self.tokens.pop_front();
+            self.log.pop_front();
         }
         self.in_flight.retain(|e| e.0 > now);
     }
