@@ -21,13 +21,8 @@ use std::{
 
 use common::*;
 use serde_json::json;
-use switchyard::{
-    config::Config,
-    gateway::Gateway,
-    reload,
-    server::{self, Listeners},
-};
-use tokio::{net::TcpListener, sync::oneshot, time::Instant};
+use switchyard::{config::Config, gateway::Gateway, reload};
+use tokio::{sync::oneshot, time::Instant};
 
 const ADMIN_KEY: &str = "admin-key-0123456789";
 
@@ -51,16 +46,7 @@ impl FileGateway {
         std::fs::write(&path, text).unwrap();
         let gateway = Arc::new(Gateway::new(Config::load(&path).unwrap()).unwrap());
         gateway.set_config_file(path);
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = http.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(server::run(
-            Listeners { http, grpc: None },
-            gateway.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let (addr, tx) = serve(gateway.clone()).await;
         FileGateway {
             addr,
             gateway,

@@ -13,16 +13,12 @@ mod common;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use common::{FAST, Mock, client, config_for, hello, process::Served, redis::RedisServer, within};
-use serde_json::{Value, json};
-use switchyard::{
-    config::Config,
-    gateway::Gateway,
-    mock::MockFormat,
-    server::{self, Listeners},
-    usage::pricing::PriceTable,
+use common::{
+    FAST, Mock, client, config_for, hello, process::Served, redis::RedisServer, serve, within,
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use serde_json::{Value, json};
+use switchyard::{config::Config, gateway::Gateway, mock::MockFormat, usage::pricing::PriceTable};
+use tokio::sync::oneshot;
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
 const JSON_KEY: &str = "json-key-0123456789abcdef";
@@ -72,16 +68,7 @@ impl Ledgered {
             .pricing()
             .replace(PriceTable::parse(PRICES).unwrap());
         gateway.open_ledger().unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = http.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(server::run(
-            Listeners { http, grpc: None },
-            gateway.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let (addr, tx) = serve(gateway.clone()).await;
         Ledgered {
             addr,
             gateway,

@@ -176,14 +176,7 @@ impl ResponseCache {
         let Ok(model) = q.live.catalog.model(&q.request.model) else {
             return Lookup::bypass(None);
         };
-        let ttl = q
-            .live
-            .config
-            .models
-            .iter()
-            .find(|m| *m.name == *model.name)
-            .and_then(|m| m.cache_ttl)
-            .unwrap_or(config.ttl);
+        let ttl = model.cache_ttl.unwrap_or(config.ttl);
         if ttl.is_zero() {
             return Lookup::bypass(None);
         }

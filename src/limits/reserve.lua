@@ -31,16 +31,18 @@ local function add(key, field, n)
 end
 local cutoff = now - window
 
-local function trim_tokens(tz, tv, before)
-  local old = redis.call('ZRANGEBYSCORE', tz, '-inf', before)
+-- Drops the members of sorted set `z` scored `before` or earlier, and their amounts in
+-- hash `amounts` (and its `_sum`): tokens that left the window, holds that expired.
+local function drop_until(z, amounts, before)
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', before)
   if #old == 0 then return end
   local freed = 0
   for _, id in ipairs(old) do
-    freed = freed + tonumber(redis.call('HGET', tv, id) or '0')
-    redis.call('HDEL', tv, id)
+    freed = freed + tonumber(redis.call('HGET', amounts, id) or '0')
+    redis.call('HDEL', amounts, id)
   end
-  add(tv, '_sum', -freed)
-  redis.call('ZREMRANGEBYSCORE', tz, '-inf', before)
+  add(amounts, '_sum', -freed)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', before)
 end
 
 -- The most constrained figures, for the rate-limit headers.
@@ -68,7 +70,7 @@ for i = 0, n - 1 do
     end
   end
   if tpm > 0 then
-    trim_tokens(tz, tv, cutoff)
+    drop_until(tz, tv, cutoff)
     local sum = tonumber(redis.call('HGET', tv, '_sum') or '0')
     if tokens > tpm then
       return {'tokens_never', i, tpm, math.max(tpm - sum, 0), 0}
@@ -108,16 +110,7 @@ local budget = day_cap > 0 or month_cap > 0
 local h, hv, day, month = KEYS[4 * n + 1], KEYS[4 * n + 2], KEYS[4 * n + 3], KEYS[4 * n + 4]
 if budget then
   -- Holds whose replica died free themselves here.
-  local old = redis.call('ZRANGEBYSCORE', h, '-inf', now)
-  if #old > 0 then
-    local freed = 0
-    for _, id in ipairs(old) do
-      freed = freed + tonumber(redis.call('HGET', hv, id) or '0')
-      redis.call('HDEL', hv, id)
-    end
-    add(hv, '_sum', -freed)
-    redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
-  end
+  drop_until(h, hv, now)
   local held = tonumber(redis.call('HGET', hv, '_sum') or '0')
   if day_cap > 0 then
     local spent = tonumber(redis.call('GET', day) or '0')

@@ -135,6 +135,8 @@ pub struct ModelRoute {
     pub hedge: Option<Hedge>,
     /// The `latency_p95` alert threshold, and the latency it watches.
     pub alert_p95: Option<Duration>,
+    /// `[[models]] cache_ttl_s`: `None` follows `cache.ttl_s`, zero never caches.
+    pub cache_ttl: Option<Duration>,
     pub latency: Arc<health::ModelLatency>,
     /// Where the deployment order came from: `None` for the config file, else the live
     /// override's source ([`crate::routes`]).
@@ -312,6 +314,7 @@ impl Catalog {
                 params: Arc::new(m.params.clone().into_iter().collect()),
                 hedge: m.hedge,
                 alert_p95: m.alert_p95,
+                cache_ttl: m.cache_ttl,
                 latency: health.model_latency(&m.name),
                 order_source: None,
             });

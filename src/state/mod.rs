@@ -102,11 +102,17 @@ impl Redis {
         self.timeout
     }
 
-    fn connection(&self) -> Result<ConnectionManager, RedisError> {
-        let made = self.conn.get_or_init(|| {
+    /// The connection in `cell`, made on first use with these timeouts.
+    fn connection(
+        &self,
+        cell: &OnceLock<Result<ConnectionManager, String>>,
+        connect: Duration,
+        response: Option<Duration>,
+    ) -> Result<ConnectionManager, RedisError> {
+        let made = cell.get_or_init(|| {
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
+                .set_connection_timeout(Some(connect))
+                .set_response_timeout(response)
                 // Reconnect attempts inside one call; the call's own bound cuts them.
                 .set_number_of_retries(1)
                 .set_min_delay(Duration::from_millis(10))
@@ -115,6 +121,46 @@ impl Redis {
                 .map_err(|e| e.to_string())
         });
         made.clone().map_err(RedisError::Failed)
+    }
+
+    /// Runs `op` on `conn` within `timeout`, counting a failure under `what`; a timeout
+    /// marks Redis down when `marks_down` (the shared connection's calls).
+    async fn bounded<T, F, Fut>(
+        &self,
+        what: &'static str,
+        timeout: Duration,
+        conn: Result<ConnectionManager, RedisError>,
+        marks_down: bool,
+        op: F,
+    ) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let result = match conn {
+            Ok(conn) => match tokio::time::timeout(timeout, op(conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => {
+                    // Only a timeout: a refused or dropped connection fails fast by
+                    // itself, and the connection is remade by a later call.
+                    if marks_down && e.is_timeout() {
+                        self.mark_down();
+                    }
+                    Err(RedisError::Failed(describe(&e)))
+                }
+                Err(_) => {
+                    if marks_down {
+                        self.mark_down();
+                    }
+                    Err(RedisError::Timeout(timeout))
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
+        }
+        result
     }
 
     fn mark_down(&self) {
@@ -153,28 +199,8 @@ impl Redis {
             metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
             return Err(RedisError::Down);
         }
-        let result = match self.connection() {
-            Ok(conn) => match tokio::time::timeout(self.timeout, op(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => {
-                    // Only a timeout: a refused or dropped connection fails fast by
-                    // itself, and the connection is remade by a later call.
-                    if e.is_timeout() {
-                        self.mark_down();
-                    }
-                    Err(RedisError::Failed(describe(&e)))
-                }
-                Err(_) => {
-                    self.mark_down();
-                    Err(RedisError::Timeout(self.timeout))
-                }
-            },
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
-        }
-        result
+        let conn = self.connection(&self.conn, self.timeout, Some(self.timeout));
+        self.bounded(what, self.timeout, conn, true, op).await
     }
 }
 
@@ -194,28 +220,8 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let made = self.off_path.get_or_init(|| {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(None)
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(10))
-                .set_max_delay(Duration::from_millis(100));
-            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                .map_err(|e| e.to_string())
-        });
-        let result = match made.clone() {
-            Ok(conn) => match tokio::time::timeout(timeout, op(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(RedisError::Failed(describe(&e))),
-                Err(_) => Err(RedisError::Timeout(timeout)),
-            },
-            Err(e) => Err(RedisError::Failed(e)),
-        };
-        if result.is_err() {
-            metrics::counter!("switchyard_redis_errors_total", "op" => what).increment(1);
-        }
-        result
+        let conn = self.connection(&self.off_path, timeout, None);
+        self.bounded(what, timeout, conn, false, op).await
     }
 }
 

@@ -158,18 +158,8 @@ pub struct TestGateway {
 impl TestGateway {
     pub async fn start(config_text: &str) -> TestGateway {
         let config = Config::parse(config_text).unwrap();
-        let gateway = Arc::new(Gateway::new(config).unwrap());
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = http.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(server::run(
-            Listeners { http, grpc: None },
-            gateway,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        TestGateway { addr, _stop: tx }
+        let (addr, stop) = serve(Arc::new(Gateway::new(config).unwrap())).await;
+        TestGateway { addr, _stop: stop }
     }
 
     pub async fn serving(mocks: &[&Mock]) -> TestGateway {
@@ -201,6 +191,22 @@ impl TestGateway {
         .await
         .unwrap()
     }
+}
+
+/// Serves `gateway` on a real socket on port 0 (HTTP only) until the returned sender is
+/// dropped.
+pub async fn serve(gateway: Arc<Gateway>) -> (SocketAddr, oneshot::Sender<()>) {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(server::run(
+        Listeners { http, grpc: None },
+        gateway,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (addr, tx)
 }
 
 /// The value of the Prometheus series `name` whose labels include each of `labels` (written

@@ -137,27 +137,12 @@ pub async fn put(
                 "expected {{\"deployments\": [\"provider/model\", ...], \"policy\": \"name\" \
                  (optional)}}: {e}"
             );
-            return error_response(
-                &Error::BadRequest {
-                    message,
-                    param: None,
-                },
-                "",
-                "",
-            );
+            return bad_request(message);
         }
     };
     let route = RouteOverride::now(body.deployments, body.policy);
     if let Err(message) = crate::routes::validate(&gw.live().config, &model, &route) {
-        let message = format!("route override for `{model}` refused: {message}");
-        return error_response(
-            &Error::BadRequest {
-                message,
-                param: None,
-            },
-            "",
-            "",
-        );
+        return bad_request(format!("route override for `{model}` refused: {message}"));
     }
     match gw.state().redis() {
         Some(redis) => {
@@ -190,6 +175,17 @@ pub async fn put(
         "scope": scope(&gw),
     }))
     .into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    error_response(
+        &Error::BadRequest {
+            message,
+            param: None,
+        },
+        "",
+        "",
+    )
 }
 
 /// `DELETE /admin/routes/{model}`: the configured order again.

@@ -61,6 +61,51 @@ pub struct Sums {
     pub cost: Cost,
 }
 
+impl Sums {
+    /// Every figure, in the stores' fixed column order.
+    pub fn components(&self) -> [u64; 13] {
+        let (t, c) = (&self.tokens, &self.cost);
+        [
+            self.requests,
+            self.errors,
+            self.unpriced,
+            t.input,
+            t.cached_input,
+            t.cache_write,
+            t.output,
+            t.reasoning,
+            c.input,
+            c.cached_input,
+            c.cache_write,
+            c.output,
+            c.total,
+        ]
+    }
+
+    /// The sums whose [`Sums::components`] are `n`.
+    pub fn from_components(n: [u64; 13]) -> Sums {
+        Sums {
+            requests: n[0],
+            errors: n[1],
+            unpriced: n[2],
+            tokens: Tokens {
+                input: n[3],
+                cached_input: n[4],
+                cache_write: n[5],
+                output: n[6],
+                reasoning: n[7],
+            },
+            cost: Cost {
+                input: n[8],
+                cached_input: n[9],
+                cache_write: n[10],
+                output: n[11],
+                total: n[12],
+            },
+        }
+    }
+}
+
 impl std::ops::AddAssign for Sums {
     fn add_assign(&mut self, o: Sums) {
         self.requests += o.requests;

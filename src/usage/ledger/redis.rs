@@ -52,45 +52,6 @@ fn unescape(s: &str) -> String {
     s.replace("%7C", "|").replace("%25", "%")
 }
 
-fn components(s: &Sums) -> [u64; 13] {
-    let (t, c) = (&s.tokens, &s.cost);
-    [
-        s.requests,
-        s.errors,
-        s.unpriced,
-        t.input,
-        t.cached_input,
-        t.cache_write,
-        t.output,
-        t.reasoning,
-        c.input,
-        c.cached_input,
-        c.cache_write,
-        c.output,
-        c.total,
-    ]
-}
-
-fn set_component(s: &mut Sums, i: usize, v: u64) {
-    let (t, c) = (&mut s.tokens, &mut s.cost);
-    let field: &mut u64 = match i {
-        0 => &mut s.requests,
-        1 => &mut s.errors,
-        2 => &mut s.unpriced,
-        3 => &mut t.input,
-        4 => &mut t.cached_input,
-        5 => &mut t.cache_write,
-        6 => &mut t.output,
-        7 => &mut t.reasoning,
-        8 => &mut c.input,
-        9 => &mut c.cached_input,
-        10 => &mut c.cache_write,
-        11 => &mut c.output,
-        _ => &mut c.total,
-    };
-    *field += v;
-}
-
 /// Batch markers live this long: a retry comes within seconds; a day is ample.
 pub const MARKER_TTL_S: u64 = 86_400;
 
@@ -124,7 +85,7 @@ pub async fn add(redis: &Redis, batch: &Batch) -> Result<(), String> {
             escape(&slot.model),
             escape(&slot.deployment)
         );
-        for (name, value) in COMPONENTS.iter().zip(components(sums)) {
+        for (name, value) in COMPONENTS.iter().zip(sums.components()) {
             // Zero is never sent: nothing to add.
             if value > 0 {
                 let v = i64::try_from(value).unwrap_or(i64::MAX);
@@ -205,11 +166,10 @@ pub async fn report(redis: &Redis, query: &Query) -> Result<Report, String> {
                 model: Arc::from(unescape(model)),
                 deployment: Arc::from(unescape(deployment)),
             };
-            set_component(
-                slots.entry(slot).or_default(),
-                i,
-                u64::try_from(value).unwrap_or(0),
-            );
+            let sums = slots.entry(slot).or_default();
+            let mut n = sums.components();
+            n[i] += u64::try_from(value).unwrap_or(0);
+            *sums = Sums::from_components(n);
         }
     }
     Ok(Report::from_slots(query.clone(), slots))
@@ -223,10 +183,7 @@ mod tests {
     fn names_with_the_separator_survive() {
         assert_eq!(unescape(&escape("a|b%7C")), "a|b%7C");
         assert!(!escape("a|b").contains('|'));
-        let mut s = Sums::default();
-        for i in 0..13 {
-            set_component(&mut s, i, i as u64 + 1);
-        }
-        assert_eq!(components(&s), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+        let s = Sums::from_components([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+        assert_eq!(s.components(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
     }
 }

@@ -16,7 +16,6 @@ use std::{
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::{Query, Report, Row, Slot, Sums, calendar};
-use crate::usage::cost::{Cost, Tokens};
 
 /// The file's name inside `state.dir`.
 pub const FILE: &str = "usage.sqlite3";
@@ -225,44 +224,9 @@ fn signed(n: u64) -> i64 {
 }
 
 fn numbers(s: &Sums) -> [i64; 13] {
-    let (t, c) = (&s.tokens, &s.cost);
-    [
-        s.requests,
-        s.errors,
-        s.unpriced,
-        t.input,
-        t.cached_input,
-        t.cache_write,
-        t.output,
-        t.reasoning,
-        c.input,
-        c.cached_input,
-        c.cache_write,
-        c.output,
-        c.total,
-    ]
-    .map(signed)
+    s.components().map(signed)
 }
 
 fn from_numbers(n: &[i64; 13]) -> Sums {
-    let u = |i: usize| u64::try_from(n[i]).unwrap_or(0);
-    Sums {
-        requests: u(0),
-        errors: u(1),
-        unpriced: u(2),
-        tokens: Tokens {
-            input: u(3),
-            cached_input: u(4),
-            cache_write: u(5),
-            output: u(6),
-            reasoning: u(7),
-        },
-        cost: Cost {
-            input: u(8),
-            cached_input: u(9),
-            cache_write: u(10),
-            output: u(11),
-            total: u(12),
-        },
-    }
+    Sums::from_components(n.map(|v| u64::try_from(v).unwrap_or(0)))
 }
