@@ -214,16 +214,24 @@ impl SseDecoder {
             None => (line.as_ref(), ""),
         };
         match field {
-            "data" => match &mut self.data {
-                Some(d) => {
-                    if d.len() + 1 + value.len() > self.max_event_bytes {
-                        return Err(self.too_large());
-                    }
-                    d.push('\n');
-                    d.push_str(value);
+            "data" => {
+                // Measured after the lossy conversion: an invalid byte becomes a
+                // three-byte U+FFFD, so a line within the limit can still outgrow it.
+                let len = self
+                    .data
+                    .as_ref()
+                    .map_or(value.len(), |d| d.len() + 1 + value.len());
+                if len > self.max_event_bytes {
+                    return Err(self.too_large());
                 }
-                None => self.data = Some(value.to_owned()),
-            },
+                match &mut self.data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => self.data = Some(value.to_owned()),
+                }
+            }
             "event" => self.event = Some(value.to_owned()),
             _ => {}
         }

@@ -20,6 +20,16 @@ fn events_split_across_reads_are_reassembled() {
 }
 
 #[test]
+fn invalid_bytes_replaced_in_data_count_against_the_limit() {
+    // Found by the property test below: seven invalid bytes (seven raw bytes within a
+    // 19-byte limit) become seven three-byte U+FFFD, 21 bytes of data.
+    let mut d = SseDecoder::new(19);
+    let evs = d.push(b"data: \x80\x80\x80\x80\x80\x80\x80\n\n");
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].as_ref().unwrap_err().label(), "malformed");
+}
+
+#[test]
 fn crlf_and_cr_line_endings_are_accepted() {
     let mut d = SseDecoder::default();
     let mut evs = d.push(b"event: ping\r\ndata: x\r");
