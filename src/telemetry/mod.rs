@@ -8,6 +8,9 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+mod handles;
+mod request_log;
+pub mod sink;
 mod upkeep;
 
 pub use upkeep::{UPKEEP_EVERY, upkeep};
@@ -31,31 +34,23 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Log lines queued for the writer thread at most.
-const LOG_QUEUE_LINES: usize = 16_384;
-
 /// Sets up JSON logs on stdout, filtered by `RUST_LOG` (default `info`).
 ///
-/// Lines are handed to a writer thread that writes them in batches (one `write` for all
-/// lines queued since the last), so a request does not pay a syscall and a wake-up for its
-/// log line. The queue is not lossy: when it is full, logging waits rather than drops.
-/// Keep the returned guard alive until exit; dropping it flushes what is queued.
-pub fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Every line, the request log's and `tracing`'s, goes through the [`sink`]: appended to
+/// a shared buffer that a writer thread writes in batches, so a request pays neither a
+/// syscall nor a wake-up for its log line. The sink is not lossy: when stdout falls
+/// behind, logging waits rather than drops. Keep the returned guard alive until exit;
+/// dropping it writes what is buffered.
+pub fn init_logging() -> Option<sink::SinkGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The default queue holds 128k lines (~80 MB of request log when stdout is slow
-        // under load); 16k lines bound it to ~10 MB, and a full queue makes logging wait.
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(stdout);
+    let guard = sink::install();
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(sink::MakeSinkWriter)
         .try_init();
     guard
 }
@@ -95,7 +90,7 @@ impl Surface {
 }
 
 /// How a request ended, for the log and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Ok,
     /// Ended with an error status (the HTTP status).
@@ -267,18 +262,10 @@ impl RequestRecord {
     fn write(&mut self) {
         let outcome = self.outcome;
         let latency = self.started.elapsed();
-        let outcome_label = match outcome {
-            Outcome::Ok => "ok".to_owned(),
-            Outcome::Error(s) => s.to_string(),
-            Outcome::StreamBroken => "stream_broken".to_owned(),
-            Outcome::Cancelled => "cancelled".to_owned(),
-        };
-        let provider = self.provider.as_deref().unwrap_or("");
         let usage = self.usage.as_ref();
         let tokens = usage.map(Tokens::of);
         let cost = tokens.zip(self.price).map(|(t, p)| p.cost(&t));
         let cost_usd = cost.map(|c| c.total_usd());
-        let part = |f: fn(&Cost) -> u64| cost.map(|c| crate::usage::cost::usd(f(&c)));
         if usage.is_none() && outcome == Outcome::Ok && self.deployment.is_some() {
             // Never a guess: the call's cost stays unknown (null) and is counted as such.
             tracing::warn!(
@@ -288,67 +275,58 @@ impl RequestRecord {
                 "the provider reported no usage; the call's cost is unknown"
             );
         }
-        tracing::info!(
-            target: "switchyard::request",
-            request_id = %self.request_id,
-            surface = self.surface.as_str(),
-            model = %self.model,
-            provider,
-            stream = self.stream,
-            outcome = %outcome_label,
-            attempts = %self.attempts.header_value(),
-            policy = self.policy.as_deref(),
-            route = self.route.as_deref(),
-            policy_us = self.policy_us,
-            refused_by = self.refused_by,
-            cache = self.cache.map(crate::cache::Status::as_str),
-            saved_usd = self.saved_usd,
-            key = self.key.as_deref(),
-            deployment = self.deployment.as_deref(),
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
-            prompt_tokens = usage.map(|u| u.prompt_tokens),
-            completion_tokens = usage.map(|u| u.completion_tokens),
-            cached_tokens = usage.map(Usage::cached_tokens),
-            cache_write_tokens = tokens.map(|t| t.cache_write),
-            reasoning_tokens = usage.map(Usage::reasoning_tokens),
-            cost_usd,
-            cost_input_usd = part(|c| c.input),
-            cost_cached_input_usd = part(|c| c.cached_input),
-            cost_cache_write_usd = part(|c| c.cache_write),
-            cost_output_usd = part(|c| c.output),
-            "request"
-        );
-        let labels = [
-            ("model", self.model.to_string()),
-            ("provider", provider.to_owned()),
-            ("outcome", outcome_label),
-        ];
-        metrics::counter!("switchyard_requests_total", &labels).increment(1);
-        metrics::histogram!("switchyard_request_duration_seconds", &labels[..2])
-            .record(latency.as_secs_f64());
+        if request_log::enabled() {
+            let part = |f: fn(&Cost) -> u64| cost.map(|c| crate::usage::cost::usd(f(&c)));
+            request_log::Line {
+                timestamp: request_log::Timestamp::now(),
+                level: "INFO",
+                message: "request",
+                request_id: &self.request_id,
+                surface: self.surface.as_str(),
+                model: &self.model,
+                provider: self.provider.as_deref().unwrap_or(""),
+                stream: self.stream,
+                outcome: &handles::outcome_label(outcome),
+                attempts: &self.attempts.header_value(),
+                policy: self.policy.as_deref(),
+                route: self.route.as_deref(),
+                policy_us: self.policy_us,
+                refused_by: self.refused_by,
+                cache: self.cache.map(crate::cache::Status::as_str),
+                saved_usd: self.saved_usd,
+                key: self.key.as_deref(),
+                deployment: self.deployment.as_deref(),
+                latency_ms: latency.as_secs_f64() * 1000.0,
+                ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),
+                prompt_tokens: usage.map(|u| u.prompt_tokens),
+                completion_tokens: usage.map(|u| u.completion_tokens),
+                cached_tokens: usage.map(Usage::cached_tokens),
+                cache_write_tokens: tokens.map(|t| t.cache_write),
+                reasoning_tokens: usage.map(Usage::reasoning_tokens),
+                cost_usd,
+                cost_input_usd: part(|c| c.input),
+                cost_cached_input_usd: part(|c| c.cached_input),
+                cost_cache_write_usd: part(|c| c.cache_write),
+                cost_output_usd: part(|c| c.output),
+                target: request_log::TARGET,
+            }
+            .write();
+        }
+        let m = handles::request(&self.model, self.provider.as_ref(), outcome);
+        m.requests.increment(1);
+        m.duration.record(latency.as_secs_f64());
         if let Some(ttft) = self.ttft {
-            metrics::histogram!("switchyard_time_to_first_byte_seconds", &labels[..2])
-                .record(ttft.as_secs_f64());
+            m.first_byte.record(ttft.as_secs_f64());
         }
         for a in self.attempts.list() {
-            metrics::counter!(
-                "switchyard_upstream_attempts_total",
-                "provider" => a.provider.to_string(),
-                "outcome" => a.outcome.clone()
-            )
-            .increment(1);
+            handles::attempt(&a.provider, &a.outcome).increment(1);
         }
         if let Some(cost) = cost {
-            metrics::counter!("switchyard_cost_usd_micros_total", &labels[..2])
-                .increment((cost.total + 500) / 1_000);
+            m.cost_micros.increment((cost.total + 500) / 1_000);
         }
         if let Some(u) = usage {
-            let l = &labels[..2];
-            metrics::counter!("switchyard_prompt_tokens_total", l)
-                .increment(u64::from(u.prompt_tokens));
-            metrics::counter!("switchyard_completion_tokens_total", l)
-                .increment(u64::from(u.completion_tokens));
+            m.prompt_tokens.increment(u64::from(u.prompt_tokens));
+            m.completion_tokens.increment(u64::from(u.completion_tokens));
         }
         let hooks = std::mem::take(&mut self.on_end.0);
         if !hooks.is_empty() {
