@@ -532,3 +532,6 @@ async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

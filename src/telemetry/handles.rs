@@ -57,7 +57,10 @@ pub fn request(
     }
     let labels = [
         ("model", model.to_string()),
-        ("provider", provider.map(|p| p.to_string()).unwrap_or_default()),
+        (
+            "provider",
+            provider.map(|p| p.to_string()).unwrap_or_default(),
+        ),
         ("outcome", outcome_label(outcome).into_owned()),
     ];
     let l = &labels[..2];

@@ -326,7 +326,8 @@ impl RequestRecord {
         }
         if let Some(u) = usage {
             m.prompt_tokens.increment(u64::from(u.prompt_tokens));
-            m.completion_tokens.increment(u64::from(u.completion_tokens));
+            m.completion_tokens
+                .increment(u64::from(u.completion_tokens));
         }
         let hooks = std::mem::take(&mut self.on_end.0);
         if !hooks.is_empty() {

@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         let at = |secs: u64, micros: u64| {
-            let t = Timestamp(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros));
+            let t =
+                Timestamp(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros));
             String::from_utf8(t.bytes().to_vec()).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
