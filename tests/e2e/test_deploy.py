@@ -313,3 +313,20 @@ def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tm
     assert not [n for n in wanted if n.startswith("gen_ai_")], "GenAI metrics come with their own panels"
     missing = {name: exprs[0] for name, exprs in wanted.items() if name not in have}
     assert not missing, f"the dashboard queries metrics /metrics does not export: {missing}"
+
+
+def test_the_alerting_examples_in_the_docs_name_metrics_the_code_records():
+    recorded = set()
+    for path in (ROOT / "src").rglob("*.rs"):
+        recorded |= set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(\w+)"', path.read_text()))
+    assert "switchyard_requests_total" in recorded and len(recorded) >= 25, sorted(recorded)
+    docs = (ROOT / "docs/operations.md").read_text()
+    section = docs.split("### What to alert on", 1)[1].split("\n### ", 1)[0]
+    (promql,) = re.findall(r"```promql\n(.*?)```", section, re.S)
+    named = set()
+    for line in promql.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            named |= metric_names(line)
+    base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in named}
+    assert len(base) >= 10, sorted(base)
+    assert base <= recorded, f"not recorded anywhere in src/: {sorted(base - recorded)}"
