@@ -1,4 +1,4 @@
-//! The `switchyard` command: serve, check-config, route, usage, mock.
+//! The `switchyard` command: serve, check-config, route, routes, usage, healthcheck, mock.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -45,6 +45,17 @@ enum Command {
     /// component. Reads the ledger (SQLite under state.dir, or Redis when the config has
     /// state.redis_url) directly; no running gateway is needed.
     Usage(UsageArgs),
+    /// Check that a running gateway answers: GET the URL (default its /healthz) and exit 0
+    /// on a 2xx answer within the timeout, else 1. For container health checks, where the
+    /// image has no shell or curl.
+    Healthcheck {
+        /// The URL to get.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
         /// Where to listen (port 0 picks a free port).
@@ -162,6 +173,7 @@ fn main() -> ExitCode {
             Command::Route(args) => explain_route(&args).await,
             Command::Routes { command } => routes_command(command).await,
             Command::Usage(args) => usage(&args).await,
+            Command::Healthcheck { url, timeout_ms } => healthcheck(&url, timeout_ms).await,
             Command::Mock {
                 addr,
                 fault,
@@ -336,6 +348,31 @@ async fn usage(args: &UsageArgs) -> Result<(), String> {
         );
         print!("{}", ledger::render_table(&report));
     }
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the command's output is for the person (or container runtime) running it"
+)]
+async fn healthcheck(url: &str, timeout_ms: u64) -> Result<(), String> {
+    telemetry::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        // A proxy from the environment would answer for the gateway.
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("healthcheck: {e}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("healthcheck {url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("healthcheck {url}: {status}"));
+    }
+    println!("{url}: {status}");
     Ok(())
 }
 

@@ -10,7 +10,9 @@
 //!
 //! The watcher watches folders, not files (editors save by writing a new file and renaming
 //! it over the old), and waits [`SETTLE`] after the first event so that one save is one
-//! reload.
+//! reload. A Kubernetes ConfigMap volume changes no visible file at all: the kubelet writes
+//! the new data into a new hidden folder and renames a symlink over [`KUBERNETES_DATA`],
+//! which every visible file points through; that rename counts as a change too.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,6 +29,10 @@ use crate::{config::Config, gateway::Gateway};
 /// Quiet time after a file event before reloading, so a save's several events make one
 /// reload.
 pub const SETTLE: Duration = Duration::from_millis(75);
+
+/// The symlink through which a Kubernetes ConfigMap (or Secret, or projected) volume's
+/// files point at the current version of its data; an update renames a new one over it.
+pub const KUBERNETES_DATA: &str = "..data";
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,13 +128,14 @@ fn watched_dirs(gateway: &Gateway, config: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Whether a changed path matters: the config file itself, or a policy or its cases.
+/// Whether a changed path matters: the config file itself, a policy or its cases, or a
+/// Kubernetes volume's data swapped under them.
 fn relevant(config: &Path, path: &Path) -> bool {
-    let is_config = path
-        .file_name()
-        .is_some_and(|n| Some(n) == config.file_name());
+    let name = path.file_name();
+    let is_config = name.is_some_and(|n| Some(n) == config.file_name());
     let is_script = path.extension().is_some_and(|e| e == "lua" || e == "json");
-    is_config || is_script
+    let is_swap = name.is_some_and(|n| n == KUBERNETES_DATA);
+    is_config || is_script || is_swap
 }
 
 /// Starts watching the config and scripts folders now (so no save made after this returns

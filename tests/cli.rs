@@ -1,5 +1,6 @@
 //! The `switchyard` binary as a user runs it: the embedded default answers with no setup,
-//! `check-config` names the bad key, and secrets never reach the logs.
+//! `check-config` names the bad key, secrets never reach the logs, and `healthcheck` exits
+//! as a container runtime expects.
 
 #![allow(
     clippy::unwrap_used,
@@ -338,4 +339,33 @@ fn check_config_says_whether_redis_answers_without_failing_on_it() {
     let out = check(&dead);
     assert!(out.contains("Redis NOT reachable now"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_0_on_a_2xx_and_1_on_an_error_status_or_no_answer() {
+    let mock = Mock::start("p", "").await;
+    let gw = TestGateway::serving(&[&mock]).await;
+    let (dead, _held) = Mock::bound("dead");
+    let run = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(["healthcheck", "--url", &url, "--timeout-ms", "5000"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), text)
+        })
+    };
+    let (code, text) = run(gw.url("/healthz")).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("200"), "{text}");
+
+    let (code, text) = run(gw.url("/no-such-page")).await.unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("404"), "{text}");
+
+    let (code, text) = run(format!("http://{}/healthz", dead.addr)).await.unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("healthcheck"), "{text}");
 }

@@ -1,6 +1,7 @@
 //! Hot reload over real sockets: reloads under load lose no request, a broken change keeps
-//! the old config serving, a saved file is picked up by the watcher, and a stream in flight
-//! finishes on the snapshot it started with.
+//! the old config serving, a saved file is picked up by the watcher (also when Kubernetes
+//! swaps a mounted ConfigMap), and a stream in flight finishes on the snapshot it started
+//! with.
 
 #![allow(
     clippy::unwrap_used,
@@ -44,6 +45,11 @@ impl FileGateway {
         std::fs::create_dir_all(dir.join("scripts")).unwrap();
         let path = dir.join("switchyard.toml");
         std::fs::write(&path, text).unwrap();
+        FileGateway::serving(dir, path).await
+    }
+
+    /// A gateway serving the config file at `path`, in `dir`.
+    async fn serving(dir: PathBuf, path: PathBuf) -> FileGateway {
         let gateway = Arc::new(Gateway::new(Config::load(&path).unwrap()).unwrap());
         gateway.set_config_file(path);
         let (addr, tx) = serve(gateway.clone()).await;
@@ -290,6 +296,86 @@ async fn a_saved_file_is_picked_up_by_the_watcher() {
         served = gw.served_by().await;
     }
     assert_eq!(served, "a", "the saved script was not picked up");
+    stop.cancel();
+}
+
+/// A folder that Kubernetes fills from a ConfigMap, written the way the kubelet's atomic
+/// writer does: each version of the data in a new hidden folder, `..data` a symlink to the
+/// current one, and each key a symlink through `..data`. An update never touches the
+/// visible files: it writes a new folder, points `..data_tmp` at it, renames `..data_tmp`
+/// over `..data` and removes the old folder.
+struct ProjectedVolume {
+    dir: PathBuf,
+    version: u32,
+}
+
+impl ProjectedVolume {
+    fn new(files: &[(&str, &str)]) -> ProjectedVolume {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-configmap-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut volume = ProjectedVolume { dir, version: 0 };
+        volume.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.join(name)).unwrap();
+        }
+        volume
+    }
+
+    fn update(&mut self, files: &[(&str, &str)]) {
+        let old = format!("..2026_01_01_00_00_00.{}", self.version);
+        self.version += 1;
+        let new = format!("..2026_01_01_00_00_00.{}", self.version);
+        std::fs::create_dir(self.dir.join(&new)).unwrap();
+        for (name, text) in files {
+            std::fs::write(self.dir.join(&new).join(name), text).unwrap();
+        }
+        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        if self.version > 1 {
+            std::fs::remove_dir_all(self.dir.join(old)).unwrap();
+        }
+    }
+}
+
+/// Polls (bounded) until `gw` is served by `want`.
+async fn served_by_within(gw: &FileGateway, want: &str, what: &str) {
+    let changed = Instant::now();
+    let mut served = gw.served_by().await;
+    while served != want && changed.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        served = gw.served_by().await;
+    }
+    assert_eq!(served, want, "{what} was not picked up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_configmap_update_is_picked_up_by_the_watcher() {
+    let (a, b) = (Mock::start("a", "").await, Mock::start("b", "").await);
+    // The policies sit beside the config, as keys of the same ConfigMap.
+    let text =
+        |policy| config(&a, &b, policy).replace("scripts_dir = \"scripts\"", "scripts_dir = \".\"");
+    let cheapest = "function route(r, c) return { c[2].id, c[1].id } end";
+    let first = "function route(r, c) return { c[1].id } end";
+    let mut volume = ProjectedVolume::new(&[
+        ("switchyard.toml", &text("failover")),
+        ("house.lua", cheapest),
+    ]);
+    let path = volume.dir.join("switchyard.toml");
+    let gw = FileGateway::serving(volume.dir.clone(), path).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(reload::watch(gw.gateway.clone(), stop.clone()).unwrap());
+    assert_eq!(gw.served_by().await, "a");
+
+    volume.update(&[("switchyard.toml", &text("house")), ("house.lua", cheapest)]);
+    served_by_within(&gw, "b", "the updated config").await;
+
+    // A change to a policy alone is the same swap.
+    volume.update(&[("switchyard.toml", &text("house")), ("house.lua", first)]);
+    served_by_within(&gw, "a", "the updated policy").await;
     stop.cancel();
 }
 

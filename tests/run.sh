@@ -43,6 +43,17 @@ if [ ! -x "$tools/node_modules/.bin/steady" ] || \
   echo "$steady_version" > "$tools/.steady-version"
 fi
 
+# --- deployment files ------------------------------------------------------------------
+# Before the Rust build, so a bad Dockerfile or manifest fails in seconds. The image itself
+# is not built here (no container engine); tests/e2e/test_deploy.py checks the rest.
+step "hadolint Dockerfile"
+"$venv/bin/hadolint" Dockerfile
+
+step "kubernetes-validate deploy/kubernetes (Kubernetes 1.30.0 and 1.37.0, strict)"
+for k8s in 1.30.0 1.37.0; do
+  "$venv/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$k8s" deploy/kubernetes/*.yaml
+done
+
 # --- Rust ----------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
