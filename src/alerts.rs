@@ -15,6 +15,8 @@ use serde::Serialize;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::recent::{self, Recent};
+
 /// `[alerts]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertConfig {
@@ -63,11 +65,23 @@ impl Alert {
 
 const QUEUE: usize = 256;
 
+/// An alert as the status page lists it: the latest of its kind and subject, and how
+/// often it was raised while it stayed among the last [`recent::ALERTS_KEPT`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecentAlert {
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Unix seconds of the first time it was raised.
+    pub first_at: u64,
+    pub count: u64,
+}
+
 /// Raises alerts; cheap to share.
 pub struct Alerter {
     config: Mutex<AlertConfig>,
     last_sent: Mutex<HashMap<(&'static str, String), Instant>>,
     queue: mpsc::Sender<(Alert, AlertConfig)>,
+    recent: Recent<RecentAlert>,
 }
 
 impl Alerter {
@@ -78,6 +92,7 @@ impl Alerter {
             config: Mutex::new(config),
             last_sent: Mutex::new(HashMap::new()),
             queue,
+            recent: Recent::new(recent::ALERTS_KEPT),
         });
         (alerter, Deliveries { rx, client })
     }
@@ -86,8 +101,13 @@ impl Alerter {
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
     }
 
-    /// Counts the alert and, when a webhook is configured and this alert was not sent
-    /// within the interval, queues it for delivery.
+    /// The alerts raised lately, newest first, each kind and subject once.
+    pub fn recent(&self) -> Vec<RecentAlert> {
+        self.recent.list()
+    }
+
+    /// Counts the alert, notes it among the recent ones and, when a webhook is configured
+    /// and this alert was not sent within the interval, queues it for delivery.
     pub fn raise(&self, alert: Alert) {
         metrics::counter!(
             "switchyard_alerts_total",
@@ -95,6 +115,7 @@ impl Alerter {
             "subject" => alert.subject.clone()
         )
         .increment(1);
+        self.note(&alert);
         let config = self
             .config
             .lock()
@@ -123,6 +144,27 @@ impl Alerter {
         if self.queue.try_send((alert, config)).is_err() {
             metrics::counter!("switchyard_alerts_dropped_total").increment(1);
         }
+    }
+}
+
+impl Alerter {
+    /// Puts `alert` first among the recent ones, merged with an earlier one of the same
+    /// kind and subject.
+    fn note(&self, alert: &Alert) {
+        self.recent.update(|items| {
+            let same = items
+                .iter()
+                .position(|r| r.alert.kind == alert.kind && r.alert.subject == alert.subject);
+            let (first_at, count) = match same.and_then(|i| items.remove(i)) {
+                Some(earlier) => (earlier.first_at, earlier.count + 1),
+                None => (alert.at, 1),
+            };
+            items.push_front(RecentAlert {
+                alert: alert.clone(),
+                first_at,
+                count,
+            });
+        });
     }
 }
 

@@ -8,6 +8,7 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+pub mod recent;
 mod upkeep;
 
 pub use upkeep::{UPKEEP_EVERY, upkeep};
