@@ -228,3 +228,42 @@ async fn deliver(client: &reqwest::Client, alert: Alert, config: AlertConfig) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerter() -> Arc<Alerter> {
+        crate::telemetry::install_crypto_provider();
+        Alerter::new(AlertConfig::default(), reqwest::Client::new()).0
+    }
+
+    #[test]
+    fn a_repeated_alert_is_listed_once_newest_first_with_its_count() {
+        let a = alerter();
+        a.raise(Alert::new("breaker_open", "p/m", "opened".to_owned()));
+        a.raise(Alert::new("chain_exhausted", "m", "exhausted".to_owned()));
+        a.raise(Alert::new("breaker_open", "p/m", "opened again".to_owned()));
+        let recent = a.recent();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].alert.message, "opened again");
+        assert_eq!(recent[0].count, 2);
+        assert!(recent[0].first_at <= recent[0].alert.at);
+        assert_eq!(recent[1].alert.kind, "chain_exhausted");
+        assert_eq!(recent[1].count, 1);
+    }
+
+    #[test]
+    fn recent_alerts_are_bounded() {
+        let a = alerter();
+        for i in 0..recent::ALERTS_KEPT + 10 {
+            a.raise(Alert::new("latency_p95", &format!("m{i}"), String::new()));
+        }
+        let recent = a.recent();
+        assert_eq!(recent.len(), recent::ALERTS_KEPT);
+        assert_eq!(
+            recent[0].alert.subject,
+            format!("m{}", recent::ALERTS_KEPT + 9)
+        );
+    }
+}
