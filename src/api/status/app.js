@@ -86,7 +86,8 @@
       const [label, kind] = CIRCUIT[d.circuit] || [String(d.circuit), 'neutral'];
       let circuitText = label;
       if (d.circuit === 'open' && Number.isFinite(d.open_for_ms)) {
-        circuitText += ' · ' + Math.ceil(d.open_for_ms / 1000) + ' s';
+        const s = Math.ceil(d.open_for_ms / 1000);
+        circuitText += ' · ' + (s < 120 ? s + ' s' : Math.ceil(s / 60) + ' min');
       } else if (d.circuit === 'closed' && d.ramp < 1) {
         circuitText += ' · ramp ' + pct(d.ramp, 0);
       }
@@ -126,7 +127,9 @@
   }
 
   function renderUsage(usage) {
-    const since = 'since ' + clock(usage.from);
+    const since = Number.isFinite(usage.from)
+      ? 'since ' + new Date(usage.from * 1000).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', hour12: false })
+      : '';
     $('window-model').textContent = since;
     $('window-key').textContent = since;
     fill('models', usageRows(usage.models || [], (r) => r.model), 6, 'No requests in the last hour.');
@@ -171,7 +174,7 @@
       el('tr', null, [
         td(clock(r.at), 'time', { title: ago(r.at, now) }),
         td(r.trigger),
-        el('td', { cls: 'msg' }, [
+        el('td', { cls: 'result' }, [
           pill(r.result, r.result === 'ok' ? 'ok' : 'bad'),
           r.error ? el('div', { cls: 'sub', text: r.error }) : null,
         ]),
