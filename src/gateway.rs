@@ -361,7 +361,7 @@ impl Gateway {
         &self.reloads
     }
 
-    /// The last requests that ended in an error, newest first ([`Gateway::note_error`]).
+    /// The last requests that ended in an error, newest first (see `Gateway::note_error`).
     pub fn recent_errors(&self) -> &Recent<RecentError> {
         &self.errors
     }
