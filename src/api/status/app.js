@@ -284,9 +284,17 @@
     let data;
     try {
       data = await resp.json();
-      render(data);
     } catch (e) {
       setConn('offline', 'Unreadable answer from the gateway');
+      schedule();
+      return;
+    }
+    try {
+      render(data);
+    } catch (e) {
+      // A page bug, not the gateway's: said on the console, where the browser test looks.
+      console.error('status page: cannot render the data', e);
+      setConn('offline', 'Cannot show this data (see the browser console)');
       schedule();
       return;
     }
