@@ -15,6 +15,8 @@ use serde::Serialize;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::recent::{self, Recent};
+
 /// `[alerts]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertConfig {
@@ -63,11 +65,23 @@ impl Alert {
 
 const QUEUE: usize = 256;
 
+/// An alert as the status page lists it: the latest of its kind and subject, and how
+/// often it was raised while it stayed among the last [`recent::ALERTS_KEPT`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecentAlert {
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Unix seconds of the first time it was raised.
+    pub first_at: u64,
+    pub count: u64,
+}
+
 /// Raises alerts; cheap to share.
 pub struct Alerter {
     config: Mutex<AlertConfig>,
     last_sent: Mutex<HashMap<(&'static str, String), Instant>>,
     queue: mpsc::Sender<(Alert, AlertConfig)>,
+    recent: Recent<RecentAlert>,
 }
 
 impl Alerter {
@@ -78,6 +92,7 @@ impl Alerter {
             config: Mutex::new(config),
             last_sent: Mutex::new(HashMap::new()),
             queue,
+            recent: Recent::new(recent::ALERTS_KEPT),
         });
         (alerter, Deliveries { rx, client })
     }
@@ -86,8 +101,13 @@ impl Alerter {
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
     }
 
-    /// Counts the alert and, when a webhook is configured and this alert was not sent
-    /// within the interval, queues it for delivery.
+    /// The alerts raised lately, newest first, each kind and subject once.
+    pub fn recent(&self) -> Vec<RecentAlert> {
+        self.recent.list()
+    }
+
+    /// Counts the alert, notes it among the recent ones and, when a webhook is configured
+    /// and this alert was not sent within the interval, queues it for delivery.
     pub fn raise(&self, alert: Alert) {
         metrics::counter!(
             "switchyard_alerts_total",
@@ -95,6 +115,7 @@ impl Alerter {
             "subject" => alert.subject.clone()
         )
         .increment(1);
+        self.note(&alert);
         let config = self
             .config
             .lock()
@@ -123,6 +144,27 @@ impl Alerter {
         if self.queue.try_send((alert, config)).is_err() {
             metrics::counter!("switchyard_alerts_dropped_total").increment(1);
         }
+    }
+}
+
+impl Alerter {
+    /// Puts `alert` first among the recent ones, merged with an earlier one of the same
+    /// kind and subject.
+    fn note(&self, alert: &Alert) {
+        self.recent.update(|items| {
+            let same = items
+                .iter()
+                .position(|r| r.alert.kind == alert.kind && r.alert.subject == alert.subject);
+            let (first_at, count) = match same.and_then(|i| items.remove(i)) {
+                Some(earlier) => (earlier.first_at, earlier.count + 1),
+                None => (alert.at, 1),
+            };
+            items.push_front(RecentAlert {
+                alert: alert.clone(),
+                first_at,
+                count,
+            });
+        });
     }
 }
 
@@ -184,5 +226,44 @@ async fn deliver(client: &reqwest::Client, alert: Alert, config: AlertConfig) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerter() -> Arc<Alerter> {
+        crate::telemetry::install_crypto_provider();
+        Alerter::new(AlertConfig::default(), reqwest::Client::new()).0
+    }
+
+    #[test]
+    fn a_repeated_alert_is_listed_once_newest_first_with_its_count() {
+        let a = alerter();
+        a.raise(Alert::new("breaker_open", "p/m", "opened".to_owned()));
+        a.raise(Alert::new("chain_exhausted", "m", "exhausted".to_owned()));
+        a.raise(Alert::new("breaker_open", "p/m", "opened again".to_owned()));
+        let recent = a.recent();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].alert.message, "opened again");
+        assert_eq!(recent[0].count, 2);
+        assert!(recent[0].first_at <= recent[0].alert.at);
+        assert_eq!(recent[1].alert.kind, "chain_exhausted");
+        assert_eq!(recent[1].count, 1);
+    }
+
+    #[test]
+    fn recent_alerts_are_bounded() {
+        let a = alerter();
+        for i in 0..recent::ALERTS_KEPT + 10 {
+            a.raise(Alert::new("latency_p95", &format!("m{i}"), String::new()));
+        }
+        let recent = a.recent();
+        assert_eq!(recent.len(), recent::ALERTS_KEPT);
+        assert_eq!(
+            recent[0].alert.subject,
+            format!("m{}", recent::ALERTS_KEPT + 9)
+        );
     }
 }

@@ -28,9 +28,11 @@ use crate::{
     error::Error,
     failover::{self, Failed, Served},
     health, limits, providers,
+    reload::ReloadRecord,
     routes::{self, Applied, Overrides},
     routing::{Catalog, Route, filter},
     state::State,
+    telemetry::recent::{self, Recent, RecentError},
     usage::{
         ledger::{self, Ledger},
         pricing::{self, PriceTable, Pricing, PricingSource},
@@ -75,6 +77,11 @@ pub struct Gateway {
     cache: ResponseCache,
     /// The usage ledger, once [`Gateway::open_ledger`] opened it.
     ledger: OnceLock<Ledger>,
+    /// When the gateway was built.
+    started: tokio::time::Instant,
+    /// The last reloads and the last refused requests, for the status page.
+    reloads: Recent<ReloadRecord>,
+    errors: Recent<RecentError>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -146,6 +153,9 @@ impl Gateway {
             routes: Overrides::default(),
             cache,
             ledger: OnceLock::new(),
+            started: tokio::time::Instant::now(),
+            reloads: Recent::new(recent::RELOADS_KEPT),
+            errors: Recent::new(recent::ERRORS_KEPT),
         })
     }
 
@@ -334,6 +344,26 @@ impl Gateway {
     /// swap needs no rebuild).
     pub fn pricing(&self) -> &Arc<Pricing> {
         &self.pricing
+    }
+
+    /// How long ago the gateway was built.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The alerter (its recent alerts are on the status page).
+    pub fn alerter(&self) -> &Alerter {
+        &self.alerter
+    }
+
+    /// The last reloads, newest first.
+    pub fn reloads(&self) -> &Recent<ReloadRecord> {
+        &self.reloads
+    }
+
+    /// The last requests that ended in an error, newest first (see `Gateway::note_error`).
+    pub fn recent_errors(&self) -> &Recent<RecentError> {
+        &self.errors
     }
 
     /// Every deployment's health, for the admin endpoint.

@@ -56,7 +56,8 @@
 //! replica, applied to every snapshot the gateway builds), [`alerts`] (metric and
 //! webhook), [`background`] (every background loop — alert sender, watchers, price
 //! refresh, metrics upkeep, ledger writer, route follower — stopped at shutdown),
-//! [`api::admin`] and [`mock`] (simulated providers with fault injection, for the demo,
+//! [`api::admin`], [`api::status`] (the status page and its data, which only read the
+//! gateway's state) and [`mock`] (simulated providers with fault injection, for the demo,
 //! tests and benches).
 
 pub mod alerts;

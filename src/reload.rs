@@ -24,7 +24,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, gateway::Gateway};
+use crate::{config::Config, gateway::Gateway, telemetry::recent};
 
 /// Quiet time after a file event before reloading, so a save's several events make one
 /// reload.
@@ -33,6 +33,22 @@ pub const SETTLE: Duration = Duration::from_millis(75);
 /// The symlink through which a Kubernetes ConfigMap (or Secret, or projected) volume's
 /// files point at the current version of its data; an update renames a new one over it.
 pub const KUBERNETES_DATA: &str = "..data";
+
+/// One reload as the status page lists it ([`Gateway::reloads`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadRecord {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who asked: `watch`, `sighup` or `admin`.
+    pub trigger: &'static str,
+    /// `ok` or `rejected`.
+    pub result: &'static str,
+    /// The models the new config serves (`None` when rejected).
+    pub models: Option<usize>,
+    pub took_ms: u64,
+    /// Why it was rejected (cut to [`recent::MESSAGE_CHARS`]).
+    pub error: Option<String>,
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +75,17 @@ pub fn reload(gateway: &Gateway, trigger: &'static str) -> Result<Reloaded, Stri
         took_ms: started.elapsed().as_millis() as u64,
     });
     let label = if result.is_ok() { "ok" } else { "rejected" };
+    gateway.reloads().push(ReloadRecord {
+        at: recent::unix_now(),
+        trigger,
+        result: label,
+        models: result.as_ref().ok().map(|r| r.models),
+        took_ms: started.elapsed().as_millis() as u64,
+        error: result
+            .as_ref()
+            .err()
+            .map(|e| recent::cut(e, recent::MESSAGE_CHARS)),
+    });
     metrics::counter!("switchyard_config_reloads_total", "trigger" => trigger, "result" => label)
         .increment(1);
     match &result {

@@ -22,7 +22,8 @@ pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
         .await
         .merge(api::openai::router(gateway.clone()))
-        .merge(api::admin::router(gateway))
+        .merge(api::admin::router(gateway.clone()))
+        .merge(api::status::router(gateway))
         .fallback(fallback)
 }
 

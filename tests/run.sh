@@ -2,11 +2,12 @@
 # The whole test suite, from a fresh clone on a Debian machine with only the Rust toolchain.
 #
 # Provisions what the tests need when it is missing (a Python venv with the official
-# `openai` SDK, grpcio and pytest; Debian's redis-server; the Steady OpenAPI mock server
-# from npm), then runs:
+# `openai` SDK, grpcio, Playwright and pytest; Debian's redis-server and chromium; the
+# Steady OpenAPI mock server from npm), then runs:
 # format and lint checks, the Rust tests (unit tests, and integration tests over real
 # sockets), and the end-to-end tests (official OpenAI Python SDK, a grpcio client
-# generated from the proto, and the gateway against a validating mock of OpenAI's spec).
+# generated from the proto, the gateway against a validating mock of OpenAI's spec, and
+# the status page in Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,6 +32,15 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo"
   $as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq redis-server >/dev/null
+fi
+
+# Debian's chromium: the status page's browser test drives it through Playwright (whose
+# own browser download is not used).
+if [ ! -x /usr/bin/chromium ]; then
+  step "provisioning chromium (Debian package)"
+  as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq chromium >/dev/null
 fi
 
 tools="$root/.tools"
@@ -69,7 +79,7 @@ else
 fi
 
 # --- end to end ----------------------------------------------------------------------
-step "end-to-end tests (OpenAI Python SDK, grpcio, Steady)"
+step "end-to-end tests (OpenAI Python SDK, grpcio, Steady, Chromium)"
 # The integration tests made nextest build the binary; `cargo build` here would rebuild
 # tokio and everything above it without the dev-dependency features.
 if [ ! -x "$root/target/debug/switchyard" ]; then

@@ -61,10 +61,7 @@ fn authorize(gw: &Gateway, headers: &HeaderMap, method: &Method, uri: &Uri) -> R
             path: uri.path().to_owned(),
         });
     };
-    let sent = CallerHeaders::from_http(headers).token.unwrap_or_default();
-    // Compare digests, not the secret byte by byte.
-    use sha2::{Digest, Sha256};
-    if Sha256::digest(sent.as_bytes()) == Sha256::digest(key.expose().as_bytes()) {
+    if sends_admin_key(headers, key) {
         Ok(())
     } else {
         let e = Error::Unauthorized {
@@ -72,6 +69,14 @@ fn authorize(gw: &Gateway, headers: &HeaderMap, method: &Method, uri: &Uri) -> R
         };
         Err(e)
     }
+}
+
+/// Whether the request's bearer token (or `api-key` / `x-api-key`) is the admin key.
+pub(crate) fn sends_admin_key(headers: &HeaderMap, key: &crate::config::Secret) -> bool {
+    let sent = CallerHeaders::from_http(headers).token.unwrap_or_default();
+    // Compare digests, not the secret byte by byte.
+    use sha2::{Digest, Sha256};
+    Sha256::digest(sent.as_bytes()) == Sha256::digest(key.expose().as_bytes())
 }
 
 async fn reload(

@@ -395,6 +395,12 @@ impl DeploymentHealth {
         }
     }
 
+    /// The p50 and p95 latency of the last 256 successful attempts, in ms (0 with none).
+    /// Sorts a copy of the window: for the status page, not for routing.
+    pub fn latency_percentiles(&self) -> (f64, f64) {
+        self.stats.percentiles()
+    }
+
     /// Bumped on every change to the circuit made by `record`, `admit` or `release_probe`.
     /// A cached snapshot also goes stale by itself at `open_until` and while `ramp < 1`.
     pub fn version(&self) -> u64 {

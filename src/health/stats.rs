@@ -96,6 +96,21 @@ impl Stats {
         }
     }
 
+    /// The p50 and p95 of the latency window, in ms (0 with no samples): for the status
+    /// page, off the request path (it copies and sorts the window).
+    pub(super) fn percentiles(&self) -> (f64, f64) {
+        let (mut window, samples) = {
+            let l = lock(&self.latency);
+            (l.ring, l.samples)
+        };
+        let kept = &mut window[..samples.min(WINDOW as u64) as usize];
+        if kept.is_empty() {
+            return (0.0, 0.0);
+        }
+        kept.sort_unstable_by(f64::total_cmp);
+        (nearest_rank(kept, 50), nearest_rank(kept, 95))
+    }
+
     fn error(&self, sample: f64) {
         // The closure always returns Some, so this cannot fail.
         let _ = self
@@ -113,7 +128,12 @@ fn p95(values: &mut [f64]) -> f64 {
         return 0.0;
     }
     values.sort_unstable_by(f64::total_cmp);
-    let rank = (values.len() * 95).div_ceil(100);
+    nearest_rank(values, 95)
+}
+
+/// The `percent`th percentile of sorted, non-empty `values` by nearest rank.
+fn nearest_rank(values: &[f64], percent: usize) -> f64 {
+    let rank = (values.len() * percent).div_ceil(100).max(1);
     values[rank - 1]
 }
 

@@ -36,7 +36,10 @@ use crate::{
     failover::{self, Failed, Served},
     gateway::{Admitted, Gateway, Live},
     routing::{Needs, Route},
-    telemetry::{Outcome, RequestRecord, Surface, UNKNOWN_MODEL},
+    telemetry::{
+        Outcome, RequestRecord, Surface, UNKNOWN_MODEL,
+        recent::{self, RecentError},
+    },
 };
 
 /// One admitted, authenticated call on its way through the pipeline.
@@ -171,7 +174,12 @@ impl Gateway {
         }
         let admitted = match self.admit(&live) {
             Ok(a) => a,
-            Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
+            Err(e) => {
+                let about = (record.model().to_owned(), record.key.clone());
+                let refusal = refuse(record, e, failover::Attempts::default());
+                self.note_error(about, &refusal);
+                return Err(refusal);
+            }
         };
         Ok(Call {
             live,
@@ -195,7 +203,7 @@ impl Gateway {
         call.record.labelled(label, request.is_stream());
         if let Err((stage, error)) = stages::admit(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
-            return Answer::Refused(call.refuse(error));
+            return self.refused(call, error);
         }
         // Hits cost nothing upstream: they are answered before routing, and before
         // anything that counts against limits or budgets.
@@ -204,7 +212,7 @@ impl Gateway {
         }
         if let Err((stage, error)) = stages::reserve(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
-            return Answer::Refused(call.refuse(error));
+            return self.refused(call, error);
         }
         let route = match call
             .live
@@ -212,7 +220,7 @@ impl Gateway {
             .route(&request, &Needs::of(&request), &call.caller)
         {
             Ok(r) => r,
-            Err(error) => return Answer::Refused(call.refuse(error)),
+            Err(error) => return self.refused(call, error),
         };
         let started = tokio::time::Instant::now();
         if request.is_stream() {
@@ -220,7 +228,7 @@ impl Gateway {
             self.after_attempts(&request, &route, &result, started);
             match with_explain(result, route) {
                 Ok(served) => Answer::Stream(call.stream(served, request.wants_stream_usage())),
-                Err(failed) => Answer::Refused(call.failed(failed)),
+                Err(failed) => self.failed(call, failed),
             }
         } else {
             let result = failover::run(&route.plan, &settings(&call.live, &route, false), |d| {
@@ -231,9 +239,46 @@ impl Gateway {
             self.after_attempts(&request, &route, &result, started);
             match with_explain(result, route) {
                 Ok(served) => Answer::Complete(call.complete(served)),
-                Err(failed) => Answer::Refused(call.failed(failed)),
+                Err(failed) => self.failed(call, failed),
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Ends `call` with `error` (a stage's refusal, a routing error), noted among the
+    /// recent errors.
+    fn refused(&self, call: Call, error: Error) -> Answer {
+        let about = (call.record.model().to_owned(), call.record.key.clone());
+        let refusal = call.refuse(error);
+        self.note_error(about, &refusal);
+        Answer::Refused(refusal)
+    }
+
+    /// Ends `call` after its attempts failed, noted among the recent errors.
+    fn failed(&self, call: Call, failed: Failed) -> Answer {
+        let about = (call.record.model().to_owned(), call.record.key.clone());
+        let refusal = call.failed(failed);
+        self.note_error(about, &refusal);
+        Answer::Refused(refusal)
+    }
+
+    /// Notes a refusal of the request for `(model, key)` among the recent errors, as the
+    /// caller saw it (an internal error's detail stays in the log). Only refusals pay
+    /// this; a served request never does. Requests refused at authentication are not
+    /// noted: anyone can send those, and they would push the gateway's own errors out.
+    fn note_error(&self, (model, key): (String, Option<Arc<str>>), refusal: &Refusal) {
+        let fields = refusal.error.openai_fields(&refusal.request_id);
+        self.recent_errors().push(RecentError {
+            at: recent::unix_now(),
+            request_id: refusal.request_id.clone(),
+            model,
+            key: key.map(|k| k.to_string()),
+            status: refusal.error.spec().status.as_u16(),
+            kind: fields.kind,
+            message: recent::cut(&fields.message, recent::MESSAGE_CHARS),
+            attempts: refusal.attempts.clone(),
+        });
     }
 }
 

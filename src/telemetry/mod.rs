@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
 mod handles;
+pub mod recent;
 mod request_log;
 pub mod sink;
 mod upkeep;

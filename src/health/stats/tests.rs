@@ -126,3 +126,25 @@ fn failures_do_not_count_as_latency_samples() {
     close(f.ewma_ms, 100.0);
     close(f.p95_ms, 100.0);
 }
+
+#[test]
+fn percentiles_are_the_nearest_ranks_of_the_window() {
+    assert_eq!(Stats::new().percentiles(), (0.0, 0.0));
+    let s = Stats::new();
+    for i in 0..100u64 {
+        s.success(ms((i * 37) % 100 + 1), None);
+    }
+    let (p50, p95) = s.percentiles();
+    close(p50, 50.0);
+    close(p95, 95.0);
+    close(p95, s.figures().p95_ms);
+
+    let s = Stats::new();
+    for i in 1..=300 {
+        s.success(ms(i), None);
+    }
+    // The window holds 45..=300: rank 128 is 172, rank 244 is 288.
+    let (p50, p95) = s.percentiles();
+    close(p50, 172.0);
+    close(p95, 288.0);
+}
