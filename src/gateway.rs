@@ -75,6 +75,11 @@ pub struct Gateway {
     cache: ResponseCache,
     /// The usage ledger, once [`Gateway::open_ledger`] opened it.
     ledger: OnceLock<Ledger>,
+    /// The OTLP trace exporter (`[telemetry] otlp_endpoint`); fixed for the gateway's
+    /// life, like `[state]`.
+    tracer: Option<Arc<crate::telemetry::otlp::Tracer>>,
+    /// The `[telemetry]` the tracer was started with.
+    telemetry: crate::config::TelemetryConfig,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -122,6 +127,8 @@ impl Gateway {
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
         let cache = ResponseCache::new(&config.cache, &state, background.clone());
         let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
+        let telemetry = config.telemetry.clone();
+        let tracer = crate::telemetry::otlp::Tracer::start(&telemetry, client.clone(), &background);
         let live = Live::build(
             config,
             &clients,
@@ -146,6 +153,8 @@ impl Gateway {
             routes: Overrides::default(),
             cache,
             ledger: OnceLock::new(),
+            tracer,
+            telemetry,
         })
     }
 
@@ -183,6 +192,11 @@ impl Gateway {
             // Like the listen addresses: the running state stays, the rest applies.
             tracing::warn!("[state] cannot change while serving; restart to apply it");
             config.state = self.state.config().clone();
+        }
+        if config.telemetry != self.telemetry {
+            // The exporter keeps running as started: its queue and task outlive reloads.
+            tracing::warn!("[telemetry] cannot change while serving; restart to apply it");
+            config.telemetry = self.telemetry.clone();
         }
         let live = Arc::new(Live::build(
             config,
@@ -323,6 +337,11 @@ impl Gateway {
     /// The usage ledger, when open.
     pub fn ledger(&self) -> Option<&Ledger> {
         self.ledger.get()
+    }
+
+    /// The OTLP trace exporter, when `[telemetry] otlp_endpoint` is set.
+    pub fn tracer(&self) -> Option<&Arc<crate::telemetry::otlp::Tracer>> {
+        self.tracer.as_ref()
     }
 
     /// The gateway's background loops, stopped at shutdown.

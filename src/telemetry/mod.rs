@@ -8,12 +8,15 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+pub mod otlp;
+pub mod trace;
 mod upkeep;
 
 pub use upkeep::{UPKEEP_EVERY, upkeep};
 
 use crate::{
     chat::Usage,
+    error::ErrorClass,
     failover::Attempts,
     routing::{Deployment, Explain},
     usage::{
@@ -68,6 +71,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets(&[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(TOKEN_USAGE.to_owned()),
+                    &TOKEN_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -77,6 +86,14 @@ pub fn prometheus() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// The GenAI token-usage histogram (`gen_ai.client.token.usage`).
+const TOKEN_USAGE: &str = "gen_ai_client_token_usage";
+/// Its buckets, in tokens (the semantic conventions' advice).
+const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
 
 /// Which surface a request came in on.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +158,13 @@ pub struct RequestRecord {
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
     price: Option<Price>,
+    /// The serving deployment's preset, for `gen_ai_provider_name`.
+    kind: Option<&'static str>,
     outcome: Outcome,
+    /// Whose fault an error outcome was (the `error_type` label).
+    pub error_type: Option<ErrorClass>,
+    /// The request's trace context: what attempts propagate, and its spans when traced.
+    pub trace: Option<Box<otlp::RequestTrace>>,
     /// Run once the record is written: what settles against the request's end (the
     /// limits' reservation, the usage ledger).
     on_end: EndHooks,
@@ -211,7 +234,10 @@ impl RequestRecord {
             key: None,
             deployment: None,
             price: None,
+            kind: None,
             outcome: Outcome::Cancelled,
+            error_type: None,
+            trace: None,
             on_end: EndHooks::default(),
         }
     }
@@ -238,6 +264,7 @@ impl RequestRecord {
         self.provider = Some(d.provider_name.clone());
         self.deployment = Some(d.id.clone());
         self.price = d.billed_price();
+        self.kind = Some(d.kind);
     }
 
     /// Runs `hook` when the record is written (once, however the request ends), after
@@ -261,6 +288,12 @@ impl RequestRecord {
         if self.ttft.is_none() {
             self.ttft = Some(self.started.elapsed());
         }
+    }
+
+    /// Ends the request with `error`, classified for the `error_type` label.
+    pub fn failed(&mut self, error: &crate::error::Error) {
+        self.error_type = Some(error.class());
+        self.end(Outcome::Error(error.spec().status.as_u16()));
     }
 
     /// Writes the log line and metrics.
@@ -288,6 +321,7 @@ impl RequestRecord {
                 "the provider reported no usage; the call's cost is unknown"
             );
         }
+        let attempts = self.attempts.header_value();
         tracing::info!(
             target: "switchyard::request",
             request_id = %self.request_id,
@@ -296,7 +330,8 @@ impl RequestRecord {
             provider,
             stream = self.stream,
             outcome = %outcome_label,
-            attempts = %self.attempts.header_value(),
+            attempts = %attempts,
+            error_type = self.error_type.map(ErrorClass::as_str),
             policy = self.policy.as_deref(),
             route = self.route.as_deref(),
             policy_us = self.policy_us,
@@ -319,12 +354,39 @@ impl RequestRecord {
             cost_output_usd = part(|c| c.output),
             "request"
         );
+        if outcome == Outcome::StreamBroken {
+            self.error_type = Some(ErrorClass::Provider);
+        }
+        self.gen_ai_metrics(latency);
+        if let Some(trace) = self.trace.take() {
+            otlp::finish(
+                &trace,
+                self,
+                &Finished {
+                    latency,
+                    outcome_label: &outcome_label,
+                    attempts_header: attempts,
+                    usage,
+                    cost_usd,
+                },
+            );
+        }
         let labels = [
             ("model", self.model.to_string()),
             ("provider", provider.to_owned()),
             ("outcome", outcome_label),
         ];
-        metrics::counter!("switchyard_requests_total", &labels).increment(1);
+        match self.error_type {
+            None => metrics::counter!("switchyard_requests_total", &labels).increment(1),
+            Some(class) => metrics::counter!(
+                "switchyard_requests_total",
+                "model" => labels[0].1.clone(),
+                "provider" => labels[1].1.clone(),
+                "outcome" => labels[2].1.clone(),
+                "error_type" => class.as_str()
+            )
+            .increment(1),
+        }
         metrics::histogram!("switchyard_request_duration_seconds", &labels[..2])
             .record(latency.as_secs_f64());
         if let Some(ttft) = self.ttft {
@@ -370,6 +432,80 @@ impl RequestRecord {
             };
             for hook in hooks {
                 hook(&ended);
+            }
+        }
+    }
+}
+
+/// What [`RequestRecord::write`] computed, for the spans.
+struct Finished<'a> {
+    latency: Duration,
+    outcome_label: &'a str,
+    attempts_header: String,
+    usage: Option<&'a Usage>,
+    cost_usd: Option<f64>,
+}
+
+impl RequestRecord {
+    /// The GenAI client metrics (semantic conventions v1.37.0), for requests that reached
+    /// a provider or were refused with an error. Labels: the operation, the serving
+    /// preset, the catalog's model name, and the error class; all bounded.
+    fn gen_ai_metrics(&self, latency: Duration) {
+        if self.kind.is_none() && self.error_type.is_none() {
+            // Cache hits and cancellations before any provider: not a GenAI operation.
+            return;
+        }
+        let provider: &'static str = self.kind.map_or("", otlp::span::provider_name);
+        let model = metrics::SharedString::from(self.model.clone());
+        let op = ("gen_ai_operation_name", "chat");
+        match self.error_type {
+            None => metrics::histogram!(
+                "gen_ai_client_operation_duration_seconds",
+                op.0 => op.1,
+                "gen_ai_provider_name" => provider,
+                "gen_ai_request_model" => model.clone()
+            )
+            .record(latency.as_secs_f64()),
+            Some(class) => metrics::histogram!(
+                "gen_ai_client_operation_duration_seconds",
+                op.0 => op.1,
+                "gen_ai_provider_name" => provider,
+                "gen_ai_request_model" => model.clone(),
+                "error_type" => class.as_str()
+            )
+            .record(latency.as_secs_f64()),
+        }
+        let Some(u) = &self.usage else {
+            return;
+        };
+        for (kind, n) in [("input", u.prompt_tokens), ("output", u.completion_tokens)] {
+            metrics::histogram!(
+                TOKEN_USAGE,
+                op.0 => op.1,
+                "gen_ai_provider_name" => provider,
+                "gen_ai_request_model" => model.clone(),
+                "gen_ai_token_type" => kind
+            )
+            .record(f64::from(n));
+        }
+        if let (true, Some(ttft)) = (self.stream, self.ttft) {
+            metrics::histogram!(
+                "gen_ai_server_time_to_first_token_seconds",
+                op.0 => op.1,
+                "gen_ai_provider_name" => provider,
+                "gen_ai_request_model" => model.clone()
+            )
+            .record(ttft.as_secs_f64());
+            if u.completion_tokens > 1 {
+                let per =
+                    latency.saturating_sub(ttft).as_secs_f64() / f64::from(u.completion_tokens - 1);
+                metrics::histogram!(
+                    "gen_ai_server_time_per_output_token_seconds",
+                    op.0 => op.1,
+                    "gen_ai_provider_name" => provider,
+                    "gen_ai_request_model" => model
+                )
+                .record(per);
             }
         }
     }
