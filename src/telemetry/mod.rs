@@ -8,6 +8,7 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+mod genai;
 pub mod otlp;
 pub mod trace;
 mod upkeep;
@@ -73,8 +74,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
             ])
             .and_then(|b| {
                 b.set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(TOKEN_USAGE.to_owned()),
-                    &TOKEN_BUCKETS,
+                    metrics_exporter_prometheus::Matcher::Full(genai::TOKEN_USAGE.to_owned()),
+                    &genai::TOKEN_BUCKETS,
                 )
             })
             .map(PrometheusBuilder::build_recorder)
@@ -86,14 +87,6 @@ pub fn prometheus() -> &'static PrometheusHandle {
         handle
     })
 }
-
-/// The GenAI token-usage histogram (`gen_ai.client.token.usage`).
-const TOKEN_USAGE: &str = "gen_ai_client_token_usage";
-/// Its buckets, in tokens (the semantic conventions' advice).
-const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
-];
 
 /// Which surface a request came in on.
 #[derive(Debug, Clone, Copy)]
@@ -299,6 +292,10 @@ impl RequestRecord {
     /// Writes the log line and metrics.
     fn write(&mut self) {
         let outcome = self.outcome;
+        if outcome == Outcome::StreamBroken {
+            // The provider broke a stream the caller was already reading.
+            self.error_type = Some(ErrorClass::Provider);
+        }
         let latency = self.started.elapsed();
         let outcome_label = match outcome {
             Outcome::Ok => "ok".to_owned(),
@@ -354,9 +351,6 @@ impl RequestRecord {
             cost_output_usd = part(|c| c.output),
             "request"
         );
-        if outcome == Outcome::StreamBroken {
-            self.error_type = Some(ErrorClass::Provider);
-        }
         self.gen_ai_metrics(latency);
         if let Some(trace) = self.trace.take() {
             otlp::finish(
@@ -444,71 +438,6 @@ struct Finished<'a> {
     attempts_header: String,
     usage: Option<&'a Usage>,
     cost_usd: Option<f64>,
-}
-
-impl RequestRecord {
-    /// The GenAI client metrics (semantic conventions v1.37.0), for requests that reached
-    /// a provider or were refused with an error. Labels: the operation, the serving
-    /// preset, the catalog's model name, and the error class; all bounded.
-    fn gen_ai_metrics(&self, latency: Duration) {
-        if self.kind.is_none() && self.error_type.is_none() {
-            // Cache hits and cancellations before any provider: not a GenAI operation.
-            return;
-        }
-        let provider: &'static str = self.kind.map_or("", otlp::span::provider_name);
-        let model = metrics::SharedString::from(self.model.clone());
-        let op = ("gen_ai_operation_name", "chat");
-        match self.error_type {
-            None => metrics::histogram!(
-                "gen_ai_client_operation_duration_seconds",
-                op.0 => op.1,
-                "gen_ai_provider_name" => provider,
-                "gen_ai_request_model" => model.clone()
-            )
-            .record(latency.as_secs_f64()),
-            Some(class) => metrics::histogram!(
-                "gen_ai_client_operation_duration_seconds",
-                op.0 => op.1,
-                "gen_ai_provider_name" => provider,
-                "gen_ai_request_model" => model.clone(),
-                "error_type" => class.as_str()
-            )
-            .record(latency.as_secs_f64()),
-        }
-        let Some(u) = &self.usage else {
-            return;
-        };
-        for (kind, n) in [("input", u.prompt_tokens), ("output", u.completion_tokens)] {
-            metrics::histogram!(
-                TOKEN_USAGE,
-                op.0 => op.1,
-                "gen_ai_provider_name" => provider,
-                "gen_ai_request_model" => model.clone(),
-                "gen_ai_token_type" => kind
-            )
-            .record(f64::from(n));
-        }
-        if let (true, Some(ttft)) = (self.stream, self.ttft) {
-            metrics::histogram!(
-                "gen_ai_server_time_to_first_token_seconds",
-                op.0 => op.1,
-                "gen_ai_provider_name" => provider,
-                "gen_ai_request_model" => model.clone()
-            )
-            .record(ttft.as_secs_f64());
-            if u.completion_tokens > 1 {
-                let per =
-                    latency.saturating_sub(ttft).as_secs_f64() / f64::from(u.completion_tokens - 1);
-                metrics::histogram!(
-                    "gen_ai_server_time_per_output_token_seconds",
-                    op.0 => op.1,
-                    "gen_ai_provider_name" => provider,
-                    "gen_ai_request_model" => model
-                )
-                .record(per);
-            }
-        }
-    }
 }
 
 impl Drop for RequestRecord {

@@ -5,22 +5,16 @@
 //! unreachable collector drops spans and counts them
 //! (`switchyard_otlp_spans_dropped_total`), never delays a request.
 
+mod export;
 pub mod proto;
 pub mod span;
 
 use std::{sync::Arc, time::Duration};
 
-use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use self::{
-    proto::{
-        collector::trace::v1::ExportTraceServiceRequest,
-        common::v1::InstrumentationScope,
-        resource::v1::Resource,
-        trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind},
-    },
+    proto::trace::v1::{Span, span::SpanKind},
     span::{Attributes, SpanHead},
 };
 use super::{
@@ -84,11 +78,11 @@ impl Tracer {
             http::HeaderValue::from_static("application/x-protobuf"),
         );
         let (queue, rx) = mpsc::channel(QUEUE_REQUESTS);
-        let exporter = Exporter {
+        let exporter = export::Exporter {
             client,
             url,
             headers,
-            resource: resource(&config.service_name),
+            resource: export::resource(&config.service_name),
             failing: false,
         };
         background.spawn_on(&runtime, move |stop| exporter.run(rx, stop));
@@ -345,112 +339,4 @@ fn unix_nanos_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn resource(service_name: &str) -> Resource {
-    let mut a = Attributes::default();
-    a.str("service.name", service_name);
-    a.str("service.version", env!("CARGO_PKG_VERSION"));
-    a.str("telemetry.sdk.name", "switchyard");
-    a.str("telemetry.sdk.language", "rust");
-    Resource {
-        attributes: a.0,
-        ..Resource::default()
-    }
-}
-
-/// The export task's state.
-struct Exporter {
-    client: reqwest::Client,
-    url: String,
-    headers: http::HeaderMap,
-    resource: Resource,
-    /// Whether the last export failed (a failure is logged once per run of them).
-    failing: bool,
-}
-
-impl Exporter {
-    /// Batches what is queued and exports it until `stop`; then exports what is left,
-    /// once, within [`EXPORT_TIMEOUT`].
-    async fn run(mut self, mut rx: mpsc::Receiver<Vec<Span>>, stop: CancellationToken) {
-        loop {
-            let first = tokio::select! {
-                () = stop.cancelled() => break,
-                item = rx.recv() => match item {
-                    Some(spans) => spans,
-                    None => return,
-                },
-            };
-            let mut batch = first;
-            let until = tokio::time::Instant::now() + BATCH_DELAY;
-            while batch.len() < MAX_BATCH_SPANS {
-                tokio::select! {
-                    biased;
-                    item = rx.recv() => match item {
-                        Some(spans) => batch.extend(spans),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
-                    () = stop.cancelled() => break,
-                }
-            }
-            self.export(batch).await;
-        }
-        let mut rest = Vec::new();
-        while let Ok(spans) = rx.try_recv() {
-            rest.extend(spans);
-        }
-        if !rest.is_empty() {
-            self.export(rest).await;
-        }
-    }
-
-    async fn export(&mut self, spans: Vec<Span>) {
-        let n = spans.len() as u64;
-        let body = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "switchyard".to_owned(),
-                        version: env!("CARGO_PKG_VERSION").to_owned(),
-                        ..InstrumentationScope::default()
-                    }),
-                    spans,
-                    schema_url: SCHEMA_URL.to_owned(),
-                }],
-                schema_url: SCHEMA_URL.to_owned(),
-            }],
-        }
-        .encode_to_vec();
-        let sent = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .timeout(EXPORT_TIMEOUT)
-            .body(body)
-            .send()
-            .await;
-        let failure = match sent {
-            Ok(resp) if resp.status().is_success() => None,
-            Ok(resp) => Some(format!("the collector answered {}", resp.status())),
-            Err(e) => Some(crate::providers::upstream::transport_error(e).to_string()),
-        };
-        match failure {
-            None => {
-                metrics::counter!(EXPORTED).increment(n);
-                if self.failing {
-                    tracing::info!("OTLP export recovered");
-                }
-                self.failing = false;
-            }
-            Some(reason) => {
-                metrics::counter!(DROPPED, "reason" => "export_failed").increment(n);
-                if !self.failing {
-                    tracing::warn!(%reason, spans = n, "OTLP export failed; spans dropped until it recovers");
-                }
-                self.failing = true;
-            }
-        }
-    }
 }
