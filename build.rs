@@ -1,5 +1,6 @@
 //! Compiles proto/ to Rust with protox (pure Rust, no system protoc) and writes the
-//! descriptor set that gRPC reflection serves.
+//! descriptor set that gRPC reflection serves; the vendored OpenTelemetry protos
+//! (proto/opentelemetry, for the OTLP trace export) are compiled to messages only.
 
 use std::{env, fs, path::PathBuf};
 
@@ -18,5 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;
+    let otlp = protox::compile(
+        ["opentelemetry/proto/collector/trace/v1/trace_service.proto"],
+        ["proto"],
+    )?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(otlp)?;
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct CallerHeaders {
     pub route: Vec<(String, String)>,
     /// What `Cache-Control` asks of the response cache (the strongest of all sent).
     pub cache: crate::cache::Directive,
+    /// The W3C `traceparent`, as sent (parsed by the pipeline).
+    pub traceparent: Option<String>,
 }
 
 impl CallerHeaders {
@@ -52,6 +54,7 @@ impl CallerHeaders {
                 }
                 SECURITY_LEVEL_HEADER => h.security_level = Some(value.to_owned()),
                 "cache-control" => h.cache = h.cache.max(crate::cache::Directive::parse(value)),
+                "traceparent" => h.traceparent = Some(value.to_owned()),
                 _ if name.starts_with(ROUTE_HEADER_PREFIX) => {
                     h.route.push((name.to_owned(), value.to_owned()));
                 }

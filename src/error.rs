@@ -95,6 +95,27 @@ pub enum Error {
     Internal { detail: String },
 }
 
+/// Where an error came from: the caller's request, the gateway's policy (keys, limits,
+/// budgets), the providers, or the gateway itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    Caller,
+    Policy,
+    Provider,
+    Gateway,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Caller => "caller",
+            ErrorClass::Policy => "policy",
+            ErrorClass::Provider => "provider",
+            ErrorClass::Gateway => "gateway",
+        }
+    }
+}
+
 /// How one error shows on each surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorSpec {
@@ -120,6 +141,36 @@ impl Error {
         Error::BadRequest {
             message: message.into(),
             param: Some(param.to_owned()),
+        }
+    }
+
+    /// Whose fault the error is, for the `error_type` metric label and the trace: a
+    /// closed set, so the label stays bounded.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::BadRequest { .. }
+            | Error::PayloadTooLarge { .. }
+            | Error::BodyTimeout { .. }
+            | Error::ModelNotFound { .. }
+            | Error::Unsupported { .. }
+            | Error::ContextLength { .. }
+            | Error::RouteNotFound { .. }
+            | Error::MethodNotAllowed { .. }
+            | Error::Unauthorized { .. } => ErrorClass::Caller,
+            Error::Forbidden { .. } | Error::RateLimited { .. } | Error::QuotaExceeded { .. } => {
+                ErrorClass::Policy
+            }
+            // A provider's 4xx about the request itself (not retried), or a request no
+            // deployment's format can express, is the caller's; the rest is the providers'.
+            Error::Upstream { error, .. } => match &**error {
+                ProviderError::Status { .. } if !error.is_retryable() => ErrorClass::Caller,
+                ProviderError::Untranslatable(_) => ErrorClass::Caller,
+                _ => ErrorClass::Provider,
+            },
+            Error::DeadlineExceeded { .. } => ErrorClass::Provider,
+            Error::Overloaded { .. } | Error::LimitsUnavailable | Error::Internal { .. } => {
+                ErrorClass::Gateway
+            }
         }
     }
 

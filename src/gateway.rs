@@ -82,6 +82,11 @@ pub struct Gateway {
     /// The last reloads and the last refused requests, for the status page.
     reloads: Recent<ReloadRecord>,
     errors: Recent<RecentError>,
+    /// The OTLP trace exporter (`[telemetry] otlp_endpoint`); fixed for the gateway's
+    /// life, like `[state]`.
+    tracer: Option<Arc<crate::telemetry::otlp::Tracer>>,
+    /// The `[telemetry]` the tracer was started with.
+    telemetry: crate::config::TelemetryConfig,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -129,6 +134,8 @@ impl Gateway {
             Arc::new(State::new(&config.state).map_err(|detail| Error::Internal { detail })?);
         let cache = ResponseCache::new(&config.cache, &state, background.clone());
         let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
+        let telemetry = config.telemetry.clone();
+        let tracer = crate::telemetry::otlp::Tracer::start(&telemetry, client.clone(), &background);
         let live = Live::build(
             config,
             &clients,
@@ -156,6 +163,8 @@ impl Gateway {
             started: tokio::time::Instant::now(),
             reloads: Recent::new(recent::RELOADS_KEPT),
             errors: Recent::new(recent::ERRORS_KEPT),
+            tracer,
+            telemetry,
         })
     }
 
@@ -193,6 +202,11 @@ impl Gateway {
             // Like the listen addresses: the running state stays, the rest applies.
             tracing::warn!("[state] cannot change while serving; restart to apply it");
             config.state = self.state.config().clone();
+        }
+        if config.telemetry != self.telemetry {
+            // The exporter keeps running as started: its queue and task outlive reloads.
+            tracing::warn!("[telemetry] cannot change while serving; restart to apply it");
+            config.telemetry = self.telemetry.clone();
         }
         let live = Arc::new(Live::build(
             config,
@@ -333,6 +347,11 @@ impl Gateway {
     /// The usage ledger, when open.
     pub fn ledger(&self) -> Option<&Ledger> {
         self.ledger.get()
+    }
+
+    /// The OTLP trace exporter, when `[telemetry] otlp_endpoint` is set.
+    pub fn tracer(&self) -> Option<&Arc<crate::telemetry::otlp::Tracer>> {
+        self.tracer.as_ref()
     }
 
     /// The gateway's background loops, stopped at shutdown.

@@ -41,8 +41,9 @@
 //!    carries its deployment's lease, or a refusal) is encoded by the surface that took
 //!    the request: JSON, SSE chunks forwarded as they arrive, or gRPC messages; errors by
 //!    the one table in [`error`].
-//! 6. **account** — [`telemetry`]: the request record writes one request-log line and the
-//!    Prometheus metrics when it is dropped, whatever the outcome; metric labels come only
+//! 6. **account** — [`telemetry`]: the request record writes one request-log line, the
+//!    Prometheus metrics and, when the request is traced, its OTLP spans (queued for the
+//!    export task) when it is dropped, whatever the outcome; metric labels come only
 //!    from the catalog and config. [`usage`]: token counting (tiktoken for OpenAI models,
 //!    an estimate otherwise), prices, the cost by component ([`usage::cost`]), and the
 //!    usage ledger ([`usage::ledger`]), fed by each record's end hook through a queue to a

@@ -38,6 +38,11 @@
 //! Redis (pinned with the mocks) for `switchyard-redis-cache` and `switchyard-redis-limits`,
 //! with the Redis round trips per request read from `INFO commandstats`.
 //!
+//! Issue 15's target: `switchyard-otlp`, a gateway with the same config plus
+//! `[telemetry] otlp_endpoint` (sampling 1.0) exporting every request's spans to a loopback
+//! collector in this process that accepts and discards them; its CPU per request against
+//! `switchyard`'s is what tracing costs.
+//!
 //! Every non-200 answer, I/O error and malformed body is counted and printed: a benchmark
 //! of error answers is worthless. switchyard runs with its default request log (`info`,
 //! one JSON line per request on stdout), which this process reads from a pipe and discards;
@@ -99,6 +104,8 @@ const CACHE_HIT_P99_MS: f64 = 0.150;
 const REDIS_CACHE_HIT_P99_MS: f64 = 1.0;
 /// Most in-process limits may add to the CPU per request (issue 12).
 const LIMITS_CPU_LIMIT: f64 = 0.05;
+/// Most OTLP tracing (sampling 1.0) may add to the CPU per request (issue 15).
+const OTLP_CPU_LIMIT: f64 = 0.10;
 /// Most the cost-aware policy may add to the static order's CPU per request.
 const POLICY_CPU_LIMIT: f64 = 0.10;
 /// Deployments per model in the gateway's config (all on the same mock).
@@ -226,6 +233,18 @@ fn run() -> Res<()> {
         &format!("{}{CACHE}", gateway_config(fast_addr, slow_addr)),
         log_env.as_deref(),
     )?;
+    // The same config exporting every request's spans to a collector that discards them.
+    let sink = otlp_sink()?;
+    let otlp_gateway = Spawned::gateway(
+        &tmp,
+        proxy_core,
+        "switchyard-otlp",
+        &format!(
+            "{}[telemetry]\notlp_endpoint = \"http://{sink}\"\nsampling_ratio = 1.0\n",
+            gateway_config(fast_addr, slow_addr)
+        ),
+        log_env.as_deref(),
+    )?;
     let redis_gateway = match &redis {
         Some(r) => Some(Spawned::gateway(
             &tmp,
@@ -346,6 +365,16 @@ fn run() -> Res<()> {
         cpu_pid: cache_gateway.pid(),
         slow_cpu_pid: cache_gateway.pid(),
     });
+    targets.push(Target {
+        name: "switchyard-otlp",
+        fast: otlp_gateway.addr,
+        slow: otlp_gateway.addr,
+        fast_model: FAST_MODEL,
+        slow_model: SLOW_MODEL,
+        pids: vec![otlp_gateway.pid()],
+        cpu_pid: otlp_gateway.pid(),
+        slow_cpu_pid: otlp_gateway.pid(),
+    });
     if let Some(g) = &redis_gateway {
         targets.push(Target {
             name: "switchyard-redis-cache",
@@ -377,6 +406,7 @@ fn run() -> Res<()> {
     ours.extend(redis.as_ref().map(Spawned::pid));
     ours.extend(redis_gateway.as_ref().map(Spawned::pid));
     ours.push(cache_gateway.pid());
+    ours.push(otlp_gateway.pid());
     let mut results: Vec<(&Target, TargetResult)> = targets
         .iter()
         .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
@@ -390,6 +420,7 @@ fn run() -> Res<()> {
             p.check_alive()?;
         }
         cache_gateway.check_alive()?;
+        otlp_gateway.check_alive()?;
         gateway.check_alive()
     };
 
@@ -479,6 +510,7 @@ fn run() -> Res<()> {
                 r.name.starts_with("switchyard")
                     && !r.name.starts_with("switchyard-redis")
                     && r.name != "switchyard-cache"
+                    && r.name != "switchyard-otlp"
             })
             .map(|r| r.sent)
             .sum::<u64>()
@@ -498,12 +530,45 @@ fn run() -> Res<()> {
     }
     drop(redis_gateway);
     drop(cache_gateway);
+    drop(otlp_gateway);
     drop(redis);
     drop(gateway);
     drop(nginx);
     drop(fast);
     drop(slow);
     Ok(())
+}
+
+/// A loopback OTLP/HTTP collector that reads each export and answers 200 without decoding
+/// it, on a thread of its own (so it is not charged to the gateway under test).
+fn otlp_sink() -> Res<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("binding the OTLP sink: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("the OTLP sink's address: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("the OTLP sink's socket: {e}"))?;
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(|_body: axum::body::Bytes| async { "" }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    Ok(addr)
 }
 
 fn redis_server_installed() -> bool {

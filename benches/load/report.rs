@@ -1,8 +1,8 @@
 //! The report: tables of figures, warnings, problems and the verdict on the targets.
 
 use crate::{
-    ADDED_P99_LIMIT_MS, CACHE_HIT_P99_MS, CPU_RATIO_LIMIT, LIMITS_CPU_LIMIT, POLICY_CPU_LIMIT,
-    REDIS_CACHE_HIT_P99_MS, RSS_LIMIT_MB, Settings, target::TargetResult,
+    ADDED_P99_LIMIT_MS, CACHE_HIT_P99_MS, CPU_RATIO_LIMIT, LIMITS_CPU_LIMIT, OTLP_CPU_LIMIT,
+    POLICY_CPU_LIMIT, REDIS_CACHE_HIT_P99_MS, RSS_LIMIT_MB, Settings, target::TargetResult,
 };
 
 pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
@@ -267,6 +267,27 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings) {
             g.sat_round_cpu_us
                 .iter()
                 .zip(&l.sat_round_cpu_us)
+                .map(|(a, b)| format!("{a:.1}/{b:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let (Some(g), Some(o)) = (gw, results.iter().find(|r| r.name == "switchyard-otlp")) {
+        let over = o.sat_cpu_us / g.sat_cpu_us - 1.0;
+        println!(
+            "- CPU per request with OTLP tracing (sampling 1.0, loopback collector) ≤ {:.0}% \
+             above none (two processes, same config, same run): {:.1} vs {:.1} µs = {:+.1}% → {}",
+            OTLP_CPU_LIMIT * 100.0,
+            o.sat_cpu_us,
+            g.sat_cpu_us,
+            over * 100.0,
+            verdict(over <= OTLP_CPU_LIMIT)
+        );
+        println!(
+            "  by round (off / on): {}",
+            g.sat_round_cpu_us
+                .iter()
+                .zip(&o.sat_round_cpu_us)
                 .map(|(a, b)| format!("{a:.1}/{b:.1}"))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub state: StateFile,
     /// Absent: no cache; present: on unless `enabled = false`.
     pub cache: Option<CacheFile>,
+    #[serde(default)]
+    pub telemetry: super::TelemetryFile,
 }
 
 /// `[alerts]`.

@@ -8,6 +8,7 @@ mod default;
 mod file;
 mod secret;
 mod state;
+mod telemetry;
 
 use std::{
     collections::BTreeMap,
@@ -26,6 +27,7 @@ pub use state::{
     Budget, BudgetFile, CacheConfig, CacheFile, CacheScope, Limits, LimitsFile, OnRedisError,
     StateConfig, StateFile,
 };
+pub use telemetry::{TelemetryConfig, TelemetryFile};
 
 use crate::{
     alerts::AlertConfig,
@@ -55,6 +57,8 @@ pub struct Config {
     pub state: StateConfig,
     /// The response cache (`[cache]`); off when the section is absent.
     pub cache: CacheConfig,
+    /// The OTLP trace export (`[telemetry]`); read at start only.
+    pub telemetry: TelemetryConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -710,6 +714,7 @@ impl TryFrom<FileConfig> for Config {
             Some(c) => state::cache_config(c)?,
             None => CacheConfig::default(),
         };
+        let telemetry = telemetry::telemetry_config(&file.telemetry)?;
         Ok(Config {
             server,
             failover,
@@ -724,6 +729,7 @@ impl TryFrom<FileConfig> for Config {
             alerts,
             state,
             cache,
+            telemetry,
             dir: PathBuf::from("."),
         })
     }

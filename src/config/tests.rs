@@ -396,3 +396,77 @@ fn bad_state_and_limits_values_name_their_key() {
     ));
     assert!(!e.to_string().contains("secret"), "{e}");
 }
+
+#[test]
+fn telemetry_parses_with_its_defaults_and_keeps_header_values_secret() {
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.telemetry, TelemetryConfig::default());
+    assert_eq!(c.telemetry.traces_url, None);
+    let c = Config::parse(&format!(
+        "[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nsampling_ratio = 0.25\n\
+         capture_content = true\nheaders = {{ Authorization = \"Bearer tok-secret-1\" }}\n{VALID}"
+    ))
+    .unwrap();
+    let t = &c.telemetry;
+    assert_eq!(
+        t.traces_url.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    assert_eq!(t.sampling_ratio, 0.25);
+    assert!(t.capture_content);
+    assert_eq!(t.headers[0].0, "authorization");
+    assert_eq!(t.headers[0].1.expose(), "Bearer tok-secret-1");
+    assert!(!format!("{c:?}").contains("tok-secret-1"));
+    // A full traces URL is taken as it is.
+    let c = Config::parse(&format!(
+        "[telemetry]\notlp_endpoint = \"https://otel.example/v1/traces\"\n{VALID}"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.telemetry.traces_url.as_deref(),
+        Some("https://otel.example/v1/traces")
+    );
+}
+
+#[test]
+fn bad_telemetry_values_name_their_key_and_never_a_header_value() {
+    let cases = [
+        (
+            "otlp_endpoint = \"collector:4318\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"grpc://c:4317\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nsampling_ratio = 1.5",
+            "telemetry.sampling_ratio",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nsampling_ratio = -0.1",
+            "telemetry.sampling_ratio",
+        ),
+        ("sampling_ratio = 0.5", "telemetry.otlp_endpoint"),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nheaders = { \"bad name\" = \"x\" }",
+            "telemetry.headers.bad name",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nheaders = { x-token = \"env:SWITCHYARD_TEST_UNSET_OTLP\" }",
+            "telemetry.headers.x-token",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nservice_name = \" \"",
+            "telemetry.service_name",
+        ),
+    ];
+    for (section, key) in cases {
+        let text = format!("[telemetry]\n{section}\n{VALID}");
+        assert_eq!(err(&text).key, key, "{text}");
+    }
+    let e = err(&format!(
+        "[telemetry]\notlp_endpoint = \"http://c:4318\"\nheaders = {{ x-token = \"tok\\nsecret\" }}\n{VALID}"
+    ));
+    assert!(!e.to_string().contains("secret"), "{e}");
+}

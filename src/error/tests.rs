@@ -155,3 +155,50 @@ fn overload_is_a_503_unavailable_with_its_retry_after() {
     assert_eq!(f.message, "the gateway is serving its limit");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
 }
+
+#[test]
+fn each_error_has_one_class_from_the_closed_set() {
+    use crate::error::ErrorClass::*;
+    let status = |code: u16| ProviderError::Status {
+        status: StatusCode::from_u16(code).unwrap(),
+        message: String::new(),
+        kind: None,
+        code: None,
+        param: None,
+        retry_after: None,
+    };
+    let cases = [
+        (Error::bad_param("messages", "x"), Caller),
+        (Error::ModelNotFound { model: "m".into() }, Caller),
+        (
+            Error::Unauthorized {
+                message: "x".into(),
+            },
+            Caller,
+        ),
+        (
+            Error::Forbidden {
+                message: "x".into(),
+                code: "model_not_allowed",
+            },
+            Policy,
+        ),
+        (
+            Error::QuotaExceeded {
+                message: "x".into(),
+            },
+            Policy,
+        ),
+        (upstream(status(503)), Provider),
+        (upstream(status(429)), Provider),
+        (upstream(status(400)), Caller),
+        (upstream(ProviderError::Timeout), Provider),
+        (Error::DeadlineExceeded { deadline_ms: 1 }, Provider),
+        (Error::LimitsUnavailable, Gateway),
+        (Error::Internal { detail: "x".into() }, Gateway),
+    ];
+    for (error, class) in cases {
+        assert_eq!(error.class(), class, "{error:?}");
+    }
+    assert_eq!(Policy.as_str(), "policy");
+}

@@ -1,10 +1,13 @@
-//! The record of a request's attempts, for the response header, metadata and the log.
+//! The record of a request's attempts, for the response header, metadata, the log and
+//! the trace.
 
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
-use crate::{providers::ProviderError, routing::Deployment};
+use tokio::time::Instant;
 
-/// One attempt: which deployment, how it ended, how long it took.
+use crate::{providers::ProviderError, routing::Deployment, telemetry::trace::SpanId};
+
+/// One attempt: which deployment, how it ended, when it started and how long it took.
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub provider: Arc<str>,
@@ -13,65 +16,61 @@ pub struct Attempt {
     /// `malformed`, `stream_error`).
     pub outcome: String,
     pub elapsed: Duration,
+    /// When it was sent (for one never sent, when it was passed over).
+    pub started: Instant,
+    /// Its span when the request is traced; zero for one never sent or not traced.
+    pub span_id: SpanId,
+    /// The deployment, for the trace (its preset and upstream host).
+    pub deployment: Deployment,
 }
 
 impl Attempt {
-    pub(crate) fn ok(d: &Deployment, elapsed: Duration) -> Self {
+    fn new(d: &Deployment, outcome: String, elapsed: Duration) -> Self {
+        let now = Instant::now();
         Attempt {
             provider: d.provider_name.clone(),
             model: d.model.clone(),
-            outcome: "ok".to_owned(),
+            outcome,
             elapsed,
+            started: now.checked_sub(elapsed).unwrap_or(now),
+            span_id: [0; 8],
+            deployment: d.clone(),
         }
+    }
+
+    /// The attempt's span (set by the attempt loop when the request is traced).
+    pub(crate) fn in_span(mut self, span_id: SpanId) -> Self {
+        self.span_id = span_id;
+        self
+    }
+
+    pub(crate) fn ok(d: &Deployment, elapsed: Duration) -> Self {
+        Attempt::new(d, "ok".to_owned(), elapsed)
     }
 
     /// Not tried: the deployment's circuit breaker refused it.
     pub(crate) fn skipped(d: &Deployment) -> Self {
-        Attempt {
-            provider: d.provider_name.clone(),
-            model: d.model.clone(),
-            outcome: "circuit_open".to_owned(),
-            elapsed: Duration::ZERO,
-        }
+        Attempt::new(d, "circuit_open".to_owned(), Duration::ZERO)
     }
 
     /// Not tried: the deployment had `max_concurrent` attempts in flight.
     pub(crate) fn busy(d: &Deployment) -> Self {
-        Attempt {
-            provider: d.provider_name.clone(),
-            model: d.model.clone(),
-            outcome: "busy".to_owned(),
-            elapsed: Duration::ZERO,
-        }
+        Attempt::new(d, "busy".to_owned(), Duration::ZERO)
     }
 
-    /// A hedge's loser: still running when another attempt answered, then cancelled.
-    pub(crate) fn cancelled(d: &Deployment) -> Self {
-        Attempt {
-            provider: d.provider_name.clone(),
-            model: d.model.clone(),
-            outcome: "cancelled".to_owned(),
-            elapsed: Duration::ZERO,
-        }
+    /// A hedge's loser: still running for `ran` when another attempt answered, then
+    /// cancelled.
+    pub(crate) fn cancelled(d: &Deployment, ran: Duration) -> Self {
+        Attempt::new(d, "cancelled".to_owned(), ran)
     }
 
     /// A first attempt its hedge outran while it was stalled: counted as a failure.
     pub(crate) fn hedge_lost(d: &Deployment, elapsed: Duration) -> Self {
-        Attempt {
-            provider: d.provider_name.clone(),
-            model: d.model.clone(),
-            outcome: "hedge_lost".to_owned(),
-            elapsed,
-        }
+        Attempt::new(d, "hedge_lost".to_owned(), elapsed)
     }
 
     pub(crate) fn failed(d: &Deployment, error: &ProviderError, elapsed: Duration) -> Self {
-        Attempt {
-            provider: d.provider_name.clone(),
-            model: d.model.clone(),
-            outcome: error.label(),
-            elapsed,
-        }
+        Attempt::new(d, error.label(), elapsed)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::{
     health::{self, Admit, Lease},
     providers::ProviderError,
     routing::{Deployment, Explain, Planned},
+    telemetry::trace::{Propagation, SpanId, UPSTREAM_TRACEPARENT},
 };
 
 /// The answer and who gave it.
@@ -68,6 +69,8 @@ pub struct Settings {
     pub stream: bool,
     /// When to send the request to the next deployment as well (the model's `hedge`).
     pub hedge: Option<Hedge>,
+    /// The trace context each attempt sends upstream (`traceparent`), when there is one.
+    pub trace: Option<Propagation>,
 }
 
 /// Hedging on the p95 waits for this many samples of the first deployment's latency.
@@ -219,9 +222,15 @@ where
     // Plan steps launched and not yet finished, in launch order, with their leases (the
     // losers of a hedge are told through theirs: a probe's outcome moves its circuit) and
     // when they started.
-    let mut pending: Vec<(usize, Lease, Instant)> = Vec::new();
+    let mut pending: Vec<(usize, Lease, Instant, SpanId)> = Vec::new();
     let mut last: Option<(Deployment, ProviderError)> = None;
-    let mut launch = |n: usize, running: &mut FuturesUnordered<_>| {
+    // Each attempt carries its own `traceparent` (naming its span when the request is
+    // traced) to the provider adapter, in a task-local around its future.
+    let mut launch = |n: usize, running: &mut FuturesUnordered<_>| -> SpanId {
+        let (span_id, header) = settings
+            .trace
+            .as_ref()
+            .map_or(([0; 8], None), Propagation::attempt);
         let step = &plan[n];
         let own = step
             .timeout
@@ -230,10 +239,11 @@ where
         let budget = own.min(deadline.saturating_duration_since(Instant::now()));
         running.push(attempt_within(
             n,
-            attempt(step.deployment.clone()),
+            UPSTREAM_TRACEPARENT.scope(header, attempt(step.deployment.clone())),
             budget,
             own,
         ));
+        span_id
     };
 
     loop {
@@ -255,15 +265,15 @@ where
             if Instant::now() >= deadline {
                 break;
             }
-            launch(n, &mut running);
-            pending.push((n, lease, Instant::now()));
+            let span_id = launch(n, &mut running);
+            pending.push((n, lease, Instant::now(), span_id));
             launched += 1;
         }
         // The hedge goes out once, beside the first attempt still running alone.
         let hedge_at = match settings.hedge {
             Some(hedge) if !hedged && running.len() == 1 && launched < max_attempts => pending
                 .first()
-                .and_then(|(n, _, _)| hedge_delay(hedge, &plan[*n].deployment))
+                .and_then(|(n, ..)| hedge_delay(hedge, &plan[*n].deployment))
                 .map(|delay| (Instant::now() + delay).min(deadline)),
             _ => None,
         };
@@ -275,14 +285,14 @@ where
                 // A hedge needs time to answer: none within the last delay's worth of the
                 // deadline (its timeout there would be the deadline's, not its own).
                 let time_left = deadline.saturating_duration_since(Instant::now());
-                let hedge_is_useful = pending.first().is_some_and(|(_, _, started)| {
+                let hedge_is_useful = pending.first().is_some_and(|(_, _, started, _)| {
                     time_left > started.elapsed()
                 });
                 if hedge_is_useful
                     && let Some((n, lease)) = cursor.take(launched, &mut attempts)
                 {
-                    launch(n, &mut running);
-                    pending.push((n, lease, Instant::now()));
+                    let span_id = launch(n, &mut running);
+                    pending.push((n, lease, Instant::now(), span_id));
                     launched += 1;
                 }
                 continue;
@@ -295,10 +305,10 @@ where
             cut_short,
         } = finished;
         // Launch order: attempts before the finished one in `pending` started earlier.
-        let Some(position) = pending.iter().position(|(n, _, _)| *n == step) else {
+        let Some(position) = pending.iter().position(|(n, ..)| *n == step) else {
             continue; // every launched attempt is pending until it finishes
         };
-        let (_, mut lease, _) = pending.remove(position);
+        let (_, mut lease, _, span_id) = pending.remove(position);
         let deployment = &plan[step].deployment;
         let at = Instant::now();
         match result {
@@ -314,20 +324,21 @@ where
                         at,
                     );
                 }
-                attempts.push(Attempt::ok(deployment, elapsed));
+                attempts.push(Attempt::ok(deployment, elapsed).in_span(span_id));
                 // A hedge's loser is dropped with `running`, cancelling its call. One that
                 // started first and was outrun while stalled counts as a failure for its
                 // circuit (`hedge_lost`): otherwise hedging would hide a stalled deployment
                 // from its breaker for good, and every request would pay the hedge delay.
-                for (i, (n, mut loser, started)) in pending.drain(..).enumerate() {
+                for (i, (n, mut loser, started, loser_span)) in pending.drain(..).enumerate() {
                     let d = &plan[n].deployment;
                     let ran = started.elapsed();
-                    if i < position && outrun_is_failure(d, ran) {
+                    let lost = if i < position && outrun_is_failure(d, ran) {
                         loser.record(health::Outcome::Failure { latency: ran }, at);
-                        attempts.push(Attempt::hedge_lost(d, ran));
+                        Attempt::hedge_lost(d, ran)
                     } else {
-                        attempts.push(Attempt::cancelled(d));
-                    }
+                        Attempt::cancelled(d, ran)
+                    };
+                    attempts.push(lost.in_span(loser_span));
                 }
                 return Ok(Served {
                     value,
@@ -344,12 +355,13 @@ where
                 if let Some(o) = health_outcome(&error, elapsed).filter(|_| !cut_short) {
                     lease.record(o, at);
                 }
-                attempts.push(Attempt::failed(deployment, &error, elapsed));
+                attempts.push(Attempt::failed(deployment, &error, elapsed).in_span(span_id));
                 let retryable = error.is_retryable();
                 last = Some((deployment.clone(), error));
                 if !retryable {
-                    for (n, _, _) in &pending {
-                        attempts.push(Attempt::cancelled(&plan[*n].deployment));
+                    for (n, _, started, other) in &pending {
+                        let d = &plan[*n].deployment;
+                        attempts.push(Attempt::cancelled(d, started.elapsed()).in_span(*other));
                     }
                     break;
                 }

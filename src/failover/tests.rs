@@ -73,6 +73,7 @@ async fn drive(
         failover: config,
         stream: false,
         hedge: None,
+        trace: None,
     };
     let result = run(&plan, &settings, move |d| {
         let script = script.clone();
@@ -240,6 +241,7 @@ async fn drive_hedged(
         failover: config(),
         stream: false,
         hedge,
+        trace: None,
     };
     let result = run(&plan, &settings, move |d| {
         let (script, log, drops) = (script.clone(), log.clone(), drops.clone());
@@ -285,6 +287,7 @@ async fn a_first_attempt_that_keeps_losing_its_hedge_opens_its_circuit() {
         failover: config(),
         stream: false,
         hedge: Some(Hedge::After(Duration::from_millis(50))),
+        trace: None,
     };
     let stalled = |d: Deployment| async move {
         if &*d.provider_name == "a" {
@@ -344,6 +347,7 @@ async fn a_healthy_first_attempt_merely_slower_than_its_hedge_is_not_a_failure()
         failover: config(),
         stream: false,
         hedge: Some(Hedge::After(Duration::from_millis(100))),
+        trace: None,
     };
     for _ in 0..10 {
         let served = run(&plan, &settings, |d: Deployment| async move {
@@ -376,6 +380,7 @@ async fn a_timeout_imposed_by_the_deadline_is_not_held_against_the_deployment() 
         failover: cfg,
         stream: false,
         hedge: None,
+        trace: None,
     };
     let failed = run(&plan, &settings, |_: Deployment| async move {
         std::future::pending::<Result<(), ProviderError>>().await
@@ -431,6 +436,7 @@ async fn the_hedge_defaults_to_the_first_deployments_live_p95() {
         failover: config(),
         stream: false,
         hedge: Some(Hedge::P95),
+        trace: None,
     };
     let started = tokio::time::Instant::now();
     let served = run(&plan, &settings, |d| async move {
@@ -485,6 +491,7 @@ async fn a_deployment_at_its_limit_is_passed_over_and_all_busy_is_a_503() {
         failover: config(),
         stream: false,
         hedge: None,
+        trace: None,
     };
     let held = plan[0]
         .deployment

@@ -138,7 +138,7 @@ fn refuse(mut record: RequestRecord, error: Error, attempts: failover::Attempts)
     if let Error::Upstream { provider, .. } = &error {
         record.provider = Some(provider.clone());
     }
-    record.end(Outcome::Error(error.spec().status.as_u16()));
+    record.failed(&error);
     let attempts_header = attempts.header_value();
     record.attempts = attempts;
     Refusal {
@@ -159,7 +159,15 @@ impl Gateway {
         headers: CallerHeaders,
     ) -> Result<Call, Refusal> {
         let live = self.live();
-        let record = RequestRecord::start(crate::api::request_id_from(sent_id), surface);
+        let mut record = RequestRecord::start(crate::api::request_id_from(sent_id), surface);
+        let incoming = headers
+            .traceparent
+            .as_deref()
+            .and_then(crate::telemetry::trace::TraceParent::parse);
+        record.trace = match self.tracer() {
+            Some(tracer) => tracer.begin(incoming),
+            None => crate::telemetry::otlp::RequestTrace::forward(incoming),
+        };
         let headers_cache = headers.cache;
         let caller = match live.keys.authenticate(headers) {
             Ok(c) => c,
@@ -201,6 +209,9 @@ impl Gateway {
             .label(&request.model)
             .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
         call.record.labelled(label, request.is_stream());
+        if let Some(trace) = &mut call.record.trace {
+            trace.on_request(&request);
+        }
         if let Err((stage, error)) = stages::admit(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
             return self.refused(call, error);
@@ -223,15 +234,19 @@ impl Gateway {
             Err(error) => return self.refused(call, error),
         };
         let started = tokio::time::Instant::now();
+        let trace = call.record.trace.as_ref().map(|t| t.propagation());
         if request.is_stream() {
-            let result = self.attempt_stream(&call.live, &request, &route).await;
+            let result = self
+                .attempt_stream(&call.live, &request, &route, trace)
+                .await;
             self.after_attempts(&request, &route, &result, started);
             match with_explain(result, route) {
                 Ok(served) => Answer::Stream(call.stream(served, request.wants_stream_usage())),
                 Err(failed) => self.failed(call, failed),
             }
         } else {
-            let result = failover::run(&route.plan, &settings(&call.live, &route, false), |d| {
+            let settings = settings(&call.live, &route, false, trace);
+            let result = failover::run(&route.plan, &settings, |d| {
                 let request = &request;
                 async move { d.provider.chat(request, &d.model).await }
             })
@@ -306,6 +321,9 @@ impl Call {
             fill.store(&served.value, &served.deployment);
         }
         self.record.usage = served.value.usage.clone();
+        if let Some(trace) = &mut self.record.trace {
+            trace.on_response(&served.value);
+        }
         self.record.first_byte();
         self.record.end(Outcome::Ok);
         Completed {
@@ -330,11 +348,17 @@ impl Call {
 }
 
 /// How the attempts of a request on this route run.
-fn settings(live: &Live, route: &Route, stream: bool) -> failover::Settings {
+fn settings(
+    live: &Live,
+    route: &Route,
+    stream: bool,
+    trace: Option<crate::telemetry::trace::Propagation>,
+) -> failover::Settings {
     failover::Settings {
         failover: live.config.failover,
         stream,
         hedge: route.hedge,
+        trace,
     }
 }
 

@@ -48,11 +48,12 @@ impl Gateway {
         live: &Live,
         request: &ChatRequest,
         route: &Route,
+        trace: Option<crate::telemetry::trace::Propagation>,
     ) -> Result<Served<OpenStream>, Failed> {
         let default_idle = live.config.failover.attempt_timeout;
         failover::run(
             &route.plan,
-            &super::settings(live, route, true),
+            &super::settings(live, route, true, trace),
             |d| async move {
                 let open = async {
                     let mut rest = d.provider.chat_stream(request, &d.model).await?;
@@ -150,6 +151,9 @@ impl OpenStream {
                         }
                         if let Some(u) = &chunk.usage {
                             state.record.usage = Some(u.clone());
+                        }
+                        if let Some(trace) = &mut state.record.trace {
+                            trace.on_chunk(&chunk);
                         }
                         if !include_usage {
                             if chunk.choices.is_empty() && chunk.usage.is_some() {

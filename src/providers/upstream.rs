@@ -85,15 +85,16 @@ impl Upstream {
         } else {
             "application/json"
         };
-        let resp = self
+        let mut req = self
             .client
             .post(url)
             .headers(self.headers.clone())
-            .header(http::header::ACCEPT, accept)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(http::header::ACCEPT, accept);
+        // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
+        if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req.body(body).send().await.map_err(transport_error)?;
         let status = resp.status();
         if status.is_success() {
             if stream {

@@ -45,6 +45,8 @@ pub struct DeploymentInfo {
     pub kind: &'static str,
     /// The model name sent upstream.
     pub model: Arc<str>,
+    /// The upstream host (its base URL's), the trace's `server.address`.
+    pub server: Arc<str>,
     pub provider: Arc<dyn Provider>,
     pub capabilities: Capabilities,
     /// The prices the config sets; the rest come from `pricing` when asked
@@ -79,6 +81,7 @@ impl Deployment {
             provider_name: Arc::from(provider_name),
             kind: "openai",
             model: Arc::from(model),
+            server: Arc::from(""),
             provider,
             capabilities: Capabilities::ANY,
             price_set: PriceOverride::default(),
@@ -247,7 +250,7 @@ impl Catalog {
             detail: e.to_string(),
         })?;
         // Provider name -> (shared name, preset kind, built provider).
-        type Built = (Arc<str>, &'static str, Arc<dyn Provider>);
+        type Built = (Arc<str>, &'static str, Arc<dyn Provider>, Arc<str>);
         let mut built: HashMap<&str, Built> = HashMap::new();
         for p in &config.providers {
             let provider = clients
@@ -256,7 +259,14 @@ impl Catalog {
                 .map_err(|detail| Error::Internal {
                     detail: format!("provider `{}`: {detail}", p.name),
                 })?;
-            built.insert(&p.name, (Arc::from(p.name.as_str()), p.kind, provider));
+            let server: Arc<str> = reqwest::Url::parse(&p.base_url)
+                .ok()
+                .and_then(|u| u.host_str().map(Arc::from))
+                .unwrap_or_else(|| Arc::from(""));
+            built.insert(
+                &p.name,
+                (Arc::from(p.name.as_str()), p.kind, provider, server),
+            );
         }
         let mut models = Vec::with_capacity(config.models.len());
         let mut by_name = HashMap::with_capacity(config.models.len());
@@ -266,7 +276,7 @@ impl Catalog {
                 .iter()
                 .filter_map(|d| Some((d, built.get(d.provider.as_str())?)))
                 .enumerate()
-                .map(|(i, (d, (name, kind, provider)))| {
+                .map(|(i, (d, (name, kind, provider, server)))| {
                     let id = d.id();
                     Deployment::new(DeploymentInfo {
                         health: health.deployment(&id),
@@ -274,6 +284,7 @@ impl Catalog {
                         provider_name: name.clone(),
                         kind,
                         model: Arc::from(d.model.as_str()),
+                        server: server.clone(),
                         provider: provider.clone(),
                         capabilities: d.capabilities,
                         price_set: PriceOverride {

@@ -13,6 +13,7 @@ use std::{
 use metrics::{Counter, Histogram};
 
 use super::Outcome;
+use crate::error::ErrorClass;
 
 /// Label sets kept at most per map before it is cleared.
 const MAX_SETS: usize = 4096;
@@ -27,10 +28,28 @@ pub struct RequestMetrics {
     pub completion_tokens: Counter,
 }
 
-type RequestKey = (Arc<str>, Option<Arc<str>>, Outcome);
+type RequestKey = (Arc<str>, Option<Arc<str>>, Outcome, Option<ErrorClass>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The value kept for `key` in `sets`, made by `make` on first use.
+pub fn cached<K: std::hash::Hash + Eq, V>(
+    sets: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> Arc<V> {
+    if let Some(found) = lock(sets).get(&key) {
+        return found.clone();
+    }
+    let made = Arc::new(make());
+    let mut sets = lock(sets);
+    if sets.len() >= MAX_SETS {
+        sets.clear();
+    }
+    sets.insert(key, made.clone());
+    made
 }
 
 /// The outcome as its metric label.
@@ -48,36 +67,40 @@ pub fn request(
     model: &Arc<str>,
     provider: Option<&Arc<str>>,
     outcome: Outcome,
+    error_type: Option<ErrorClass>,
 ) -> Arc<RequestMetrics> {
     static SETS: OnceLock<Mutex<HashMap<RequestKey, Arc<RequestMetrics>>>> = OnceLock::new();
-    let sets = SETS.get_or_init(Mutex::default);
-    let key = (model.clone(), provider.cloned(), outcome);
-    if let Some(found) = lock(sets).get(&key) {
-        return found.clone();
-    }
-    let labels = [
-        ("model", model.to_string()),
-        (
-            "provider",
-            provider.map(|p| p.to_string()).unwrap_or_default(),
-        ),
-        ("outcome", outcome_label(outcome).into_owned()),
-    ];
-    let l = &labels[..2];
-    let made = Arc::new(RequestMetrics {
-        requests: metrics::counter!("switchyard_requests_total", &labels),
-        duration: metrics::histogram!("switchyard_request_duration_seconds", l),
-        first_byte: metrics::histogram!("switchyard_time_to_first_byte_seconds", l),
-        cost_micros: metrics::counter!("switchyard_cost_usd_micros_total", l),
-        prompt_tokens: metrics::counter!("switchyard_prompt_tokens_total", l),
-        completion_tokens: metrics::counter!("switchyard_completion_tokens_total", l),
-    });
-    let mut sets = lock(sets);
-    if sets.len() >= MAX_SETS {
-        sets.clear();
-    }
-    sets.insert(key, made.clone());
-    made
+    let key = (model.clone(), provider.cloned(), outcome, error_type);
+    cached(SETS.get_or_init(Mutex::default), key, || {
+        let labels = [
+            ("model", model.to_string()),
+            (
+                "provider",
+                provider.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            ("outcome", outcome_label(outcome).into_owned()),
+        ];
+        let l = &labels[..2];
+        // `error_type` only on errors, so the series of successes keep their labels.
+        let requests = match error_type {
+            None => metrics::counter!("switchyard_requests_total", &labels),
+            Some(class) => metrics::counter!(
+                "switchyard_requests_total",
+                "model" => labels[0].1.clone(),
+                "provider" => labels[1].1.clone(),
+                "outcome" => labels[2].1.clone(),
+                "error_type" => class.as_str()
+            ),
+        };
+        RequestMetrics {
+            requests,
+            duration: metrics::histogram!("switchyard_request_duration_seconds", l),
+            first_byte: metrics::histogram!("switchyard_time_to_first_byte_seconds", l),
+            cost_micros: metrics::counter!("switchyard_cost_usd_micros_total", l),
+            prompt_tokens: metrics::counter!("switchyard_prompt_tokens_total", l),
+            completion_tokens: metrics::counter!("switchyard_completion_tokens_total", l),
+        }
+    })
 }
 
 /// The counter of upstream attempts on `provider` that ended with `outcome`.

@@ -8,16 +8,20 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+mod genai;
 mod handles;
+pub mod otlp;
 pub mod recent;
 mod request_log;
 pub mod sink;
+pub mod trace;
 mod upkeep;
 
 pub use upkeep::{UPKEEP_EVERY, upkeep};
 
 use crate::{
     chat::Usage,
+    error::ErrorClass,
     failover::Attempts,
     routing::{Deployment, Explain},
     usage::{
@@ -64,6 +68,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets(&[
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(genai::TOKEN_USAGE.to_owned()),
+                    &genai::TOKEN_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -137,7 +147,13 @@ pub struct RequestRecord {
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
     price: Option<Price>,
+    /// The serving deployment's preset, for `gen_ai_provider_name`.
+    kind: Option<&'static str>,
     outcome: Outcome,
+    /// Whose fault an error outcome was (the `error_type` label).
+    pub error_type: Option<ErrorClass>,
+    /// The request's trace context: what attempts propagate, and its spans when traced.
+    pub trace: Option<Box<otlp::RequestTrace>>,
     /// Run once the record is written: what settles against the request's end (the
     /// limits' reservation, the usage ledger).
     on_end: EndHooks,
@@ -207,7 +223,10 @@ impl RequestRecord {
             key: None,
             deployment: None,
             price: None,
+            kind: None,
             outcome: Outcome::Cancelled,
+            error_type: None,
+            trace: None,
             on_end: EndHooks::default(),
         }
     }
@@ -234,6 +253,7 @@ impl RequestRecord {
         self.provider = Some(d.provider_name.clone());
         self.deployment = Some(d.id.clone());
         self.price = d.billed_price();
+        self.kind = Some(d.kind);
     }
 
     /// Runs `hook` when the record is written (once, however the request ends), after
@@ -259,9 +279,19 @@ impl RequestRecord {
         }
     }
 
+    /// Ends the request with `error`, classified for the `error_type` label.
+    pub fn failed(&mut self, error: &crate::error::Error) {
+        self.error_type = Some(error.class());
+        self.end(Outcome::Error(error.spec().status.as_u16()));
+    }
+
     /// Writes the log line and metrics.
     fn write(&mut self) {
         let outcome = self.outcome;
+        if outcome == Outcome::StreamBroken {
+            // The provider broke a stream the caller was already reading.
+            self.error_type = Some(ErrorClass::Provider);
+        }
         let latency = self.started.elapsed();
         let usage = self.usage.as_ref();
         let tokens = usage.map(Tokens::of);
@@ -276,6 +306,8 @@ impl RequestRecord {
                 "the provider reported no usage; the call's cost is unknown"
             );
         }
+        let outcome_label = handles::outcome_label(outcome);
+        let attempts = self.attempts.header_value();
         if request_log::enabled() {
             let part = |f: fn(&Cost) -> u64| cost.map(|c| crate::usage::cost::usd(f(&c)));
             request_log::Line {
@@ -287,8 +319,9 @@ impl RequestRecord {
                 model: &self.model,
                 provider: self.provider.as_deref().unwrap_or(""),
                 stream: self.stream,
-                outcome: &handles::outcome_label(outcome),
-                attempts: &self.attempts.header_value(),
+                outcome: &outcome_label,
+                attempts: &attempts,
+                error_type: self.error_type.map(ErrorClass::as_str),
                 policy: self.policy.as_deref(),
                 route: self.route.as_deref(),
                 policy_us: self.policy_us,
@@ -313,7 +346,26 @@ impl RequestRecord {
             }
             .write();
         }
-        let m = handles::request(&self.model, self.provider.as_ref(), outcome);
+        self.gen_ai_metrics(latency);
+        if let Some(trace) = self.trace.take() {
+            otlp::finish(
+                &trace,
+                self,
+                &Finished {
+                    latency,
+                    outcome_label: &outcome_label,
+                    attempts_header: attempts,
+                    usage,
+                    cost_usd,
+                },
+            );
+        }
+        let m = handles::request(
+            &self.model,
+            self.provider.as_ref(),
+            outcome,
+            self.error_type,
+        );
         m.requests.increment(1);
         m.duration.record(latency.as_secs_f64());
         if let Some(ttft) = self.ttft {
@@ -353,6 +405,15 @@ impl RequestRecord {
             }
         }
     }
+}
+
+/// What [`RequestRecord::write`] computed, for the spans.
+struct Finished<'a> {
+    latency: Duration,
+    outcome_label: &'a str,
+    attempts_header: String,
+    usage: Option<&'a Usage>,
+    cost_usd: Option<f64>,
 }
 
 impl Drop for RequestRecord {

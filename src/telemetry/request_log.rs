@@ -32,6 +32,8 @@ pub struct Line<'a> {
     pub outcome: &'a str,
     pub attempts: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<&'a str>,
@@ -161,6 +163,7 @@ mod tests {
             stream: false,
             outcome: "ok",
             attempts: "",
+            error_type: None,
             policy: None,
             route: None,
             policy_us: None,

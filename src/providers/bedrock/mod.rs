@@ -156,11 +156,16 @@ impl BedrockProvider {
         } else {
             "application/json"
         };
-        let resp = self
+        let mut req = self
             .client
             .post(url)
             .headers(headers)
-            .header(header::ACCEPT, accept)
+            .header(header::ACCEPT, accept);
+        // Not signed: SigV4 covers the headers it lists, and this one is added after.
+        if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req
             .body(body)
             .send()
             .await
