@@ -436,10 +436,14 @@ async fn in_band_stream_error(format: MockFormat) {
     // Each format's first events differ: a role-only chunk, message_start and a block
     // start, or (Gemini) content in the very first frame.
     let (after, before) = match format {
-        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere | MockFormat::Bedrock => {
-            ("error_after_chunks=3", "error_after_chunks=1")
-        }
-        MockFormat::Anthropic => ("error_after_chunks=5", "error_after_chunks=1"),
+        MockFormat::OpenAi | MockFormat::Azure | MockFormat::Cohere | MockFormat::Bedrock => (
+            "error_after_chunks=3",
+            "error_after_chunks=1,chunk_delay_ms=50",
+        ),
+        MockFormat::Anthropic => (
+            "error_after_chunks=5",
+            "error_after_chunks=1,chunk_delay_ms=50",
+        ),
         MockFormat::Gemini => ("error_after_chunks=1", "error_after_chunks=0"),
     };
     let (_mock, gw) = setup(format, after).await;
@@ -447,16 +451,34 @@ async fn in_band_stream_error(format: MockFormat) {
     assert!(!stream_content(&events).is_empty());
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["message"], "simulated in-stream error");
-    // Before content: the attempt fails, and with no other deployment the caller gets it.
+
     let (_mock, gw) = setup(format, before).await;
     let resp = gw.chat(&hello(true)).await;
-    assert_eq!(resp.status(), 502);
-    assert_eq!(
-        header(&resp, "x-switchyard-attempts"),
-        "p/upstream-p=stream_error"
-    );
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["message"], "simulated in-stream error");
+    if resp.status() != 200 {
+        // Gemini's error is the stream's very first frame, normally read with the answer's
+        // headers: every attempt had failed before the gateway sent anything, so the
+        // caller gets the status.
+        assert_eq!(format, MockFormat::Gemini);
+        assert_eq!(resp.status(), 502);
+        assert_eq!(
+            header(&resp, "x-switchyard-attempts"),
+            "p/upstream-p=stream_error"
+        );
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["message"], "simulated in-stream error");
+        return;
+    }
+    // Before content, the error arriving after the stream opened (the delay): the caller
+    // already has its headers and the role chunk; with no other deployment to fail over
+    // to, the stream ends with the error event (an HTTP status can no longer be sent).
+    assert_eq!(header(&resp, "x-switchyard-provider"), "p");
+    let events = sse_events(resp).await;
+    assert!(stream_content(&events).is_empty());
+    let role: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
+    assert!(role["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "simulated in-stream error");
 }
 
 /// Bedrock only: the simulated endpoint recomputes the SigV4 signature, so a model id with

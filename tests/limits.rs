@@ -579,9 +579,14 @@ async fn a_stream_the_caller_leaves_after_content_spends_its_estimate() {
     body["stream"] = json!(true);
     let mut resp = call(&gw.url(""), KEY_A, &body).await;
     assert_eq!(resp.status(), 200);
-    // Read until content arrived, then leave before the end (and before any usage).
+    // Read until content arrived (past the role chunk's empty content), then leave before
+    // the end (and before any usage).
     let mut seen = String::new();
-    while !seen.contains("\"content\":\"") {
+    while !seen
+        .split("\"content\":\"")
+        .skip(1)
+        .any(|rest| !rest.starts_with('"'))
+    {
         let chunk = within(resp.chunk()).await.unwrap().unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }

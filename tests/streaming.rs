@@ -92,54 +92,89 @@ async fn streamed_tool_call_arguments_reassemble_exactly() {
     );
 }
 
-async fn stream_fails_over(fault: &str, outcome: &str) {
+/// How the primary's stream fails: before it opened (the caller's headers then name the
+/// backup and the failed attempt), or after it opened and before its first content (the
+/// headers went out naming the primary; the failover is invisible in the body).
+#[derive(PartialEq)]
+enum Fails {
+    BeforeOpening(&'static str),
+    AfterOpening,
+}
+
+async fn stream_fails_over(fault: &str, fails: Fails) {
     let primary = Mock::start("primary", fault).await;
     let backup = Mock::start("backup", "").await;
     let gw = TestGateway::serving(&[&primary, &backup]).await;
     let resp = gw.chat(&hello(true)).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "x-switchyard-provider"), "backup");
-    assert_eq!(
-        header(&resp, "x-switchyard-attempts"),
-        format!("primary/upstream-primary={outcome}, backup/upstream-backup=ok")
-    );
+    match fails {
+        Fails::BeforeOpening(outcome) => {
+            assert_eq!(header(&resp, "x-switchyard-provider"), "backup");
+            assert_eq!(
+                header(&resp, "x-switchyard-attempts"),
+                format!("primary/upstream-primary={outcome}, backup/upstream-backup=ok")
+            );
+        }
+        Fails::AfterOpening => {
+            assert_eq!(header(&resp, "x-switchyard-provider"), "primary");
+            assert_eq!(
+                header(&resp, "x-switchyard-attempts"),
+                "primary/upstream-primary=ok"
+            );
+        }
+    }
     let events = sse_events(resp).await;
     assert_eq!(
         stream_content(&events),
         "Hello from backup! You said: Hello"
     );
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    // One role chunk, first; one id and one creation time on every chunk.
+    let chunks: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let roles = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["role"].is_string())
+        .count();
+    assert_eq!(roles, 1, "{events:?}");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    for c in &chunks {
+        assert_eq!(c["id"], chunks[0]["id"], "{events:?}");
+        assert_eq!(c["created"], chunks[0]["created"], "{events:?}");
+    }
 }
 
 #[tokio::test]
 async fn a_stream_refused_with_503_fails_over() {
-    stream_fails_over("status=503", "503").await;
+    stream_fails_over("status=503", Fails::BeforeOpening("503")).await;
 }
 
 #[tokio::test]
 async fn a_stream_cut_before_the_first_content_delta_fails_over() {
     // One chunk (the role) and then the body ends without [DONE].
-    stream_fails_over("cut_after_chunks=1", "reset").await;
+    stream_fails_over("cut_after_chunks=1", Fails::AfterOpening).await;
 }
 
 #[tokio::test]
 async fn a_stream_reset_before_the_first_content_delta_fails_over() {
-    stream_fails_over("reset_after_chunks=1", "reset").await;
+    stream_fails_over("reset_after_chunks=1", Fails::AfterOpening).await;
 }
 
 #[tokio::test]
 async fn an_in_band_error_before_content_fails_over() {
-    stream_fails_over("error_after_chunks=1", "stream_error").await;
+    stream_fails_over("error_after_chunks=1", Fails::AfterOpening).await;
 }
 
 #[tokio::test]
 async fn a_stream_stalled_before_its_first_byte_fails_over() {
-    stream_fails_over("latency_ms=5000", "timeout").await;
+    stream_fails_over("latency_ms=5000", Fails::BeforeOpening("timeout")).await;
 }
 
 #[tokio::test]
 async fn malformed_stream_data_fails_over() {
-    stream_fails_over("malformed", "malformed").await;
+    stream_fails_over("malformed", Fails::AfterOpening).await;
 }
 
 #[tokio::test]

@@ -97,14 +97,20 @@ pub struct ChatChunk {
 }
 
 impl ChatChunk {
-    /// Whether this chunk carries anything a client shows or acts on: content, a refusal,
-    /// a tool call or a finish reason. A chunk with only the role does not count.
+    /// Whether this chunk carries anything a client shows or acts on: content, reasoning
+    /// text (`reasoning_content`), a refusal, a tool call or a finish reason. A chunk with
+    /// only the role does not count.
     pub fn has_content(&self) -> bool {
         self.choices.iter().any(|c| {
             c.finish_reason.is_some()
                 || c.delta.content.as_deref().is_some_and(|s| !s.is_empty())
                 || c.delta.refusal.as_deref().is_some_and(|s| !s.is_empty())
                 || c.delta.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+                || c.delta
+                    .extra
+                    .get("reasoning_content")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
         })
     }
 }

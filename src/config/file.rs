@@ -152,6 +152,10 @@ pub struct ServerFile {
     /// How long a client may take to send a request body, from the end of its headers
     /// (default 10000): a slow upload is answered 408 and its slot freed.
     pub body_timeout_ms: Option<u64>,
+    /// How long a stream may go without sending anything before the gateway sends an SSE
+    /// comment (`: keep-alive`), so that proxies and load balancers with idle timeouts do
+    /// not cut a stream while a model thinks (default 15000; 0 turns them off).
+    pub stream_keepalive_ms: Option<u64>,
 }
 
 /// `[failover]`.

@@ -179,6 +179,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// The time a client has to send a request body once its headers are in.
     pub body_timeout: Duration,
+    /// Silence on a stream after which an SSE comment is sent; `None`: never.
+    pub stream_keepalive: Option<Duration>,
 }
 
 /// Attempt timing: deadline, per-attempt timeout and backoff.
@@ -442,6 +444,10 @@ impl TryFrom<FileConfig> for Config {
                     ));
                 }
                 ms => Duration::from_millis(ms.unwrap_or(10_000)),
+            },
+            stream_keepalive: match file.server.stream_keepalive_ms.unwrap_or(15_000) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
             },
         };
         let failover = failover_config(&file.failover)?;

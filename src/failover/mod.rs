@@ -204,6 +204,20 @@ where
     F: FnMut(Deployment) -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
+    run_seeing(plan, settings, |d, _| attempt(d)).await
+}
+
+/// As [`run`], `attempt` also seeing the attempts recorded before it was launched (those
+/// that failed or were skipped, and a hedge's first attempt, still running).
+pub async fn run_seeing<T, F, Fut>(
+    plan: &[Planned],
+    settings: &Settings,
+    mut attempt: F,
+) -> Result<Served<T>, Failed>
+where
+    F: FnMut(Deployment, &Attempts) -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
     let config = &settings.failover;
     let deadline = Instant::now() + config.deadline;
     let max_attempts = match config.max_attempts {
@@ -226,7 +240,7 @@ where
     let mut last: Option<(Deployment, ProviderError)> = None;
     // Each attempt carries its own `traceparent` (naming its span when the request is
     // traced) to the provider adapter, in a task-local around its future.
-    let mut launch = |n: usize, running: &mut FuturesUnordered<_>| -> SpanId {
+    let mut launch = |n: usize, running: &mut FuturesUnordered<_>, attempts: &Attempts| -> SpanId {
         let (span_id, header) = settings
             .trace
             .as_ref()
@@ -239,7 +253,7 @@ where
         let budget = own.min(deadline.saturating_duration_since(Instant::now()));
         running.push(attempt_within(
             n,
-            UPSTREAM_TRACEPARENT.scope(header, attempt(step.deployment.clone())),
+            UPSTREAM_TRACEPARENT.scope(header, attempt(step.deployment.clone(), attempts)),
             budget,
             own,
         ));
@@ -265,7 +279,7 @@ where
             if Instant::now() >= deadline {
                 break;
             }
-            let span_id = launch(n, &mut running);
+            let span_id = launch(n, &mut running, &attempts);
             pending.push((n, lease, Instant::now(), span_id));
             launched += 1;
         }
@@ -291,7 +305,7 @@ where
                 if hedge_is_useful
                     && let Some((n, lease)) = cursor.take(launched, &mut attempts)
                 {
-                    let span_id = launch(n, &mut running);
+                    let span_id = launch(n, &mut running, &attempts);
                     pending.push((n, lease, Instant::now(), span_id));
                     launched += 1;
                 }

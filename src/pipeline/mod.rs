@@ -24,7 +24,7 @@ mod stream;
 
 use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 pub use stream::{Delivered, OpenStream};
 
@@ -202,7 +202,7 @@ impl Gateway {
     }
 
     /// Serves one decoded call: the stages in order, then routing and the attempts.
-    pub async fn serve(&self, mut call: Call, mut request: ChatRequest) -> Answer {
+    pub async fn serve(self: &Arc<Self>, mut call: Call, mut request: ChatRequest) -> Answer {
         let label = call
             .live
             .catalog
@@ -236,14 +236,19 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let trace = call.record.trace.as_ref().map(|t| t.propagation());
         if request.is_stream() {
-            let result = self
-                .attempt_stream(&call.live, &request, &route, trace)
-                .await;
-            self.after_attempts(&request, &route, &result, started);
-            match with_explain(result, route) {
-                Ok(served) => Answer::Stream(call.stream(served, request.wants_stream_usage())),
-                Err(failed) => self.failed(call, failed),
-            }
+            let (opened_tx, opened) = tokio::sync::watch::channel(None);
+            let choices = request.n.unwrap_or(1);
+            let gateway = self.clone();
+            let live = call.live.clone();
+            let attempts = async move {
+                let result = gateway
+                    .attempt_stream(&live, &request, &route, trace, &opened_tx)
+                    .await;
+                gateway.after_attempts(&request, &route, &result, started);
+                (with_explain(result, route), request)
+            };
+            self.open_stream(call, Box::pin(attempts), opened, choices)
+                .await
         } else {
             let settings = settings(&call.live, &route, false, trace);
             let result = failover::run(&route.plan, &settings, |d| {
@@ -272,10 +277,98 @@ impl Gateway {
 
     /// Ends `call` after its attempts failed, noted among the recent errors.
     fn failed(&self, call: Call, failed: Failed) -> Answer {
+        Answer::Refused(self.failed_refusal(call, failed))
+    }
+
+    fn failed_refusal(&self, call: Call, failed: Failed) -> Refusal {
         let about = (call.record.model().to_owned(), call.record.key.clone());
         let refusal = call.failed(failed);
         self.note_error(about, &refusal);
-        Answer::Refused(refusal)
+        refusal
+    }
+
+    /// A stream's answer: as soon as a deployment's stream opens, the head and the role
+    /// chunk go to the caller while the attempts go on to the first content (a failover
+    /// until then stays invisible: every chunk carries the gateway's id). When every
+    /// attempt fails before any stream opened, the caller gets the error status, as for a
+    /// JSON answer (and SDKs retry a 429 or 5xx); after, the stream ends with the error
+    /// event.
+    async fn open_stream(
+        self: &Arc<Self>,
+        call: Call,
+        mut attempts: PendingStream,
+        mut opened: tokio::sync::watch::Receiver<Option<stream::Opened>>,
+        choices: u32,
+    ) -> Answer {
+        let first = tokio::select! {
+            biased;
+            done = &mut attempts => Err(done),
+            // Err: the attempts ended without opening a stream; the branch is then off.
+            Ok(first) = opened.wait_for(Option::is_some) => Ok(first.clone()),
+        };
+        let (first, attempts): (Option<stream::Opened>, PendingStream) = match first {
+            Err((Err(failed), _)) => return self.failed(call, failed),
+            Err((Ok(served), request)) => {
+                let first = stream::Opened {
+                    provider: served.deployment.provider_name.clone(),
+                    model: served.deployment.model.clone(),
+                    attempts: served.attempts.header_value(),
+                };
+                (
+                    Some(first),
+                    Box::pin(std::future::ready((Ok(served), request))),
+                )
+            }
+            Ok(first) => (first, attempts),
+        };
+        let Some(first) = first else {
+            // `wait_for` only answers once a value is set.
+            return self.failed(
+                call,
+                Failed::refused(Error::Internal {
+                    detail: "a stream opened without its deployment".to_owned(),
+                }),
+            );
+        };
+        let minted = stream::Minted::new();
+        let head = Head {
+            request_id: call.record.request_id.clone(),
+            provider: first.provider.clone(),
+            // As of the opening: should the stream fail over before its first content, the
+            // request log and the trace have every attempt.
+            attempts: first.attempts.clone(),
+            rate_limits: call.rate_limits,
+            cache: call.cache,
+        };
+        let role = minted.role_chunk(&first.model, choices);
+        let gateway = self.clone();
+        let rest = async move {
+            let (result, request) = attempts.await;
+            match result {
+                Ok(served) => {
+                    let streaming = call.stream(served, request.wants_stream_usage());
+                    let chunks = streaming.chunks.filter_map(move |step| {
+                        std::future::ready(match step {
+                            Delivered::Chunk(chunk) => minted.restamp(chunk).map(Delivered::Chunk),
+                            other => Some(other),
+                        })
+                    });
+                    Box::pin(chunks) as std::pin::Pin<Box<dyn Stream<Item = Delivered> + Send>>
+                }
+                Err(failed) => {
+                    let refusal = gateway.failed_refusal(call, failed);
+                    Box::pin(futures_util::stream::iter([Delivered::Broken(
+                        refusal.error,
+                    )]))
+                }
+            }
+        };
+        let chunks = futures_util::stream::once(std::future::ready(Delivered::Chunk(role)))
+            .chain(futures_util::stream::once(rest).flatten());
+        Answer::Stream(Streaming {
+            head,
+            chunks: Box::pin(chunks),
+        })
     }
 
     /// Notes a refusal of the request for `(model, key)` among the recent errors, as the
@@ -346,6 +439,12 @@ impl Call {
         refuse(self.record, failed.error, failed.attempts)
     }
 }
+
+/// The attempts of a stream, run until the first content (or every attempt failed),
+/// with the request they were for.
+type PendingStream = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Result<Served<OpenStream>, Failed>, ChatRequest)> + Send>,
+>;
 
 /// How the attempts of a request on this route run.
 fn settings(

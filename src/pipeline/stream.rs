@@ -1,13 +1,14 @@
 //! A streamed answer: fail over until a deployment's first content chunk, then deliver
 //! the committed stream with its accounting.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::watch;
 
 use crate::{
     cache,
-    chat::{ChatChunk, ChatRequest},
+    chat::{ChatChunk, ChatRequest, ChunkChoice, Delta, Extra, Role},
     error::Error,
     failover::{self, Failed, Served},
     gateway::{Admitted, Gateway, Live},
@@ -40,47 +41,148 @@ pub enum Delivered {
     Done,
 }
 
+/// The first deployment whose stream opened.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    /// `x-switchyard-attempts` as of the opening: those before it, and this one (`ok`).
+    pub attempts: String,
+}
+
+/// The stream's own id and creation time, minted by the gateway when it opens: every
+/// chunk carries them whichever deployment produced it, so that a failover before the
+/// first content is invisible to the caller.
+pub(super) struct Minted {
+    id: String,
+    created: i64,
+}
+
+impl Minted {
+    pub(super) fn new() -> Minted {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Minted {
+            id: format!(
+                "chatcmpl-{:016x}{:08x}",
+                fastrand::u64(..),
+                fastrand::u32(..)
+            ),
+            created,
+        }
+    }
+
+    /// The first chunk, sent as soon as a stream opens: the assistant's role (one choice
+    /// per `n`), no content.
+    pub(super) fn role_chunk(&self, model: &str, choices: u32) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created: self.created,
+            model: model.to_owned(),
+            choices: (0..choices.max(1))
+                .map(|index| ChunkChoice {
+                    index,
+                    delta: Delta {
+                        role: Some(Role::Assistant),
+                        content: Some(String::new()),
+                        ..Delta::default()
+                    },
+                    finish_reason: None,
+                    logprobs: None,
+                    extra: Extra::default(),
+                })
+                .collect(),
+            usage: None,
+            system_fingerprint: None,
+            extra: Extra::default(),
+        }
+    }
+
+    /// A provider's chunk as the caller gets it: the minted id and time, no role (the role
+    /// chunk said it). `None` for a chunk left with nothing to say (the provider's own
+    /// role chunk).
+    pub(super) fn restamp(&self, mut chunk: ChatChunk) -> Option<ChatChunk> {
+        chunk.id.clone_from(&self.id);
+        chunk.created = self.created;
+        for choice in &mut chunk.choices {
+            choice.delta.role = None;
+        }
+        let empty = !chunk.has_content()
+            && chunk.usage.is_none()
+            && chunk.extra.is_empty()
+            && chunk
+                .choices
+                .iter()
+                .all(|c| c.delta.extra.is_empty() && c.logprobs.is_none() && c.extra.is_empty());
+        (!empty).then_some(chunk)
+    }
+}
+
 impl Gateway {
     /// Fails over until a deployment's stream produces its first content chunk (or ends
     /// cleanly); from then on the stream is committed.
+    ///
+    /// `opened` is told the first deployment whose stream opens (the provider answered
+    /// with a stream), so the caller can have its headers and the role chunk before the
+    /// first content.
     pub(super) async fn attempt_stream(
         &self,
         live: &Live,
         request: &ChatRequest,
         route: &Route,
         trace: Option<crate::telemetry::trace::Propagation>,
+        opened: &watch::Sender<Option<Opened>>,
     ) -> Result<Served<OpenStream>, Failed> {
         let default_idle = live.config.failover.attempt_timeout;
-        failover::run(
+        failover::run_seeing(
             &route.plan,
             &super::settings(live, route, true, trace),
-            |d| async move {
-                let open = async {
-                    let mut rest = d.provider.chat_stream(request, &d.model).await?;
-                    let mut head = Vec::new();
-                    while let Some(item) = rest.next().await {
-                        let chunk = item?;
-                        let committed = chunk.has_content();
-                        head.push(chunk);
-                        if committed {
-                            break;
+            |d, before| {
+                // What `x-switchyard-attempts` says if this attempt's stream opens first.
+                let mut so_far = before.clone();
+                so_far.skipped_first(&route.skipped);
+                async move {
+                    let open = async {
+                        let mut rest = d.provider.chat_stream(request, &d.model).await?;
+                        opened.send_if_modified(|first| {
+                            if first.is_some() {
+                                return false;
+                            }
+                            so_far.push(failover::Attempt::ok(&d, Duration::ZERO));
+                            *first = Some(Opened {
+                                provider: d.provider_name.clone(),
+                                model: d.model.clone(),
+                                attempts: so_far.header_value(),
+                            });
+                            true
+                        });
+                        let mut head = Vec::new();
+                        while let Some(item) = rest.next().await {
+                            let chunk = item?;
+                            let committed = chunk.has_content();
+                            head.push(chunk);
+                            if committed {
+                                break;
+                            }
                         }
+                        Ok(OpenStream {
+                            head,
+                            rest,
+                            idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
+                            deployment: d.clone(),
+                            lease: None,
+                            admitted: None,
+                        })
+                    };
+                    // A stream stalled before its first content chunk fails over.
+                    match d.timeouts.ttft {
+                        Some(ttft) => tokio::time::timeout(ttft, open)
+                            .await
+                            .unwrap_or(Err(ProviderError::Timeout)),
+                        None => open.await,
                     }
-                    Ok(OpenStream {
-                        head,
-                        rest,
-                        idle_timeout: d.timeouts.idle.unwrap_or(default_idle),
-                        deployment: d.clone(),
-                        lease: None,
-                        admitted: None,
-                    })
-                };
-                // A stream stalled before its first content chunk fails over.
-                match d.timeouts.ttft {
-                    Some(ttft) => tokio::time::timeout(ttft, open)
-                        .await
-                        .unwrap_or(Err(ProviderError::Timeout)),
-                    None => open.await,
                 }
             },
         )

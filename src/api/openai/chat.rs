@@ -62,7 +62,12 @@ pub(super) async fn chat_completions(
             ),
         },
         Answer::Stream(open) => {
-            let mut resp = Response::new(sse::body(open.chunks, open.head.request_id.clone()));
+            let keep_alive = gw.live().config.server.stream_keepalive;
+            let mut resp = Response::new(sse::body(
+                open.chunks,
+                open.head.request_id.clone(),
+                keep_alive,
+            ));
             let h = resp.headers_mut();
             head_headers(h, &open.head);
             h.insert(

@@ -1,5 +1,8 @@
-//! A committed stream as an OpenAI SSE body: `data: {chunk}` events, then `data: [DONE]`;
-//! a failure after the first byte ends it with an error event in the OpenAI shape.
+//! A stream as an OpenAI SSE body: `data: {chunk}` events, then `data: [DONE]`; a failure
+//! after the headers went out ends it with an error event in the OpenAI shape, and a
+//! silence longer than `server.stream_keepalive_ms` is filled with an SSE comment.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -8,21 +11,46 @@ use serde::Serialize;
 
 use crate::{error::Error, pipeline::Delivered};
 
-/// The response body for a committed stream.
+/// The comment sent after a silence: clients ignore it, idle timers along the way see
+/// bytes.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// The response body for a stream; `keep_alive`: the silence after which a comment is
+/// sent.
 pub(super) fn body(
     chunks: impl Stream<Item = Delivered> + Send + 'static,
     request_id: String,
+    keep_alive: Option<Duration>,
 ) -> Body {
-    let events = chunks.map(move |step| {
+    let events = with_keep_alive(chunks, keep_alive).map(move |step| {
         Ok::<_, std::io::Error>(match step {
-            Delivered::Chunk(chunk) => {
+            None => Bytes::from_static(KEEP_ALIVE),
+            Some(Delivered::Chunk(chunk)) => {
                 data_event(&chunk).unwrap_or_else(|e| unserializable(&e, &request_id))
             }
-            Delivered::Broken(error) => error_event(&error, &request_id),
-            Delivered::Done => Bytes::from_static(b"data: [DONE]\n\n"),
+            Some(Delivered::Broken(error)) => error_event(&error, &request_id),
+            Some(Delivered::Done) => Bytes::from_static(b"data: [DONE]\n\n"),
         })
     });
     Body::from_stream(events)
+}
+
+/// The steps of `chunks`, with a `None` after every `every` of silence.
+fn with_keep_alive(
+    chunks: impl Stream<Item = Delivered> + Send + 'static,
+    every: Option<Duration>,
+) -> impl Stream<Item = Option<Delivered>> + Send {
+    let chunks = Box::pin(chunks);
+    futures_util::stream::unfold(chunks, move |mut chunks| async move {
+        let next = match every {
+            Some(every) => match tokio::time::timeout(every, chunks.next()).await {
+                Ok(next) => next.map(Some),
+                Err(_) => Some(None),
+            },
+            None => chunks.next().await.map(Some),
+        };
+        next.map(|step| (step, chunks))
+    })
 }
 
 /// One `data:` event, or why the value could not be written: never a truncated event.
@@ -80,6 +108,31 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(v["error"]["type"], "api_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("req-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_longer_than_the_keep_alive_is_filled_with_comments() {
+        let every = Duration::from_secs(15);
+        let slow = futures_util::stream::once(async move {
+            // 40 s of silence: two comments, then the step.
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            Delivered::Done
+        });
+        let steps: Vec<Option<Delivered>> = with_keep_alive(slow, Some(every)).collect().await;
+        assert_eq!(steps.len(), 3);
+        assert!(steps[0].is_none() && steps[1].is_none());
+        assert!(matches!(steps[2], Some(Delivered::Done)));
+
+        let off: Vec<Option<Delivered>> = with_keep_alive(
+            futures_util::stream::once(async move {
+                tokio::time::sleep(Duration::from_secs(40)).await;
+                Delivered::Done
+            }),
+            None,
+        )
+        .collect()
+        .await;
+        assert!(matches!(off[..], [Some(Delivered::Done)]));
     }
 
     #[test]

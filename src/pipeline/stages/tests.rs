@@ -104,7 +104,7 @@ async fn ingress_refuses_a_missing_key_before_taking_a_slot() {
 
 #[tokio::test]
 async fn a_refused_stage_ends_the_call_and_frees_its_slot() {
-    let gw = gateway();
+    let gw = std::sync::Arc::new(gateway());
     let call = gw
         .ingress(
             Surface::Grpc,
