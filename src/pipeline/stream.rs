@@ -101,22 +101,24 @@ impl Minted {
     }
 
     /// A provider's chunk as the caller gets it: the minted id and time, no role (the role
-    /// chunk said it). `None` for a chunk left with nothing to say (the provider's own
-    /// role chunk).
+    /// chunk said it). `None` for the provider's own role chunk when the role was all it
+    /// said; every other chunk passes, whatever it holds.
     pub(super) fn restamp(&self, mut chunk: ChatChunk) -> Option<ChatChunk> {
         chunk.id.clone_from(&self.id);
         chunk.created = self.created;
+        let mut had_role = false;
         for choice in &mut chunk.choices {
-            choice.delta.role = None;
+            had_role |= choice.delta.role.take().is_some();
         }
-        let empty = !chunk.has_content()
+        let role_only = had_role
+            && !chunk.has_content()
             && chunk.usage.is_none()
             && chunk.extra.is_empty()
             && chunk
                 .choices
                 .iter()
                 .all(|c| c.delta.extra.is_empty() && c.logprobs.is_none() && c.extra.is_empty());
-        (!empty).then_some(chunk)
+        (!role_only).then_some(chunk)
     }
 }
 

@@ -84,5 +84,6 @@ def test_a_hedged_stream_is_answered_by_the_second_provider_while_the_first_stal
     )
     took = time.monotonic() - started
     assert text == mock_text("quick", "Hello")
-    assert raw.headers["x-switchyard-attempts"] == "quick/up-quick=ok, stalled/up-stalled=hedge_lost"
+    # The headers went out when the hedge's stream opened, the stalled attempt still running.
+    assert raw.headers["x-switchyard-attempts"] == "quick/up-quick=ok"
     assert 0.15 <= took < 3.0, f"the stall was not waited out: {took:.2f} s"

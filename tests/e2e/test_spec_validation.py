@@ -310,10 +310,13 @@ def test_streaming_forwards_every_chunk_steady_sent(client, steady):
     _, chunks, error = stream_through_gateway(client, steady)
 
     # Steady sends STREAM_COUNT chunk events and writes its end event right behind the last
-    # one; every chunk must reach the caller, however the stream then ends.
-    assert len(chunks) == STREAM_COUNT, (
-        f"got {len(chunks)} of Steady's {STREAM_COUNT} chunks, then {error!r}"
+    # one; every chunk must reach the caller, however the stream then ends, after the
+    # gateway's own role chunk (sent when the stream opened).
+    assert chunks and chunks[0].choices[0].delta.role == "assistant"
+    assert len(chunks) == STREAM_COUNT + 1, (
+        f"got {len(chunks) - 1} of Steady's {STREAM_COUNT} chunks, then {error!r}"
     )
+    assert len({c.id for c in chunks}) == 1
 
 
 @pytest.mark.xfail(
