@@ -4,7 +4,7 @@
 //! The surfaces only collect raw values ([`CallerHeaders`]); [`Keys::caller`] decides,
 //! against the live config, so REST and gRPC authenticate the same way.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -101,7 +101,7 @@ impl Caller {
 /// compare secrets byte by byte, and the table holds no plaintext).
 #[derive(Debug, Default)]
 pub struct Keys {
-    by_digest: HashMap<[u8; 32], Arc<KeyConfig>>,
+    by_digest: crate::FastMap<[u8; 32], Arc<KeyConfig>>,
 }
 
 impl Keys {

@@ -83,3 +83,7 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
+
+/// A `HashMap` with a fast, non-cryptographic hasher, for maps looked up on every request
+/// whose keys callers cannot choose at will (config names, key digests, metric labels).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

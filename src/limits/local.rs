@@ -2,7 +2,7 @@
 //! (`reserve.lua`, `settle.lua`), on this process's counters.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -18,8 +18,8 @@ pub struct Local {
 
 #[derive(Default)]
 struct Inner {
-    windows: HashMap<Arc<str>, Window>,
-    spends: HashMap<Arc<str>, Spend>,
+    windows: crate::FastMap<Arc<str>, Window>,
+    spends: crate::FastMap<Arc<str>, Spend>,
 }
 
 /// One subject's last 60 s: admitted requests with their tokens, and the calls in

@@ -23,7 +23,6 @@ mod local;
 mod redis;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -102,15 +101,15 @@ fn usd_to_micros(usd: f64) -> u64 {
 /// The limits of one config, looked up per request, with each subject's id made once.
 #[derive(Debug, Default)]
 pub struct Rules {
-    models: HashMap<String, Subject>,
-    keys: HashMap<String, KeyRules>,
+    models: crate::FastMap<String, Subject>,
+    keys: crate::FastMap<String, KeyRules>,
 }
 
 /// One key's subjects: its own limits, its limits per model, and its budget.
 #[derive(Debug)]
 struct KeyRules {
     own: Option<Subject>,
-    per_model: HashMap<String, Subject>,
+    per_model: crate::FastMap<String, Subject>,
     budget: Option<(Arc<str>, Budget)>,
 }
 

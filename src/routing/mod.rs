@@ -227,7 +227,7 @@ impl Explain {
 /// Every model the gateway serves, with its deployments and policies.
 pub struct Catalog {
     models: Vec<ModelRoute>,
-    by_name: HashMap<String, usize>,
+    by_name: crate::FastMap<String, usize>,
     tiers: SecurityTiers,
     /// Identifies this build: per-thread policy VMs are rebuilt when it changes.
     generation: u64,
@@ -269,7 +269,8 @@ impl Catalog {
             );
         }
         let mut models = Vec::with_capacity(config.models.len());
-        let mut by_name = HashMap::with_capacity(config.models.len());
+        let mut by_name =
+            crate::FastMap::with_capacity_and_hasher(config.models.len(), Default::default());
         for m in &config.models {
             let deployments: Vec<Deployment> = m
                 .deployments

@@ -2,7 +2,6 @@
 //! the request record with bounded labels.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -38,7 +37,7 @@ fn handles(
     error: Option<ErrorClass>,
     stream: bool,
 ) -> Arc<GenAiMetrics> {
-    static SETS: OnceLock<Mutex<HashMap<Key, Arc<GenAiMetrics>>>> = OnceLock::new();
+    static SETS: OnceLock<Mutex<crate::FastMap<Key, Arc<GenAiMetrics>>>> = OnceLock::new();
     handles::cached(
         SETS.get_or_init(Mutex::default),
         (model.clone(), provider, error, stream),

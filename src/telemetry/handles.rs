@@ -36,7 +36,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The value kept for `key` in `sets`, made by `make` on first use.
 pub fn cached<K: std::hash::Hash + Eq, V>(
-    sets: &Mutex<HashMap<K, Arc<V>>>,
+    sets: &Mutex<crate::FastMap<K, Arc<V>>>,
     key: K,
     make: impl FnOnce() -> V,
 ) -> Arc<V> {
@@ -69,7 +69,7 @@ pub fn request(
     outcome: Outcome,
     error_type: Option<ErrorClass>,
 ) -> Arc<RequestMetrics> {
-    static SETS: OnceLock<Mutex<HashMap<RequestKey, Arc<RequestMetrics>>>> = OnceLock::new();
+    static SETS: OnceLock<Mutex<crate::FastMap<RequestKey, Arc<RequestMetrics>>>> = OnceLock::new();
     let key = (model.clone(), provider.cloned(), outcome, error_type);
     cached(SETS.get_or_init(Mutex::default), key, || {
         let labels = [
@@ -105,7 +105,7 @@ pub fn request(
 
 /// The counter of upstream attempts on `provider` that ended with `outcome`.
 pub fn attempt(provider: &Arc<str>, outcome: &str) -> Counter {
-    type Sets = HashMap<Arc<str>, HashMap<String, Counter>>;
+    type Sets = crate::FastMap<Arc<str>, crate::FastMap<String, Counter>>;
     static SETS: OnceLock<Mutex<Sets>> = OnceLock::new();
     let sets = SETS.get_or_init(Mutex::default);
     let mut sets = lock(sets);

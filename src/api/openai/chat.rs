@@ -8,7 +8,7 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::{errors::refusal_response, sse};
@@ -75,25 +75,32 @@ pub(super) async fn chat_completions(
                 HeaderValue::from_static("text/event-stream"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            h.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
             resp
         }
         Answer::Refused(refusal) => refusal_response(&refusal),
     }
 }
 
+/// The head's header names, parsed once (a name given as a `&str` is parsed per insert).
+const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+const PROVIDER: HeaderName = HeaderName::from_static(PROVIDER_HEADER);
+const ATTEMPTS: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
+const CACHE: HeaderName = HeaderName::from_static(CACHE_HEADER);
+const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 fn head_headers(h: &mut HeaderMap, head: &Head) {
     if let Ok(v) = HeaderValue::from_str(&head.request_id) {
-        h.insert(REQUEST_ID_HEADER, v);
+        h.insert(REQUEST_ID, v);
     }
     if let Ok(v) = HeaderValue::from_str(&head.provider) {
-        h.insert(PROVIDER_HEADER, v);
+        h.insert(PROVIDER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&head.attempts) {
-        h.insert(ATTEMPTS_HEADER, v);
+        h.insert(ATTEMPTS, v);
     }
     head.rate_limits.write(h);
-    h.insert(CACHE_HEADER, HeaderValue::from_static(head.cache.as_str()));
+    h.insert(CACHE, HeaderValue::from_static(head.cache.as_str()));
 }
 
 /// Reads the body within the size limit and the deadline, and parses it.
