@@ -1,7 +1,8 @@
 """The deployment files agree with the gateway: the Kubernetes ConfigMap's switchyard.toml
 and policies pass `switchyard check-config`, the manifests agree with that config and with
 each other (ports, drain and grace period, secrets, Redis), and every metric the Grafana
-dashboard queries is one a running gateway exports.
+dashboard queries is one a running gateway exports (the GenAI histograms and the OTLP export
+counters included).
 
 (hadolint and kubernetes-validate check the Dockerfile and the manifests' schemas in
 tests/run.sh; these tests check what the schemas cannot.)
@@ -10,14 +11,18 @@ tests/run.sh; these tests check what the schemas cannot.)
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, SWITCHYARD_BIN, Gateway, http_post_json, start_mock
@@ -225,7 +230,45 @@ def exported(metrics_text: str) -> set[str]:
     return names
 
 
-def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tmp_path):
+class TraceSink:
+    """An OTLP/HTTP receiver on 127.0.0.1 (port 0) that accepts every POST /v1/traces with
+    200 until `failing` is set, then answers 503 (a collector in trouble)."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers["content-length"]))
+                ok = self.path == "/v1/traces" and not sink.failing
+                self.send_response(200 if ok else 503)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def trace_sink():
+    sink = TraceSink()
+    yield sink
+    sink.close()
+
+
+def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(
+    procs, tmp_path, trace_sink
+):
     ok = start_mock(procs, "ok")
     down = start_mock(procs, "down", "status=503")
     slow = start_mock(procs, "slow", "chunk_delay_ms=200")
@@ -251,6 +294,9 @@ def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tm
         'scripts_dir = "scripts"',
         "[admin]",
         f'api_key = "{admin}"',
+        "[telemetry]",
+        f'otlp_endpoint = "{trace_sink.url}"',
+        "sampling_ratio = 1.0",
     ]
     for m in (ok, down, slow):
         lines += ["[[providers]]", f'name = "{m.name}"', 'kind = "openai"', f'base_url = "{m.url}"']
@@ -261,6 +307,7 @@ def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tm
         "broken": ('{ provider = "down", model = "up-b" }', ""),
         "slow": ('{ provider = "slow", model = "up" }', ""),
         "fallback": ('{ provider = "ok", model = "up" }', 'policy = "boom"'),
+        "streamed": ('{ provider = "ok", model = "up" }', ""),
     }
     for name, (deployments, extra) in models.items():
         ttl = "" if name == "chat" else "cache_ttl_s = 0"
@@ -276,11 +323,36 @@ def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tm
         status, _, _ = http_post_json(f"http://{gw.http}/v1/chat/completions", body)
         return status
 
+    def metrics() -> set[str]:
+        with urllib.request.urlopen(f"http://{gw.http}/metrics", timeout=10) as r:
+            return exported(r.read().decode())
+
+    def await_metric(name: str) -> None:
+        """Until /metrics names `name` (OTLP export runs in the background, in batches)."""
+        deadline = time.monotonic() + 15
+        while name not in metrics():
+            assert time.monotonic() < deadline, f"{name} never appeared in /metrics"
+            time.sleep(0.05)
+
     assert [chat("chat"), chat("chat")] == [200, 200]  # a miss, then a hit
     assert [chat("limited"), chat("limited")] == [200, 429]
     assert chat("failing") == 200  # its first deployment's circuit opens
     assert chat("broken") == 503  # every attempt failed: a 5xx, and an alert
     assert chat("fallback") == 200  # the policy fails; the configured order serves
+
+    # A whole stream: the GenAI time-to-first-token and time-per-output-token histograms.
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://{gw.http}/v1/chat/completions",
+            data=json.dumps(
+                {"model": "streamed", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+            ).encode(),
+            headers={"content-type": "application/json"},
+        ),
+        timeout=10,
+    ) as r:
+        assert r.status == 200
+        assert r.read().rstrip().endswith(b"data: [DONE]")
 
     # Shed: a stream holds the only max_in_flight slot while another request arrives.
     stream = http.client.HTTPConnection(gw.http, timeout=10)
@@ -302,23 +374,45 @@ def test_every_metric_the_dashboard_queries_is_one_the_gateway_exports(procs, tm
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200
 
-    with urllib.request.urlopen(f"http://{gw.http}/metrics", timeout=10) as r:
-        have = exported(r.read().decode())
+    # Trace export: the collector accepts the spans so far, then fails, so the next
+    # request's spans are dropped.
+    await_metric("switchyard_otlp_spans_exported_total")
+    trace_sink.failing = True
+    assert chat("streamed") == 200
+    await_metric("switchyard_otlp_spans_dropped_total")
+
+    have = metrics()
 
     wanted: dict[str, list[str]] = {}
     for expr in dashboard_exprs():
         for name in metric_names(expr):
             wanted.setdefault(name, []).append(expr)
     assert "switchyard_requests_total" in wanted and len(wanted) >= 15, sorted(wanted)
-    assert not [n for n in wanted if n.startswith("gen_ai_")], "GenAI metrics come with their own panels"
+    panels_for = {
+        "gen_ai_client_operation_duration_seconds_bucket",
+        "gen_ai_client_token_usage_sum",
+        "gen_ai_server_time_to_first_token_seconds_bucket",
+        "gen_ai_server_time_per_output_token_seconds_bucket",
+        "switchyard_otlp_spans_exported_total",
+        "switchyard_otlp_spans_dropped_total",
+    }
+    assert panels_for <= set(wanted), f"no panel for {sorted(panels_for - set(wanted))}"
     missing = {name: exprs[0] for name, exprs in wanted.items() if name not in have}
     assert not missing, f"the dashboard queries metrics /metrics does not export: {missing}"
 
 
 def test_the_alerting_examples_in_the_docs_name_metrics_the_code_records():
     recorded = set()
+    consts: dict[str, str] = {}
+    via_const = set()
     for path in (ROOT / "src").rglob("*.rs"):
-        recorded |= set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(\w+)"', path.read_text()))
+        text = path.read_text()
+        recorded |= set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(\w+)"', text))
+        # A name in a constant: `const DROPPED: &str = "..."` and `counter!(DROPPED, ...)`.
+        consts |= dict(re.findall(r'\bconst (\w+): &str = "(\w+)";', text))
+        via_const |= set(re.findall(r"(?:counter|gauge|histogram)!\(\s*([A-Z][A-Z0-9_]*)\b", text))
+    recorded |= {consts[c] for c in via_const if c in consts}
+    assert "switchyard_otlp_spans_dropped_total" in recorded, sorted(recorded)
     assert "switchyard_requests_total" in recorded and len(recorded) >= 25, sorted(recorded)
     docs = (ROOT / "docs/operations.md").read_text()
     section = docs.split("### What to alert on", 1)[1].split("\n### ", 1)[0]
