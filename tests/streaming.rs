@@ -98,7 +98,7 @@ async fn streamed_tool_call_arguments_reassemble_exactly() {
 #[derive(PartialEq)]
 enum Fails {
     BeforeOpening(&'static str),
-    AfterOpening,
+    AfterOpening(&'static str),
 }
 
 async fn stream_fails_over(fault: &str, fails: Fails) {
@@ -115,7 +115,7 @@ async fn stream_fails_over(fault: &str, fails: Fails) {
                 format!("primary/upstream-primary={outcome}, backup/upstream-backup=ok")
             );
         }
-        Fails::AfterOpening => {
+        Fails::AfterOpening(_) => {
             assert_eq!(header(&resp, "x-switchyard-provider"), "primary");
             assert_eq!(
                 header(&resp, "x-switchyard-attempts"),
@@ -123,12 +123,22 @@ async fn stream_fails_over(fault: &str, fails: Fails) {
             );
         }
     }
-    let events = sse_events(resp).await;
+    let (events, provider, attempts) = sse_events_and_trailer(resp).await;
     assert_eq!(
         stream_content(&events),
         "Hello from backup! You said: Hello"
     );
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    // The trailer says what the headers could not: who served, and every attempt.
+    assert_eq!(provider, "backup");
+    let primary_outcome = match fails {
+        Fails::BeforeOpening(outcome) => outcome,
+        Fails::AfterOpening(outcome) => outcome,
+    };
+    assert_eq!(
+        attempts,
+        format!("primary/upstream-primary={primary_outcome}, backup/upstream-backup=ok")
+    );
     // One role chunk, first; one id and one creation time on every chunk.
     let chunks: Vec<serde_json::Value> = events
         .iter()
@@ -154,17 +164,17 @@ async fn a_stream_refused_with_503_fails_over() {
 #[tokio::test]
 async fn a_stream_cut_before_the_first_content_delta_fails_over() {
     // One chunk (the role) and then the body ends without [DONE].
-    stream_fails_over("cut_after_chunks=1", Fails::AfterOpening).await;
+    stream_fails_over("cut_after_chunks=1", Fails::AfterOpening("reset")).await;
 }
 
 #[tokio::test]
 async fn a_stream_reset_before_the_first_content_delta_fails_over() {
-    stream_fails_over("reset_after_chunks=1", Fails::AfterOpening).await;
+    stream_fails_over("reset_after_chunks=1", Fails::AfterOpening("reset")).await;
 }
 
 #[tokio::test]
 async fn an_in_band_error_before_content_fails_over() {
-    stream_fails_over("error_after_chunks=1", Fails::AfterOpening).await;
+    stream_fails_over("error_after_chunks=1", Fails::AfterOpening("stream_error")).await;
 }
 
 #[tokio::test]
@@ -174,7 +184,7 @@ async fn a_stream_stalled_before_its_first_byte_fails_over() {
 
 #[tokio::test]
 async fn malformed_stream_data_fails_over() {
-    stream_fails_over("malformed", Fails::AfterOpening).await;
+    stream_fails_over("malformed", Fails::AfterOpening("malformed")).await;
 }
 
 #[tokio::test]

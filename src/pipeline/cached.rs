@@ -70,7 +70,8 @@ fn replayed(chunks: Vec<ChatChunk>, call: Call) -> impl Stream<Item = Delivered>
             Some(chunk) => Some((Delivered::Chunk(chunk), Some((chunks, call)))),
             None => {
                 call.record.end(Outcome::Ok);
-                Some((Delivered::Done, None))
+                // A hit made no attempt: the headers said all there is.
+                Some((Delivered::Done(super::Trailer::default()), None))
             }
         }
     })

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 
-pub use stream::{Delivered, OpenStream};
+pub use stream::{Delivered, OpenStream, Trailer};
 
 use crate::{
     auth::{Caller, CallerHeaders},
@@ -330,6 +330,10 @@ impl Gateway {
                 }),
             );
         };
+        let mut call = call;
+        // Until a deployment serves, the record names the one whose stream opened (a
+        // caller leaving before the first content is logged against it).
+        call.record.provider = Some(first.provider.clone());
         let minted = stream::Minted::new();
         let head = Head {
             request_id: call.record.request_id.clone(),
@@ -356,9 +360,18 @@ impl Gateway {
                     Box::pin(chunks) as std::pin::Pin<Box<dyn Stream<Item = Delivered> + Send>>
                 }
                 Err(failed) => {
+                    let provider = match &failed.error {
+                        Error::Upstream { provider, .. } => Some(provider.clone()),
+                        _ => None,
+                    };
                     let refusal = gateway.failed_refusal(call, failed);
+                    let trailer = Trailer {
+                        provider,
+                        attempts: refusal.attempts,
+                    };
                     Box::pin(futures_util::stream::iter([Delivered::Broken(
                         refusal.error,
+                        trailer,
                     )]))
                 }
             }

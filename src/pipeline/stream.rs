@@ -31,14 +31,34 @@ pub struct OpenStream {
     admitted: Option<Admitted>,
 }
 
-/// One step of a committed stream as a surface delivers it.
+/// One step of a stream as a surface delivers it.
 pub enum Delivered {
     /// A chunk to send.
     Chunk(ChatChunk),
-    /// The stream broke after commit; send this error and end.
-    Broken(Error),
+    /// The stream broke after its headers went out; send this error and end.
+    Broken(Error, Trailer),
     /// The provider finished; send the terminator (REST `[DONE]`) and end.
-    Done,
+    Done(Trailer),
+}
+
+/// What a stream's headers could not say, as it ends: the provider that served and every
+/// attempt (the headers went out when the first stream opened, before any failover).
+/// REST sends it as SSE comments before the last event; gRPC as trailing metadata on an
+/// error.
+#[derive(Debug, Clone, Default)]
+pub struct Trailer {
+    pub provider: Option<Arc<str>>,
+    /// As `x-switchyard-attempts` lists them.
+    pub attempts: String,
+}
+
+impl Trailer {
+    pub(super) fn of(record: &RequestRecord) -> Trailer {
+        Trailer {
+            provider: record.provider.clone(),
+            attempts: record.attempts.header_value(),
+        }
+    }
 }
 
 /// The first deployment whose stream opened.
@@ -270,7 +290,8 @@ impl OpenStream {
                     }
                     Some(Err(error)) => {
                         let error = state.broken(error);
-                        return Some((Delivered::Broken(error), None));
+                        let trailer = Trailer::of(&state.record);
+                        return Some((Delivered::Broken(error, trailer), None));
                     }
                     None => {
                         if let Some(fill) = state.fill.take() {
@@ -278,7 +299,7 @@ impl OpenStream {
                         }
                         state.record.end(Outcome::Ok);
                         state.tell(health::Outcome::Completed);
-                        return Some((Delivered::Done, None));
+                        return Some((Delivered::Done(Trailer::of(&state.record)), None));
                     }
                 }
             }

@@ -45,9 +45,15 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends whole lines; wakes the writer thread when they start a batch.
+    /// Appends whole lines; wakes the writer thread when they start a batch. Once the sink
+    /// is closed (the process is stopping), lines are written straight to stdout.
     fn push(&self, line: &[u8]) {
         let mut buffer = self.lock();
+        if buffer.closed {
+            drop(buffer);
+            let _ = std::io::stdout().write_all(line);
+            return;
+        }
         while buffer.bytes.len() >= HIGH_WATER && !buffer.closed {
             buffer = self
                 .changed
@@ -104,35 +110,44 @@ impl Shared {
 /// The process's sink, once [`install`]ed.
 static SINK: OnceLock<Arc<Shared>> = OnceLock::new();
 
-/// Keeps the writer thread; dropping it writes what is buffered and stops the thread.
+/// How long dropping the [`SinkGuard`] waits for the last batch to be written: a stdout
+/// whose reader stalled must not keep the process from exiting.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Keeps the writer thread; dropping it writes what is buffered (for at most
+/// [`FINAL_FLUSH`]) and stops the thread.
 pub struct SinkGuard {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Told by the writer thread when it has drained the buffer and stopped.
+    stopped: std::sync::mpsc::Receiver<()>,
 }
 
 impl Drop for SinkGuard {
     fn drop(&mut self) {
         self.shared.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.stopped.recv_timeout(FINAL_FLUSH);
     }
 }
 
 /// Starts the writer thread draining to stdout and makes it the process's sink. `None`
-/// when a sink is installed already (or the thread cannot start).
+/// when a sink is installed already or the thread cannot start (logging then writes to
+/// stdout directly).
 pub fn install() -> Option<SinkGuard> {
     let shared = Arc::new(Shared::default());
-    SINK.set(shared.clone()).ok()?;
     let drainer = shared.clone();
-    let thread = std::thread::Builder::new()
+    let (done, stopped) = std::sync::mpsc::channel();
+    let _thread: JoinHandle<()> = std::thread::Builder::new()
         .name("switchyard-log".into())
-        .spawn(move || drainer.drain(&mut std::io::stdout()))
+        .spawn(move || {
+            drainer.drain(&mut std::io::stdout());
+            let _ = done.send(());
+        })
         .ok()?;
-    Some(SinkGuard {
-        shared,
-        thread: Some(thread),
-    })
+    if SINK.set(shared.clone()).is_err() {
+        shared.close(); // another sink serves; this one's thread ends at once
+        return None;
+    }
+    Some(SinkGuard { shared, stopped })
 }
 
 /// Appends whole lines (each ending in `\n`) to the process's sink; `false` when none is
@@ -226,6 +241,14 @@ mod tests {
                 .collect();
             assert_eq!(mine, (0..2_000).collect::<Vec<_>>(), "writer {w}'s lines");
         }
+    }
+
+    #[test]
+    fn lines_after_close_are_not_buffered() {
+        let shared = Shared::default();
+        shared.close();
+        shared.push(b"{\"after\":\"close\"}\n");
+        assert!(shared.lock().bytes.is_empty());
     }
 
     #[test]

@@ -244,18 +244,31 @@ async fn request(client: &reqwest::Client, url: &str, stream: bool) -> (End, Str
     let Ok(resp) = client.post(url).json(&hello(stream)).send().await else {
         return (End::Transport, String::new(), String::new());
     };
-    let provider = header(&resp, "x-switchyard-provider").to_owned();
-    let attempts = header(&resp, "x-switchyard-attempts").to_owned();
+    let mut provider = header(&resp, "x-switchyard-provider").to_owned();
+    let mut attempts = header(&resp, "x-switchyard-attempts").to_owned();
     let status = resp.status().as_u16();
     let Ok(body) = resp.text().await else {
         return (End::Transport, provider, attempts);
     };
-    // The mock's whole answer, so that a truncated one cannot pass for served. A stream's
-    // headers name the deployment whose stream opened first; one that failed over before
-    // its first content is answered by another, whichever it was.
+    if status == 200 && stream {
+        // A stream's headers went out when its first deployment's stream opened; its
+        // trailer comments say who served and every attempt.
+        let comment = |name: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(&format!(": {name}: ")))
+                .map(str::to_owned)
+        };
+        if let Some(p) = comment("x-switchyard-provider") {
+            provider = p;
+        }
+        if let Some(a) = comment("x-switchyard-attempts") {
+            attempts = a;
+        }
+    }
+    // The mock's whole answer, so that a truncated one cannot pass for served.
     let expected = format!("Hello from {provider}! You said: Hello");
     let end = match (status, stream) {
-        (200, true) => stream_end(&body, None),
+        (200, true) => stream_end(&body, &expected),
         (200, false) => json_end(&body, &expected),
         (code, _) => End::Status(code),
     };
@@ -266,19 +279,7 @@ fn is_error_event(data: &str) -> bool {
     serde_json::from_str::<Value>(data).is_ok_and(|v| v.get("error").is_some())
 }
 
-/// Whether `content` is a mock's whole answer to the test's prompt (`expected`, or any
-/// provider's when `None`).
-fn whole_answer(content: &str, expected: Option<&str>) -> bool {
-    match expected {
-        Some(e) => content == e,
-        None => content
-            .strip_prefix("Hello from ")
-            .and_then(|rest| rest.strip_suffix("! You said: Hello"))
-            .is_some_and(|name| !name.is_empty() && !name.contains(' ')),
-    }
-}
-
-fn stream_end(body: &str, expected: Option<&str>) -> End {
+fn stream_end(body: &str, expected: &str) -> End {
     let events: Vec<&str> = body
         .split("\n\n")
         .filter_map(|e| e.strip_prefix("data: "))
@@ -294,7 +295,7 @@ fn stream_end(body: &str, expected: Option<&str>) -> End {
         .collect();
     let errored = events.iter().any(|e| is_error_event(e));
     match events.last() {
-        Some(&"[DONE]") if whole_answer(&content, expected) && !errored => End::Served,
+        Some(&"[DONE]") if content == expected && !errored => End::Served,
         Some(last) if is_error_event(last) && !content.is_empty() => End::Broken,
         _ => End::Incomplete,
     }

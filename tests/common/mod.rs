@@ -260,6 +260,30 @@ pub async fn sse_events(resp: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// A stream's `data:` events and its trailer comments: the provider that served and every
+/// attempt (`: x-switchyard-provider: …`, `: x-switchyard-attempts: …`, sent before the
+/// last event), empty when absent.
+pub async fn sse_events_and_trailer(resp: reqwest::Response) -> (Vec<String>, String, String) {
+    let text = within(resp.text()).await.unwrap();
+    let comment = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!(": {name}: ")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (provider, attempts) = (
+        comment("x-switchyard-provider"),
+        comment("x-switchyard-attempts"),
+    );
+    let events = text
+        .split("\n\n")
+        .flat_map(|e| e.lines())
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect();
+    (events, provider, attempts)
+}
+
 /// The content of a streamed answer, reassembled.
 pub fn stream_content(events: &[String]) -> String {
     events

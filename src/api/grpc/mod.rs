@@ -123,8 +123,12 @@ impl pb::gateway_server::Gateway for GrpcGateway {
                 let stream = open.chunks.filter_map(move |step| {
                     let item = match step {
                         Delivered::Chunk(chunk) => Some(Ok(convert::chat_chunk(chunk))),
-                        Delivered::Broken(error) => Some(Err(status(&error, &rid, ""))),
-                        Delivered::Done => None,
+                        // The metadata went out when the stream opened: the status's
+                        // trailers carry every attempt.
+                        Delivered::Broken(error, trailer) => {
+                            Some(Err(status(&error, &rid, &trailer.attempts)))
+                        }
+                        Delivered::Done(_) => None,
                     };
                     std::future::ready(item)
                 });

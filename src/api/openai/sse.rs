@@ -9,7 +9,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
-use crate::{error::Error, pipeline::Delivered};
+use crate::{
+    error::Error,
+    pipeline::{Delivered, Trailer},
+};
 
 /// The comment sent after a silence: clients ignore it, idle timers along the way see
 /// bytes.
@@ -28,11 +31,41 @@ pub(super) fn body(
             Some(Delivered::Chunk(chunk)) => {
                 data_event(&chunk).unwrap_or_else(|e| unserializable(&e, &request_id))
             }
-            Some(Delivered::Broken(error)) => error_event(&error, &request_id),
-            Some(Delivered::Done) => Bytes::from_static(b"data: [DONE]\n\n"),
+            Some(Delivered::Broken(error, trailer)) => {
+                with_trailer(&trailer, error_event(&error, &request_id))
+            }
+            Some(Delivered::Done(trailer)) => {
+                with_trailer(&trailer, Bytes::from_static(b"data: [DONE]\n\n"))
+            }
         })
     });
     Body::from_stream(events)
+}
+
+/// The last event, after SSE comments saying what the headers could not: the provider
+/// that served and every attempt (`: x-switchyard-provider: …`,
+/// `: x-switchyard-attempts: …`). Clients ignore comments; a person or a test reading the
+/// raw stream sees how it ended.
+fn with_trailer(trailer: &Trailer, last: Bytes) -> Bytes {
+    if trailer.provider.is_none() && trailer.attempts.is_empty() {
+        return last;
+    }
+    // Names come from the config; a line break would end the comment early.
+    let clean = |s: &str| s.replace(['\r', '\n'], " ");
+    let mut out = BytesMut::with_capacity(last.len() + 96 + trailer.attempts.len());
+    if let Some(p) = &trailer.provider {
+        out.extend_from_slice(b": x-switchyard-provider: ");
+        out.extend_from_slice(clean(p).as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    if !trailer.attempts.is_empty() {
+        out.extend_from_slice(b": x-switchyard-attempts: ");
+        out.extend_from_slice(clean(&trailer.attempts).as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+    out.extend_from_slice(&last);
+    out.freeze()
 }
 
 /// The steps of `chunks`, with a `None` after every `every` of silence.
@@ -116,23 +149,23 @@ mod tests {
         let slow = futures_util::stream::once(async move {
             // 40 s of silence: two comments, then the step.
             tokio::time::sleep(Duration::from_secs(40)).await;
-            Delivered::Done
+            Delivered::Done(Trailer::default())
         });
         let steps: Vec<Option<Delivered>> = with_keep_alive(slow, Some(every)).collect().await;
         assert_eq!(steps.len(), 3);
         assert!(steps[0].is_none() && steps[1].is_none());
-        assert!(matches!(steps[2], Some(Delivered::Done)));
+        assert!(matches!(steps[2], Some(Delivered::Done(_))));
 
         let off: Vec<Option<Delivered>> = with_keep_alive(
             futures_util::stream::once(async move {
                 tokio::time::sleep(Duration::from_secs(40)).await;
-                Delivered::Done
+                Delivered::Done(Trailer::default())
             }),
             None,
         )
         .collect()
         .await;
-        assert!(matches!(off[..], [Some(Delivered::Done)]));
+        assert!(matches!(off[..], [Some(Delivered::Done(_))]));
     }
 
     #[test]
