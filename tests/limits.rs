@@ -637,13 +637,12 @@ async fn a_redis_that_does_not_answer_costs_one_timeout_not_one_per_call() {
     assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 200);
     let first = started.elapsed();
     assert!(first >= Duration::from_millis(250), "{first:?}");
-    let started = tokio::time::Instant::now();
-    for _ in 0..5 {
+    // None of the next calls waits out the timeout: each is judged on its own, so a
+    // loaded machine slowing every call a little does not read as a timeout.
+    for i in 0..5 {
+        let started = tokio::time::Instant::now();
         assert_eq!(call(&url, KEY_A, &ask(16)).await.status(), 200);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(250), "call {i} took {took:?}");
     }
-    let five = started.elapsed();
-    assert!(
-        five < Duration::from_millis(250),
-        "five calls took {five:?}"
-    );
 }
