@@ -6,7 +6,7 @@ use crate::{
     Res, Settings, WARM,
     circuits::Arming,
     http::chat_request,
-    openloop::{OpenLoop, fixed_rate},
+    openloop::{OpenLoop, Reuse, fixed_rate},
     procfs::{all_busy, core_times, ticks_of},
     refused,
     tally::Tally,
@@ -170,6 +170,7 @@ pub(crate) async fn slice(
         // Enough for rate × (delay + a backoff) in flight, with room.
         prefill: ((s.rate * (s.delay_ms + 30) / 1000) as usize * 3 / 2).max(8),
         capture: Some(ATTEMPTS_HEADER),
+        reuse: Reuse::MostRecent,
     };
     let req = chat_request(case.addr, case.model, false);
     let cores0 = core_times();

@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies.
+//! A minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies, and the time
+//! a stream's first content arrived.
 
 use std::{io, net::SocketAddr, sync::Arc, time::Instant};
 
@@ -31,6 +32,22 @@ pub(crate) struct Reply {
     pub(crate) keep_alive: bool,
     /// The value of the header named by [`Conn::capture`], when asked for and present.
     pub(crate) captured: Option<String>,
+    /// When the first SSE event with non-empty `content` arrived, if [`Conn::watch`] asked.
+    pub(crate) first_content: Option<Instant>,
+    /// The client hung up at the first content, as [`Watch::HangUpAtFirstContent`] asks:
+    /// the body is incomplete on purpose.
+    pub(crate) hung_up: bool,
+}
+
+/// What a connection watches for in a chunked (SSE) body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    Nothing,
+    /// Notes when the first event with non-empty `content` arrives.
+    FirstContent,
+    /// Notes it, then stops reading: the caller drops the connection mid-stream, as a
+    /// client that goes away does.
+    HangUpAtFirstContent,
 }
 
 pub(crate) struct Conn {
@@ -41,6 +58,7 @@ pub(crate) struct Conn {
     /// A response header whose value each [`Reply`] carries (lower case); none by default,
     /// so that the load bench allocates nothing per reply.
     capture: Option<&'static str>,
+    watch: Watch,
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -61,12 +79,19 @@ impl Conn {
             start: 0,
             end: 0,
             capture: None,
+            watch: Watch::Nothing,
         })
     }
 
     /// Keeps the value of response header `name` (lower case) in every [`Reply`].
     pub(crate) fn capture(mut self, name: &'static str) -> Conn {
         self.capture = Some(name);
+        self
+    }
+
+    /// Watches every streamed body for its first content.
+    pub(crate) fn watch(mut self, watch: Watch) -> Conn {
+        self.watch = watch;
         self
     }
 
@@ -161,6 +186,8 @@ impl Conn {
             first_byte = Some(Instant::now());
         }
         let mut keep_alive = !head.close;
+        let mut first_content = None;
+        let mut scanned = 0;
         if has_body {
             match head.framing {
                 Framing::Length(n) => self.take(n, body).await?,
@@ -182,6 +209,23 @@ impl Conn {
                         break;
                     }
                     self.take(size, body).await?;
+                    if self.watch != Watch::Nothing
+                        && first_content.is_none()
+                        && has_content(body, &mut scanned)
+                    {
+                        first_content = Some(Instant::now());
+                        if self.watch == Watch::HangUpAtFirstContent {
+                            return Ok(Reply {
+                                status: head.status,
+                                last_byte: Instant::now(),
+                                first_byte,
+                                keep_alive: false,
+                                captured: head.captured,
+                                first_content,
+                                hung_up: true,
+                            });
+                        }
+                    }
                     let (s, e) = self.line().await?;
                     if s != e {
                         return Err(invalid("chunk not followed by CRLF"));
@@ -207,8 +251,28 @@ impl Conn {
             first_byte,
             keep_alive,
             captured: head.captured,
+            first_content,
+            hung_up: false,
         })
     }
+}
+
+/// Whether `body[*from..]` holds a non-empty `"content":"…"` (an SSE delta with text, not
+/// the role chunk's empty one); moves `from` on so that the next call scans only what is new.
+fn has_content(body: &[u8], from: &mut usize) -> bool {
+    const KEY: &[u8] = b"\"content\":\"";
+    let mut at = (*from).min(body.len());
+    while let Some(i) = find(&body[at..], KEY) {
+        let value = at + i + KEY.len();
+        match body.get(value) {
+            Some(b'"') => at = value,
+            Some(_) => return true,
+            // The value is in the next chunk: look at this key again then.
+            None => break,
+        }
+    }
+    *from = body.len().saturating_sub(KEY.len());
+    false
 }
 
 fn parse_head(head: &[u8], capture: Option<&str>) -> io::Result<Head> {
@@ -248,12 +312,28 @@ fn parse_head(head: &[u8], capture: Option<&str>) -> io::Result<Head> {
     })
 }
 
+/// The user's message in every request but the burst's.
+const PROMPT: &str = "Say hello in one short sentence.";
+
+/// A chat completion request's JSON body.
+pub(crate) fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{prompt}"}}]{}}}"#,
+        if stream { r#","stream":true"# } else { "" }
+    )
+}
+
+/// The one header every request carries besides the framing ones (the gateway's configs
+/// accept it; the mocks and nginx ignore it).
+pub(crate) const AUTHORIZATION: &str = "Bearer sk-client";
+
 /// One POST /v1/chat/completions, head and body, as sent to `host`.
 pub(crate) fn chat_request(host: SocketAddr, model: &str, stream: bool) -> Arc<[u8]> {
-    let body = format!(
-        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Say hello in one short sentence."}}]{}}}"#,
-        if stream { r#","stream":true"# } else { "" }
-    );
+    post_chat(host, &chat_body(model, PROMPT, stream), stream)
+}
+
+/// One POST /v1/chat/completions of `body` (from [`chat_body`]), head and body.
+pub(crate) fn post_chat(host: SocketAddr, body: &str, stream: bool) -> Arc<[u8]> {
     let accept = if stream {
         "text/event-stream"
     } else {
@@ -261,7 +341,7 @@ pub(crate) fn chat_request(host: SocketAddr, model: &str, stream: bool) -> Arc<[
     };
     let text = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchyard-load\r\n\
-         Content-Type: application/json\r\nAccept: {accept}\r\nAuthorization: Bearer sk-client\r\n\
+         Content-Type: application/json\r\nAccept: {accept}\r\nAuthorization: {AUTHORIZATION}\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -1,35 +1,67 @@
 //! Load benchmark: the simulated provider direct, nginx in front of it, and switchyard in
-//! front of it, measured in one run (`cargo bench --bench load`).
+//! front of it, measured in one run (`cargo bench --bench load`), reported in one table.
 //!
 //! Layout (2 cores): the proxy under test (nginx or switchyard) is pinned to core 0; this
-//! process (the load generator) and the mocks are pinned to core 1, so the proxies' figures
-//! compare. Two mocks run: `fast` (no delay) for saturation and streams, `slow`
-//! (`--fault latency_ms=50`) for the fixed-rate run. nginx (Debian's package, one
-//! process: `master_process off`, keep-alive upstreams, `proxy_buffering off`) and
-//! switchyard (a generated `switchyard.toml` with one model per mock) each front both.
+//! process (the load generator), `wrk` and the mocks are pinned to core 1, so the proxies'
+//! figures compare. Three mocks run: `fast` (no delay) for saturation, streams and the
+//! burst, `slow` (`--fault latency_ms=50`) for the fixed-rate runs, `paced`
+//! (`first_token_ms=50,chunk_delay_ms=2`: the role chunk at once, the first content 50 ms
+//! later, then a chunk every 2 ms) for the paced stream and the soak's streams. nginx
+//! (Debian's package, one process: `master_process off`, keep-alive upstreams,
+//! `proxy_buffering off`, one port per mock) and switchyard (a generated `switchyard.toml`
+//! with one model per mock) each front all three.
 //!
-//! Per target it measures:
+//! Phases, in order (those marked * run against `direct`, `nginx` and `switchyard` only):
 //! - **saturation**: closed loop, `LOAD_CONNS` (32) keep-alive HTTP/1.1 connections, for
 //!   `LOAD_SECS` (6) s in all: requests/s, and the target's CPU time (utime+stime from
 //!   `/proc/PID/stat`, all threads) divided by the 200s it served;
-//! - **fixed rate**: open loop at `LOAD_RATE` (1,000) requests/s against the 50 ms upstream
-//!   for `LOAD_FIXED_SECS` (9) s in all, latency taken from each request's *scheduled* send
-//!   time (no coordinated omission): p50/p99 and what the proxy adds over direct;
+//! - **wrk** *: Debian's `wrk -t2 -c64` (keep-alive, a Lua script posting the same chat
+//!   completion as the generator) for `LOAD_WRK_SECS` (as `LOAD_SECS`) in all: requests/s
+//!   as wrk reports them, the target's CPU per request wrk completed, its ratio to nginx's,
+//!   and non-2xx answers and socket errors; skipped with a note when wrk is missing;
+//! - **all cores**: one wrk run against a gateway and a fast mock started on every core,
+//!   wrk on every core too: requests/s against the pinned one-core figure;
 //! - **stream**: up to `LOAD_STREAMS` (400) sequential `"stream": true` requests (3 s at
 //!   most): time to the first body byte and what the proxy adds over direct, and time to
 //!   the end of the stream;
 //! - **sequential JSON**: up to `LOAD_STREAMS` sequential JSON requests on one
 //!   connection (3 s at most), whole-answer time p50/p99: no open-loop timer, so a
 //!   sub-millisecond cache hit is measured as it is (`direct` gives the floor);
-//! - **peak RSS**: `VmHWM` from `/proc/PID/status` after all phases.
+//! - **paced stream** *: sequential streams from the paced mock for `LOAD_PACED_SECS` (6):
+//!   time to the first body byte (TTFB), to the first `data:` event with non-empty content,
+//!   and to the end; p50 and what each proxy adds over direct;
+//! - **burst** *: sequential streams of about 200 chunks with no delay (a prompt of 200
+//!   one-letter words, which the mock echoes a word a chunk) for `LOAD_BURST_SECS` (3):
+//!   whole-stream p50, what a proxy adds in all and per chunk;
+//! - **fixed rate**: open loop at `LOAD_RATE` (1,000) requests/s against the 50 ms upstream
+//!   for `LOAD_FIXED_SECS` (9) s in all, latency taken from each request's *scheduled* send
+//!   time (no coordinated omission): p50/p99 and what the proxy adds over direct;
+//! - **low rate** *: open loop at 20 requests/s round-robin over 256 keep-alive connections
+//!   (each used once before the clock starts) against the 50 ms upstream for
+//!   `LOAD_LOW_SECS` (15) s in all: p50/p99 and what the proxy adds over direct;
+//! - **peak RSS**: `VmHWM` from `/proc/PID/status` after all the above;
+//! - **soak**: `switchyard` only, unless `LOAD_SOAK_TARGETS` (`direct,nginx`) adds others:
+//!   `LOAD_SOAK_RATE` (2,000) requests/s open loop for `LOAD_SOAK_SECS` (600; 0 skips it),
+//!   70% JSON from the fast mock, 30% streams from the paced one, one stream client in 20
+//!   hanging up at its first content, nothing scraping `/metrics`. `VmRSS` every 5 s
+//!   (printed on one line), RSS after the warm-up (the first 60 s, or 10% of a shorter
+//!   soak) and at the end, errors (any non-200, I/O error or malformed body but the
+//!   deliberate hang-ups), and JSON and stream p99 per 30 s window (half the soak when it
+//!   is shorter than a minute).
 //!
-//! Saturation and fixed rate run in `LOAD_ROUNDS` (3) rounds in which the targets take
-//! turns, each slice after its own 0.5 s warm-up, so that drift on the machine falls on
-//! all targets alike; the per-round figures are printed too, to show the noise. CPU used
-//! on the machine by processes not started here is measured and warned about.
-//! `LOAD_TARGETS=nginx,switchyard` measures only those. `switchyard-cost` is the same
-//! gateway process routing the same ten candidates with the cost-aware Lua policy instead
-//! of the static order: its CPU per request against `switchyard`'s is the policy's cost.
+//! Saturation, wrk, fixed rate and low rate run in `LOAD_ROUNDS` (3) rounds in which the
+//! targets take turns, each slice after its own warm-up (wrk's: the generator's
+//! saturation just before), so that drift on the machine falls on all targets alike; the
+//! per-round figures are printed too, to show the noise. CPU used on the machine by
+//! processes not started here is measured and warned about. `LOAD_TARGETS=nginx,switchyard`
+//! measures only those. `switchyard-cost` is the same gateway process routing the same ten
+//! candidates with the cost-aware Lua policy instead of the static order: its CPU per
+//! request against `switchyard`'s is the policy's cost.
+//!
+//! Issue 11's targets, judged MET / NOT MET at the end: CPU per request under wrk ≤ 2.5x
+//! nginx's; added p50 at 20 req/s within 0.3 ms of nginx's; added p99 at 1,000 req/s
+//! under 1 ms; paced-stream TTFB added ≤ 0.5 ms; peak RSS under 40 MB; soak RSS growth
+//! under 5 MB with no error and no p99 drift.
 //!
 //! Issue 12's targets: `switchyard-limits` (model limits so high none refuses: every
 //! request reserves and settles in process) against `switchyard` in the same process;
@@ -48,8 +80,9 @@
 //! one JSON line per request on stdout), which this process reads from a pipe and discards;
 //! set `LOAD_RUST_LOG` to run it with another `RUST_LOG`.
 //!
-//! Needs `taskset` (util-linux) and nginx (`apt-get install nginx-light` or `nginx`);
-//! without nginx its row is skipped. Loopback only.
+//! Needs `taskset` (util-linux), nginx (`apt-get install nginx-light` or `nginx`) and `wrk`
+//! (`apt-get install wrk`); without nginx its row is skipped, without wrk its phases.
+//! Loopback only.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 #![allow(
@@ -57,6 +90,7 @@
     reason = "a benchmark times the wall clock; no paused tokio clock is involved"
 )]
 
+mod fleet;
 mod http;
 #[allow(
     dead_code,
@@ -67,27 +101,36 @@ mod phases;
 mod processes;
 mod procfs;
 mod report;
+mod soak;
+mod streams;
 mod tally;
 mod target;
+mod verdict;
+mod wrk;
 
 use std::{
-    net::SocketAddr,
+    path::PathBuf,
     process::{Command, ExitCode, Stdio},
     sync::{Mutex, atomic::Ordering},
     time::Duration,
 };
 
-use phases::{
-    FixedAcc, SatAcc, fixed_round, pct, per_req, sat_round, sequential_phase, stream_phase,
-};
-use processes::{Spawned, TempDir, find_nginx, redis_command, stop_children_on_signal};
+use fleet::{Fleet, Placement};
+use phases::{FixedAcc, FixedLoad, SatAcc, Spread, fixed_round, pct, per_req, sat_round};
+use processes::{Cores, TempDir, find_nginx, redis_command, stop_children_on_signal};
 use procfs::{clock_ticks, peak_rss_kib};
-use report::print_report;
+use report::{Extras, print_header, print_report};
+use soak::{SoakPlan, soak};
+use streams::{burst_phase, paced_phase, sequential_phase, stream_phase};
 use target::{Target, TargetResult, blank};
+use wrk::{AllCores, AllCoresFigures, WrkAcc, WrkJob, find_wrk, write_script};
 
 const SWITCHYARD: &str = env!("CARGO_BIN_EXE_switchyard");
 const FAST_MODEL: &str = "fast-model";
 const SLOW_MODEL: &str = "slow-model";
+/// Routed to the paced mock: first content after 50 ms, then a chunk every 2 ms.
+const PACED_MODEL: &str = "paced-model";
+const PACED_FAULT: &str = "first_token_ms=50,chunk_delay_ms=2";
 /// The same deployments as FAST_MODEL / SLOW_MODEL, ordered by the cost-aware Lua policy
 /// instead of the static order, in the same gateway process.
 const FAST_COST_MODEL: &str = "fast-model-cost";
@@ -110,14 +153,16 @@ const OTLP_CPU_LIMIT: f64 = 0.10;
 const POLICY_CPU_LIMIT: f64 = 0.10;
 /// Deployments per model in the gateway's config (all on the same mock).
 const DEPLOYMENTS: usize = 10;
-/// The upstream delay of the fixed-rate run.
+/// The upstream delay of the fixed-rate runs.
 const DELAY_MS: u64 = 50;
+/// The low-rate run: requests per second, spread over this many keep-alive connections.
+const LOW_RATE: u64 = 20;
+const LOW_CONNS: usize = 256;
 /// One request may take this long before it counts as a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// First-cut targets from the issue.
-const CPU_RATIO_LIMIT: f64 = 3.0;
-const ADDED_P99_LIMIT_MS: f64 = 1.0;
-const RSS_LIMIT_MB: f64 = 50.0;
+/// The targets every phase runs against (issue 11); the other switchyard-* targets run
+/// the generator's saturation, stream, sequential and fixed-rate phases only.
+const COST_TARGETS: [&str; 3] = ["direct", "nginx", "switchyard"];
 
 fn main() -> ExitCode {
     match run() {
@@ -142,13 +187,55 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Clone, Copy)]
 struct Settings {
     secs: u64,
+    wrk_secs: u64,
     fixed_secs: u64,
+    low_secs: u64,
+    paced_secs: u64,
+    burst_secs: u64,
     rounds: u64,
     conns: usize,
     rate: u64,
     stream_max: usize,
+    soak: SoakPlan,
+    cores: usize,
     proxy_core: usize,
     load_core: usize,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (proxy_core, load_core) = if cores >= 2 { (0, 1) } else { (0, 0) };
+        let secs = env_num("LOAD_SECS", 6);
+        Settings {
+            secs,
+            wrk_secs: env_num("LOAD_WRK_SECS", secs),
+            fixed_secs: env_num("LOAD_FIXED_SECS", 9),
+            low_secs: env_num("LOAD_LOW_SECS", 15),
+            paced_secs: env_num("LOAD_PACED_SECS", 6),
+            burst_secs: env_num("LOAD_BURST_SECS", 3),
+            rounds: env_num("LOAD_ROUNDS", 3),
+            conns: env_num("LOAD_CONNS", 32) as usize,
+            rate: env_num("LOAD_RATE", 1000),
+            stream_max: env_num("LOAD_STREAMS", 400) as usize,
+            soak: SoakPlan {
+                // 0 skips the soak, so this one may be 0.
+                secs: std::env::var("LOAD_SOAK_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(600),
+                rate: env_num("LOAD_SOAK_RATE", 2000),
+            },
+            cores,
+            proxy_core,
+            load_core,
+        }
+    }
+
+    /// Seconds per round of a phase that lasts `total` in all.
+    fn slice(&self, total: u64) -> u64 {
+        total.div_ceil(self.rounds).max(1)
+    }
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -159,312 +246,220 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Names from a comma-separated environment variable.
+fn env_names(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
+/// Everything a phase needs besides its target.
+struct Bench {
+    settings: Settings,
+    clk_tck: f64,
+    ours: Vec<u32>,
+    runtime: tokio::runtime::Runtime,
+    wrk: Option<PathBuf>,
+}
+
+type Results<'a> = Vec<(&'a Target, TargetResult)>;
+
 fn run() -> Res<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (proxy_core, load_core) = if cores >= 2 { (0, 1) } else { (0, 0) };
-    let settings = Settings {
-        secs: env_num("LOAD_SECS", 6),
-        fixed_secs: env_num("LOAD_FIXED_SECS", 9),
-        rounds: env_num("LOAD_ROUNDS", 3),
-        conns: env_num("LOAD_CONNS", 32) as usize,
-        rate: env_num("LOAD_RATE", 1000),
-        stream_max: env_num("LOAD_STREAMS", 400) as usize,
-        proxy_core,
-        load_core,
-    };
+    let settings = Settings::from_env();
     // Pin this process (every thread: there is only main so far) before the runtime starts.
     let pin = Command::new("taskset")
-        .args(["-a", "-p", "-c", &load_core.to_string()])
+        .args(["-a", "-p", "-c", &settings.load_core.to_string()])
         .arg(std::process::id().to_string())
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("running taskset (util-linux): {e}"))?;
     if !pin.success() {
         return Err(format!(
-            "taskset could not pin the bench to core {load_core}"
+            "taskset could not pin the bench to core {}",
+            settings.load_core
         ));
     }
-    let clk_tck = clock_ticks();
     let tmp = TempDir::new("load")?;
     stop_children_on_signal(tmp.path().to_owned());
-
     let nginx_bin = find_nginx();
-    let nginx_version = nginx_bin.as_ref().map(|bin| {
-        Command::new(bin)
-            .arg("-v")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-            .unwrap_or_default()
-    });
-
-    // Upstreams, on the load generator's core.
-    let fast = Spawned::mock(&tmp, load_core, "fast", "")?;
-    let slow = Spawned::mock(&tmp, load_core, "slow", &format!("latency_ms={DELAY_MS}"))?;
-    let fast_addr = fast.addr;
-    let slow_addr = slow.addr;
-
-    // The proxies, on their own core.
-    let nginx = match &nginx_bin {
-        Some(bin) => Some(Spawned::nginx(&tmp, bin, proxy_core, fast_addr, slow_addr)?),
-        None => None,
-    };
     let log_env = std::env::var("LOAD_RUST_LOG").ok();
-    let gateway = Spawned::gateway(
+    let fleet = Fleet::start(
         &tmp,
-        proxy_core,
-        "switchyard",
-        &gateway_config(fast_addr, slow_addr),
-        log_env.as_deref(),
+        &Placement {
+            proxy_core: settings.proxy_core,
+            load_core: settings.load_core,
+            nginx: nginx_bin.as_deref(),
+            rust_log: log_env.as_deref(),
+        },
     )?;
-
-    // With Debian's redis-server: a second gateway that keeps its limits in Redis (Redis
-    // on the load generator's core, like the mocks).
-    let redis = if redis_server_installed() {
-        Some(Spawned::redis(&tmp, load_core)?)
-    } else {
-        None
+    let bench = Bench {
+        settings,
+        clk_tck: clock_ticks(),
+        ours: fleet.ours(),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("building the runtime: {e}"))?,
+        wrk: find_wrk(),
     };
-    // The same config with the response cache on: the same request every time, so all
-    // but the first are hits (the limits models are never cached).
-    let cache_gateway = Spawned::gateway(
-        &tmp,
-        proxy_core,
-        "switchyard-cache",
-        &format!("{}{CACHE}", gateway_config(fast_addr, slow_addr)),
+    print_header(
+        settings,
+        nginx_bin.as_deref(),
+        bench.wrk.as_deref(),
         log_env.as_deref(),
-    )?;
-    // The same config exporting every request's spans to a collector that discards them.
-    let sink = otlp_sink()?;
-    let otlp_gateway = Spawned::gateway(
-        &tmp,
-        proxy_core,
-        "switchyard-otlp",
-        &format!(
-            "{}[telemetry]\notlp_endpoint = \"http://{sink}\"\nsampling_ratio = 1.0\n",
-            gateway_config(fast_addr, slow_addr)
-        ),
-        log_env.as_deref(),
-    )?;
-    let redis_gateway = match &redis {
-        Some(r) => Some(Spawned::gateway(
-            &tmp,
-            proxy_core,
-            "switchyard-redis",
-            &format!(
-                "{}{CACHE}[state]\nredis_url = \"redis://{}/0\"\n",
-                gateway_config(fast_addr, slow_addr),
-                r.addr
-            ),
-            log_env.as_deref(),
-        )?),
-        None => None,
-    };
-
-    println!("# switchyard load bench");
-    println!();
-    println!(
-        "cores: {cores}; proxy under test pinned to core {proxy_core}, load generator and mocks \
-         to core {load_core}"
     );
-    let slice = |total: u64| total.div_ceil(settings.rounds).max(1);
-    println!(
-        "targets take turns in {} rounds per phase. saturation: {} keep-alive HTTP/1.1 \
-         connections, closed loop, 0.5 s warm-up + {} s per round; fixed rate: {} req/s open loop \
-         against a {DELAY_MS} ms upstream, 0.5 s warm-up + {} s per round, latency from the \
-         scheduled send time; stream: up to {} sequential requests, time to first body byte",
-        settings.rounds,
-        settings.conns,
-        slice(settings.secs),
-        settings.rate,
-        slice(settings.fixed_secs),
-        settings.stream_max
-    );
-    println!(
-        "nginx: {}",
-        nginx_version
-            .clone()
-            .unwrap_or_else(|| "not found (install nginx-light or nginx): row skipped".into())
-    );
-    println!(
-        "switchyard: {SWITCHYARD}; request log RUST_LOG={} ({}), stdout piped to the bench and \
-         discarded",
-        log_env.as_deref().unwrap_or("info"),
-        if log_env.is_some() {
-            "from LOAD_RUST_LOG"
-        } else {
-            "the default, one JSON line per request"
-        }
-    );
-    println!();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("building the runtime: {e}"))?;
-
-    let mut targets = vec![Target {
-        name: "direct",
-        fast: fast_addr,
-        slow: slow_addr,
-        fast_model: FAST_MODEL,
-        slow_model: SLOW_MODEL,
-        pids: vec![fast.pid(), slow.pid()],
-        cpu_pid: fast.pid(),
-        slow_cpu_pid: slow.pid(),
-    }];
-    if let Some(n) = &nginx {
-        targets.push(Target {
-            name: "nginx",
-            fast: n.addr,
-            slow: n.addr2.unwrap_or(n.addr),
-            fast_model: FAST_MODEL,
-            slow_model: SLOW_MODEL,
-            pids: vec![n.pid()],
-            cpu_pid: n.pid(),
-            slow_cpu_pid: n.pid(),
-        });
-    }
-    targets.push(Target {
-        name: "switchyard",
-        fast: gateway.addr,
-        slow: gateway.addr,
-        fast_model: FAST_MODEL,
-        slow_model: SLOW_MODEL,
-        pids: vec![gateway.pid()],
-        cpu_pid: gateway.pid(),
-        slow_cpu_pid: gateway.pid(),
-    });
-    targets.push(Target {
-        name: "switchyard-cost",
-        fast: gateway.addr,
-        slow: gateway.addr,
-        fast_model: FAST_COST_MODEL,
-        slow_model: SLOW_COST_MODEL,
-        pids: vec![gateway.pid()],
-        cpu_pid: gateway.pid(),
-        slow_cpu_pid: gateway.pid(),
-    });
-
-    targets.push(Target {
-        name: "switchyard-limits",
-        fast: gateway.addr,
-        slow: gateway.addr,
-        fast_model: FAST_LIMITS_MODEL,
-        slow_model: SLOW_LIMITS_MODEL,
-        pids: vec![gateway.pid()],
-        cpu_pid: gateway.pid(),
-        slow_cpu_pid: gateway.pid(),
-    });
-    targets.push(Target {
-        name: "switchyard-cache",
-        fast: cache_gateway.addr,
-        slow: cache_gateway.addr,
-        fast_model: FAST_MODEL,
-        slow_model: SLOW_MODEL,
-        pids: vec![cache_gateway.pid()],
-        cpu_pid: cache_gateway.pid(),
-        slow_cpu_pid: cache_gateway.pid(),
-    });
-    targets.push(Target {
-        name: "switchyard-otlp",
-        fast: otlp_gateway.addr,
-        slow: otlp_gateway.addr,
-        fast_model: FAST_MODEL,
-        slow_model: SLOW_MODEL,
-        pids: vec![otlp_gateway.pid()],
-        cpu_pid: otlp_gateway.pid(),
-        slow_cpu_pid: otlp_gateway.pid(),
-    });
-    if let Some(g) = &redis_gateway {
-        targets.push(Target {
-            name: "switchyard-redis-cache",
-            fast: g.addr,
-            slow: g.addr,
-            fast_model: FAST_MODEL,
-            slow_model: SLOW_MODEL,
-            pids: vec![g.pid()],
-            cpu_pid: g.pid(),
-            slow_cpu_pid: g.pid(),
-        });
-        targets.push(Target {
-            name: "switchyard-redis-limits",
-            fast: g.addr,
-            slow: g.addr,
-            fast_model: FAST_LIMITS_MODEL,
-            slow_model: SLOW_LIMITS_MODEL,
-            pids: vec![g.pid()],
-            cpu_pid: g.pid(),
-            slow_cpu_pid: g.pid(),
-        });
-    }
-
-    let only: Option<Vec<String>> = std::env::var("LOAD_TARGETS")
-        .ok()
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
-    let mut ours = vec![std::process::id(), fast.pid(), slow.pid(), gateway.pid()];
-    ours.extend(nginx.as_ref().map(Spawned::pid));
-    ours.extend(redis.as_ref().map(Spawned::pid));
-    ours.extend(redis_gateway.as_ref().map(Spawned::pid));
-    ours.push(cache_gateway.pid());
-    ours.push(otlp_gateway.pid());
-    let mut results: Vec<(&Target, TargetResult)> = targets
+    let targets = fleet.targets();
+    let only = env_names("LOAD_TARGETS");
+    let mut results: Results<'_> = targets
         .iter()
         .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
         .map(|t| (t, blank(t.name)))
         .collect();
-    let check_all = || -> Res<()> {
-        for p in [&fast, &slow] {
-            p.check_alive()?;
-        }
-        for p in nginx.iter().chain(&redis).chain(&redis_gateway) {
-            p.check_alive()?;
-        }
-        cache_gateway.check_alive()?;
-        otlp_gateway.check_alive()?;
-        gateway.check_alive()
-    };
 
-    // Saturation: the targets take turns in short rounds, so that drift on the machine falls
-    // on all of them alike; figures are over all rounds.
-    let rounds = settings.rounds;
-    let slice = settings.secs.div_ceil(rounds).max(1);
-    let mut sat_accs: Vec<SatAcc> = results.iter().map(|_| SatAcc::default()).collect();
-    for round in 0..rounds {
+    saturation(&bench, &fleet, &mut results)?;
+    let mut extras = Extras::default();
+    if let Some(wrk) = &bench.wrk {
+        wrk_saturation(&bench, wrk, &tmp, &mut results)?;
+        fleet.check_all()?;
+        if results.iter().any(|(t, _)| t.name == "switchyard") && settings.cores >= 2 {
+            eprintln!("load bench: wrk on all cores ...");
+            let script = write_script(tmp.path(), FAST_MODEL)?;
+            extras.all_cores = Some(all_cores(&bench, &fleet, &tmp, wrk, &script, &log_env)?);
+        }
+    }
+    eprintln!("load bench: streams, sequential JSON, paced streams, bursts ...");
+    for (t, r) in results.iter_mut() {
+        bench.runtime.block_on(stream_phase(t, settings, r));
+        bench.runtime.block_on(sequential_phase(t, settings, r));
+        if COST_TARGETS.contains(&t.name) {
+            bench.runtime.block_on(paced_phase(t, settings, r));
+            bench.runtime.block_on(burst_phase(t, settings, r));
+        }
+    }
+    fleet.check_all()?;
+    fixed_rate(&bench, &mut results)?;
+    low_rate(&bench, &mut results)?;
+    fleet.check_all()?;
+    // Peak RSS before the soak: the figure is the saturation phases'.
+    for (t, r) in results.iter_mut() {
+        let mut rss_kib = 0;
+        for &pid in &t.pids {
+            rss_kib = rss_kib.max(peak_rss_kib(pid)?);
+        }
+        r.rss_mb = rss_kib as f64 / 1024.0;
+    }
+    soak_phase(&bench, &mut results);
+    fleet.check_all()?;
+
+    let results: Vec<TargetResult> = results.into_iter().map(|(_, r)| r).collect();
+    print_report(&results, settings, &extras);
+    print_gateway_notes(&fleet, &results);
+    Ok(())
+}
+
+/// The generator's closed-loop saturation, targets taking turns in short rounds, so that
+/// drift on the machine falls on all of them alike; figures are over all rounds.
+fn saturation(bench: &Bench, fleet: &Fleet, results: &mut Results<'_>) -> Res<()> {
+    let s = bench.settings;
+    let mut accs: Vec<SatAcc> = results.iter().map(|_| SatAcc::default()).collect();
+    for round in 0..s.rounds {
         eprintln!(
-            "load bench: saturation, round {} of {rounds} ...",
-            round + 1
+            "load bench: saturation, round {} of {} ...",
+            round + 1,
+            s.rounds
         );
-        for ((t, r), acc) in results.iter_mut().zip(sat_accs.iter_mut()) {
-            runtime.block_on(sat_round(t, settings, slice, &ours, clk_tck, acc, r))?;
-            check_all()?;
+        for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+            let slice = s.slice(s.secs);
+            bench
+                .runtime
+                .block_on(sat_round(t, s, slice, &bench.ours, bench.clk_tck, acc, r))?;
+            fleet.check_all()?;
         }
     }
-    eprintln!("load bench: streams ...");
-    for (t, r) in results.iter_mut() {
-        runtime.block_on(stream_phase(t, settings, r));
-    }
-    eprintln!("load bench: sequential JSON ...");
-    for (t, r) in results.iter_mut() {
-        runtime.block_on(sequential_phase(t, settings, r));
-    }
-    check_all()?;
+    Ok(())
+}
 
-    // Fixed rate, in turns as well; percentiles are over all rounds' samples. A first,
-    // discarded round warms every target and both mocks' connection pools.
-    let slice = settings.fixed_secs.div_ceil(rounds).max(1);
+/// wrk against `direct`, `nginx` and `switchyard` in the same rounds scheme (the
+/// generator's saturation ran just before, so every target is warm).
+fn wrk_saturation(
+    bench: &Bench,
+    wrk: &std::path::Path,
+    tmp: &TempDir,
+    results: &mut Results<'_>,
+) -> Res<()> {
+    let s = bench.settings;
+    let mut accs: Vec<WrkAcc> = results.iter().map(|_| WrkAcc::default()).collect();
+    for round in 0..s.rounds {
+        eprintln!("load bench: wrk, round {} of {} ...", round + 1, s.rounds);
+        for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+            if !COST_TARGETS.contains(&t.name) {
+                continue;
+            }
+            let script = write_script(tmp.path(), t.fast_model)?;
+            let job = WrkJob {
+                wrk,
+                script: &script,
+                addr: t.fast,
+                cores: Cores::from(s.load_core),
+                secs: s.slice(s.wrk_secs),
+            };
+            wrk::round(t, &job, bench.clk_tck, acc, r)?;
+        }
+    }
+    Ok(())
+}
+
+/// wrk against a gateway started on all cores (with its own fast mock).
+fn all_cores(
+    bench: &Bench,
+    fleet: &Fleet,
+    tmp: &TempDir,
+    wrk: &std::path::Path,
+    script: &std::path::Path,
+    log_env: &Option<String>,
+) -> Res<AllCoresFigures> {
+    let s = bench.settings;
+    AllCores {
+        tmp,
+        upstreams: fleet.upstreams(),
+        wrk,
+        script,
+        cores: s.cores,
+        secs: s.slice(s.wrk_secs),
+        rust_log: log_env.as_deref(),
+        clk_tck: bench.clk_tck,
+    }
+    .run()
+}
+
+/// Fixed rate at `LOAD_RATE`, in turns; percentiles are over all rounds' samples. A first,
+/// discarded round warms every target and both mocks' connection pools.
+fn fixed_rate(bench: &Bench, results: &mut Results<'_>) -> Res<()> {
+    let s = bench.settings;
+    let load = FixedLoad {
+        rate: s.rate,
+        spread: Spread::AsNeeded,
+    };
     eprintln!("load bench: fixed rate, warm-up round ...");
     for (t, r) in results.iter_mut() {
         let mut discard = FixedAcc::default();
-        runtime.block_on(fixed_round(t, settings, 1, &ours, &mut discard, r))?;
+        bench
+            .runtime
+            .block_on(fixed_round(t, load, 1, &bench.ours, &mut discard, r))?;
     }
+    let slice = s.slice(s.fixed_secs);
     let mut accs: Vec<FixedAcc> = results.iter().map(|_| FixedAcc::default()).collect();
-    for round in 0..rounds {
+    for round in 0..s.rounds {
         eprintln!(
-            "load bench: fixed rate, round {} of {rounds} ...",
-            round + 1
+            "load bench: fixed rate, round {} of {} ...",
+            round + 1,
+            s.rounds
         );
         for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
-            runtime.block_on(fixed_round(t, settings, slice, &ours, acc, r))?;
+            bench
+                .runtime
+                .block_on(fixed_round(t, load, slice, &bench.ours, acc, r))?;
         }
     }
     let direct_rounds: Option<Vec<f64>> = results
@@ -472,38 +467,87 @@ fn run() -> Res<()> {
         .zip(&accs)
         .find(|((t, _), _)| t.name == "direct")
         .map(|(_, a)| a.round_p99_ms.clone());
-    for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+    for ((_, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
         acc.latencies_us.sort_unstable();
         let lat = &acc.latencies_us;
         r.fixed_p50_ms = pct(lat, 0.50) / 1000.0;
         r.fixed_p99_ms = pct(lat, 0.99) / 1000.0;
         r.fixed_max_ms = lat.last().map_or(f64::NAN, |&v| f64::from(v) / 1000.0);
-        r.fixed_secs = (slice * rounds) as f64;
+        r.fixed_secs = (slice * s.rounds) as f64;
         r.fixed_achieved_rps = lat.len() as f64 / r.fixed_secs;
-        r.fixed_cpu_us = per_req(acc.cpu_ticks as f64 / clk_tck, acc.ok);
+        r.fixed_cpu_us = per_req(acc.cpu_ticks as f64 / bench.clk_tck, acc.ok);
         r.fixed_round_p99 = acc.round_p99_ms.clone();
         r.fixed_other =
-            acc.machine_ticks.saturating_sub(acc.ours_ticks) as f64 / clk_tck / acc.secs;
+            acc.machine_ticks.saturating_sub(acc.ours_ticks) as f64 / bench.clk_tck / acc.secs;
         if let Some(d) = &direct_rounds {
             r.fixed_round_added_p99 = acc.round_p99_ms.iter().zip(d).map(|(a, b)| a - b).collect();
         }
-        let mut rss_kib = 0;
-        for &pid in &t.pids {
-            rss_kib = rss_kib.max(peak_rss_kib(pid)?);
-        }
-        r.rss_mb = rss_kib as f64 / 1024.0;
     }
-    check_all()?;
-    let results: Vec<TargetResult> = results.into_iter().map(|(_, r)| r).collect();
+    Ok(())
+}
 
-    print_report(&results, settings);
+/// `LOW_RATE` req/s round-robin over `LOW_CONNS` used keep-alive connections against the
+/// 50 ms upstream, in turns, for `LOAD_LOW_SECS` in all.
+fn low_rate(bench: &Bench, results: &mut Results<'_>) -> Res<()> {
+    let s = bench.settings;
+    let load = FixedLoad {
+        rate: LOW_RATE,
+        spread: Spread::Over(LOW_CONNS),
+    };
+    let slice = s.slice(s.low_secs);
+    let mut accs: Vec<FixedAcc> = results.iter().map(|_| FixedAcc::default()).collect();
+    for round in 0..s.rounds {
+        eprintln!(
+            "load bench: {LOW_RATE} req/s over {LOW_CONNS} connections, round {} of {} ...",
+            round + 1,
+            s.rounds
+        );
+        for ((t, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+            if COST_TARGETS.contains(&t.name) {
+                bench
+                    .runtime
+                    .block_on(fixed_round(t, load, slice, &bench.ours, acc, r))?;
+            }
+        }
+    }
+    for ((_, r), acc) in results.iter_mut().zip(accs.iter_mut()) {
+        acc.latencies_us.sort_unstable();
+        let lat = &acc.latencies_us;
+        r.low.p50_ms = pct(lat, 0.50) / 1000.0;
+        r.low.p99_ms = pct(lat, 0.99) / 1000.0;
+        r.low.achieved_rps = lat.len() as f64 / (slice * s.rounds) as f64;
+    }
+    Ok(())
+}
+
+/// The soak, one target after another: `switchyard`, and those `LOAD_SOAK_TARGETS` adds.
+fn soak_phase(bench: &Bench, results: &mut Results<'_>) {
+    let plan = bench.settings.soak;
+    if plan.secs == 0 {
+        return;
+    }
+    let mut wanted = vec!["switchyard".to_owned()];
+    wanted.extend(env_names("LOAD_SOAK_TARGETS").unwrap_or_default());
+    for (t, r) in results.iter_mut() {
+        if wanted.iter().any(|w| w == t.name) && COST_TARGETS.contains(&t.name) {
+            eprintln!(
+                "load bench: soak of {}, {} s at {} req/s ...",
+                t.name, plan.secs, plan.rate
+            );
+            bench.runtime.block_on(soak(t, plan, r));
+        }
+    }
+}
+
+/// What the gateways say about themselves: request-log lines, Redis round trips.
+fn print_gateway_notes(fleet: &Fleet, results: &[TargetResult]) {
     println!();
     println!(
         "switchyard request-log lines seen on stdout: {} (for {} requests sent to it, warm-ups \
          included)",
-        gateway.lines.load(Ordering::Relaxed),
-        // The switchyard targets but the Redis one are the same process, writing to the
-        // same stdout.
+        fleet.gateway.lines.load(Ordering::Relaxed),
+        // The switchyard targets but the Redis, cache and OTLP ones are the same process,
+        // writing to the same stdout.
         results
             .iter()
             .filter(|r| {
@@ -516,7 +560,7 @@ fn run() -> Res<()> {
             .sum::<u64>()
     );
     if let (Some(r), Some(t)) = (
-        &redis,
+        &fleet.redis,
         results.iter().find(|r| r.name == "switchyard-redis-limits"),
     ) {
         let info = redis_command(r.addr, "INFO commandstats").unwrap_or_default();
@@ -528,56 +572,6 @@ fn run() -> Res<()> {
             t.sent
         );
     }
-    drop(redis_gateway);
-    drop(cache_gateway);
-    drop(otlp_gateway);
-    drop(redis);
-    drop(gateway);
-    drop(nginx);
-    drop(fast);
-    drop(slow);
-    Ok(())
-}
-
-/// A loopback OTLP/HTTP collector that reads each export and answers 200 without decoding
-/// it, on a thread of its own (so it is not charged to the gateway under test).
-fn otlp_sink() -> Res<std::net::SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("binding the OTLP sink: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("the OTLP sink's address: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("the OTLP sink's socket: {e}"))?;
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                return;
-            };
-            let app = axum::Router::new().route(
-                "/v1/traces",
-                axum::routing::post(|_body: axum::body::Bytes| async { "" }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    Ok(addr)
-}
-
-fn redis_server_installed() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The calls of `EVALSHA` and `EVAL` in Redis' `INFO commandstats`.
@@ -593,51 +587,4 @@ fn script_calls(info: &str) -> u64 {
                 .ok()
         })
         .sum()
-}
-
-/// The gateway's config: DEPLOYMENTS providers per mock, each model over all of them, so
-/// the static-order models and the cost-policy models route over the same ten candidates.
-fn gateway_config(fast: SocketAddr, slow: SocketAddr) -> String {
-    let mut config =
-        String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\n");
-    for (prefix, addr) in [("fast", fast), ("slow", slow)] {
-        for i in 0..DEPLOYMENTS {
-            config.push_str(&format!(
-                "[[providers]]\nname = \"{prefix}{i}\"\nkind = \"openai\"\n\
-                 base_url = \"http://{addr}/v1\"\napi_key = \"sk-bench\"\n\n"
-            ));
-        }
-    }
-    for (name, prefix, upstream, policy) in [
-        (FAST_MODEL, "fast", FAST_MODEL, "static"),
-        (SLOW_MODEL, "slow", SLOW_MODEL, "static"),
-        (FAST_COST_MODEL, "fast", FAST_MODEL, "cost"),
-        (SLOW_COST_MODEL, "slow", SLOW_MODEL, "cost"),
-        (FAST_LIMITS_MODEL, "fast", FAST_MODEL, "static"),
-        (SLOW_LIMITS_MODEL, "slow", SLOW_MODEL, "static"),
-    ] {
-        let deployments: Vec<String> = (0..DEPLOYMENTS)
-            .map(|i| {
-                format!(
-                    "{{ provider = \"{prefix}{i}\", model = \"{upstream}\", \
-                     price_in = {}.0, price_out = {}.0, quality = 2 }}",
-                    DEPLOYMENTS - i,
-                    4 * (DEPLOYMENTS - i)
-                )
-            })
-            .collect();
-        // Never cached, so that in a gateway with `[cache]` these still reach a provider.
-        let limits = if name.ends_with("-limits") {
-            "limits = { rpm = 1000000000, tpm = 1000000000000, max_concurrent = 1000000 }\n\
-             cache_ttl_s = 0\n"
-        } else {
-            ""
-        };
-        config.push_str(&format!(
-            "[[models]]\nname = \"{name}\"\npolicy = \"{policy}\"\n{limits}\
-             deployments = [\n  {}\n]\n\n",
-            deployments.join(",\n  ")
-        ));
-    }
-    config
 }

@@ -1,6 +1,7 @@
 //! The open-loop generator: requests at a fixed rate, latency from each scheduled send time.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -19,6 +20,19 @@ pub(crate) struct OpenLoop {
     pub(crate) prefill: usize,
     /// A response header to keep from every measured answer (see [`Fixed::captured`]).
     pub(crate) capture: Option<&'static str>,
+    pub(crate) reuse: Reuse,
+}
+
+/// Which idle connection a request takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// The one that went idle last, so few connections stay busy (a new one when none is
+    /// idle).
+    MostRecent,
+    /// Each in turn, so that traffic spreads over all `prefill` connections as many quiet
+    /// clients' would; every connection first carries one unmeasured request, so that
+    /// the measured ones all go over used keep-alive connections.
+    RoundRobin,
 }
 
 pub(crate) struct Fixed {
@@ -36,12 +50,22 @@ pub(crate) async fn fixed_rate(addr: SocketAddr, req: Arc<[u8]>, plan: &OpenLoop
     let rate = plan.rate.max(1);
     let capture = plan.capture;
     let open = move || async move { Conn::open(addr).await.map(|c| apply(c, capture)) };
-    let pool: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut idle = VecDeque::with_capacity(plan.prefill);
     for _ in 0..plan.prefill {
         if let Ok(c) = open().await {
-            lock(&pool).push(c);
+            idle.push_back(c);
         }
     }
+    let mut out = Fixed {
+        latencies_us: Vec::new(),
+        captured: Vec::new(),
+        tally: Tally::default(),
+    };
+    if plan.reuse == Reuse::RoundRobin {
+        idle = prime(idle, &req, &mut out.tally).await;
+    }
+    let reuse = plan.reuse;
+    let pool: Arc<Mutex<VecDeque<Conn>>> = Arc::new(Mutex::new(idle));
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let warm_n = (plan.warm.as_secs_f64() * rate as f64) as u64;
     let measured_n = (plan.measured.as_secs_f64() * rate as f64) as u64;
@@ -58,7 +82,10 @@ pub(crate) async fn fixed_rate(addr: SocketAddr, req: Arc<[u8]>, plan: &OpenLoop
         let measured = i >= warm_n;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let conn = lock(&pool).pop();
+            let conn = match reuse {
+                Reuse::MostRecent => lock(&pool).pop_back(),
+                Reuse::RoundRobin => lock(&pool).pop_front(),
+            };
             let conn = match conn {
                 Some(c) => Ok(c),
                 None => open().await,
@@ -86,17 +113,13 @@ pub(crate) async fn fixed_rate(addr: SocketAddr, req: Arc<[u8]>, plan: &OpenLoop
                     captured = Some(reply.captured.unwrap_or_default());
                 }
                 if reply.keep_alive {
-                    lock(&pool).push(conn);
+                    lock(&pool).push_back(conn);
                 }
             }
             (measured, latency, captured, tally)
         }));
     }
-    let mut out = Fixed {
-        latencies_us: Vec::with_capacity(measured_n as usize),
-        captured: Vec::new(),
-        tally: Tally::default(),
-    };
+    out.latencies_us.reserve(measured_n as usize);
     for t in tasks {
         match t.await {
             Ok((measured, latency, captured, tally)) => {
@@ -113,6 +136,40 @@ pub(crate) async fn fixed_rate(addr: SocketAddr, req: Arc<[u8]>, plan: &OpenLoop
         }
     }
     out
+}
+
+/// One request on each connection, all at once; returns those still open.
+async fn prime(idle: VecDeque<Conn>, req: &Arc<[u8]>, tally: &mut Tally) -> VecDeque<Conn> {
+    let tasks: Vec<_> = idle
+        .into_iter()
+        .map(|mut conn| {
+            let req = req.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut body = Vec::with_capacity(2048);
+                let out =
+                    tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&req, &mut body)).await;
+                let kept = tally
+                    .record(out, &body, false, true)
+                    .is_some_and(|r| r.keep_alive);
+                (kept.then_some(conn), tally)
+            })
+        })
+        .collect();
+    let mut back = VecDeque::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok((conn, t)) => {
+                back.extend(conn);
+                tally.merge(t);
+            }
+            Err(e) => {
+                tally.io_errors += 1;
+                tally.note(|| format!("priming task failed: {e}"));
+            }
+        }
+    }
+    back
 }
 
 fn apply(conn: Conn, capture: Option<&'static str>) -> Conn {

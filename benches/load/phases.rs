@@ -1,4 +1,4 @@
-//! The load phases: saturation, fixed rate and streams.
+//! The generator's closed-loop saturation and the open-loop fixed-rate phases.
 
 use std::{
     net::SocketAddr,
@@ -9,7 +9,7 @@ use std::{
 use crate::{
     DELAY_MS, REQUEST_TIMEOUT, Res, Settings,
     http::{Conn, chat_request},
-    openloop::{OpenLoop, fixed_rate},
+    openloop::{OpenLoop, Reuse, fixed_rate},
     procfs::{all_busy, core_times, cpu_ticks, ticks_of},
     tally::Tally,
     target::{Target, TargetResult},
@@ -103,36 +103,6 @@ pub(crate) async fn sat_round(
     Ok(())
 }
 
-/// Sequential streams against a target: time to first byte and to the end.
-pub(crate) async fn stream_phase(t: &Target, s: Settings, r: &mut TargetResult) {
-    let req = chat_request(t.fast, t.fast_model, true);
-    let (mut ttfb, mut whole, st) =
-        exchanges(t.fast, &req, s.stream_max, Duration::from_secs(3), true).await;
-    r.sent += st.total();
-    r.tally.merge(st);
-    ttfb.sort_unstable();
-    whole.sort_unstable();
-    r.ttfb_p50_ms = pct(&ttfb, 0.50) / 1000.0;
-    r.ttfb_p99_ms = pct(&ttfb, 0.99) / 1000.0;
-    r.ttfb_n = ttfb.len();
-    r.stream_total_p50_ms = pct(&whole, 0.50) / 1000.0;
-}
-
-/// Sequential JSON requests on one keep-alive connection (as many as the stream phase,
-/// 3 s at most): the whole answer's time, p50 and p99. No open-loop timer is involved,
-/// so sub-millisecond answers (a cache hit) are measured as they are; against `direct`
-/// it is the floor of the loopback and this generator.
-pub(crate) async fn sequential_phase(t: &Target, s: Settings, r: &mut TargetResult) {
-    let req = chat_request(t.fast, t.fast_model, false);
-    let (_, mut whole, st) =
-        exchanges(t.fast, &req, s.stream_max, Duration::from_secs(3), false).await;
-    r.sent += st.total();
-    r.tally.merge(st);
-    whole.sort_unstable();
-    r.seq_p50_ms = pct(&whole, 0.50) / 1000.0;
-    r.seq_p99_ms = pct(&whole, 0.99) / 1000.0;
-}
-
 pub(crate) fn per_req(cpu_s: f64, n: u64) -> f64 {
     if n == 0 {
         f64::NAN
@@ -154,10 +124,27 @@ pub(crate) struct FixedAcc {
     pub(crate) ours_ticks: u64,
 }
 
+/// An open-loop load against a target's delayed upstream.
+#[derive(Clone, Copy)]
+pub(crate) struct FixedLoad {
+    /// Requests per second.
+    pub(crate) rate: u64,
+    pub(crate) spread: Spread,
+}
+
+/// How the requests of a fixed-rate load use connections.
+#[derive(Clone, Copy)]
+pub(crate) enum Spread {
+    /// As few as the load needs: an idle one if any, else a new one.
+    AsNeeded,
+    /// Round-robin over this many keep-alive connections, each used before the clock starts.
+    Over(usize),
+}
+
 /// One fixed-rate slice against a target's delayed upstream; returns its p99 (ms).
 pub(crate) async fn fixed_round(
     t: &Target,
-    s: Settings,
+    load: FixedLoad,
     secs: u64,
     ours: &[u32],
     acc: &mut FixedAcc,
@@ -168,13 +155,21 @@ pub(crate) async fn fixed_round(
     let ours0 = ticks_of(ours);
     let cores0 = core_times();
     let t0 = Instant::now();
+    let (prefill, reuse) = match load.spread {
+        // Enough for rate × delay in flight, with room.
+        Spread::AsNeeded => (
+            ((load.rate * DELAY_MS / 1000) as usize * 3 / 2).max(8),
+            Reuse::MostRecent,
+        ),
+        Spread::Over(n) => (n, Reuse::RoundRobin),
+    };
     let plan = OpenLoop {
-        rate: s.rate,
+        rate: load.rate,
         warm: Duration::from_millis(500),
         measured: Duration::from_secs(secs),
-        // Enough for rate × delay in flight, with room.
-        prefill: ((s.rate * DELAY_MS / 1000) as usize * 3 / 2).max(8),
+        prefill,
         capture: None,
+        reuse,
     };
     let fixed = fixed_rate(t.slow, req, &plan).await;
     acc.secs += t0.elapsed().as_secs_f64();
@@ -268,54 +263,4 @@ async fn closed_loop(
         }
     }
     (back, tally)
-}
-
-/// Sequential streamed requests on one connection: time from send to the first body byte.
-async fn exchanges(
-    addr: SocketAddr,
-    req: &Arc<[u8]>,
-    max: usize,
-    max_time: Duration,
-    stream: bool,
-) -> (Vec<u32>, Vec<u32>, Tally) {
-    let mut tally = Tally::default();
-    let mut ttfb = Vec::with_capacity(max);
-    let mut whole = Vec::with_capacity(max);
-    let deadline = Instant::now() + max_time;
-    let mut conn: Option<Conn> = None;
-    let mut body = Vec::with_capacity(8192);
-    const WARM: usize = 10;
-    let mut i = 0;
-    while i < max + WARM && Instant::now() < deadline {
-        let mut c = match conn.take() {
-            Some(c) => c,
-            None => match Conn::open(addr).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tally.io_errors += 1;
-                    tally.note(|| format!("connecting: {e}"));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let sent = Instant::now();
-        let out = tokio::time::timeout(REQUEST_TIMEOUT, c.exchange(req, &mut body)).await;
-        if let Some(reply) = tally.record(out, &body, stream, true) {
-            if reply.status == 200
-                && i >= WARM
-                && let Some(fb) = reply.first_byte
-            {
-                let us = fb.saturating_duration_since(sent).as_micros();
-                ttfb.push(u32::try_from(us).unwrap_or(u32::MAX));
-                let us = reply.last_byte.saturating_duration_since(sent).as_micros();
-                whole.push(u32::try_from(us).unwrap_or(u32::MAX));
-            }
-            if reply.keep_alive {
-                conn = Some(c);
-            }
-        }
-        i += 1;
-    }
-    (ttfb, whole, tally)
 }

@@ -16,6 +16,32 @@ use std::{
 
 use crate::{Res, SWITCHYARD, lock};
 
+/// The cores a process may run on, in taskset's list form (`0`, `0,1`).
+#[derive(Clone, Debug)]
+pub(crate) struct Cores(String);
+
+impl Cores {
+    /// Cores `0` to `n - 1`.
+    pub(crate) fn first(n: usize) -> Cores {
+        Cores(
+            (0..n.max(1))
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    pub(crate) fn list(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<usize> for Cores {
+    fn from(core: usize) -> Cores {
+        Cores(core.to_string())
+    }
+}
+
 /// Every process started here, so that Ctrl-C or SIGTERM does not leave them running.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -78,7 +104,8 @@ pub(crate) struct Spawned {
     child: Mutex<Child>,
     pid: u32,
     pub(crate) addr: SocketAddr,
-    pub(crate) addr2: Option<SocketAddr>,
+    /// More listening addresses (nginx: one per upstream after the first).
+    pub(crate) more_addrs: Vec<SocketAddr>,
     /// Lines seen on stdout.
     pub(crate) lines: Arc<AtomicU64>,
     stderr: PathBuf,
@@ -103,7 +130,7 @@ impl Spawned {
     fn start(
         tmp: &TempDir,
         name: &str,
-        core: usize,
+        cores: &Cores,
         program: &str,
         args: &[String],
         env: &[(&str, Option<&str>)],
@@ -113,7 +140,7 @@ impl Spawned {
             .map_err(|e| format!("creating {}: {e}", stderr_path.display()))?;
         let mut cmd = Command::new("taskset");
         cmd.arg("-c")
-            .arg(core.to_string())
+            .arg(cores.list())
             .arg(program)
             .args(args)
             .stdin(Stdio::null())
@@ -194,7 +221,12 @@ impl Spawned {
         }
     }
 
-    pub(crate) fn mock(tmp: &TempDir, core: usize, name: &str, fault: &str) -> Res<Spawned> {
+    pub(crate) fn mock(
+        tmp: &TempDir,
+        cores: impl Into<Cores>,
+        name: &str,
+        fault: &str,
+    ) -> Res<Spawned> {
         let args = vec![
             "mock".to_owned(),
             "--addr".to_owned(),
@@ -205,7 +237,7 @@ impl Spawned {
             fault.to_owned(),
         ];
         let label = format!("mock-{name}");
-        let (mut child, stderr) = Self::start(tmp, &label, core, SWITCHYARD, &args, &[])?;
+        let (mut child, stderr) = Self::start(tmp, &label, &cores.into(), SWITCHYARD, &args, &[])?;
         let pid = child.id();
         let (rx, lines) = Self::watch_stdout(&mut child, "listening");
         let spawned_child = Mutex::new(child);
@@ -231,7 +263,7 @@ impl Spawned {
             child: spawned_child,
             pid,
             addr,
-            addr2: None,
+            more_addrs: Vec::new(),
             lines,
             stderr,
         })
@@ -240,7 +272,7 @@ impl Spawned {
     /// A gateway serving `config` (TOML text), written to `{label}.toml` in `tmp`.
     pub(crate) fn gateway(
         tmp: &TempDir,
-        core: usize,
+        cores: impl Into<Cores>,
         label: &str,
         config: &str,
         rust_log: Option<&str>,
@@ -255,7 +287,7 @@ impl Spawned {
         let (mut child, stderr) = Self::start(
             tmp,
             label,
-            core,
+            &cores.into(),
             SWITCHYARD,
             &args,
             &[("RUST_LOG", rust_log)],
@@ -285,29 +317,40 @@ impl Spawned {
             child: spawned_child,
             pid,
             addr,
-            addr2: None,
+            more_addrs: Vec::new(),
             lines,
             stderr,
         })
     }
 
+    /// nginx with one listening port per upstream, in order: `addr` proxies to the first,
+    /// `more_addrs` to the others.
     pub(crate) fn nginx(
         tmp: &TempDir,
         bin: &Path,
         core: usize,
-        fast: SocketAddr,
-        slow: SocketAddr,
+        upstreams: &[NginxUpstream],
     ) -> Res<Spawned> {
         let dir = tmp.path().join("nginx");
         for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| format!("creating nginx dirs: {e}"))?;
         }
-        let port_fast = free_port()?;
-        let port_slow = free_port()?;
+        let ports = upstreams
+            .iter()
+            .map(|_| free_port())
+            .collect::<Res<Vec<u16>>>()?;
         let d = dir.display();
-        let location = "        location / {\n            proxy_pass http://UP;\n            \
-                        proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n            \
-                        proxy_buffering off;\n        }\n";
+        let mut servers = String::new();
+        for (u, port) in upstreams.iter().zip(&ports) {
+            servers.push_str(&format!(
+                "    upstream {0} {{ server {1}; keepalive {2}; }}\n\
+                 \x20   server {{\n        listen 127.0.0.1:{port};\n        location / {{\n\
+                 \x20           proxy_pass http://{0};\n            proxy_http_version 1.1;\n\
+                 \x20           proxy_set_header Connection \"\";\n            \
+                 proxy_buffering off;\n        }}\n    }}\n",
+                u.name, u.addr, u.keepalive
+            ));
+        }
         let config = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\n\
@@ -315,13 +358,7 @@ impl Spawned {
              http {{\n    access_log off;\n\
              \x20   client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
              \x20   fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n\
-             \x20   scgi_temp_path {d}/scgi;\n\
-             \x20   upstream fast {{ server {fast}; keepalive 64; }}\n\
-             \x20   upstream slow {{ server {slow}; keepalive 256; }}\n\
-             \x20   server {{\n        listen 127.0.0.1:{port_fast};\n{}    }}\n\
-             \x20   server {{\n        listen 127.0.0.1:{port_slow};\n{}    }}\n}}\n",
-            location.replace("UP", "fast"),
-            location.replace("UP", "slow"),
+             \x20   scgi_temp_path {d}/scgi;\n{servers}}}\n"
         );
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, config).map_err(|e| format!("writing nginx.conf: {e}"))?;
@@ -334,20 +371,21 @@ impl Spawned {
             conf_path.display().to_string(),
         ];
         let program = bin.display().to_string();
-        let (mut child, stderr) = Self::start(tmp, "nginx", core, &program, &args, &[])?;
+        let (mut child, stderr) = Self::start(tmp, "nginx", &core.into(), &program, &args, &[])?;
         let pid = child.id();
         let (_rx, lines) = Self::watch_stdout(&mut child, "\u{0}never");
+        let local = |port: &u16| SocketAddr::from(([127, 0, 0, 1], *port));
         let spawned = Spawned {
             name: "nginx".into(),
             child: Mutex::new(child),
             pid,
-            addr: SocketAddr::from(([127, 0, 0, 1], port_fast)),
-            addr2: Some(SocketAddr::from(([127, 0, 0, 1], port_slow))),
+            addr: ports.first().map(local).ok_or("nginx needs an upstream")?,
+            more_addrs: ports.iter().skip(1).map(local).collect(),
             lines,
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [port_fast, port_slow] {
+        for &port in &ports {
             loop {
                 spawned.check_alive().map_err(|e| {
                     format!("{e}; error.log: {}", read_tail(&dir.join("error.log")))
@@ -387,7 +425,8 @@ impl Spawned {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        let (mut child, stderr) = Self::start(tmp, "redis", core, "redis-server", &args, &[])?;
+        let (mut child, stderr) =
+            Self::start(tmp, "redis", &core.into(), "redis-server", &args, &[])?;
         let pid = child.id();
         let (_rx, lines) = Self::watch_stdout(&mut child, "\u{0}never");
         let spawned = Spawned {
@@ -395,7 +434,7 @@ impl Spawned {
             child: Mutex::new(child),
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            addr2: None,
+            more_addrs: Vec::new(),
             lines,
             stderr,
         };
@@ -425,6 +464,14 @@ impl Spawned {
             Err(e) => Err(format!("{}: {e}", self.name)),
         }
     }
+}
+
+/// One upstream nginx proxies to, on a listening port of its own.
+pub(crate) struct NginxUpstream {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    /// Idle keep-alive connections nginx keeps to it.
+    pub(crate) keepalive: usize,
 }
 
 fn kill(child: Mutex<Child>) {

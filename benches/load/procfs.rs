@@ -83,12 +83,22 @@ pub(crate) fn ticks_of(pids: &[u32]) -> u64 {
 
 /// Peak resident set size (VmHWM) in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Res<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size now (VmRSS) in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Res<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `field:` of `/proc/PID/status` in KiB.
+fn status_kib(pid: u32, field: &str) -> Res<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("/proc/{pid}/status: no VmHWM"))
+        .ok_or_else(|| format!("/proc/{pid}/status: no {field}"))
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::tally::Tally;
+use crate::{soak::SoakFigures, tally::Tally, wrk::WrkFigures};
 
 pub(crate) struct Target {
     pub(crate) name: &'static str,
@@ -10,6 +10,9 @@ pub(crate) struct Target {
     pub(crate) slow: SocketAddr,
     pub(crate) fast_model: &'static str,
     pub(crate) slow_model: &'static str,
+    /// The paced upstream (first content after 50 ms, then a chunk every 2 ms).
+    pub(crate) paced: SocketAddr,
+    pub(crate) paced_model: &'static str,
     /// Processes whose peak RSS is reported (the largest).
     pub(crate) pids: Vec<u32>,
     /// The process whose CPU time the saturation run charges.
@@ -52,6 +55,14 @@ pub(crate) struct TargetResult {
     pub(crate) seq_p50_ms: f64,
     pub(crate) seq_p99_ms: f64,
     pub(crate) rss_mb: f64,
+    /// wrk's saturation, when wrk is installed.
+    pub(crate) wrk: Option<WrkFigures>,
+    /// Open loop at a low rate spread over many keep-alive connections.
+    pub(crate) low: LowRate,
+    pub(crate) paced: Paced,
+    pub(crate) burst: Burst,
+    /// The soak, when it ran against this target.
+    pub(crate) soak: Option<SoakFigures>,
     pub(crate) tally: Tally,
     /// Requests sent, warm-ups included.
     pub(crate) sent: u64,
@@ -85,7 +96,71 @@ pub(crate) fn blank(name: &'static str) -> TargetResult {
         seq_p50_ms: f64::NAN,
         seq_p99_ms: f64::NAN,
         rss_mb: f64::NAN,
+        wrk: None,
+        low: LowRate::default(),
+        paced: Paced::default(),
+        burst: Burst::default(),
+        soak: None,
         tally: Tally::default(),
         sent: 0,
+    }
+}
+
+/// The low-rate open loop's figures, ms.
+#[derive(Clone, Copy)]
+pub(crate) struct LowRate {
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) achieved_rps: f64,
+}
+
+impl Default for LowRate {
+    fn default() -> LowRate {
+        LowRate {
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            achieved_rps: f64::NAN,
+        }
+    }
+}
+
+/// The paced stream's figures, ms from the send.
+#[derive(Clone, Copy)]
+pub(crate) struct Paced {
+    pub(crate) ttfb_p50_ms: f64,
+    pub(crate) ttfb_p99_ms: f64,
+    pub(crate) content_p50_ms: f64,
+    pub(crate) total_p50_ms: f64,
+    pub(crate) n: usize,
+}
+
+impl Default for Paced {
+    fn default() -> Paced {
+        Paced {
+            ttfb_p50_ms: f64::NAN,
+            ttfb_p99_ms: f64::NAN,
+            content_p50_ms: f64::NAN,
+            total_p50_ms: f64::NAN,
+            n: 0,
+        }
+    }
+}
+
+/// The burst's figures: whole-stream time and its size.
+#[derive(Clone, Copy)]
+pub(crate) struct Burst {
+    pub(crate) total_p50_ms: f64,
+    /// SSE data events in a stream.
+    pub(crate) chunks: usize,
+    pub(crate) n: usize,
+}
+
+impl Default for Burst {
+    fn default() -> Burst {
+        Burst {
+            total_p50_ms: f64::NAN,
+            chunks: 0,
+            n: 0,
+        }
     }
 }

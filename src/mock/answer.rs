@@ -120,7 +120,9 @@ impl Answer {
                 reasoning_tokens: 0,
             };
         }
-        let said: String = ask.last_user_text.chars().take(200).collect();
+        // Bounded, yet long enough for the load bench's burst: a prompt of 200 one-letter
+        // words streams as about 200 chunks (one a word).
+        let said: String = ask.last_user_text.chars().take(1000).collect();
         let mut text = format!("Hello from {name}! You said: {said}");
         let mut finish = Finish::Stop;
         if let Some(limit) = ask.max_tokens {

@@ -24,6 +24,10 @@ pub struct Fault {
     pub error_after_chunks: Option<usize>,
     /// Streams: pause between chunks.
     pub chunk_delay: Duration,
+    /// Streams: pause after the opening event (OpenAI's role chunk, which goes out at once
+    /// with the headers) before the first content, in place of `chunk_delay`: a model's
+    /// time to first token.
+    pub first_token: Duration,
     /// Answer 200 with a body that is not valid JSON (or SSE data that is not).
     pub malformed: bool,
     /// Report this usage instead of the estimate, in the format's own fields.
@@ -107,6 +111,7 @@ impl Fault {
                 "retry_after" => f.retry_after = Some(num(value)?),
                 "latency_ms" => f.latency = Duration::from_millis(num(value)?),
                 "chunk_delay_ms" => f.chunk_delay = Duration::from_millis(num(value)?),
+                "first_token_ms" => f.first_token = Duration::from_millis(num(value)?),
                 "cut_after_chunks" => f.cut_after_chunks = Some(num(value)? as usize),
                 "reset_after_chunks" => f.reset_after_chunks = Some(num(value)? as usize),
                 "error_after_chunks" => f.error_after_chunks = Some(num(value)? as usize),
@@ -121,7 +126,7 @@ impl Fault {
                     return Err(format!(
                         "unknown fault `{other}`; expected status, retry_after, latency_ms, \
                          reset, reset_after_chunks, cut_after_chunks, error_after_chunks, \
-                         chunk_delay_ms, malformed or usage"
+                         chunk_delay_ms, first_token_ms, malformed or usage"
                     ));
                 }
             }
@@ -142,6 +147,7 @@ impl Fault {
             "cut_after_chunks": self.cut_after_chunks,
             "error_after_chunks": self.error_after_chunks,
             "chunk_delay_ms": millis(self.chunk_delay),
+            "first_token_ms": millis(self.first_token),
             "malformed": self.malformed,
             "usage": self.usage.map(|u| u.to_string()),
         })
@@ -189,6 +195,12 @@ impl fmt::Display for Fault {
                 format_args!("chunk_delay_ms={}", millis(self.chunk_delay)),
             )?;
         }
+        if !self.first_token.is_zero() {
+            item(
+                f,
+                format_args!("first_token_ms={}", millis(self.first_token)),
+            )?;
+        }
         if self.malformed {
             item(f, format_args!("malformed"))?;
         }
@@ -207,7 +219,7 @@ mod tests {
     fn parses_every_key() {
         let f = Fault::parse(
             "status=429, retry_after=3,latency_ms=20,reset,cut_after_chunks=2,\
-             reset_after_chunks=4,error_after_chunks=5,chunk_delay_ms=7,malformed",
+             reset_after_chunks=4,error_after_chunks=5,chunk_delay_ms=7,first_token_ms=9,malformed",
         )
         .unwrap();
         assert_eq!(f.status, Some(429));
@@ -218,6 +230,7 @@ mod tests {
         assert_eq!(f.reset_after_chunks, Some(4));
         assert_eq!(f.error_after_chunks, Some(5));
         assert_eq!(f.chunk_delay, Duration::from_millis(7));
+        assert_eq!(f.first_token, Duration::from_millis(9));
     }
 
     #[test]
@@ -239,7 +252,8 @@ mod tests {
             "status=429,retry_after=2",
             "latency_ms=500,cut_after_chunks=3",
             "status=503,retry_after=1,latency_ms=20,reset,reset_after_chunks=4,\
-             cut_after_chunks=2,error_after_chunks=5,chunk_delay_ms=7,malformed",
+             cut_after_chunks=2,error_after_chunks=5,chunk_delay_ms=7,first_token_ms=9,malformed",
+            "chunk_delay_ms=2,first_token_ms=50",
             "usage=1000:200:300:50:20",
         ] {
             let fault = Fault::parse(spec).unwrap();

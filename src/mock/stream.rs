@@ -1,7 +1,10 @@
-//! A simulated SSE answer with stream faults: delays, cuts, resets and in-band errors,
-//! counted by event. The mock counts streams completed and cancelled (dropped early).
+//! A simulated SSE answer with stream faults: a time to first token, delays, cuts, resets
+//! and in-band errors, counted by event. The mock counts streams completed and cancelled (dropped early).
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
@@ -79,8 +82,15 @@ pub(super) fn respond(
             return None;
         }
         let f = &st.fault;
-        if st.sent > 0 && !f.chunk_delay.is_zero() {
-            tokio::time::sleep(f.chunk_delay).await;
+        // The opening event goes out at once with the headers; a model's time to first
+        // token falls between it and the first content.
+        let pause = match st.sent {
+            0 => Duration::ZERO,
+            1 if !f.first_token.is_zero() => f.first_token,
+            _ => f.chunk_delay,
+        };
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
         if f.reset_after_chunks == Some(st.sent) {
             st.conn.reset().await;
@@ -133,4 +143,69 @@ pub(super) fn named(event: &str, data: &serde_json::Value) -> Bytes {
 /// An SSE event with data only.
 pub(super) fn data(data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::{MockFormat, MockOptions, MockState, Stats};
+    use arc_swap::ArcSwap;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicU64;
+    use tokio::{sync::Notify, time::Instant};
+
+    fn answer(n: usize) -> SseAnswer {
+        SseAnswer {
+            events: (0..n)
+                .map(|i| Bytes::from(format!("data: {i}\n\n")))
+                .collect(),
+            terminator: Some(Bytes::from_static(b"data: [DONE]\n\n")),
+            error_event: Bytes::from_static(b"data: {\"error\": {}}\n\n"),
+        }
+    }
+
+    /// Each frame of the body and when (since the start) it was ready.
+    async fn frames(fault: &str) -> Vec<(String, Duration)> {
+        let fault = Fault::parse(fault).unwrap();
+        let state = Arc::new(MockState {
+            options: MockOptions {
+                fault: fault.clone(),
+                name: "m".to_owned(),
+                format: MockFormat::OpenAi,
+            },
+            fault: ArcSwap::from_pointee(fault.clone()),
+            stats: Stats::default(),
+            ids: AtomicU64::new(1),
+        });
+        let conn = ConnReset(Arc::new(Notify::new()));
+        let mut body = respond(state, conn, fault, answer(4)).into_body();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            out.push((String::from_utf8_lossy(&data).into_owned(), start.elapsed()));
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_delays_the_event_after_the_opening_one_and_chunk_delay_the_rest() {
+        let got = frames("first_token_ms=50,chunk_delay_ms=2").await;
+        let at: Vec<u64> = got.iter().map(|(_, t)| t.as_millis() as u64).collect();
+        // The opening event at once, the first content 50 ms later, then one every 2 ms
+        // ([DONE] included).
+        assert_eq!(at, [0, 50, 52, 54, 56]);
+        assert_eq!(got[0].0, "data: 0\n\n");
+        assert_eq!(got[4].0, "data: [DONE]\n\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_first_token_chunk_delay_paces_every_event_after_the_first() {
+        let at: Vec<u64> = frames("chunk_delay_ms=3")
+            .await
+            .iter()
+            .map(|(_, t)| t.as_millis() as u64)
+            .collect();
+        assert_eq!(at, [0, 3, 6, 9, 12]);
+    }
 }
