@@ -455,10 +455,11 @@ async fn in_band_stream_error(format: MockFormat) {
     let (_mock, gw) = setup(format, before).await;
     let resp = gw.chat(&hello(true)).await;
     if resp.status() != 200 {
-        // Gemini's error is the stream's very first frame, normally read with the answer's
-        // headers: every attempt had failed before the gateway sent anything, so the
-        // caller gets the status.
-        assert_eq!(format, MockFormat::Gemini);
+        // The error read before the stream counted as open (Gemini's is the very first
+        // frame, normally read with the answer's headers; on a loaded machine another
+        // format's can be too): every attempt had failed before the gateway sent
+        // anything, so the caller gets the status. Both outcomes are right; each is
+        // checked whole.
         assert_eq!(resp.status(), 502);
         assert_eq!(
             header(&resp, "x-switchyard-attempts"),

@@ -172,3 +172,29 @@ async fn a_shed_call_is_unavailable_with_retry_after() {
     within(held).await.unwrap();
     assert!(within(client.chat(request(false))).await.is_ok());
 }
+
+#[tokio::test]
+async fn chat_stream_sends_the_role_chunk_before_the_provider_has_content() {
+    // The provider opens its stream at once and holds its first content for 1 s (under
+    // the tests' 1.5 s attempt timeout).
+    let thinking = Mock::start("thinking", "first_token_ms=1000").await;
+    let gw = TestGateway::serving(&[&thinking]).await;
+    let mut client = client_for(&gw).await;
+    let mut stream = within(client.chat_stream(request(false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within(stream.next()).await.unwrap().unwrap();
+    let first_at = tokio::time::Instant::now();
+    let delta = first.choices[0].delta.as_ref().unwrap();
+    assert_eq!(delta.role.as_deref(), Some("assistant"));
+    assert_eq!(delta.content.as_deref().unwrap_or(""), "");
+    let second = within(stream.next()).await.unwrap().unwrap();
+    let content = second.choices[0].delta.as_ref().unwrap().content.clone();
+    assert!(content.is_some_and(|c| !c.is_empty()));
+    // Held until content, both would arrive together; sent at once, the provider's
+    // silence lies between them.
+    let gap = first_at.elapsed();
+    assert!(gap >= std::time::Duration::from_millis(600), "{gap:?}");
+    assert_eq!(first.id, second.id, "one id on every chunk");
+}

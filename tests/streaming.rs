@@ -305,3 +305,44 @@ async fn a_deployments_own_idle_timeout_ends_a_committed_stream_with_an_error() 
     assert!(last.contains("\"error\""), "{events:?}");
     assert!(!events.iter().any(|e| e == "[DONE]"));
 }
+
+#[tokio::test]
+async fn a_stream_opens_before_the_first_token_and_keeps_alive_while_the_model_thinks() {
+    // The provider opens its stream at once and sends its first content 1.2 s later.
+    let thinking = Mock::start("thinking", "first_token_ms=1200").await;
+    let gw = TestGateway::start(&config_for(&[&thinking], "stream_keepalive_ms = 200\n")).await;
+    let resp = gw.chat(&hello(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-provider"), "thinking");
+    let text = within(resp.text()).await.unwrap();
+    // Keep-alive comments are sent only after silence, so comments between the role chunk
+    // and the content prove the role chunk (and the headers before it) went out while the
+    // provider still held its first token.
+    let role = text.find("\"role\":\"assistant\"").expect("a role chunk");
+    let first_keep_alive = text.find(": keep-alive\n").expect("a keep-alive comment");
+    let content = text.find("\"content\":\"Hello ").expect("the content");
+    assert!(
+        role < first_keep_alive && first_keep_alive < content,
+        "{text}"
+    );
+    let comments = text[role..content].matches(": keep-alive\n").count();
+    assert!(
+        comments >= 2,
+        "{comments} keep-alives in 1.2 s of silence: {text}"
+    );
+    // Once content flows (a chunk at once after another), no comment is needed.
+    assert!(!text[content..].contains(": keep-alive"), "{text}");
+    assert_eq!(
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).last(),
+        Some("[DONE]")
+    );
+}
+
+#[tokio::test]
+async fn keep_alives_can_be_turned_off() {
+    let thinking = Mock::start("thinking", "first_token_ms=500").await;
+    let gw = TestGateway::start(&config_for(&[&thinking], "stream_keepalive_ms = 0\n")).await;
+    let text = within(gw.chat(&hello(true)).await.text()).await.unwrap();
+    assert!(text.contains("\"content\":\"Hello \""), "{text}");
+    assert!(!text.contains("keep-alive"), "{text}");
+}

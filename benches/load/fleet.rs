@@ -290,7 +290,7 @@ fn redis_server_installed() -> bool {
 /// the static-order models and the cost-policy models route over the same ten candidates.
 pub(crate) fn gateway_config(up: Upstreams) -> String {
     let mut config =
-        String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"none\"\n\n");
+        String::from("[server]\nhttp_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n\n");
     for (prefix, addr) in [("fast", up.fast), ("slow", up.slow), ("paced", up.paced)] {
         for i in 0..DEPLOYMENTS {
             config.push_str(&format!(

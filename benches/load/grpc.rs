@@ -17,12 +17,37 @@ use crate::{Res, procfs::cpu_ticks};
 /// HTTP/2 connections the calls are spread over.
 const CHANNELS: usize = 4;
 
-/// What one gRPC saturation run measured.
+/// What gRPC saturation measured: one run, or the sum of several.
+#[derive(Default)]
 pub(crate) struct GrpcFigures {
-    pub(crate) rps: f64,
-    pub(crate) cpu_us: f64,
+    /// Calls answered, and failed.
     pub(crate) ok: u64,
     pub(crate) errors: u64,
+    /// Seconds measured, and the gateway's CPU seconds over them.
+    pub(crate) secs: f64,
+    pub(crate) cpu_secs: f64,
+}
+
+impl GrpcFigures {
+    pub(crate) fn add(&mut self, run: &GrpcFigures) {
+        self.ok += run.ok;
+        self.errors += run.errors;
+        self.secs += run.secs;
+        self.cpu_secs += run.cpu_secs;
+    }
+
+    pub(crate) fn rps(&self) -> f64 {
+        self.ok as f64 / self.secs
+    }
+
+    /// The gateway's CPU µs per answered call.
+    pub(crate) fn cpu_us(&self) -> f64 {
+        if self.ok == 0 {
+            f64::NAN
+        } else {
+            self.cpu_secs / self.ok as f64 * 1e6
+        }
+    }
 }
 
 fn request(model: &str) -> pb::ChatRequest {
@@ -64,14 +89,10 @@ pub(crate) async fn saturation(
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_ticks(pid)?.saturating_sub(cpu0) as f64 / clk_tck;
     Ok(GrpcFigures {
-        rps: ok as f64 / elapsed,
-        cpu_us: if ok == 0 {
-            f64::NAN
-        } else {
-            cpu / ok as f64 * 1e6
-        },
         ok,
         errors,
+        secs: elapsed,
+        cpu_secs: cpu,
     })
 }
 

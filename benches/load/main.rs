@@ -21,6 +21,9 @@
 //!   and non-2xx answers and socket errors; skipped with a note when wrk is missing;
 //! - **all cores**: one wrk run against a gateway and a fast mock started on every core,
 //!   wrk on every core too: requests/s against the pinned one-core figure;
+//! - **gRPC** (switchyard only): the `Chat` RPC in a closed loop, `LOAD_CONNS` calls in
+//!   flight over 4 HTTP/2 connections, `LOAD_ROUNDS` slices of the saturation phase's
+//!   length: the gateway's CPU per call against REST's from the generator's saturation;
 //! - **stream**: up to `LOAD_STREAMS` (400) sequential `"stream": true` requests (3 s at
 //!   most): time to the first body byte and what the proxy adds over direct, and time to
 //!   the end of the stream;
@@ -91,6 +94,7 @@
 )]
 
 mod fleet;
+mod grpc;
 mod http;
 #[allow(
     dead_code,
@@ -338,6 +342,10 @@ fn run() -> Res<()> {
         }
     }
     fleet.check_all()?;
+    if results.iter().any(|(t, _)| t.name == "switchyard") {
+        extras.grpc = grpc_saturation(&bench, &fleet)?;
+        fleet.check_all()?;
+    }
     fixed_rate(&bench, &mut results)?;
     low_rate(&bench, &mut results)?;
     fleet.check_all()?;
@@ -408,6 +416,31 @@ fn wrk_saturation(
         }
     }
     Ok(())
+}
+
+/// The gRPC `Chat` path at saturation against the main gateway, `LOAD_CONNS` calls in
+/// flight over a few HTTP/2 connections, in `LOAD_ROUNDS` rounds of the generator
+/// saturation's slice: the gateway's CPU per call, to set beside REST's.
+fn grpc_saturation(bench: &Bench, fleet: &Fleet) -> Res<Option<grpc::GrpcFigures>> {
+    let Some(addr) = fleet.gateway.grpc else {
+        eprintln!("load bench: the gateway opened no gRPC listener; gRPC phase skipped");
+        return Ok(None);
+    };
+    let s = bench.settings;
+    let mut total = grpc::GrpcFigures::default();
+    for round in 0..s.rounds {
+        eprintln!("load bench: gRPC, round {} of {} ...", round + 1, s.rounds);
+        let run = bench.runtime.block_on(grpc::saturation(
+            addr,
+            FAST_MODEL,
+            fleet.gateway.pid(),
+            s.slice(s.secs),
+            s.conns,
+            bench.clk_tck,
+        ))?;
+        total.add(&run);
+    }
+    Ok(Some(total))
 }
 
 /// wrk against a gateway started on all cores (with its own fast mock).

@@ -106,6 +106,8 @@ pub(crate) struct Spawned {
     pub(crate) addr: SocketAddr,
     /// More listening addresses (nginx: one per upstream after the first).
     pub(crate) more_addrs: Vec<SocketAddr>,
+    /// A gateway's gRPC listener, when its config opens one.
+    pub(crate) grpc: Option<SocketAddr>,
     /// Lines seen on stdout.
     pub(crate) lines: Arc<AtomicU64>,
     stderr: PathBuf,
@@ -264,6 +266,7 @@ impl Spawned {
             pid,
             addr,
             more_addrs: Vec::new(),
+            grpc: None,
             lines,
             stderr,
         })
@@ -312,12 +315,19 @@ impl Spawned {
             kill(spawned_child);
             return Err(format!("{label}: cannot read the address from `{banner}`"));
         };
+        // `none` when the config opens no gRPC listener.
+        let grpc = banner
+            .split("grpc=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok());
         Ok(Spawned {
             name: label.to_owned(),
             child: spawned_child,
             pid,
             addr,
             more_addrs: Vec::new(),
+            grpc,
             lines,
             stderr,
         })
@@ -381,6 +391,7 @@ impl Spawned {
             pid,
             addr: ports.first().map(local).ok_or("nginx needs an upstream")?,
             more_addrs: ports.iter().skip(1).map(local).collect(),
+            grpc: None,
             lines,
             stderr,
         };
@@ -435,6 +446,7 @@ impl Spawned {
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             more_addrs: Vec::new(),
+            grpc: None,
             lines,
             stderr,
         };

@@ -14,6 +14,8 @@ use crate::{
 #[derive(Default)]
 pub(crate) struct Extras {
     pub(crate) all_cores: Option<AllCoresFigures>,
+    /// The gRPC `Chat` path at saturation, all rounds.
+    pub(crate) grpc: Option<crate::grpc::GrpcFigures>,
 }
 
 /// What runs where and how, before the first phase.
@@ -238,7 +240,7 @@ pub(crate) fn print_report(results: &[TargetResult], s: Settings, extras: &Extra
     print_warnings(results, s);
     print_problems(results);
     println!();
-    print_verdicts(results, s);
+    print_verdicts(results, s, extras.grpc.as_ref());
 }
 
 /// Each soak's samples, one line each, so the trend shows.

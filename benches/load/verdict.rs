@@ -3,7 +3,7 @@
 
 use crate::{
     CACHE_HIT_P99_MS, LIMITS_CPU_LIMIT, LOW_RATE, OTLP_CPU_LIMIT, POLICY_CPU_LIMIT,
-    REDIS_CACHE_HIT_P99_MS, Settings, target::TargetResult,
+    REDIS_CACHE_HIT_P99_MS, Settings, grpc::GrpcFigures, target::TargetResult,
 };
 
 /// Issue 11's targets.
@@ -12,6 +12,8 @@ const LOW_RATE_P50_OVER_NGINX_MS: f64 = 0.3;
 const ADDED_P99_LIMIT_MS: f64 = 1.0;
 const TTFB_ADDED_LIMIT_MS: f64 = 0.5;
 const RSS_LIMIT_MB: f64 = 40.0;
+/// The gRPC `Chat` path's CPU per call may exceed REST's by this share.
+const GRPC_OVER_REST_LIMIT: f64 = 0.20;
 const SOAK_GROWTH_LIMIT_MB: f64 = 5.0;
 /// The soak's last window's JSON p99 may exceed the first's by this much (ms) and this
 /// share before it counts as drift.
@@ -26,12 +28,34 @@ fn find<'a>(results: &'a [TargetResult], name: &str) -> Option<&'a TargetResult>
     results.iter().find(|r| r.name == name)
 }
 
-pub(crate) fn print_verdicts(results: &[TargetResult], s: Settings) {
+pub(crate) fn print_verdicts(results: &[TargetResult], s: Settings, grpc: Option<&GrpcFigures>) {
     println!("issue 11 targets (per-request cost):");
     print_issue11(results, s);
+    print_grpc(results, grpc);
     println!();
     println!("other targets:");
     print_others(results, s);
+}
+
+/// gRPC `Chat` against REST, both in closed loops of `LOAD_CONNS` calls in flight (the
+/// bench's own generator for REST).
+fn print_grpc(results: &[TargetResult], grpc: Option<&GrpcFigures>) {
+    let (Some(g), Some(rpc)) = (find(results, "switchyard"), grpc) else {
+        println!("- gRPC Chat within 20% of REST's CPU per request: not run → SKIP");
+        return;
+    };
+    let over = rpc.cpu_us() / g.sat_cpu_us - 1.0;
+    println!(
+        "- gRPC Chat CPU per call within {:.0}% of REST's: {:.1} µs against REST's {:.1} µs \
+         (the generator's saturation) = {:+.0}%, {:.0} calls/s, {} failed → {}",
+        GRPC_OVER_REST_LIMIT * 100.0,
+        rpc.cpu_us(),
+        g.sat_cpu_us,
+        over * 100.0,
+        rpc.rps(),
+        rpc.errors,
+        met(over <= GRPC_OVER_REST_LIMIT && rpc.errors == 0)
+    );
 }
 
 fn print_issue11(results: &[TargetResult], s: Settings) {

@@ -398,6 +398,8 @@ impl Default for FailoverConfig {
 
 /// The most the backoff may ever wait between attempts.
 pub const BACKOFF_CAP: Duration = Duration::from_millis(500);
+/// The shortest keep-alive interval for REST streams (`server.stream_keepalive_ms`).
+const MIN_STREAM_KEEPALIVE_MS: u64 = 100;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 /// Requests served at once by default: far above what a 2-core box needs, low enough that
 /// a flood is refused before it exhausts memory.
@@ -447,6 +449,15 @@ impl TryFrom<FileConfig> for Config {
             },
             stream_keepalive: match file.server.stream_keepalive_ms.unwrap_or(15_000) {
                 0 => None,
+                ms if ms < MIN_STREAM_KEEPALIVE_MS => {
+                    return Err(ConfigError::new(
+                        "server.stream_keepalive_ms",
+                        format!(
+                            "must be 0 (off) or at least {MIN_STREAM_KEEPALIVE_MS}: a comment \
+                             more often only costs the caller bytes"
+                        ),
+                    ));
+                }
                 ms => Some(Duration::from_millis(ms)),
             },
         };

@@ -470,3 +470,26 @@ fn bad_telemetry_values_name_their_key_and_never_a_header_value() {
     ));
     assert!(!e.to_string().contains("secret"), "{e}");
 }
+
+#[test]
+fn stream_keepalive_is_off_or_at_least_a_tenth_of_a_second() {
+    let with = |ms: &str| {
+        VALID.replace(
+            "grpc_addr = \"127.0.0.1:50051\"",
+            &format!("grpc_addr = \"127.0.0.1:50051\"\nstream_keepalive_ms = {ms}"),
+        )
+    };
+    let c = Config::parse(VALID).unwrap();
+    assert_eq!(c.server.stream_keepalive, Some(Duration::from_secs(15)));
+    assert_eq!(
+        Config::parse(&with("0")).unwrap().server.stream_keepalive,
+        None
+    );
+    assert_eq!(
+        Config::parse(&with("100")).unwrap().server.stream_keepalive,
+        Some(Duration::from_millis(100))
+    );
+    let e = err(&with("5"));
+    assert_eq!(e.key, "server.stream_keepalive_ms");
+    assert!(e.to_string().contains("at least 100"), "{e}");
+}
