@@ -333,7 +333,7 @@ async fn a_stream_opens_before_the_first_token_and_keeps_alive_while_the_model_t
     // Once content flows (a chunk at once after another), no comment is needed.
     assert!(!text[content..].contains(": keep-alive"), "{text}");
     assert_eq!(
-        text.lines().filter_map(|l| l.strip_prefix("data: ")).last(),
+        text.lines().rev().find_map(|l| l.strip_prefix("data: ")),
         Some("[DONE]")
     );
 }
