@@ -74,6 +74,7 @@ pub mod gateway;
 pub mod health;
 pub mod limits;
 pub mod mock;
+pub mod network;
 pub mod pipeline;
 pub mod providers;
 pub mod reload;
