@@ -700,6 +700,34 @@ async fn tls_serves_rest_and_grpc_on_both_listeners() {
 }
 
 #[tokio::test]
+async fn the_healthcheck_command_reaches_a_tls_gateway_with_insecure() {
+    let mock = Mock::start("p", "").await;
+    let dir = tls_dir();
+    let gw = tls_gateway(&mock, &dir).await;
+    let url = format!("https://127.0.0.1:{}/healthz", gw.http.port());
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(common::process::BIN)
+                .arg("healthcheck")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let ok = within(run(vec!["--insecure".into(), "--url".into(), url.clone()]))
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Without it, a certificate from an unknown CA is refused.
+    let refused = within(run(vec!["--url".into(), url])).await.unwrap();
+    assert!(!refused.status.success());
+}
+
+#[tokio::test]
 async fn a_rewritten_certificate_is_served_to_new_connections_and_old_ones_keep_working() {
     let mock = Mock::start("p", "").await;
     let dir = tls_dir();
