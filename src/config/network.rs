@@ -182,3 +182,119 @@ pub fn network_config(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// A minimal valid config with `server` in `[server]` and `rest` after it.
+    fn config(server: &str, rest: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(&format!(
+            "[server]\n{server}\n{rest}\n[[providers]]\nname = \"p\"\nkind = \"vllm\"\n\
+             [[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", model = \"m\" }}]\n"
+        ))
+    }
+
+    fn error_key(server: &str, rest: &str) -> String {
+        let e = config(server, rest).unwrap_err();
+        e.to_string()
+    }
+
+    #[test]
+    fn defaults_restrict_nothing_and_set_the_documented_limits() {
+        let c = config("", "").unwrap().network;
+        assert!(c.ip_allowlist.is_none());
+        assert!(c.trusted_proxies.is_empty());
+        assert!(c.cors.is_none());
+        assert!(c.tls.is_none());
+        assert!(c.max_stream_duration.is_none());
+        assert_eq!(c.limits.max_header_count, 100);
+        assert_eq!(c.limits.max_header_bytes, 32 * 1024);
+        assert_eq!(c.limits.max_url_bytes, 8 * 1024);
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let c = config(
+            "trusted_proxies = [\"10.0.0.0/8\"]\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\n\
+             max_header_count = 50\nmax_header_bytes = 4096\nmax_url_bytes = 1024\n\
+             max_stream_duration_s = 600",
+            "[security]\nip_allowlist = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n\
+             [security.cors]\nallowed_origins = [\"https://a.example\"]\nmax_age_s = 60\n\
+             [[keys]]\nname = \"k\"\nkey = \"sk-0123456789abcdef\"\nip_allowlist = [\"192.0.2.9\"]",
+        )
+        .unwrap();
+        let n = &c.network;
+        assert!(
+            n.ip_allowlist
+                .as_ref()
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        assert!(n.trusted_proxies.contains("10.1.1.1".parse().unwrap()));
+        assert!(n.cors.is_some());
+        assert_eq!(
+            n.tls.as_ref().unwrap().cert,
+            std::path::PathBuf::from("a.pem")
+        );
+        assert_eq!(n.limits.max_header_count, 50);
+        assert_eq!(
+            n.max_stream_duration,
+            Some(std::time::Duration::from_secs(600))
+        );
+        let key = c.keys[0].ip_allowlist.as_ref().unwrap();
+        assert!(key.contains("192.0.2.9".parse().unwrap()));
+        assert!(!key.contains("192.0.2.10".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (server, rest, key) in [
+            (
+                "",
+                "[security]\nip_allowlist = [\"10.0.0.0/8\", \"10.0.0.1/33\"]",
+                "security.ip_allowlist[1]",
+            ),
+            (
+                "trusted_proxies = [\"proxy.local\"]",
+                "",
+                "server.trusted_proxies[0]",
+            ),
+            ("tls_cert = \"a.pem\"", "", "server.tls_key"),
+            ("tls_key = \"a.key\"", "", "server.tls_cert"),
+            (
+                "tls_cert = \"\"\ntls_key = \"a.key\"",
+                "",
+                "server.tls_cert",
+            ),
+            ("max_header_count = 0", "", "server.max_header_count"),
+            ("max_header_count = 20000", "", "server.max_header_count"),
+            ("max_url_bytes = 0", "", "server.max_url_bytes"),
+            ("max_header_bytes = 2000000", "", "server.max_header_bytes"),
+            (
+                "",
+                "[security.cors]\nallowed_origins = []",
+                "security.cors.allowed_origins",
+            ),
+            (
+                "",
+                "[security.cors]\nallowed_origins = [\"https://a.example/\"]",
+                "security.cors.allowed_origins",
+            ),
+            (
+                "",
+                "[security.cors]\nallowed_origins = [\"*\"]\nallow_credentials = true",
+                "security.cors.allow_credentials",
+            ),
+            ("", "[security]\nsignature_windows = 3", "signature_windows"),
+            (
+                "",
+                "[[keys]]\nname = \"k\"\nkey = \"sk-0123456789abcdef\"\nip_allowlist = [\"10.1.2.3/8\"]",
+                "keys[0].ip_allowlist[0]",
+            ),
+        ] {
+            let e = error_key(server, rest);
+            assert!(e.contains(key), "{server} {rest}: {e}");
+        }
+    }
+}
