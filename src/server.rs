@@ -1,5 +1,6 @@
-//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener, graceful drain,
-//! then the gateway's background loops stopped.
+//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener (TLS when
+//! configured, through the accept loop in `conn.rs`), graceful drain, then the gateway's
+//! background loops stopped.
 
 use std::{future::Future, sync::Arc};
 
@@ -16,8 +17,9 @@ pub struct Listeners {
     pub grpc: Option<TcpListener>,
 }
 
-/// The whole HTTP surface: REST routes and gRPC services on one router. Both HTTP/1.1 and
-/// HTTP/2 (h2c, which gRPC uses) are served on the same port.
+/// The whole HTTP surface: REST routes and gRPC services on one router, every route behind
+/// [`network::guard`] (head limits, client address, CORS, IP allowlist). Both HTTP/1.1 and
+/// HTTP/2 (h2c, which gRPC uses, or negotiated over TLS) are served on the same port.
 pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
         .await
