@@ -214,6 +214,11 @@ async fn check_config(file: &std::path::Path) -> Result<(), String> {
         config.providers.len(),
         config.models.len(),
     );
+    // The TLS pair, as `serve` loads it at start (a missing file, a key that does not
+    // match the certificate).
+    if let Some(files) = &config.network.tls {
+        switchyard::network::tls::Tls::start(files, &config.dir)?;
+    }
     let gateway = Gateway::new(config).map_err(startup_error)?;
     let prices = match source {
         None => "built-in prices".to_owned(),

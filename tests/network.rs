@@ -820,6 +820,36 @@ async fn a_certificate_that_does_not_load_stops_the_start() {
     assert!(err.to_string().contains("do not make a pair"), "{err}");
 }
 
+#[tokio::test]
+async fn check_config_loads_the_tls_pair_as_serve_would() {
+    let mock = Mock::start("p", "").await;
+    let dir = tls_dir();
+    let config = config_for(
+        &[&mock],
+        "tls_cert = \"server.pem\"\ntls_key = \"server.key\"\n",
+    );
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let check = || {
+        std::process::Command::new(common::process::BIN)
+            .arg("check-config")
+            .arg(dir.join("switchyard.toml"))
+            .output()
+            .unwrap()
+    };
+    // Relative paths are the config file's folder's.
+    let ok = check();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::write(dir.join("server.key"), pem("leaf-b.key")).unwrap();
+    let bad = check();
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("do not make a pair"), "{said}");
+}
+
 // ---- The audit: the client's address in the request log ----
 
 #[tokio::test]
