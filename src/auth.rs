@@ -30,6 +30,9 @@ pub struct CallerHeaders {
     pub cache: crate::cache::Directive,
     /// The W3C `traceparent`, as sent (parsed by the pipeline).
     pub traceparent: Option<String>,
+    /// The client's address as the network layer decided it (`network::client_ip`), for
+    /// the key's `ip_allowlist` and the request log; not a header.
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 impl CallerHeaders {

@@ -24,6 +24,19 @@ pub enum Error {
     /// The client did not send its whole body within `server.body_timeout_ms`.
     #[error("the request body did not arrive within {timeout_ms} ms")]
     BodyTimeout { timeout_ms: u64 },
+    /// Too many request headers, or too many bytes of them (`server.max_header_count`,
+    /// `server.max_header_bytes`).
+    #[error("{message}")]
+    HeadersTooLarge { message: String },
+    /// The request target is longer than `server.max_url_bytes`.
+    #[error("the request URL is longer than the limit of {limit} bytes (server.max_url_bytes)")]
+    UriTooLong { limit: usize },
+    /// A stream ran past `server.max_stream_duration_s` and was ended.
+    #[error(
+        "the stream was ended after the gateway's limit of {limit_s} s \
+         (server.max_stream_duration_s)"
+    )]
+    StreamTooLong { limit_s: u64 },
     /// The model is not in the catalog.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound { model: String },
@@ -151,15 +164,18 @@ impl Error {
             Error::BadRequest { .. }
             | Error::PayloadTooLarge { .. }
             | Error::BodyTimeout { .. }
+            | Error::HeadersTooLarge { .. }
+            | Error::UriTooLong { .. }
             | Error::ModelNotFound { .. }
             | Error::Unsupported { .. }
             | Error::ContextLength { .. }
             | Error::RouteNotFound { .. }
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized { .. } => ErrorClass::Caller,
-            Error::Forbidden { .. } | Error::RateLimited { .. } | Error::QuotaExceeded { .. } => {
-                ErrorClass::Policy
-            }
+            Error::Forbidden { .. }
+            | Error::RateLimited { .. }
+            | Error::QuotaExceeded { .. }
+            | Error::StreamTooLong { .. } => ErrorClass::Policy,
             // A provider's 4xx about the request itself (not retried), or a request no
             // deployment's format can express, is the caller's; the rest is the providers'.
             Error::Upstream { error, .. } => match &**error {
@@ -188,6 +204,21 @@ impl Error {
                 StatusCode::REQUEST_TIMEOUT,
                 "invalid_request_error",
                 Some("request_timeout"),
+            ),
+            Error::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_headers_too_large"),
+            ),
+            Error::UriTooLong { .. } => (
+                StatusCode::URI_TOO_LONG,
+                "invalid_request_error",
+                Some("url_too_long"),
+            ),
+            Error::StreamTooLong { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                Some("stream_duration_exceeded"),
             ),
             Error::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
@@ -276,7 +307,10 @@ impl Error {
             Error::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None),
         };
         let grpc = match self {
-            Error::PayloadTooLarge { .. } => Code::ResourceExhausted,
+            Error::PayloadTooLarge { .. } | Error::HeadersTooLarge { .. } => {
+                Code::ResourceExhausted
+            }
+            Error::UriTooLong { .. } => Code::InvalidArgument,
             _ => grpc_code(status),
         };
         ErrorSpec {

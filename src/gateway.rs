@@ -398,7 +398,9 @@ impl Gateway {
     /// The model names the caller may use (all of them for anonymous callers).
     pub fn visible_models(&self, caller: CallerHeaders) -> Result<Vec<String>, Error> {
         let live = self.live();
+        let client_addr = caller.client_addr;
         let caller = live.keys.caller(caller)?;
+        crate::network::check_key(&caller, client_addr)?;
         // The key's model and provider lists, as the hard filters apply them: a model is
         // listed when at least one of its deployments passes both.
         let allowed = |m: &crate::routing::ModelRoute| match &caller.key {

@@ -15,7 +15,10 @@
 //!    request record. Then the surface decodes: [`api::openai`] (the REST shim reads the
 //!    body under a size limit and `server.body_timeout_ms`) or [`api::grpc`] (the
 //!    `switchyard.v1.Gateway` service), both into one canonical [`chat::ChatRequest`];
-//!    [`server`] serves both on every listener.
+//!    [`server`] serves both on every listener (TLS when configured), behind
+//!    [`network::guard`]: the request head's limits, the client's address (trusted
+//!    proxies), CORS and the gateway's IP allowlist, for every path; a key's own
+//!    allowlist is checked at ingress.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a
 //!    [`pipeline::stages::Stage`], in two runs around the response cache. First `admit`:
 //!    `authorize` (the security level asked for is within the key's), then `validate`.
@@ -74,6 +77,7 @@ pub mod gateway;
 pub mod health;
 pub mod limits;
 pub mod mock;
+pub mod network;
 pub mod pipeline;
 pub mod providers;
 pub mod reload;

@@ -55,6 +55,10 @@ enum Command {
         /// How long to wait for the answer, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// With an https URL: accept any certificate (the gateway's own, checked on
+        /// loopback, whose certificate may not name 127.0.0.1 or chain to a known root).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run a simulated provider speaking one wire format (see --format).
     Mock {
@@ -173,7 +177,11 @@ fn main() -> ExitCode {
             Command::Route(args) => explain_route(&args).await,
             Command::Routes { command } => routes_command(command).await,
             Command::Usage(args) => usage(&args).await,
-            Command::Healthcheck { url, timeout_ms } => healthcheck(&url, timeout_ms).await,
+            Command::Healthcheck {
+                url,
+                timeout_ms,
+                insecure,
+            } => healthcheck(&url, timeout_ms, insecure).await,
             Command::Mock {
                 addr,
                 fault,
@@ -206,6 +214,11 @@ async fn check_config(file: &std::path::Path) -> Result<(), String> {
         config.providers.len(),
         config.models.len(),
     );
+    // The TLS pair, as `serve` loads it at start (a missing file, a key that does not
+    // match the certificate).
+    if let Some(files) = &config.network.tls {
+        switchyard::network::tls::Tls::start(files, &config.dir)?;
+    }
     let gateway = Gateway::new(config).map_err(startup_error)?;
     let prices = match source {
         None => "built-in prices".to_owned(),
@@ -355,10 +368,11 @@ async fn usage(args: &UsageArgs) -> Result<(), String> {
     clippy::print_stdout,
     reason = "the command's output is for the person (or container runtime) running it"
 )]
-async fn healthcheck(url: &str, timeout_ms: u64) -> Result<(), String> {
+async fn healthcheck(url: &str, timeout_ms: u64, insecure: bool) -> Result<(), String> {
     telemetry::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(timeout_ms))
+        .tls_danger_accept_invalid_certs(insecure)
         // A proxy from the environment would answer for the gateway.
         .no_proxy()
         .build()

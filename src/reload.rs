@@ -122,6 +122,13 @@ fn try_reload(gateway: &Gateway, path: &Path) -> Result<(usize, Vec<String>), St
                 config.server.http_addr = server.http_addr;
                 config.server.grpc_addr = server.grpc_addr;
             }
+            // The files are watched (`network::tls`); their paths are read at start.
+            if config.network.tls != running.config.network.tls {
+                tracing::warn!(
+                    "server.tls_cert and server.tls_key cannot change while serving; restart to apply them"
+                );
+                config.network.tls.clone_from(&running.config.network.tls);
+            }
             Ok(config)
         })
         .map_err(|e| match e {

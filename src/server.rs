@@ -1,13 +1,14 @@
-//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener, graceful drain,
-//! then the gateway's background loops stopped.
+//! `run(listeners, gateway, shutdown)`: REST and gRPC on every listener (TLS when
+//! configured, through the accept loop in `conn.rs`), graceful drain, then the gateway's
+//! background loops stopped.
 
 use std::{future::Future, sync::Arc};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::{api, background, gateway::Gateway, telemetry};
+use crate::{api, background, gateway::Gateway, network, telemetry};
+
+mod conn;
 
 /// The sockets to serve on. gRPC is answered on every listener; `grpc` is an extra one
 /// for deployments that keep gRPC on its own port.
@@ -16,15 +17,20 @@ pub struct Listeners {
     pub grpc: Option<TcpListener>,
 }
 
-/// The whole HTTP surface: REST routes and gRPC services on one router. Both HTTP/1.1 and
-/// HTTP/2 (h2c, which gRPC uses) are served on the same port.
+/// The whole HTTP surface: REST routes and gRPC services on one router, every route behind
+/// [`network::guard`] (head limits, client address, CORS, IP allowlist). Both HTTP/1.1 and
+/// HTTP/2 (h2c, which gRPC uses, or negotiated over TLS) are served on the same port.
 pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
         .await
         .merge(api::openai::router(gateway.clone()))
         .merge(api::admin::router(gateway.clone()))
-        .merge(api::status::router(gateway))
+        .merge(api::status::router(gateway.clone()))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            gateway,
+            network::guard,
+        ))
 }
 
 /// Unknown paths: gRPC callers get `UNIMPLEMENTED`, everyone else an OpenAI 404.
@@ -56,6 +62,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let prometheus = telemetry::prometheus().clone();
     let background = gateway.background().clone();
+    // Loaded before anything starts: a certificate that cannot be used stops the start.
+    let options = conn::Options {
+        tls: tls(&gateway, &background)?,
+        limits: gateway.live().config.network.limits,
+    };
     background.spawn(|stop| telemetry::upkeep(prometheus, telemetry::UPKEEP_EVERY, stop));
     // The drain deadline is read when the drain starts, so a reload can change it.
     let drain_from = gateway.clone();
@@ -70,11 +81,6 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
-    let signal = |stop: CancellationToken| stop.cancelled_owned();
-    // Nagle would hold each small SSE event until the client's delayed ACK (~40 ms).
-    let nodelay = |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    };
     let deadline = {
         let stop = stop.clone();
         async move {
@@ -84,14 +90,12 @@ pub async fn run(
             drain
         }
     };
-    let http = axum::serve(listeners.http.tap_io(nodelay), app.clone())
-        .with_graceful_shutdown(signal(stop.clone()));
+    let http = conn::serve(listeners.http, app.clone(), options.clone(), stop.clone());
     let serving = async move {
         match listeners.grpc {
             Some(grpc) => {
-                let grpc =
-                    axum::serve(grpc.tap_io(nodelay), app).with_graceful_shutdown(signal(stop));
-                let (a, b) = tokio::join!(http.into_future(), grpc.into_future());
+                let grpc = conn::serve(grpc, app, options, stop);
+                let (a, b) = tokio::join!(http, grpc);
                 a.and(b)
             }
             None => http.await,
@@ -110,6 +114,23 @@ pub async fn run(
     };
     background.stop(background::STOP_WAIT).await;
     result
+}
+
+/// TLS for the listeners when `server.tls_cert` is set: the certificate loaded now (an
+/// error stops the start) and its files watched by a background loop.
+fn tls(
+    gateway: &Gateway,
+    background: &background::Background,
+) -> std::io::Result<Option<Arc<network::tls::Tls>>> {
+    let live = gateway.live();
+    let Some(files) = &live.config.network.tls else {
+        return Ok(None);
+    };
+    let tls =
+        Arc::new(network::tls::Tls::start(files, &live.config.dir).map_err(std::io::Error::other)?);
+    let watched = tls.clone();
+    background.spawn(move |stop| watched.watch(stop));
+    Ok(Some(tls))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
         limits: Default::default(),
         model_limits: Default::default(),
         budget: Default::default(),
+        ip_allowlist: None,
     }
 }
 

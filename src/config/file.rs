@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub cache: Option<CacheFile>,
     #[serde(default)]
     pub telemetry: super::TelemetryFile,
+    #[serde(default)]
+    pub security: super::SecurityFile,
 }
 
 /// `[alerts]`.
@@ -101,6 +103,9 @@ pub struct KeyFile {
     #[serde(default)]
     pub model_limits: BTreeMap<String, LimitsFile>,
     pub budget: Option<BudgetFile>,
+    /// CIDR blocks this key may be used from (empty: anywhere).
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
 }
 
 /// `[admin]`.
@@ -156,6 +161,16 @@ pub struct ServerFile {
     /// comment (`: keep-alive`), so that proxies and load balancers with idle timeouts do
     /// not cut a stream while a model thinks (default 15000; 0 turns them off).
     pub stream_keepalive_ms: Option<u64>,
+    /// Network controls (validated in `network.rs`): peers whose `X-Forwarded-For` is
+    /// believed (CIDRs), TLS (PEM paths), limits on the request head and stream duration.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub max_header_count: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_url_bytes: Option<usize>,
+    pub max_stream_duration_s: Option<u64>,
 }
 
 /// `[failover]`.

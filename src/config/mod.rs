@@ -6,6 +6,7 @@
 
 mod default;
 mod file;
+mod network;
 mod secret;
 mod state;
 mod telemetry;
@@ -21,6 +22,9 @@ pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{
     AdminFile, AlertsFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile,
     ModelFile, PricingFile, ProviderFile, RoutingFile, SecurityTierFile, ServerFile,
+};
+pub use network::{
+    CorsFile, NetworkConfig, RequestLimits, SecurityFile, TlsFiles, allowlist as cidr_allowlist,
 };
 pub use secret::Secret;
 pub use state::{
@@ -59,6 +63,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The OTLP trace export (`[telemetry]`); read at start only.
     pub telemetry: TelemetryConfig,
+    /// IP allowlist, trusted proxies, CORS, TLS, request limits (`network.rs`).
+    pub network: NetworkConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -147,6 +153,8 @@ pub struct KeyConfig {
     /// The key's limits on one model, by the model's name.
     pub model_limits: BTreeMap<String, Limits>,
     pub budget: Budget,
+    /// Where the key may be used from; `None`: anywhere.
+    pub ip_allowlist: Option<crate::network::cidr::CidrSet>,
 }
 
 /// `[pricing]`, validated.
@@ -732,6 +740,7 @@ impl TryFrom<FileConfig> for Config {
             None => CacheConfig::default(),
         };
         let telemetry = telemetry::telemetry_config(&file.telemetry)?;
+        let network = network::network_config(&file.server, &file.security)?;
         Ok(Config {
             server,
             failover,
@@ -747,6 +756,7 @@ impl TryFrom<FileConfig> for Config {
             state,
             cache,
             telemetry,
+            network,
             dir: PathBuf::from("."),
         })
     }
@@ -918,6 +928,7 @@ fn keys(
                 by_model
             },
             budget: state::budget(&key("budget"), k.budget)?,
+            ip_allowlist: network::allowlist(&key("ip_allowlist"), &k.ip_allowlist)?,
         });
     }
     Ok(keys)

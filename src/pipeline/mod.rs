@@ -169,7 +169,13 @@ impl Gateway {
             None => crate::telemetry::otlp::RequestTrace::forward(incoming),
         };
         let headers_cache = headers.cache;
-        let caller = match live.keys.authenticate(headers) {
+        record.client_addr = headers.client_addr;
+        let client_addr = headers.client_addr;
+        let caller = match live
+            .keys
+            .authenticate(headers)
+            .and_then(|c| crate::network::check_key(&c, client_addr).map(|()| c))
+        {
             Ok(c) => c,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
         };
@@ -443,7 +449,12 @@ impl Call {
         let open = served.value.hold(served.lease.take(), self.admitted);
         Streaming {
             head,
-            chunks: Box::pin(open.deliver(self.record, include_usage, self.fill)),
+            chunks: Box::pin(open.deliver(
+                self.record,
+                include_usage,
+                self.fill,
+                self.live.config.network.max_stream_duration,
+            )),
         }
     }
 

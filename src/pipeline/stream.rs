@@ -247,12 +247,18 @@ impl OpenStream {
     /// record is written when the stream is dropped: at its end, or when the caller goes.
     /// With a cache `fill`, the chunks are folded as they pass and the answer is stored
     /// only when the stream finishes cleanly.
+    ///
+    /// `max_duration` (`server.max_stream_duration_s`), counted from the request's
+    /// arrival: past it the stream ends with [`Error::StreamTooLong`], whatever the
+    /// provider is doing (the deployment is told nothing: it did not fail).
     pub(super) fn deliver(
         self,
         record: RequestRecord,
         include_usage: bool,
         fill: Option<cache::Fill>,
+        max_duration: Option<Duration>,
     ) -> impl Stream<Item = Delivered> + Send {
+        let deadline = max_duration.map(|d| (record.started() + d, d));
         let state = Delivery {
             record,
             lease: self.lease,
@@ -268,7 +274,26 @@ impl OpenStream {
         stream::unfold(Some((chunks, state)), move |state| async move {
             let (mut chunks, mut state) = state?;
             loop {
-                match chunks.next().await {
+                let next = match deadline {
+                    None => chunks.next().await,
+                    Some((at, limit)) => match tokio::time::timeout_at(at, chunks.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let error = Error::StreamTooLong {
+                                limit_s: limit.as_secs(),
+                            };
+                            tracing::info!(
+                                request_id = %state.record.request_id,
+                                limit_s = limit.as_secs(),
+                                "stream ended at server.max_stream_duration_s"
+                            );
+                            state.record.failed(&error);
+                            let trailer = Trailer::of(&state.record);
+                            return Some((Delivered::Broken(error, trailer), None));
+                        }
+                    },
+                };
+                match next {
                     Some(Ok(mut chunk)) => {
                         if let Some(fill) = &mut state.fill {
                             fill.push(&chunk);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
+use tokio_util::sync::CancellationToken;
 
 const CONFIG: &str = r#"
 [[providers]]

@@ -143,6 +143,8 @@ pub struct RequestRecord {
     pub saved_usd: Option<f64>,
     /// The caller key's name; `None` for anonymous calls.
     pub key: Option<std::sync::Arc<str>>,
+    /// The client's address as the gateway decided it (`network::client_ip`).
+    pub client_addr: Option<std::net::IpAddr>,
     /// The serving deployment's id (`provider/model`).
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
@@ -226,6 +228,7 @@ impl RequestRecord {
             kind: None,
             outcome: Outcome::Cancelled,
             error_type: None,
+            client_addr: None,
             trace: None,
             on_end: EndHooks::default(),
         }
@@ -243,6 +246,11 @@ impl RequestRecord {
     }
 
     /// How the request ended; the last call wins.
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn end(&mut self, outcome: Outcome) {
         self.outcome = outcome;
     }
@@ -329,6 +337,7 @@ impl RequestRecord {
                 cache: self.cache.map(crate::cache::Status::as_str),
                 saved_usd: self.saved_usd,
                 key: self.key.as_deref(),
+                client_addr: self.client_addr,
                 deployment: self.deployment.as_deref(),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),

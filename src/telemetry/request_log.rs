@@ -47,6 +47,9 @@ pub struct Line<'a> {
     pub saved_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
+    /// The client's address (`network::client_ip`), for the audit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<std::net::IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<&'a str>,
     pub latency_ms: f64,
@@ -171,6 +174,7 @@ mod tests {
             cache: Some("miss"),
             saved_usd: None,
             key: None,
+            client_addr: None,
             deployment: None,
             latency_ms: 1.5,
             ttft_ms: None,

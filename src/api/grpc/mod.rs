@@ -77,7 +77,7 @@ impl GrpcGateway {
             .and_then(|v| v.to_str().ok());
         let call = self
             .gateway
-            .ingress(Surface::Grpc, sent_id, caller_headers(request.metadata()))
+            .ingress(Surface::Grpc, sent_id, caller_headers(&request))
             .map_err(|r| refusal_status(&r))?;
         let chat = match convert::chat_request(request.into_inner(), stream) {
             Ok(c) => c,
@@ -154,7 +154,7 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         let request_id = request_id(&request);
         let models = self
             .gateway
-            .visible_models(caller_headers(request.metadata()))
+            .visible_models(caller_headers(&request))
             .map_err(|e| status(&e, &request_id, ""))?
             .into_iter()
             .map(|id| pb::Model {
@@ -167,12 +167,18 @@ impl pb::gateway_server::Gateway for GrpcGateway {
     }
 }
 
-/// The caller's key, security level and routing headers from gRPC metadata.
-fn caller_headers(md: &tonic::metadata::MetadataMap) -> CallerHeaders {
-    CallerHeaders::collect(md.iter().filter_map(|kv| match kv {
+/// The caller's key, security level and routing headers from gRPC metadata, and the
+/// client's address as the network layer decided it.
+fn caller_headers<T>(request: &Request<T>) -> CallerHeaders {
+    let mut h = CallerHeaders::collect(request.metadata().iter().filter_map(|kv| match kv {
         tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.as_str(), v.as_bytes())),
         tonic::metadata::KeyAndValueRef::Binary(..) => None,
-    }))
+    }));
+    h.client_addr = request
+        .extensions()
+        .get::<crate::network::ClientAddr>()
+        .and_then(|c| c.0);
+    h
 }
 
 fn request_id<T>(request: &Request<T>) -> String {

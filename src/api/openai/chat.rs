@@ -14,24 +14,29 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::{errors::refusal_response, sse};
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
-    auth::CallerHeaders,
     cache::CACHE_HEADER,
     chat::ChatRequest,
     error::Error,
     gateway::Gateway,
+    network::{self, ClientAddr},
     pipeline::{Answer, Head},
     telemetry::Surface,
 };
 
 pub(super) async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     // Authenticated and counted in before a byte of the body is read: an anonymous flood
     // of slow uploads is refused at its headers.
     let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let call = match gw.ingress(Surface::Rest, sent_id, CallerHeaders::from_http(&headers)) {
+    let call = match gw.ingress(
+        Surface::Rest,
+        sent_id,
+        network::caller_headers(&headers, client),
+    ) {
         Ok(call) => call,
         Err(refusal) => return refusal_response(&refusal),
     };

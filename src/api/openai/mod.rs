@@ -17,7 +17,11 @@ use serde_json::json;
 
 pub use errors::{error_response, refusal_response};
 
-use crate::{auth::CallerHeaders, error::Error, gateway::Gateway};
+use crate::{
+    error::Error,
+    gateway::Gateway,
+    network::{self, ClientAddr},
+};
 
 /// The REST routes over a gateway (no fallback: [`crate::server::router`] sets the one
 /// fallback for REST and gRPC together).
@@ -37,8 +41,12 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" })
 }
 
-async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+async fn list_models(
+    State(gw): State<Arc<Gateway>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    match gw.visible_models(network::caller_headers(&headers, client)) {
         Ok(names) => {
             let data: Vec<_> = names.iter().map(|m| model_object(m)).collect();
             Json(json!({ "object": "list", "data": data })).into_response()
@@ -49,10 +57,11 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
 
 async fn get_model(
     State(gw): State<Arc<Gateway>>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+    match gw.visible_models(network::caller_headers(&headers, client)) {
         Ok(names) if names.contains(&id) => Json(model_object(&id)).into_response(),
         Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", ""),
         Err(e) => error_response(&e, "", ""),

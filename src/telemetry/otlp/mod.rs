@@ -293,6 +293,9 @@ pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finishe
         r.cache.map(crate::cache::Status::as_str),
     );
     a.opt_str("switchyard.key", r.key.as_deref());
+    if let Some(ip) = r.client_addr {
+        a.str("client.address", &ip.to_string());
+    }
     if let Some(cost) = f.cost_usd {
         a.double("switchyard.cost_usd", cost);
     }
