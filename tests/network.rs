@@ -741,15 +741,17 @@ async fn a_rewritten_certificate_is_served_to_new_connections_and_old_ones_keep_
 
     // A half-written pair (the new certificate, the old key) is refused: the old
     // certificate serves on.
+    let rejected = reloads(&old, gw.http, "rejected").await;
     std::fs::write(dir.join("server.pem"), pem("leaf-b.pem")).unwrap();
-    wait_for_reloads(&old, gw.http, "rejected", 1.0).await;
+    wait_for_reloads(&old, gw.http, "rejected", rejected + 1.0).await;
     assert_eq!(
         served_cert(&tls_chat(&tls_client(), gw.http).await),
         der("leaf-a.pem")
     );
     // Then the key: the pair is whole, and new connections get it.
+    let ok = reloads(&old, gw.http, "ok").await;
     std::fs::write(dir.join("server.key"), pem("leaf-b.key")).unwrap();
-    wait_for_reloads(&old, gw.http, "ok", 1.0).await;
+    wait_for_reloads(&old, gw.http, "ok", ok + 1.0).await;
     assert_eq!(
         served_cert(&tls_chat(&tls_client(), gw.http).await),
         der("leaf-b.pem")
@@ -764,12 +766,33 @@ async fn a_rewritten_certificate_is_served_to_new_connections_and_old_ones_keep_
     assert_eq!(served_cert(&again), der("leaf-a.pem"));
 
     // Garbage in the files keeps the last good certificate serving.
+    // Counted from now: the writes above may each have settled as more than one event.
+    let rejected = reloads(&old, gw.http, "rejected").await;
     std::fs::write(dir.join("server.pem"), b"not a certificate").unwrap();
-    wait_for_reloads(&old, gw.http, "rejected", 2.0).await;
+    wait_for_reloads(&old, gw.http, "rejected", rejected + 1.0).await;
     assert_eq!(
         served_cert(&tls_chat(&tls_client(), gw.http).await),
         der("leaf-b.pem")
     );
+}
+
+/// `switchyard_tls_reloads_total{result}` now.
+async fn reloads(client: &reqwest::Client, addr: SocketAddr, result: &str) -> f64 {
+    let text = within(
+        client
+            .get(format!("https://localhost:{}/metrics", addr.port()))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    metric(
+        &text,
+        "switchyard_tls_reloads_total",
+        &[&format!("result=\"{result}\"")],
+    )
 }
 
 /// Waits until `switchyard_tls_reloads_total{result}` reaches `count`.
@@ -777,17 +800,7 @@ async fn wait_for_reloads(client: &reqwest::Client, addr: SocketAddr, result: &s
     let label = format!("result=\"{result}\"");
     let mut seen = 0.0;
     for _ in 0..400 {
-        let text = within(
-            client
-                .get(format!("https://localhost:{}/metrics", addr.port()))
-                .send(),
-        )
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-        seen = metric(&text, "switchyard_tls_reloads_total", &[&label]);
+        seen = reloads(client, addr, result).await;
         if seen >= count {
             return;
         }

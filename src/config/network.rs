@@ -36,7 +36,11 @@ pub struct CorsFile {
 }
 
 /// The largest number of request headers, by default (hyper's own default).
-pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
+pub const DEFAULT_MAX_HEADER_COUNT: usize = 64;
+/// The longest request target hyper parses (its `MAX_URI_LEN`).
+const MAX_URL_BYTES: usize = 65_534;
+/// The longest stream limit that can be set (a week).
+const MAX_STREAM_DURATION_S: u64 = 7 * 24 * 3600;
 /// The largest total of header names and values, in bytes, by default.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The longest request target (path and query), in bytes, by default.
@@ -127,13 +131,18 @@ pub fn network_config(
             "must be at most 10000",
         ));
     }
-    if limits.max_header_bytes > 1 << 20 || limits.max_url_bytes > 1 << 20 {
-        let key = if limits.max_header_bytes > 1 << 20 {
-            "server.max_header_bytes"
-        } else {
-            "server.max_url_bytes"
-        };
-        return Err(ConfigError::new(key, "must be at most 1048576 (1 MiB)"));
+    if limits.max_header_bytes > 1 << 20 {
+        return Err(ConfigError::new(
+            "server.max_header_bytes",
+            "must be at most 1048576 (1 MiB)",
+        ));
+    }
+    // hyper refuses a longer request target itself, with no body.
+    if limits.max_url_bytes > MAX_URL_BYTES {
+        return Err(ConfigError::new(
+            "server.max_url_bytes",
+            format!("must be at most {MAX_URL_BYTES} (the HTTP parser's own limit)"),
+        ));
     }
     let tls = match (server.tls_cert.as_deref(), server.tls_key.as_deref()) {
         (None, None) => None,
@@ -178,6 +187,12 @@ pub fn network_config(
         limits,
         max_stream_duration: match server.max_stream_duration_s {
             None | Some(0) => None,
+            Some(s) if s > MAX_STREAM_DURATION_S => {
+                return Err(ConfigError::new(
+                    "server.max_stream_duration_s",
+                    format!("must be at most {MAX_STREAM_DURATION_S} (a week); 0 is no limit"),
+                ));
+            }
             Some(s) => Some(Duration::from_secs(s)),
         },
     })
@@ -208,7 +223,7 @@ mod tests {
         assert!(c.cors.is_none());
         assert!(c.tls.is_none());
         assert!(c.max_stream_duration.is_none());
-        assert_eq!(c.limits.max_header_count, 100);
+        assert_eq!(c.limits.max_header_count, 64);
         assert_eq!(c.limits.max_header_bytes, 32 * 1024);
         assert_eq!(c.limits.max_url_bytes, 8 * 1024);
     }

@@ -34,7 +34,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use http::{HeaderMap, HeaderValue, header, request::Parts};
+use http::{HeaderMap, header, request::Parts};
 
 use crate::{
     auth::{Caller, CallerHeaders},
@@ -188,26 +188,28 @@ pub async fn guard(State(gateway): State<Arc<Gateway>>, mut req: Request, next: 
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     let client = peer.and_then(|p| client_ip(p, req.headers(), &net.trusted_proxies));
     let grpc = is_grpc(req.headers());
-    if let Err(error) = check_head(&net.limits, &req) {
-        return refuse(&req, error, RefusedBy::Limits, ClientAddr(client), grpc);
-    }
     let cors = net.cors.clone();
-    let origin: Option<HeaderValue> = match &cors {
-        Some(cors) => {
-            let h = req.headers();
-            if cors::Cors::is_preflight(req.method(), h)
-                && let Some(origin) = h.get(header::ORIGIN)
-            {
-                return cors.preflight(&cors::Asked {
-                    origin,
-                    method: h.get(header::ACCESS_CONTROL_REQUEST_METHOD),
-                    headers: h.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
-                });
-            }
-            h.get(header::ORIGIN).cloned()
+    let origin = cors
+        .as_ref()
+        .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+    if let Err(error) = check_head(&net.limits, &req) {
+        // Decorated like any other answer, so a script on an allowed origin can read why.
+        let mut resp = refuse(&req, error, RefusedBy::Limits, ClientAddr(client), grpc);
+        if let Some(cors) = &cors {
+            cors.decorate(origin.as_ref(), resp.headers_mut());
         }
-        None => None,
-    };
+        return resp;
+    }
+    if let (Some(cors), Some(origin)) = (&cors, &origin) {
+        let h = req.headers();
+        if cors::Cors::is_preflight(req.method(), h) {
+            return cors.preflight(&cors::Asked {
+                origin,
+                method: h.get(header::ACCESS_CONTROL_REQUEST_METHOD),
+                headers: h.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+            });
+        }
+    }
     let allowed = match &net.ip_allowlist {
         None => true,
         Some(list) => is_probe(req.uri().path()) || client.is_some_and(|ip| list.contains(ip)),

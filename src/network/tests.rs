@@ -1,4 +1,5 @@
 use super::*;
+use http::HeaderValue;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

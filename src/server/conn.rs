@@ -6,7 +6,7 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +17,15 @@ use crate::{config::RequestLimits, network::Peer, network::tls::Tls};
 
 /// The time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The time a client has to send a whole request head (HTTP/1.1), from its first byte or
+/// from the end of the previous answer on a kept-alive connection: a slowloris client
+/// dribbling a head is cut.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2: a PING after this long without a frame from the client, and the connection
+/// closed when the ack takes longer than the timeout (also keeps gRPC streams alive
+/// through proxies with idle timeouts).
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How one listener serves.
 #[derive(Clone)]
@@ -26,23 +35,35 @@ pub(super) struct Options {
     pub limits: RequestLimits,
 }
 
-/// The connection builder. The HTTP parser's own caps are twice the configured limits:
+/// The connection builder. The HTTP parser's own caps are above the configured limits:
 /// a request a little over a limit reaches [`crate::network::guard`], which refuses it
 /// with a clear OpenAI error; a flood far over it is cut by the parser (HTTP/1.1: a bare
 /// 431; HTTP/2: the stream reset) before it costs more memory.
+///
+/// The header count cap is hyper's inline 100 unless more are configured: above 100,
+/// hyper allocates the parser's slots on every request head.
 fn builder(limits: &RequestLimits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     let head = limits.max_header_bytes.saturating_add(limits.max_url_bytes);
     builder
         .http1()
-        .max_headers(limits.max_header_count.saturating_mul(2).max(100))
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(limits.max_header_count.max(100))
         // hyper's minimum is 8192; its default (~400 KiB) is higher than most heads need.
         .max_buf_size(head.saturating_mul(2).max(8192) + 8192);
-    builder.http2().max_header_list_size(
-        u32::try_from(head.saturating_mul(2))
-            .unwrap_or(u32::MAX)
-            .max(16 * 1024),
-    );
+    // HPACK counts 32 bytes of overhead per header in the list size.
+    let overhead = limits.max_header_count.saturating_mul(32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_header_list_size(
+            u32::try_from(head.saturating_add(overhead).saturating_mul(2))
+                .unwrap_or(u32::MAX)
+                .max(16 * 1024),
+        );
     builder
 }
 
