@@ -4,7 +4,8 @@ use crate::config::Secret;
 fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
     KeyConfig {
         name: name.into(),
-        key: Secret::resolve(token).unwrap(),
+        key: Some(Secret::resolve(token).unwrap()),
+        hmac_secret: None,
         tags: vec!["beta".into()],
         allowed_providers: vec![],
         allowed_models: vec![],

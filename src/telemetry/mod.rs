@@ -143,6 +143,9 @@ pub struct RequestRecord {
     pub saved_usd: Option<f64>,
     /// The caller key's name; `None` for anonymous calls.
     pub key: Option<std::sync::Arc<str>>,
+    /// How the caller authenticated (`bearer`, `hmac`, `jwt`, `none`); `None` when it
+    /// did not.
+    pub auth_method: Option<&'static str>,
     /// The serving deployment's id (`provider/model`).
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
@@ -221,6 +224,7 @@ impl RequestRecord {
             cache: None,
             saved_usd: None,
             key: None,
+            auth_method: None,
             deployment: None,
             price: None,
             kind: None,
@@ -329,6 +333,7 @@ impl RequestRecord {
                 cache: self.cache.map(crate::cache::Status::as_str),
                 saved_usd: self.saved_usd,
                 key: self.key.as_deref(),
+                auth_method: self.auth_method,
                 deployment: self.deployment.as_deref(),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),

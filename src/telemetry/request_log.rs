@@ -47,6 +47,10 @@ pub struct Line<'a> {
     pub saved_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
+    /// How the caller authenticated: `bearer`, `hmac`, `jwt` or `none` (absent when it
+    /// did not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<&'a str>,
     pub latency_ms: f64,
@@ -171,6 +175,7 @@ mod tests {
             cache: Some("miss"),
             saved_usd: None,
             key: None,
+            auth_method: Some("hmac"),
             deployment: None,
             latency_ms: 1.5,
             ttft_ms: None,
@@ -189,6 +194,7 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&line).unwrap();
         assert_eq!(v["request_id"], "id \"quoted\"\n");
         assert_eq!(v["cache"], "miss");
+        assert_eq!(v["auth_method"], "hmac");
         assert_eq!(v["prompt_tokens"], 3);
         assert_eq!(v["target"], TARGET);
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");

@@ -37,8 +37,14 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" })
 }
 
-async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+/// The caller's headers, with what a signed GET signs: the path and query.
+fn get_caller(headers: &HeaderMap, uri: &Uri) -> CallerHeaders {
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    CallerHeaders::from_http(headers).with_target("GET", target)
+}
+
+async fn list_models(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
+    match gw.visible_models(get_caller(&headers, &uri), None).await {
         Ok(names) => {
             let data: Vec<_> = names.iter().map(|m| model_object(m)).collect();
             Json(json!({ "object": "list", "data": data })).into_response()
@@ -49,10 +55,11 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
 
 async fn get_model(
     State(gw): State<Arc<Gateway>>,
+    uri: Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match gw.visible_models(CallerHeaders::from_http(&headers)) {
+    match gw.visible_models(get_caller(&headers, &uri), None).await {
         Ok(names) if names.contains(&id) => Json(model_object(&id)).into_response(),
         Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", ""),
         Err(e) => error_response(&e, "", ""),

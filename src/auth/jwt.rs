@@ -1,0 +1,181 @@
+//! JWT bearer tokens from identity providers (`[[jwt]]`): which provider issued the
+//! token, its signing key (cached, refreshed), the signature, `exp`/`nbf` with leeway,
+//! issuer and audience; the claim that names the caller's key is read by [`super::Keys`].
+
+use std::path::Path;
+
+use jsonwebtoken::errors::ErrorKind;
+
+use super::jwks::{Jwks, SigningKey};
+use crate::{config::JwtConfig, error::Error};
+
+/// The claims of a verified token.
+pub type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// Every configured identity provider.
+pub struct JwtAuth {
+    providers: Vec<Jwks>,
+}
+
+fn refused(code: &'static str, message: &str) -> Error {
+    Error::Unauthorized {
+        message: message.to_owned(),
+        code,
+    }
+}
+
+fn invalid(message: &str) -> Error {
+    refused("token_invalid", message)
+}
+
+/// Whether `token` has the shape of a JWS compact token: three base64url segments, the
+/// first a JSON object (`eyJ`).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    parts == 3 && token.starts_with("eyJ")
+}
+
+impl JwtAuth {
+    /// The providers of `configs`; `dir` resolves `jwks_file`s, `client` fetches
+    /// `jwks_url`s.
+    pub fn new(
+        configs: &[JwtConfig],
+        dir: &Path,
+        client: &reqwest::Client,
+    ) -> Result<JwtAuth, String> {
+        super::jwks::install_provider();
+        let providers = configs
+            .iter()
+            .map(|c| Jwks::new(c, dir, client.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(JwtAuth { providers })
+    }
+
+    /// Verifies `token` and returns its claims and the claim that names its key.
+    pub async fn verify(&self, token: &str) -> Result<(Claims, &str), Error> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("The bearer token is not a valid JWT."))?;
+        let jwks = self.provider_of(token)?;
+        let mut keys = jwks.current().await;
+        let mut found = candidates(&keys.keys, header.kid.as_deref(), header.alg);
+        if found.is_empty() && header.kid.is_some() && jwks.refresh_for_unknown_kid().await {
+            keys = jwks.current().await;
+            found = candidates(&keys.keys, header.kid.as_deref(), header.alg);
+        }
+        if found.is_empty() {
+            return Err(invalid(
+                "The token is signed with a key this gateway does not know (its `kid` or `alg` \
+                 matches none of the identity provider's signing keys).",
+            ));
+        }
+        for key in found {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation) {
+                Ok(data) => return Ok((data.claims, jwks.config().key_claim.as_str())),
+                // Checked after the signature: the token is genuine, and says so.
+                Err(e) => match e.kind() {
+                    ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => continue,
+                    ErrorKind::ExpiredSignature => {
+                        return Err(refused(
+                            "token_expired",
+                            "The token has expired; get a new one from the identity provider.",
+                        ));
+                    }
+                    ErrorKind::InvalidAudience => {
+                        return Err(refused(
+                            "token_audience",
+                            "The token is not meant for this gateway (its `aud` names none of \
+                             the configured audiences).",
+                        ));
+                    }
+                    ErrorKind::ImmatureSignature => {
+                        return Err(invalid("The token is not valid yet (`nbf`)."));
+                    }
+                    ErrorKind::InvalidIssuer => {
+                        return Err(invalid("The token's issuer is not accepted."));
+                    }
+                    ErrorKind::MissingRequiredClaim(c) => {
+                        return Err(invalid(&format!(
+                            "The token lacks the `{c}` claim, which this gateway requires."
+                        )));
+                    }
+                    _ => return Err(invalid("The bearer token is not a valid JWT.")),
+                },
+            }
+        }
+        Err(invalid("The token's signature does not verify."))
+    }
+
+    /// The provider whose issuer the token names (its `iss`, read before verification
+    /// only to choose the keys; verification checks it again).
+    fn provider_of(&self, token: &str) -> Result<&Jwks, Error> {
+        if let [only] = self.providers.as_slice() {
+            return Ok(only);
+        }
+        #[derive(serde::Deserialize)]
+        struct Issuer {
+            iss: Option<String>,
+        }
+        let iss = jsonwebtoken::dangerous::insecure_decode_claims::<Issuer>(token)
+            .ok()
+            .and_then(|c| c.iss);
+        self.providers
+            .iter()
+            .find(|p| Some(&p.config().issuer) == iss.as_ref())
+            .ok_or_else(|| invalid("The token's issuer is not accepted."))
+    }
+}
+
+/// The keys that may have signed a token with this `kid` and `alg`.
+fn candidates<'a>(
+    keys: &'a [SigningKey],
+    kid: Option<&str>,
+    alg: jsonwebtoken::Algorithm,
+) -> Vec<&'a SigningKey> {
+    keys.iter()
+        .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+        .filter(|k| k.validation.algorithms.contains(&alg))
+        .collect()
+}
+
+/// The key names a claim's value offers: a string, or each string of a list.
+pub fn claim_values<'a>(claims: &'a Claims, claim: &str) -> Vec<&'a str> {
+    match claims.get(claim) {
+        Some(serde_json::Value::String(s)) => vec![s.as_str()],
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_jwts_by_shape() {
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"));
+        assert!(!looks_like_jwt("sk-team-a-0123456789"));
+        assert!(!looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0"));
+        assert!(!looks_like_jwt("eyJhbGciOiJSUzI1NiJ9..c2ln"));
+        assert!(!looks_like_jwt("eyJ+.a.b"));
+    }
+
+    #[test]
+    fn claim_values_take_a_string_or_a_list() {
+        let claims: Claims =
+            serde_json::from_str(r#"{"sub":"team-a","groups":["x","team-b",3],"n":1}"#).unwrap();
+        assert_eq!(claim_values(&claims, "sub"), vec!["team-a"]);
+        assert_eq!(claim_values(&claims, "groups"), vec!["x", "team-b"]);
+        assert!(claim_values(&claims, "n").is_empty());
+        assert!(claim_values(&claims, "missing").is_empty());
+    }
+}
