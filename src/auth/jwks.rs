@@ -159,6 +159,8 @@ pub struct Jwks {
 struct Times {
     loaded: Option<Instant>,
     tried: Option<Instant>,
+    /// The last fetch an unknown `kid` asked for.
+    forced: Option<Instant>,
 }
 
 impl Jwks {
@@ -230,9 +232,13 @@ impl Jwks {
     /// After a token named a `kid` the keys lack: fetch again, unless that was done less
     /// than [`MIN_REFETCH`] ago. Returns whether the keys were read.
     pub async fn refresh_for_unknown_kid(&self) -> bool {
-        let tried = self.times().tried;
-        if tried.is_some_and(|at| Instant::now() - at < MIN_REFETCH) {
-            return false;
+        let now = Instant::now();
+        {
+            let mut t = self.times.lock().unwrap_or_else(PoisonError::into_inner);
+            if t.forced.is_some_and(|at| now - at < MIN_REFETCH) {
+                return false;
+            }
+            t.forced = Some(now);
         }
         self.refresh(true).await
     }

@@ -36,8 +36,8 @@ pub struct JwtFile {
     pub leeway_s: Option<u64>,
     /// Accepted algorithms (default `["RS256", "ES256", "EdDSA"]`).
     pub algorithms: Option<Vec<String>>,
-    /// How often the key set is fetched again (default 300 s); a token naming an
-    /// unknown `kid` also fetches it, at most once per 10 s.
+    /// How often the key set is read again (default 300 s); a token naming an unknown
+    /// `kid` also reads it, at most once per 10 s.
     pub refresh_s: Option<u64>,
 }
 
@@ -209,8 +209,8 @@ pub fn jwt_configs(file: Vec<JwtFile>) -> Result<Vec<JwtConfig>, ConfigError> {
             return Err(ConfigError::new(key("key_claim"), "must not be empty"));
         }
         let refresh = match j.refresh_s {
-            Some(n) if n < 10 => {
-                return Err(ConfigError::new(key("refresh_s"), "must be at least 10"));
+            Some(0) => {
+                return Err(ConfigError::new(key("refresh_s"), "must be at least 1"));
             }
             Some(n) => Duration::from_secs(n),
             None => Duration::from_secs(300),
