@@ -250,3 +250,85 @@ pub fn check_key_credentials(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[[providers]]\nname = \"local\"\nkind = \"vllm\"\n\
+                        [[models]]\nname = \"m\"\ndeployments = [{ provider = \"local\", model = \"x\" }]\n";
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}{extra}"))
+    }
+
+    #[test]
+    fn jwt_entries_take_defaults_and_either_form_of_audience() {
+        let c = parse(
+            "[[jwt]]\nissuer = \"https://idp\"\naudience = \"gw\"\njwks_url = \"https://idp/jwks\"\n\
+             [[jwt]]\nissuer = \"other\"\naudience = [\"a\", \"b\"]\njwks_file = \"keys.json\"\n\
+             key_claim = \"groups\"\nleeway_s = 5\nalgorithms = [\"ES256\"]\nrefresh_s = 60\n",
+        )
+        .unwrap();
+        let (one, two) = (&c.jwt[0], &c.jwt[1]);
+        assert_eq!(one.audience, ["gw"]);
+        assert_eq!(one.source, JwksSource::Url("https://idp/jwks".into()));
+        assert_eq!(one.key_claim, "sub");
+        assert_eq!(one.leeway, Duration::from_secs(60));
+        assert_eq!(
+            one.algorithms,
+            [JwtAlgorithm::Rs256, JwtAlgorithm::Es256, JwtAlgorithm::EdDsa]
+        );
+        assert_eq!(one.refresh, Duration::from_secs(300));
+        assert_eq!(two.audience, ["a", "b"]);
+        assert_eq!(two.source, JwksSource::File("keys.json".into()));
+        assert_eq!((two.key_claim.as_str(), two.leeway), ("groups", Duration::from_secs(5)));
+        assert_eq!(c.signature_window, DEFAULT_SIGNATURE_WINDOW);
+    }
+
+    #[test]
+    fn bad_jwt_and_signature_settings_name_their_key() {
+        let cases = [
+            ("[[jwt]]\nissuer = \"i\"\naudience = \"a\"\n", "jwt[0].jwks_url"),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://x\"\njwks_file = \"f\"\n",
+                "jwt[0].jwks_url",
+            ),
+            ("[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"ftp://x\"\n", "jwt[0].jwks_url"),
+            ("[[jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"f\"\n", "jwt[0].audience"),
+            ("[[jwt]]\nissuer = \"\"\naudience = \"a\"\njwks_file = \"f\"\n", "jwt[0].issuer"),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"f\"\nalgorithms = [\"HS256\"]\n",
+                "jwt[0].algorithms",
+            ),
+            ("[security]\nsignature_window_s = 0\n", "security.signature_window_s"),
+            ("[[keys]]\nname = \"k\"\n", "keys[0].key"),
+            ("[[keys]]\nname = \"k\"\nhmac_secret = \"short\"\n", "keys[0].hmac_secret"),
+            (
+                "[[keys]]\nname = \"k\"\nhmac_secret = \"env:SWITCHYARD_TEST_UNSET_SECRET\"\n",
+                "keys[0].hmac_secret",
+            ),
+        ];
+        for (extra, key) in cases {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.key, key, "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_may_sign_or_be_reached_by_a_token_only_and_secrets_never_print() {
+        let c = parse(
+            "[security]\nsignature_window_s = 60\n\
+             [[keys]]\nname = \"signer\"\nhmac_secret = \"0123456789abcdef0123456789abcdef-x\"\n\
+             [[keys]]\nname = \"by-token\"\n\
+             [[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://idp/jwks\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.signature_window, Duration::from_secs(60));
+        assert!(c.keys[0].key.is_none() && c.keys[0].hmac_secret.is_some());
+        assert!(c.keys[1].key.is_none() && c.keys[1].hmac_secret.is_none());
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("0123456789abcdef0123456789abcdef-x"));
+    }
+}
