@@ -46,8 +46,8 @@ struct TestKey {
 
 impl TestKey {
     fn rsa(kid: &str, file: &str) -> TestKey {
-        let der = std::fs::read(format!("{}/tests/keys/{file}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
+        let der =
+            std::fs::read(format!("{}/tests/keys/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         TestKey {
             kid: kid.into(),
             signer: Signer::Rsa(sig::RsaKeyPair::from_der(&der).unwrap()),
@@ -171,7 +171,10 @@ async fn chat_with(gw: &TestGateway, token: &str) -> reqwest::Response {
 async fn refusal(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
-    (status, body["error"]["code"].as_str().unwrap_or("").to_owned())
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 /// A gateway whose `[[jwt]]` reads the keys from a file.
@@ -200,8 +203,8 @@ mod tempdir {
         pub fn new() -> Dir {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("switchyard-jwt-{}-{n}", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("switchyard-jwt-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&path).unwrap();
             Dir { path }
         }
@@ -317,8 +320,7 @@ async fn expired_premature_and_foreign_tokens_are_refused_with_their_codes() {
 #[tokio::test]
 async fn the_claim_maps_the_token_to_a_key_whose_permissions_apply() {
     let key = TestKey::ed("ed-1");
-    let (gw, _a, _dir) =
-        gateway_with_file(&jwks(&[&key]), "key_claim = \"groups\"").await;
+    let (gw, _a, _dir) = gateway_with_file(&jwks(&[&key]), "key_claim = \"groups\"").await;
     let mut c = claims("someone@example.test");
     c["groups"] = json!(["staff", "team-b"]);
     // team-b may not use gpt-4o-mini: 403, named.
@@ -369,11 +371,7 @@ impl JwksServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        JwksServer {
-            addr,
-            doc,
-            fetches,
-        }
+        JwksServer { addr, doc, fetches }
     }
 
     fn set(&self, doc: Value) {
@@ -403,13 +401,22 @@ async fn an_unknown_kid_fetches_the_key_set_again_at_most_once_per_ten_seconds()
     let server = JwksServer::start(jwks(&[&old])).await;
     let (gw, _a) = gateway_with_url(&server, 3600).await;
     assert_eq!(server.fetches(), 0, "fetched on first use, not at start");
-    assert_eq!(chat_with(&gw, &old.token(&claims("team-a"))).await.status(), 200);
-    assert_eq!(chat_with(&gw, &old.token(&claims("team-a"))).await.status(), 200);
+    assert_eq!(
+        chat_with(&gw, &old.token(&claims("team-a"))).await.status(),
+        200
+    );
+    assert_eq!(
+        chat_with(&gw, &old.token(&claims("team-a"))).await.status(),
+        200
+    );
     assert_eq!(server.fetches(), 1, "the keys are cached");
     // The provider rotates in a new key: its first token fetches the set again.
     let new = TestKey::ec("ec-2");
     server.set(jwks(&[&old, &new]));
-    assert_eq!(chat_with(&gw, &new.token(&claims("team-a"))).await.status(), 200);
+    assert_eq!(
+        chat_with(&gw, &new.token(&claims("team-a"))).await.status(),
+        200
+    );
     assert_eq!(server.fetches(), 2);
     // Tokens with invented kids do not turn into fetches.
     for i in 0..5 {
@@ -427,7 +434,12 @@ async fn the_key_set_is_read_again_on_its_interval() {
     let first = TestKey::ed("ed-1");
     let server = JwksServer::start(jwks(&[&first])).await;
     let (gw, _a) = gateway_with_url(&server, 1).await;
-    assert_eq!(chat_with(&gw, &first.token(&claims("team-a"))).await.status(), 200);
+    assert_eq!(
+        chat_with(&gw, &first.token(&claims("team-a")))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(server.fetches(), 1);
     // The provider withdraws the key; once the interval has passed, the next request
     // reads the set again and the withdrawn key's tokens are refused.
@@ -482,12 +494,22 @@ async fn a_grpc_call_carries_its_token_as_metadata() {
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         r
     };
-    assert!(within(grpc.chat(call(key.token(&claims("team-a"))))).await.is_ok());
+    assert!(
+        within(grpc.chat(call(key.token(&claims("team-a")))))
+            .await
+            .is_ok()
+    );
     let mut expired = claims("team-a");
     expired["exp"] = json!(now() - 3600);
-    let status = within(grpc.chat(call(key.token(&expired)))).await.unwrap_err();
+    let status = within(grpc.chat(call(key.token(&expired))))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert!(status.message().starts_with("token_expired: "), "{}", status.message());
+    assert!(
+        status.message().starts_with("token_expired: "),
+        "{}",
+        status.message()
+    );
     let status = within(grpc.chat(call(key.token(&claims("team-b")))))
         .await
         .unwrap_err();

@@ -140,13 +140,22 @@ async fn a_retimed_or_stale_signature_is_refused() {
     let mut s = signed("team-a", SECRET, "POST", CHAT, now(), &body());
     s.timestamp = (now() - 5).to_string();
     let (status, error) = error_of(post(&gw.url(""), CHAT, &s, body()).await).await;
-    assert_eq!((status, error["code"].as_str()), (401, Some("signature_invalid")));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_invalid"))
+    );
     // Signed right, but ten minutes ago: outside ±300 s, and the message says by how much.
     let s = signed("team-a", SECRET, "POST", CHAT, now() - 600, &body());
     let (status, error) = error_of(post(&gw.url(""), CHAT, &s, body()).await).await;
-    assert_eq!((status, error["code"].as_str()), (401, Some("signature_expired")));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_expired"))
+    );
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("s behind the gateway's clock"), "{message}");
+    assert!(
+        message.contains("s behind the gateway's clock"),
+        "{message}"
+    );
     assert!(message.contains("±300 s"), "{message}");
     // From the future, too.
     let s = signed("team-a", SECRET, "POST", CHAT, now() + 900, &body());
@@ -167,7 +176,10 @@ async fn a_body_swapped_after_signing_is_refused() {
     }))
     .unwrap();
     let (status, error) = error_of(post(&gw.url(""), CHAT, &s, other).await).await;
-    assert_eq!((status, error["code"].as_str()), (401, Some("signature_invalid")));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_invalid"))
+    );
     // One byte of whitespace is enough.
     let mut spaced = body();
     spaced.push(b' ');
@@ -184,7 +196,14 @@ async fn an_unknown_key_id_and_a_wrong_signature_get_the_same_answer() {
     let a = Mock::start("a", "").await;
     let gw = TestGateway::start(&config_for(&[&a], &keys())).await;
     let unknown = signed("team-z", SECRET, "POST", CHAT, now(), &body());
-    let wrong = signed("team-a", "not-the-secret-0123456789abcdef0", "POST", CHAT, now(), &body());
+    let wrong = signed(
+        "team-a",
+        "not-the-secret-0123456789abcdef0",
+        "POST",
+        CHAT,
+        now(),
+        &body(),
+    );
     // A bearer key's name is not a signing key either.
     let bearer_only = signed("team-b", BEARER, "POST", CHAT, now(), &body());
     let answers = [
@@ -199,7 +218,10 @@ async fn an_unknown_key_id_and_a_wrong_signature_get_the_same_answer() {
     assert_eq!(answers[0].1, answers[1].1);
     assert_eq!(answers[0].1, answers[2].1);
     let text = answers[0].1.to_string();
-    assert!(!text.contains("team-z") && !text.contains("team-a"), "{text}");
+    assert!(
+        !text.contains("team-z") && !text.contains("team-a"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +231,10 @@ async fn a_replayed_signature_is_refused_by_the_same_gateway() {
     let s = signed("team-a", SECRET, "POST", CHAT, now(), &body());
     assert_eq!(post(&gw.url(""), CHAT, &s, body()).await.status(), 200);
     let (status, error) = error_of(post(&gw.url(""), CHAT, &s, body()).await).await;
-    assert_eq!((status, error["code"].as_str()), (401, Some("signature_replayed")));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_replayed"))
+    );
     assert_eq!(a.stats().await["requests"], 1);
     // A fresh signature of the same request is a new request.
     let again = signed("team-a", SECRET, "POST", CHAT, now() + 1, &body());
@@ -226,7 +251,10 @@ async fn a_signature_replayed_to_another_replica_is_refused_through_redis() {
     let s = signed("team-a", SECRET, "POST", CHAT, now(), &body());
     assert_eq!(post(&one.url(""), CHAT, &s, body()).await.status(), 200);
     let (status, error) = error_of(post(&two.url(""), CHAT, &s, body()).await).await;
-    assert_eq!((status, error["code"].as_str()), (401, Some("signature_replayed")));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_replayed"))
+    );
     // The other way round, with a new signature.
     let s = signed("team-a", SECRET, "POST", CHAT, now() + 1, &body());
     assert_eq!(post(&two.url(""), CHAT, &s, body()).await.status(), 200);
@@ -260,8 +288,17 @@ async fn a_grpc_call_is_signed_over_its_encoded_message() {
         r
     };
     let path = "/switchyard.v1.Gateway/Chat";
-    let s = signed("team-a", SECRET, "POST", path, now(), &message.encode_to_vec());
-    let resp = within(grpc.chat(request(&s, message.clone()))).await.unwrap();
+    let s = signed(
+        "team-a",
+        SECRET,
+        "POST",
+        path,
+        now(),
+        &message.encode_to_vec(),
+    );
+    let resp = within(grpc.chat(request(&s, message.clone())))
+        .await
+        .unwrap();
     let m = resp.into_inner().choices[0].message.clone().unwrap();
     assert_eq!(m.content.as_deref(), Some("Hello from a! You said: Hello"));
     // Replayed: refused, the code named in the message.
@@ -269,11 +306,22 @@ async fn a_grpc_call_is_signed_over_its_encoded_message() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert!(status.message().starts_with("signature_replayed: "), "{}", status.message());
+    assert!(
+        status.message().starts_with("signature_replayed: "),
+        "{}",
+        status.message()
+    );
     // Another message under the first one's signature.
     let mut other = message.clone();
     other.messages[0].content = Some("Something else".into());
-    let s = signed("team-a", SECRET, "POST", path, now() + 1, &message.encode_to_vec());
+    let s = signed(
+        "team-a",
+        SECRET,
+        "POST",
+        path,
+        now() + 1,
+        &message.encode_to_vec(),
+    );
     let status = within(grpc.chat(request(&s, other))).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert!(status.message().starts_with("signature_invalid: "));
@@ -282,13 +330,27 @@ async fn a_grpc_call_is_signed_over_its_encoded_message() {
         "signature_invalid"
     );
     // Signed for the unary method, sent to the streaming one.
-    let s = signed("team-a", SECRET, "POST", path, now() + 2, &message.encode_to_vec());
+    let s = signed(
+        "team-a",
+        SECRET,
+        "POST",
+        path,
+        now() + 2,
+        &message.encode_to_vec(),
+    );
     let status = within(grpc.chat_stream(request(&s, message.clone())))
         .await
         .unwrap_err();
     assert!(status.message().starts_with("signature_invalid: "));
     let stream_path = "/switchyard.v1.Gateway/ChatStream";
-    let s = signed("team-a", SECRET, "POST", stream_path, now() + 3, &message.encode_to_vec());
+    let s = signed(
+        "team-a",
+        SECRET,
+        "POST",
+        stream_path,
+        now() + 3,
+        &message.encode_to_vec(),
+    );
     assert!(within(grpc.chat_stream(request(&s, message))).await.is_ok());
 }
 
@@ -308,7 +370,14 @@ async fn the_request_log_names_the_key_and_method_and_never_a_secret() {
     assert_eq!(v["key"], "team-a");
     assert_eq!(v["auth_method"], "hmac");
     // Refusals are logged without a key, and nothing secret shows anywhere.
-    let bad = signed("team-a", "wrong-secret-0123456789abcdef0123", "POST", CHAT, now(), &body());
+    let bad = signed(
+        "team-a",
+        "wrong-secret-0123456789abcdef0123",
+        "POST",
+        CHAT,
+        now(),
+        &body(),
+    );
     assert_eq!(post(&url, CHAT, &bad, body()).await.status(), 401);
     let resp = within(
         client()

@@ -278,33 +278,58 @@ mod tests {
         assert_eq!(one.leeway, Duration::from_secs(60));
         assert_eq!(
             one.algorithms,
-            [JwtAlgorithm::Rs256, JwtAlgorithm::Es256, JwtAlgorithm::EdDsa]
+            [
+                JwtAlgorithm::Rs256,
+                JwtAlgorithm::Es256,
+                JwtAlgorithm::EdDsa
+            ]
         );
         assert_eq!(one.refresh, Duration::from_secs(300));
         assert_eq!(two.audience, ["a", "b"]);
         assert_eq!(two.source, JwksSource::File("keys.json".into()));
-        assert_eq!((two.key_claim.as_str(), two.leeway), ("groups", Duration::from_secs(5)));
+        assert_eq!(
+            (two.key_claim.as_str(), two.leeway),
+            ("groups", Duration::from_secs(5))
+        );
         assert_eq!(c.signature_window, DEFAULT_SIGNATURE_WINDOW);
     }
 
     #[test]
     fn bad_jwt_and_signature_settings_name_their_key() {
         let cases = [
-            ("[[jwt]]\nissuer = \"i\"\naudience = \"a\"\n", "jwt[0].jwks_url"),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\n",
+                "jwt[0].jwks_url",
+            ),
             (
                 "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://x\"\njwks_file = \"f\"\n",
                 "jwt[0].jwks_url",
             ),
-            ("[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"ftp://x\"\n", "jwt[0].jwks_url"),
-            ("[[jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"f\"\n", "jwt[0].audience"),
-            ("[[jwt]]\nissuer = \"\"\naudience = \"a\"\njwks_file = \"f\"\n", "jwt[0].issuer"),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"ftp://x\"\n",
+                "jwt[0].jwks_url",
+            ),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"f\"\n",
+                "jwt[0].audience",
+            ),
+            (
+                "[[jwt]]\nissuer = \"\"\naudience = \"a\"\njwks_file = \"f\"\n",
+                "jwt[0].issuer",
+            ),
             (
                 "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"f\"\nalgorithms = [\"HS256\"]\n",
                 "jwt[0].algorithms",
             ),
-            ("[security]\nsignature_window_s = 0\n", "security.signature_window_s"),
+            (
+                "[security]\nsignature_window_s = 0\n",
+                "security.signature_window_s",
+            ),
             ("[[keys]]\nname = \"k\"\n", "keys[0].key"),
-            ("[[keys]]\nname = \"k\"\nhmac_secret = \"short\"\n", "keys[0].hmac_secret"),
+            (
+                "[[keys]]\nname = \"k\"\nhmac_secret = \"short\"\n",
+                "keys[0].hmac_secret",
+            ),
             (
                 "[[keys]]\nname = \"k\"\nhmac_secret = \"env:SWITCHYARD_TEST_UNSET_SECRET\"\n",
                 "keys[0].hmac_secret",
