@@ -1,7 +1,8 @@
 //! HMAC-signed requests: the three headers, the string to sign, freshness, and the
 //! constant-time check.
 //!
-//! The caller sends `x-switchyard-key-id`, `x-switchyard-timestamp` (Unix seconds) and
+//! The caller sends `x-switchyard-key-id`, `x-switchyard-timestamp` (Unix seconds, an
+//! optional fraction allowed) and
 //! `x-switchyard-signature: v1=HEX`, where HEX is the lowercase hex of
 //! HMAC-SHA256(secret, `"v1\n" METHOD "\n" PATH_AND_QUERY "\n" TIMESTAMP "\n"
 //! hex(SHA-256(body))`). The headers are checked at ingress (well formed, timestamp inside
@@ -106,14 +107,10 @@ impl SignedClaim {
             .as_deref()
             .map(str::trim)
             .ok_or_else(|| malformed(&format!("`{TIMESTAMP_HEADER}` is missing")))?;
-        let at = (!timestamp.is_empty()
-            && timestamp.len() <= 12
-            && timestamp.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| timestamp.parse::<i64>().ok())
-        .flatten()
-        .ok_or_else(|| {
+        let at = parse_timestamp(timestamp).ok_or_else(|| {
             malformed(&format!(
-                "`{TIMESTAMP_HEADER}` must be Unix time in whole seconds"
+                "`{TIMESTAMP_HEADER}` must be Unix time in seconds (`1733240000`, or with up to \
+                 nine decimals: `1733240000.123`)"
             ))
         })?;
         let hex_sig = headers
@@ -175,6 +172,23 @@ impl SignedClaim {
             _ => Err(invalid()),
         }
     }
+}
+
+/// Whole Unix seconds, optionally with a fraction (`1733240000.123`): a client that
+/// retries within the same second signs a different timestamp, so its retry is not taken
+/// for a replay.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(whole, 12) || fraction.is_some_and(|f| !digits(f, 9)) {
+        return None;
+    }
+    whole.parse().ok()
 }
 
 fn mac(
@@ -276,6 +290,9 @@ mod tests {
         let e = SignedClaim::parse(&headers("k", "1400", &sig), "POST", "/", 1000, W).unwrap_err();
         assert!(e.to_string().contains("400 s ahead of"), "{e}");
         assert!(SignedClaim::parse(&headers("k", "1300", &sig), "POST", "/", 1000, W).is_ok());
+        // A fraction is allowed (and signed as sent).
+        let c = SignedClaim::parse(&headers("k", "1300.25", &sig), "POST", "/", 1000, W).unwrap();
+        assert_eq!(c.at, 1300);
     }
 
     #[test]
@@ -285,6 +302,9 @@ mod tests {
             headers("", "1000", &sig),
             headers("k", "-5", &sig),
             headers("k", "1e3", &sig),
+            headers("k", "1000.", &sig),
+            headers("k", "1000.1234567890", &sig),
+            headers("k", ".5", &sig),
             headers("k", "1000", &"ab".repeat(32)),
             headers("k", "1000", "v1=zz"),
             SignatureHeaders {
