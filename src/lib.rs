@@ -11,10 +11,13 @@
 //!
 //! 1. **ingress** — [`pipeline`]'s [`gateway::Gateway::ingress`], shared by every surface
 //!    and run before any body is read: one live snapshot, the request id, authentication
-//!    from the headers ([`auth`]), the request's place in `server.max_in_flight`, and the
-//!    request record. Then the surface decodes: [`api::openai`] (the REST shim reads the
-//!    body under a size limit and `server.body_timeout_ms`) or [`api::grpc`] (the
-//!    `switchyard.v1.Gateway` service), both into one canonical [`chat::ChatRequest`];
+//!    from the headers ([`auth`]: a bearer key, a JWT, or a signed request's headers), the
+//!    request's place in `server.max_in_flight`, and the request record. Then the surface
+//!    decodes: [`api::openai`] (the REST shim reads the body under a size limit and
+//!    `server.body_timeout_ms`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
+//!    a signed request's signature is checked over the body and against replays
+//!    ([`pipeline::Call::verify_body`]); both decode into one canonical
+//!    [`chat::ChatRequest`];
 //!    [`server`] serves both on every listener.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a
 //!    [`pipeline::stages::Stage`], in two runs around the response cache. First `admit`:
