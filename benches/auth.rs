@@ -1,7 +1,8 @@
 //! Caller authentication per request, on a 4 KB chat body: a bearer key (digest lookup),
 //! an HMAC-signed request (header checks, SHA-256 of the body, HMAC, replay set), and a
-//! JWT with its signing key cached (RS256, ES256, EdDSA), through the same `Keys` the
-//! gateway uses. The JWT figures are dominated by the signature check itself.
+//! JWT with its signing key cached (RS256, ES256, EdDSA) — seen for the first time (the
+//! signature checked) and seen again (the verified-token cache) — through the same `Keys`
+//! the gateway uses.
 //!
 //! `cargo bench --bench auth`
 
@@ -106,14 +107,15 @@ impl Tokens {
         ]})
     }
 
-    fn token(&self, kid: &str) -> String {
+    /// A token; `n` makes it unique (a `jti`), so that it has not been verified before.
+    fn token(&self, kid: &str, n: usize) -> String {
         let alg = match kid {
             "rsa" => "RS256",
             "ec" => "ES256",
             _ => "EdDSA",
         };
         let claims = json!({ "iss": "https://idp", "aud": "gw", "sub": "team-c",
-                             "exp": now() + 86_400 });
+                             "exp": now() + 86_400, "jti": n.to_string() });
         let message = format!(
             "{}.{}",
             B64.encode(json!({ "alg": alg, "kid": kid, "typ": "JWT" }).to_string()),
@@ -202,15 +204,42 @@ fn benches(c: &mut Criterion) {
         )
     });
 
-    let k = keys(&jwks);
+    // A token seen for the first time: the signature is checked. A pool of distinct
+    // tokens, the keys (and their verified-token cache) renewed, untimed, whenever the
+    // pool comes round again, so that no measured call is a cache hit.
+    const POOL: usize = 2_000;
     for kid in ["rsa", "ec", "ed"] {
         let name = match kid {
-            "rsa" => "jwt_rs256",
-            "ec" => "jwt_es256",
-            _ => "jwt_eddsa",
+            "rsa" => "rs256",
+            "ec" => "es256",
+            _ => "eddsa",
         };
-        let token = format!("Bearer {}", tokens.token(kid));
-        group.bench_function(name, |b| {
+        let pool: Vec<String> = (0..POOL)
+            .map(|n| format!("Bearer {}", tokens.token(kid, n)))
+            .collect();
+        let k = RefCell::new(keys(&jwks));
+        let mut n: usize = 0;
+        group.bench_function(format!("jwt_{name}_first_sight"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    if n.is_multiple_of(POOL) {
+                        *k.borrow_mut() = keys(&jwks);
+                    }
+                    pool[n % POOL].clone()
+                },
+                |token| {
+                    let h = headers(&[("authorization", &token)]);
+                    let done = k.borrow().authenticate(h).now_or_never().unwrap().unwrap();
+                    assert!(matches!(done, Authenticated::Caller(_)));
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        // The same token again (a client reuses its token until it expires).
+        let k = keys(&jwks);
+        let token = format!("Bearer {}", tokens.token(kid, POOL + 1));
+        group.bench_function(format!("jwt_{name}_again"), |b| {
             b.iter(|| {
                 let h = headers(&[("authorization", &token)]);
                 let done = k.authenticate(h).now_or_never().unwrap().unwrap();

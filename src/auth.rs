@@ -354,17 +354,20 @@ impl Keys {
     }
 
     async fn jwt_key(&self, jwt: &jwt::JwtAuth, token: &str) -> Result<Arc<KeyConfig>, Error> {
-        let (claims, claim) = jwt.verify(token).await?;
-        jwt::claim_values(&claims, claim)
-            .into_iter()
-            .find_map(|name| self.by_name.get(name))
-            .cloned()
-            .ok_or_else(|| Error::Forbidden {
-                message: format!(
-                    "The token is valid, but its `{claim}` claim names no key of this gateway."
-                ),
-                code: "token_not_mapped",
-            })
+        jwt.key_for(token, |claims, claim| {
+            jwt::claim_values(claims, claim)
+                .into_iter()
+                .find_map(|name| self.by_name.get(name))
+                .cloned()
+                .ok_or_else(|| Error::Forbidden {
+                    message: format!(
+                        "The token is valid, but its `{claim}` claim names no key of this \
+                         gateway."
+                    ),
+                    code: "token_not_mapped",
+                })
+        })
+        .await
     }
 }
 

@@ -5,7 +5,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -39,6 +42,9 @@ pub struct SigningKey {
 #[derive(Default)]
 pub struct KeySet {
     pub keys: Vec<SigningKey>,
+    /// Which read of its source this is (0: none yet): a token verified against one set is
+    /// taken as verified only while that set is the current one.
+    pub generation: u64,
 }
 
 impl KeySet {
@@ -58,7 +64,10 @@ impl KeySet {
             .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
             .filter_map(|jwk| signing_key(&jwk, config))
             .collect();
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            generation: 0,
+        })
     }
 }
 
@@ -149,18 +158,43 @@ pub struct Jwks {
     file: Option<PathBuf>,
     client: reqwest::Client,
     keys: ArcSwap<KeySet>,
-    /// When the keys were last read successfully, and last tried.
-    times: Mutex<Times>,
+    /// When the keys were last read successfully, last tried, and last read for an
+    /// unknown `kid`: atomics, read by every request without a lock.
+    loaded: Moment,
+    tried: Moment,
+    forced: Moment,
+    generations: AtomicU64,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Times {
-    loaded: Option<Instant>,
-    tried: Option<Instant>,
-    /// The last fetch an unknown `kid` asked for.
-    forced: Option<Instant>,
+/// An instant (ms after `EPOCH`, plus one; 0 is never), as an atomic.
+#[derive(Default)]
+struct Moment(AtomicU64);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Moment {
+    fn get(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(epoch() + Duration::from_millis(ms - 1)),
+        }
+    }
+
+    fn set(&self, at: Instant) {
+        let ms = at.saturating_duration_since(epoch()).as_millis() as u64 + 1;
+        self.0.store(ms, Ordering::Release);
+    }
+
+    /// Whether it happened less than `window` before `now`.
+    fn within(&self, window: Duration, now: Instant) -> bool {
+        self.get()
+            .is_some_and(|at| now.saturating_duration_since(at) < window)
+    }
 }
 
 impl Jwks {
@@ -181,7 +215,10 @@ impl Jwks {
             file,
             client,
             keys: ArcSwap::from_pointee(KeySet::default()),
-            times: Mutex::default(),
+            loaded: Moment::default(),
+            tried: Moment::default(),
+            forced: Moment::default(),
+            generations: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
         };
         if let Some(path) = &jwks.file {
@@ -198,30 +235,24 @@ impl Jwks {
         &self.config
     }
 
-    fn store(&self, set: KeySet, now: Instant) {
+    fn store(&self, mut set: KeySet, now: Instant) {
+        set.generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
         self.keys.store(Arc::new(set));
-        let mut t = self.times.lock().unwrap_or_else(PoisonError::into_inner);
-        t.loaded = Some(now);
-        t.tried = Some(now);
-    }
-
-    fn times(&self) -> Times {
-        *self.times.lock().unwrap_or_else(PoisonError::into_inner)
+        self.loaded.set(now);
+        self.tried.set(now);
     }
 
     /// The current keys: fetched first when never loaded, fetched again when older than
     /// the refresh interval (by one request; the others keep the current keys meanwhile).
     pub async fn current(&self) -> Arc<KeySet> {
-        let t = self.times();
         let now = Instant::now();
-        match t.loaded {
+        match self.loaded.get() {
             None => {
-                let too_soon = t.tried.is_some_and(|at| now - at < MIN_REFETCH);
-                if !too_soon {
+                if !self.tried.within(MIN_REFETCH, now) {
                     self.refresh(true).await;
                 }
             }
-            Some(at) if now - at >= self.config.refresh => {
+            Some(at) if now.saturating_duration_since(at) >= self.config.refresh => {
                 self.refresh(false).await;
             }
             Some(_) => {}
@@ -233,20 +264,17 @@ impl Jwks {
     /// than [`MIN_REFETCH`] ago. Returns whether the keys were read.
     pub async fn refresh_for_unknown_kid(&self) -> bool {
         let now = Instant::now();
-        {
-            let mut t = self.times.lock().unwrap_or_else(PoisonError::into_inner);
-            if t.forced.is_some_and(|at| now - at < MIN_REFETCH) {
-                return false;
-            }
-            t.forced = Some(now);
+        if self.forced.within(MIN_REFETCH, now) {
+            return false;
         }
+        self.forced.set(now);
         self.refresh(true).await
     }
 
     /// Reads the keys again (`wait`: behind a fetch under way; else only if none is).
     /// A failure keeps the last keys and is logged and counted.
     async fn refresh(&self, wait: bool) -> bool {
-        let before = self.times().tried;
+        let before = self.tried.get();
         let _one = if wait {
             self.fetching.lock().await
         } else {
@@ -255,7 +283,7 @@ impl Jwks {
                 Err(_) => return false,
             }
         };
-        if self.times().tried != before {
+        if self.tried.get() != before {
             // Another request fetched while this one waited.
             return true;
         }
@@ -267,10 +295,7 @@ impl Jwks {
                 true
             }
             Err(error) => {
-                self.times
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .tried = Some(now);
+                self.tried.set(now);
                 metrics::counter!("switchyard_jwks_errors_total").increment(1);
                 tracing::warn!(issuer = %self.config.issuer, %error, "the JWT signing keys could not be read; the last ones stay in use");
                 false

@@ -2,19 +2,99 @@
 //! token, its signing key (cached, refreshed), the signature, `exp`/`nbf` with leeway,
 //! issuer and audience; the claim that names the caller's key is read by [`super::Keys`].
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use jsonwebtoken::errors::ErrorKind;
+use sha2::{Digest, Sha256};
 
 use super::jwks::{Jwks, SigningKey};
-use crate::{config::JwtConfig, error::Error};
+use crate::{
+    config::{JwtConfig, KeyConfig},
+    error::Error,
+};
 
 /// The claims of a verified token.
 pub type Claims = serde_json::Map<String, serde_json::Value>;
 
-/// Every configured identity provider.
+/// Every configured identity provider, and the tokens verified lately.
 pub struct JwtAuth {
     providers: Vec<Jwks>,
+    verified: TokenCache,
+}
+
+/// Tokens whose signature and claims verified, by the SHA-256 of the token: a client sends
+/// the same token until it expires, and the signature check is most of a token's cost.
+/// An entry holds until the token's `exp` (plus leeway) and only while the key set it
+/// verified against is the current one (a refreshed set, a reload, drop it). Sharded and
+/// bounded; a full shard drops its expired entries, and if still full caches nothing more.
+struct TokenCache {
+    shards: Box<[Mutex<TokenShard>]>,
+}
+
+/// Verified tokens by their SHA-256.
+type TokenShard = crate::FastMap<[u8; 32], Verified>;
+
+const TOKEN_SHARDS: usize = 16;
+/// Tokens remembered at most (per gateway snapshot).
+const TOKENS_CACHED: usize = 65_536;
+
+#[derive(Clone)]
+struct Verified {
+    key: Arc<KeyConfig>,
+    /// Unix seconds after which the token is no longer taken (`exp` plus leeway).
+    until: i64,
+    provider: usize,
+    generation: u64,
+}
+
+impl TokenCache {
+    fn new() -> TokenCache {
+        TokenCache {
+            shards: (0..TOKEN_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<TokenShard> {
+        &self.shards[usize::from(digest[0]) % TOKEN_SHARDS]
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<Verified> {
+        self.shard(digest)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(digest)
+            .cloned()
+    }
+
+    fn forget(&self, digest: &[u8; 32]) {
+        self.shard(digest)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(digest);
+    }
+
+    fn put(&self, digest: [u8; 32], verified: Verified, now: i64) {
+        let mut shard = self
+            .shard(&digest)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= TOKENS_CACHED / TOKEN_SHARDS {
+            shard.retain(|_, v| v.until >= now);
+            if shard.len() >= TOKENS_CACHED / TOKEN_SHARDS {
+                return;
+            }
+        }
+        shard.insert(digest, verified);
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn refused(code: &'static str, message: &str) -> Error {
@@ -58,14 +138,51 @@ impl JwtAuth {
             .iter()
             .map(|c| Jwks::new(c, dir, client.clone()))
             .collect::<Result<_, _>>()?;
-        Ok(JwtAuth { providers })
+        Ok(JwtAuth {
+            providers,
+            verified: TokenCache::new(),
+        })
     }
 
-    /// Verifies `token` and returns its claims and the claim that names its key.
-    pub async fn verify(&self, token: &str) -> Result<(Claims, &str), Error> {
+    /// The key `token` acts as: verified (or verified lately, against the current keys,
+    /// and not expired since), its claims mapped to a key by `map` (given the claims and
+    /// the name of the claim that names the key).
+    pub async fn key_for(
+        &self,
+        token: &str,
+        map: impl Fn(&Claims, &str) -> Result<Arc<KeyConfig>, Error>,
+    ) -> Result<Arc<KeyConfig>, Error> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(hit) = self.verified.get(&digest) {
+            let current = self.providers[hit.provider].current().await.generation;
+            if hit.generation == current && now <= hit.until {
+                return Ok(hit.key);
+            }
+            self.verified.forget(&digest);
+        }
+        let (claims, provider, generation) = self.verify(token).await?;
+        let jwks = &self.providers[provider];
+        let key = map(&claims, &jwks.config().key_claim)?;
+        // `exp` is a required claim: a verified token has one.
+        if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_i64) {
+            let verified = Verified {
+                key: key.clone(),
+                until: exp.saturating_add(jwks.config().leeway.as_secs() as i64),
+                provider,
+                generation,
+            };
+            self.verified.put(digest, verified, now);
+        }
+        Ok(key)
+    }
+
+    /// Verifies `token`: its claims, the provider that issued it (an index) and the
+    /// generation of the key set that verified it.
+    async fn verify(&self, token: &str) -> Result<(Claims, usize, u64), Error> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("The bearer token is not a valid JWT."))?;
-        let jwks = self.provider_of(token)?;
+        let (index, jwks) = self.provider_of(token)?;
         let mut keys = jwks.current().await;
         let mut found = candidates(&keys.keys, header.kid.as_deref(), header.alg);
         if found.is_empty() && header.kid.is_some() && jwks.refresh_for_unknown_kid().await {
@@ -80,7 +197,7 @@ impl JwtAuth {
         }
         for key in found {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation) {
-                Ok(data) => return Ok((data.claims, jwks.config().key_claim.as_str())),
+                Ok(data) => return Ok((data.claims, index, keys.generation)),
                 // Checked after the signature: the token is genuine, and says so.
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => continue,
@@ -117,9 +234,9 @@ impl JwtAuth {
 
     /// The provider whose issuer the token names (its `iss`, read before verification
     /// only to choose the keys; verification checks it again).
-    fn provider_of(&self, token: &str) -> Result<&Jwks, Error> {
+    fn provider_of(&self, token: &str) -> Result<(usize, &Jwks), Error> {
         if let [only] = self.providers.as_slice() {
-            return Ok(only);
+            return Ok((0, only));
         }
         #[derive(serde::Deserialize)]
         struct Issuer {
@@ -130,7 +247,8 @@ impl JwtAuth {
             .and_then(|c| c.iss);
         self.providers
             .iter()
-            .find(|p| Some(&p.config().issuer) == iss.as_ref())
+            .enumerate()
+            .find(|(_, p)| Some(&p.config().issuer) == iss.as_ref())
             .ok_or_else(|| invalid("The token's issuer is not accepted."))
     }
 }
