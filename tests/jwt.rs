@@ -515,3 +515,56 @@ async fn a_grpc_call_carries_its_token_as_metadata() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn the_request_log_names_the_key_and_jwt_and_never_the_token() {
+    use common::process::Served;
+    let key = TestKey::ed("ed-1");
+    let a = Mock::start("a", "").await;
+    let dir = tempdir::Dir::new();
+    std::fs::write(dir.path.join("jwks.json"), jwks(&[&key]).to_string()).unwrap();
+    let jwt = format!(
+        "[[jwt]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"jwks.json\"\n{}",
+        keys()
+    );
+    let config = with_other_model(config_for(&[&a], &jwt), &a);
+    std::fs::write(dir.path.join("switchyard.toml"), config).unwrap();
+    let served = Served::start(&["--config", "switchyard.toml"], &dir.path);
+    let url = format!("http://{}/v1/chat/completions", served.http);
+    let send = |token: String| {
+        let url = url.clone();
+        async move {
+            within(
+                client()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&hello(false))
+                    .send(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let good = key.token(&claims("team-a"));
+    assert_eq!(send(good.clone()).await.status(), 200);
+    let line = served.wait_for("\"auth_method\":\"jwt\"");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["key"], "team-a");
+    let mut expired = claims("team-a");
+    expired["exp"] = json!(now() - 3600);
+    let stale = key.token(&expired);
+    let resp = send(stale.clone()).await;
+    assert_eq!(resp.status(), 401);
+    let body = resp.text().await.unwrap();
+    let rest = served.drain();
+    for text in [&body, &line, &rest] {
+        for token in [&good, &stale] {
+            // Neither the token nor its signature part.
+            let signature = token.rsplit('.').next().unwrap();
+            assert!(
+                !text.contains(token.as_str()) && !text.contains(signature),
+                "{text}"
+            );
+        }
+    }
+}
