@@ -399,3 +399,53 @@ async fn the_request_log_names_the_key_and_method_and_never_a_secret() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn with_redis_down_replays_are_refused_per_replica_when_open_and_signed_calls_503_when_closed()
+ {
+    let mut redis = RedisServer::start();
+    let a = Mock::start("a", "").await;
+    let state = |mode: &str| {
+        format!(
+            "[state]\nredis_url = \"{}\"\nredis_timeout_ms = 200\non_redis_error = \"{mode}\"\n{}",
+            redis.url(),
+            keys()
+        )
+    };
+    let open = TestGateway::start(&config_for(&[&a], &state("open"))).await;
+    let closed = TestGateway::start(&config_for(&[&a], &state("closed"))).await;
+    redis.kill();
+    let s = signed("team-a", SECRET, "POST", CHAT, now(), &body());
+    assert_eq!(post(&open.url(""), CHAT, &s, body()).await.status(), 200);
+    let (_, error) = error_of(post(&open.url(""), CHAT, &s, body()).await).await;
+    assert_eq!(error["code"], "signature_replayed");
+    let s = signed("team-a", SECRET, "POST", CHAT, now() + 1, &body());
+    let resp = post(&closed.url(""), CHAT, &s, body()).await;
+    assert!(!header(&resp, "retry-after").is_empty());
+    let (status, _) = error_of(resp).await;
+    assert_eq!(status, 503);
+    // Refused unchecked, not remembered: the same request is served once Redis is back.
+    redis.restart();
+    let served = within(async {
+        loop {
+            let resp = post(&closed.url(""), CHAT, &s, body()).await;
+            if resp.status() != 503 {
+                return resp;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(served.status(), 200);
+    // Bearer calls do not depend on Redis.
+    let resp = within(
+        client()
+            .post(closed.url(CHAT))
+            .bearer_auth(BEARER)
+            .json(&hello(false))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+}

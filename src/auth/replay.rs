@@ -104,22 +104,41 @@ impl ReplayGuard {
                     tracing::warn!(error = %e, "replay check on this replica only: Redis is unavailable");
                     Ok(())
                 }
-                OnRedisError::Closed => Err(Error::Overloaded {
-                    message: "signed requests cannot be checked for replay now (Redis cannot be \
-                              reached); retry shortly"
-                        .to_owned(),
-                    retry_after: Duration::from_secs(1),
-                }),
+                OnRedisError::Closed => {
+                    // Refused unchecked: the same signature may come back once Redis does.
+                    self.forget_local(signature);
+                    Err(Error::Overloaded {
+                        message: "signed requests cannot be checked for replay now (Redis \
+                                  cannot be reached); retry shortly"
+                            .to_owned(),
+                        retry_after: Duration::from_secs(1),
+                    })
+                }
             },
         }
     }
 
-    /// The in-process half of [`ReplayGuard::check`].
-    pub fn check_local(&self, signature: &[u8; 32], until: i64, now: i64) -> Result<(), Error> {
+    fn forget_local(&self, signature: &[u8; 32]) {
+        let (id, shard) = self.slot(signature);
+        shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seen
+            .remove(&id);
+    }
+
+    fn slot(&self, signature: &[u8; 32]) -> (u128, &Mutex<Shard>) {
         let mut id = [0u8; 16];
         id.copy_from_slice(&signature[..16]);
-        let id = u128::from_le_bytes(id);
-        let shard = &self.shards[(signature[16] as usize) % SHARDS];
+        (
+            u128::from_le_bytes(id),
+            &self.shards[(signature[16] as usize) % SHARDS],
+        )
+    }
+
+    /// The in-process half of [`ReplayGuard::check`].
+    pub fn check_local(&self, signature: &[u8; 32], until: i64, now: i64) -> Result<(), Error> {
+        let (id, shard) = self.slot(signature);
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         shard.prune(now);
         if shard.seen.contains_key(&id) {
