@@ -23,7 +23,7 @@ use ring::{
 };
 use serde_json::json;
 use switchyard::{
-    auth::{Authenticated, CallerHeaders, Keys, replay::ReplayGuard, signed},
+    auth::{AuthState, Authenticated, CallerHeaders, Keys, signed},
     config::Config,
 };
 
@@ -65,7 +65,7 @@ fn keys(jwks: &std::path::Path) -> Keys {
     Keys::build(
         &config,
         &reqwest::Client::new(),
-        Arc::new(ReplayGuard::new(None)),
+        Arc::new(AuthState::new(None)),
     )
     .unwrap()
 }

@@ -175,8 +175,53 @@ pub struct Keys {
     by_digest: crate::FastMap<[u8; 32], Arc<KeyConfig>>,
     by_name: crate::FastMap<String, Arc<KeyConfig>>,
     jwt: Option<jwt::JwtAuth>,
-    replay: Arc<replay::ReplayGuard>,
+    kept: Arc<AuthState>,
     window: Duration,
+}
+
+/// What authentication keeps across reloads: the signatures seen inside their window (a
+/// reload must not open a replay window) and the identity providers' key sets fetched
+/// from a URL (a reload must neither refetch them nor lose them to a provider that is
+/// down at that moment).
+pub struct AuthState {
+    pub replay: replay::ReplayGuard,
+    key_sets: std::sync::Mutex<Vec<Arc<jwks::Jwks>>>,
+}
+
+impl AuthState {
+    /// `state`: Redis for replays across replicas, when configured.
+    pub fn new(state: Option<Arc<crate::state::State>>) -> AuthState {
+        AuthState {
+            replay: replay::ReplayGuard::new(state),
+            key_sets: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The key sets of `configs`: a URL's set kept from the last build when its
+    /// `[[jwt]]` is unchanged; a file's read again (a reload is when it may have changed).
+    fn key_sets(
+        &self,
+        configs: &[crate::config::JwtConfig],
+        dir: &std::path::Path,
+        client: &reqwest::Client,
+    ) -> Result<Vec<Arc<jwks::Jwks>>, String> {
+        let mut kept = self
+            .key_sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sets = Vec::with_capacity(configs.len());
+        for c in configs {
+            let same = kept
+                .iter()
+                .find(|j| j.config() == c && matches!(c.source, crate::config::JwksSource::Url(_)));
+            sets.push(match same {
+                Some(j) => j.clone(),
+                None => Arc::new(jwks::Jwks::new(c, dir, client.clone())?),
+            });
+        }
+        kept.clone_from(&sets);
+        Ok(sets)
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -197,27 +242,28 @@ impl Keys {
         Keys::from_parts(
             keys,
             None,
-            Arc::new(replay::ReplayGuard::new(None)),
+            Arc::new(AuthState::new(None)),
             crate::config::DEFAULT_SIGNATURE_WINDOW,
         )
     }
 
-    /// Every way `config`'s keys may be proved. `replay` outlives reloads; `client`
+    /// Every way `config`'s keys may be proved. `kept` outlives reloads; `client`
     /// fetches JWT signing keys. Fails on a `jwks_file` that cannot be read.
     pub fn build(
         config: &Config,
         client: &reqwest::Client,
-        replay: Arc<replay::ReplayGuard>,
+        kept: Arc<AuthState>,
     ) -> Result<Keys, String> {
         let jwt = if config.jwt.is_empty() {
             None
         } else {
-            Some(jwt::JwtAuth::new(&config.jwt, &config.dir, client)?)
+            let sets = kept.key_sets(&config.jwt, &config.dir, client)?;
+            Some(jwt::JwtAuth::new(sets))
         };
         Ok(Keys::from_parts(
             &config.keys,
             jwt,
-            replay,
+            kept,
             config.signature_window,
         ))
     }
@@ -225,7 +271,7 @@ impl Keys {
     fn from_parts(
         keys: &[KeyConfig],
         jwt: Option<jwt::JwtAuth>,
-        replay: Arc<replay::ReplayGuard>,
+        kept: Arc<AuthState>,
         window: Duration,
     ) -> Keys {
         let by_name: crate::FastMap<String, Arc<KeyConfig>> = keys
@@ -239,7 +285,7 @@ impl Keys {
                 .collect(),
             by_name,
             jwt,
-            replay,
+            kept,
             window,
         }
     }
@@ -325,7 +371,8 @@ impl Keys {
         claim.verify(secret, body)?;
         let key = key.cloned().ok_or_else(signed::invalid)?;
         let until = claim.at + self.window.as_secs() as i64;
-        self.replay
+        self.kept
+            .replay
             .check(&claim.signature, until, unix_now())
             .await?;
         caller(Some(key), AuthMethod::Hmac, security_level, route)

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerts::{Alert, Alerter},
-    auth::{Authenticated, CallerHeaders, Keys, replay::ReplayGuard, signed::BodyDigest},
+    auth::{AuthState, Authenticated, CallerHeaders, Keys, signed::BodyDigest},
     background::Background,
     cache::ResponseCache,
     chat::ChatRequest,
@@ -87,8 +87,9 @@ pub struct Gateway {
     tracer: Option<Arc<crate::telemetry::otlp::Tracer>>,
     /// The `[telemetry]` the tracer was started with.
     telemetry: crate::config::TelemetryConfig,
-    /// The signatures of signed requests seen inside their window; outlives reloads.
-    replay: Arc<ReplayGuard>,
+    /// The signatures of signed requests seen inside their window and the identity
+    /// providers' key sets; outlive reloads.
+    auth: Arc<AuthState>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -138,14 +139,14 @@ impl Gateway {
         let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
         let telemetry = config.telemetry.clone();
         let tracer = crate::telemetry::otlp::Tracer::start(&telemetry, client.clone(), &background);
-        let replay = Arc::new(ReplayGuard::new(Some(state.clone())));
+        let auth = Arc::new(AuthState::new(Some(state.clone())));
         let live = Live::build(
             config,
             &clients,
             &health,
             &pricing,
             &limiter,
-            &replay,
+            &auth,
             &Default::default(),
         )?;
         Ok(Gateway {
@@ -169,7 +170,7 @@ impl Gateway {
             errors: Recent::new(recent::ERRORS_KEPT),
             tracer,
             telemetry,
-            replay,
+            auth,
         })
     }
 
@@ -219,7 +220,7 @@ impl Gateway {
             &self.health,
             &self.pricing,
             &self.limiter,
-            &self.replay,
+            &self.auth,
             &self.routes.snapshot(),
         )?);
         self.health.set_config(live.config.breaker);
@@ -535,7 +536,7 @@ impl Live {
         health: &health::Registry,
         pricing: &Arc<Pricing>,
         limiter: &Arc<limits::Limiter>,
-        replay: &Arc<ReplayGuard>,
+        auth: &Arc<AuthState>,
         overrides: &std::collections::BTreeMap<String, Applied>,
     ) -> Result<Live, Error> {
         let (effective, mut applied) = routes::effective(&config, overrides);
@@ -559,7 +560,7 @@ impl Live {
         for (model, source) in applied {
             catalog.mark_overridden(&model, source);
         }
-        let keys = Keys::build(&config, clients.default_client(), replay.clone())
+        let keys = Keys::build(&config, clients.default_client(), auth.clone())
             .map_err(|detail| Error::Internal { detail })?;
         Ok(Live {
             rules: limits::Rules::new(&config),

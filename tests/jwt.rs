@@ -568,3 +568,49 @@ async fn the_request_log_names_the_key_and_jwt_and_never_the_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_fetched_keys_and_a_changed_entry_fetches_anew() {
+    use std::sync::Arc;
+    use switchyard::{config::Config, gateway::Gateway};
+    let key = TestKey::ec("ec-1");
+    let server = JwksServer::start(jwks(&[&key])).await;
+    let a = Mock::start("a", "").await;
+    let text = |leeway: u64| {
+        let jwt = format!(
+            "[[jwt]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nleeway_s = {leeway}\n\
+             jwks_url = \"http://{}/.well-known/jwks.json\"\n{}",
+            server.addr,
+            keys()
+        );
+        with_other_model(config_for(&[&a], &jwt), &a)
+    };
+    let gateway = Arc::new(Gateway::new(Config::parse(&text(60)).unwrap()).unwrap());
+    let (addr, _stop) = serve(gateway.clone()).await;
+    let chat = |token: String| async move {
+        within(
+            client()
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(&hello(false))
+                .send(),
+        )
+        .await
+        .unwrap()
+        .status()
+    };
+    assert_eq!(chat(key.token(&claims("team-a"))).await, 200);
+    assert_eq!(server.fetches(), 1);
+    // The same [[jwt]] after a reload: the keys fetched before serve, even with the
+    // identity provider down now.
+    server.set(json!({ "keys": "unavailable" }));
+    gateway.reload(Config::parse(&text(60)).unwrap()).unwrap();
+    assert_eq!(chat(key.token(&claims("team-b"))).await, 403);
+    assert_eq!(chat(key.token(&claims("team-a"))).await, 200);
+    assert_eq!(server.fetches(), 1);
+    // A changed entry is another provider configuration: its keys are read afresh.
+    server.set(jwks(&[&key]));
+    gateway.reload(Config::parse(&text(30)).unwrap()).unwrap();
+    assert_eq!(chat(key.token(&claims("team-a"))).await, 200);
+    assert_eq!(server.fetches(), 2);
+}

@@ -2,26 +2,20 @@
 //! token, its signing key (cached, refreshed), the signature, `exp`/`nbf` with leeway,
 //! issuer and audience; the claim that names the caller's key is read by [`super::Keys`].
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use jsonwebtoken::errors::ErrorKind;
 use sha2::{Digest, Sha256};
 
 use super::jwks::{Jwks, SigningKey};
-use crate::{
-    config::{JwtConfig, KeyConfig},
-    error::Error,
-};
+use crate::{config::KeyConfig, error::Error};
 
 /// The claims of a verified token.
 pub type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// Every configured identity provider, and the tokens verified lately.
 pub struct JwtAuth {
-    providers: Vec<Jwks>,
+    providers: Vec<Arc<Jwks>>,
     verified: TokenCache,
 }
 
@@ -126,22 +120,13 @@ pub fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl JwtAuth {
-    /// The providers of `configs`; `dir` resolves `jwks_file`s, `client` fetches
-    /// `jwks_url`s.
-    pub fn new(
-        configs: &[JwtConfig],
-        dir: &Path,
-        client: &reqwest::Client,
-    ) -> Result<JwtAuth, String> {
+    /// The identity providers, one key set each.
+    pub fn new(providers: Vec<Arc<Jwks>>) -> JwtAuth {
         super::jwks::install_provider();
-        let providers = configs
-            .iter()
-            .map(|c| Jwks::new(c, dir, client.clone()))
-            .collect::<Result<_, _>>()?;
-        Ok(JwtAuth {
+        JwtAuth {
             providers,
             verified: TokenCache::new(),
-        })
+        }
     }
 
     /// The key `token` acts as: verified (or verified lately, against the current keys,
@@ -236,7 +221,7 @@ impl JwtAuth {
     /// only to choose the keys; verification checks it again).
     fn provider_of(&self, token: &str) -> Result<(usize, &Jwks), Error> {
         if let [only] = self.providers.as_slice() {
-            return Ok((0, only));
+            return Ok((0, &**only));
         }
         #[derive(serde::Deserialize)]
         struct Issuer {
@@ -249,6 +234,7 @@ impl JwtAuth {
             .iter()
             .enumerate()
             .find(|(_, p)| Some(&p.config().issuer) == iss.as_ref())
+            .map(|(i, p)| (i, &**p))
             .ok_or_else(|| invalid("The token's issuer is not accepted."))
     }
 }

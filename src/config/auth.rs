@@ -107,7 +107,7 @@ pub enum JwksSource {
 }
 
 /// One `[[jwt]]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtConfig {
     pub issuer: String,
     pub audience: Vec<String>,
