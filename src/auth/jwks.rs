@@ -225,6 +225,12 @@ impl Jwks {
             let doc =
                 std::fs::read(path).map_err(|e| format!("jwks_file {}: {e}", path.display()))?;
             let set = KeySet::parse(&doc, config)?;
+            if set.keys.is_empty() {
+                return Err(format!(
+                    "jwks_file {}: no key usable for signatures with the configured algorithms",
+                    path.display()
+                ));
+            }
             jwks.store(set, Instant::now());
         }
         Ok(jwks)
@@ -452,5 +458,60 @@ impl jsonwebtoken::signature::Verifier<Vec<u8>> for RingVerifier {
 impl JwtVerifier for RingVerifier {
     fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JwksSource, JwtAlgorithm};
+
+    fn config(algorithms: Vec<JwtAlgorithm>) -> JwtConfig {
+        JwtConfig {
+            issuer: "i".into(),
+            audience: vec!["a".into()],
+            source: JwksSource::File("f".into()),
+            key_claim: "sub".into(),
+            leeway: Duration::from_secs(60),
+            algorithms,
+            refresh: Duration::from_secs(300),
+        }
+    }
+
+    const DOC: &str = r#"{"keys": [
+        {"kty": "RSA", "kid": "rsa", "n": "AQAB", "e": "AQAB"},
+        {"kty": "RSA", "kid": "rsa-enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
+        {"kty": "RSA", "kid": "rsa-ps", "alg": "PS256", "n": "AQAB", "e": "AQAB"},
+        {"kty": "EC", "kid": "p256", "crv": "P-256", "x": "AQAB", "y": "AQAB"},
+        {"kty": "EC", "kid": "p384", "crv": "P-384", "x": "AQAB", "y": "AQAB"},
+        {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "AQAB"},
+        {"kty": "oct", "kid": "hmac", "k": "AQAB"},
+        {"kty": "WEIRD", "kid": "weird"}
+    ]}"#;
+
+    fn kids(set: &KeySet) -> Vec<&str> {
+        set.keys.iter().filter_map(|k| k.kid.as_deref()).collect()
+    }
+
+    #[test]
+    fn only_signature_keys_for_the_configured_algorithms_are_kept() {
+        let default = vec![
+            JwtAlgorithm::Rs256,
+            JwtAlgorithm::Es256,
+            JwtAlgorithm::EdDsa,
+        ];
+        let set = KeySet::parse(DOC.as_bytes(), &config(default)).unwrap();
+        // Not: an encryption key, a PS256 key (not configured), a P-384 key (ES384 not
+        // configured), an HMAC key, an unknown type.
+        assert_eq!(kids(&set), ["rsa", "p256", "ed"]);
+        let rsa = &set.keys[0];
+        assert_eq!(rsa.validation.algorithms, [Algorithm::RS256]);
+        let set = KeySet::parse(
+            DOC.as_bytes(),
+            &config(vec![JwtAlgorithm::Ps256, JwtAlgorithm::Es384]),
+        )
+        .unwrap();
+        assert_eq!(kids(&set), ["rsa", "rsa-ps", "p384"]);
+        assert!(KeySet::parse(b"[]", &config(vec![JwtAlgorithm::Rs256])).is_err());
     }
 }
