@@ -71,9 +71,11 @@ pub enum Error {
         provider: Arc<str>,
         error: Box<ProviderError>,
     },
-    /// No valid API key on a gateway that requires one.
+    /// No valid credentials on a gateway that requires them (`code` says what failed:
+    /// `invalid_api_key`, `signature_invalid`, `signature_expired`, `signature_replayed`,
+    /// `token_invalid`, `token_expired`, `token_audience`).
     #[error("{message}")]
-    Unauthorized { message: String },
+    Unauthorized { message: String, code: &'static str },
     /// The caller's key may not do this (`code` says what).
     #[error("{message}")]
     Forbidden { message: String, code: &'static str },
@@ -276,10 +278,10 @@ impl Error {
                     Some("upstream_stream_error"),
                 ),
             },
-            Error::Unauthorized { .. } => (
+            Error::Unauthorized { code, .. } => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
-                Some("invalid_api_key"),
+                Some(*code),
             ),
             Error::Forbidden { code, .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", Some(*code))

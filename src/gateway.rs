@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerts::{Alert, Alerter},
-    auth::{CallerHeaders, Keys},
+    auth::{AuthState, Authenticated, CallerHeaders, Keys, signed::BodyDigest},
     background::Background,
     cache::ResponseCache,
     chat::ChatRequest,
@@ -87,6 +87,9 @@ pub struct Gateway {
     tracer: Option<Arc<crate::telemetry::otlp::Tracer>>,
     /// The `[telemetry]` the tracer was started with.
     telemetry: crate::config::TelemetryConfig,
+    /// The signatures of signed requests seen inside their window and the identity
+    /// providers' key sets; outlive reloads.
+    auth: Arc<AuthState>,
 }
 
 /// What the running price refresh was started from, and its stop.
@@ -136,12 +139,14 @@ impl Gateway {
         let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
         let telemetry = config.telemetry.clone();
         let tracer = crate::telemetry::otlp::Tracer::start(&telemetry, client.clone(), &background);
+        let auth = Arc::new(AuthState::new(Some(state.clone())));
         let live = Live::build(
             config,
             &clients,
             &health,
             &pricing,
             &limiter,
+            &auth,
             &Default::default(),
         )?;
         Ok(Gateway {
@@ -165,6 +170,7 @@ impl Gateway {
             errors: Recent::new(recent::ERRORS_KEPT),
             tracer,
             telemetry,
+            auth,
         })
     }
 
@@ -214,6 +220,7 @@ impl Gateway {
             &self.health,
             &self.pricing,
             &self.limiter,
+            &self.auth,
             &self.routes.snapshot(),
         )?);
         self.health.set_config(live.config.breaker);
@@ -395,12 +402,24 @@ impl Gateway {
         self.clients.default_client()
     }
 
-    /// The model names the caller may use (all of them for anonymous callers).
-    pub fn visible_models(&self, caller: CallerHeaders) -> Result<Vec<String>, Error> {
+    /// The model names the caller may use (all of them for anonymous callers). A signed
+    /// request for them is checked over `body` (`None`: an empty body).
+    pub async fn visible_models(
+        &self,
+        caller: CallerHeaders,
+        body: Option<BodyDigest>,
+    ) -> Result<Vec<String>, Error> {
         let live = self.live();
         let client_addr = caller.client_addr;
-        let caller = live.keys.caller(caller)?;
+        let caller = match live.keys.authenticate(caller).await? {
+            Authenticated::Caller(c) => c,
+            Authenticated::Signed(pending) => {
+                let body = body.unwrap_or_else(|| BodyDigest::of(b""));
+                live.keys.verify_signed(*pending, &body).await?
+            }
+        };
         crate::network::check_key(&caller, client_addr)?;
+        caller.authorize()?;
         // The key's model and provider lists, as the hard filters apply them: a model is
         // listed when at least one of its deployments passes both.
         let allowed = |m: &crate::routing::ModelRoute| match &caller.key {
@@ -519,6 +538,7 @@ impl Live {
         health: &health::Registry,
         pricing: &Arc<Pricing>,
         limiter: &Arc<limits::Limiter>,
+        auth: &Arc<AuthState>,
         overrides: &std::collections::BTreeMap<String, Applied>,
     ) -> Result<Live, Error> {
         let (effective, mut applied) = routes::effective(&config, overrides);
@@ -542,7 +562,8 @@ impl Live {
         for (model, source) in applied {
             catalog.mark_overridden(&model, source);
         }
-        let keys = Keys::new(&config.keys);
+        let keys = Keys::build(&config, clients.default_client(), auth.clone())
+            .map_err(|detail| Error::Internal { detail })?;
         Ok(Live {
             rules: limits::Rules::new(&config),
             limiter: limiter.clone(),

@@ -11,14 +11,16 @@
 //!
 //! 1. **ingress** — [`pipeline`]'s [`gateway::Gateway::ingress`], shared by every surface
 //!    and run before any body is read: one live snapshot, the request id, authentication
-//!    from the headers ([`auth`]), the request's place in `server.max_in_flight`, and the
-//!    request record. Then the surface decodes: [`api::openai`] (the REST shim reads the
-//!    body under a size limit and `server.body_timeout_ms`) or [`api::grpc`] (the
-//!    `switchyard.v1.Gateway` service), both into one canonical [`chat::ChatRequest`];
-//!    [`server`] serves both on every listener (TLS when configured), behind
-//!    [`network::guard`]: the request head's limits, the client's address (trusted
-//!    proxies), CORS and the gateway's IP allowlist, for every path; a key's own
-//!    allowlist is checked at ingress.
+//!    from the headers ([`auth`]: a bearer key, a JWT, or a signed request's headers), the
+//!    request's place in `server.max_in_flight`, and the request record. Then the surface
+//!    decodes: [`api::openai`] (the REST shim reads the body under a size limit and
+//!    `server.body_timeout_ms`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
+//!    a signed request's signature is checked over the body and against replays
+//!    ([`pipeline::Call::verify_body`]); both decode into one canonical
+//!    [`chat::ChatRequest`]; [`server`] serves both on every listener (TLS when
+//!    configured), behind [`network::guard`]: the request head's limits, the client's
+//!    address (trusted proxies), CORS and the gateway's IP allowlist, for every path; a
+//!    key's own allowlist is checked at ingress.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a
 //!    [`pipeline::stages::Stage`], in two runs around the response cache. First `admit`:
 //!    `authorize` (the security level asked for is within the key's), then `validate`.

@@ -66,6 +66,7 @@ fn authorize(gw: &Gateway, headers: &HeaderMap, method: &Method, uri: &Uri) -> R
     } else {
         let e = Error::Unauthorized {
             message: "admin endpoints need `Authorization: Bearer <admin.api_key>`".to_owned(),
+            code: "invalid_api_key",
         };
         Err(e)
     }
@@ -244,5 +245,6 @@ pub fn explain_caller(
         key,
         level,
         route_headers: headers.route,
+        method: crate::auth::AuthMethod::None,
     })
 }

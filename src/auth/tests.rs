@@ -4,7 +4,8 @@ use crate::config::Secret;
 fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
     KeyConfig {
         name: name.into(),
-        key: Secret::resolve(token).unwrap(),
+        key: Some(Secret::resolve(token).unwrap()),
+        hmac_secret: None,
         tags: vec!["beta".into()],
         allowed_providers: vec![],
         allowed_models: vec![],
@@ -81,4 +82,105 @@ fn a_level_above_the_keys_maximum_is_refused_not_lowered() {
         .caller(headers(&[auth, ("x-security-level", "secret")]))
         .unwrap_err();
     assert_eq!(bad.spec().status.as_u16(), 400);
+}
+
+fn signer(name: &str, secret: &str) -> KeyConfig {
+    KeyConfig {
+        key: None,
+        hmac_secret: Some(Secret::new(secret)),
+        ..key(name, "sk-unused-0123456789", SecurityLevel::High)
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_signed_request_waits_for_its_body_then_is_its_keys_once() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let keys = Keys::new(&[signer("s", secret)]);
+    let ts = now().to_string();
+    let sig = signed::sign(
+        secret.as_bytes(),
+        "POST",
+        "/v1/chat/completions",
+        &ts,
+        b"{}",
+    );
+    let h = || {
+        headers(&[
+            ("x-switchyard-key-id", "s"),
+            ("x-switchyard-timestamp", &ts),
+            ("x-switchyard-signature", &sig),
+            ("x-security-level", "medium"),
+        ])
+        .with_target("POST", "/v1/chat/completions")
+    };
+    let Authenticated::Signed(pending) = keys.authenticate(h()).await.unwrap() else {
+        panic!("a signed request is pending until its body is in");
+    };
+    let caller = keys
+        .verify_signed(*pending, &BodyDigest::of(b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(caller.key.unwrap().name, "s");
+    assert_eq!(
+        (caller.method, caller.level),
+        (AuthMethod::Hmac, SecurityLevel::Medium)
+    );
+    // The same signature again: a replay.
+    let Authenticated::Signed(pending) = keys.authenticate(h()).await.unwrap() else {
+        panic!("pending");
+    };
+    let e = keys
+        .verify_signed(*pending, &BodyDigest::of(b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.spec().code, Some("signature_replayed"));
+    // Without the target, nothing can verify.
+    let bare = headers(&[
+        ("x-switchyard-key-id", "s"),
+        ("x-switchyard-timestamp", &ts),
+        ("x-switchyard-signature", &sig),
+    ]);
+    let Authenticated::Signed(pending) = keys.authenticate(bare).await.unwrap() else {
+        panic!("pending");
+    };
+    let e = keys
+        .verify_signed(*pending, &BodyDigest::of(b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.spec().code, Some("signature_invalid"));
+}
+
+#[tokio::test]
+async fn a_secret_is_not_a_bearer_token_and_bearer_calls_say_so() {
+    let keys = Keys::new(&[
+        signer("s", "0123456789abcdef0123456789abcdef"),
+        key("b", "sk-team-b-0123456789", SecurityLevel::High),
+    ]);
+    let e = keys
+        .authenticate(headers(&[(
+            "authorization",
+            "Bearer 0123456789abcdef0123456789abcdef",
+        )]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.spec().code, Some("invalid_api_key"));
+    let Authenticated::Caller(c) = keys
+        .authenticate(headers(&[("authorization", "Bearer sk-team-b-0123456789")]))
+        .await
+        .unwrap()
+    else {
+        panic!("a bearer key is checked at once");
+    };
+    assert_eq!(c.method, AuthMethod::Bearer);
+    let Authenticated::Caller(c) = Keys::new(&[]).authenticate(headers(&[])).await.unwrap() else {
+        panic!("anonymous");
+    };
+    assert_eq!(c.method, AuthMethod::None);
 }

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub telemetry: super::TelemetryFile,
     #[serde(default)]
     pub security: super::SecurityFile,
+    #[serde(default)]
+    pub jwt: Vec<super::JwtFile>,
 }
 
 /// `[alerts]`.
@@ -85,7 +87,9 @@ pub struct SecurityTierFile {
 pub struct KeyFile {
     pub name: String,
     /// The bearer token: `env:NAME` or a literal.
-    pub key: String,
+    pub key: Option<String>,
+    /// The secret signed requests of this key are signed with (`env:NAME` or a literal).
+    pub hmac_secret: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     /// Providers this key may reach (empty: all).

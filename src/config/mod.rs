@@ -4,6 +4,7 @@
 //! (unknown keys are errors), and one `TryFrom` turns it into a [`Config`] whose every
 //! value has been checked, with each error naming the offending key.
 
+mod auth;
 mod default;
 mod file;
 mod network;
@@ -18,6 +19,7 @@ use std::{
     time::Duration,
 };
 
+pub use auth::{Audience, DEFAULT_SIGNATURE_WINDOW, JwksSource, JwtAlgorithm, JwtConfig, JwtFile};
 pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{
     AdminFile, AlertsFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile,
@@ -65,6 +67,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// IP allowlist, trusted proxies, CORS, TLS, request limits (`network.rs`).
     pub network: NetworkConfig,
+    /// Identity providers whose JWTs are accepted (`[[jwt]]`).
+    pub jwt: Vec<JwtConfig>,
+    /// How far a signed request's timestamp may be from the clock, either way.
+    pub signature_window: Duration,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -142,7 +148,10 @@ impl SecurityTiers {
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
     pub name: String,
-    pub key: Secret,
+    /// The bearer token, if the key has one.
+    pub key: Option<Secret>,
+    /// The secret its signed requests are signed with, if it signs.
+    pub hmac_secret: Option<Secret>,
     pub tags: Vec<String>,
     pub allowed_providers: Vec<String>,
     pub allowed_models: Vec<String>,
@@ -702,7 +711,12 @@ impl TryFrom<FileConfig> for Config {
         }
         let routing = routing_config(&file.routing)?;
         let security_tiers = security_tiers(file.security_tiers)?;
+        let jwt = auth::jwt_configs(file.jwt)?;
+        let signature_window = auth::signature_window(&file.security)?;
         let keys = keys(file.keys, &providers, &models)?;
+        for (i, k) in keys.iter().enumerate() {
+            auth::check_key_credentials(i, k, !jwt.is_empty())?;
+        }
         let admin_key = file
             .admin
             .api_key
@@ -757,6 +771,8 @@ impl TryFrom<FileConfig> for Config {
             cache,
             telemetry,
             network,
+            jwt,
+            signature_window,
             dir: PathBuf::from("."),
         })
     }
@@ -851,16 +867,27 @@ fn keys(
                 format!("duplicate key name `{}`", k.name),
             ));
         }
-        let secret = Secret::resolve(&k.key).map_err(|r| ConfigError::new(key("key"), r))?;
-        if secret.expose().len() < 16 {
-            return Err(ConfigError::new(
-                key("key"),
-                "must be at least 16 characters",
-            ));
+        let secret = k
+            .key
+            .as_deref()
+            .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new(key("key"), r)))
+            .transpose()?;
+        if let Some(secret) = &secret {
+            if secret.expose().len() < 16 {
+                return Err(ConfigError::new(
+                    key("key"),
+                    "must be at least 16 characters",
+                ));
+            }
+            if keys.iter().any(|q| q.key.as_ref() == Some(secret)) {
+                return Err(ConfigError::new(key("key"), "is the same as another key's"));
+            }
         }
-        if keys.iter().any(|q| q.key.expose() == secret.expose()) {
-            return Err(ConfigError::new(key("key"), "is the same as another key's"));
-        }
+        let hmac_secret = k
+            .hmac_secret
+            .as_deref()
+            .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new(key("hmac_secret"), r)))
+            .transpose()?;
         if let Some(p) = k
             .allowed_providers
             .iter()
@@ -907,6 +934,7 @@ fn keys(
         keys.push(KeyConfig {
             name: k.name,
             key: secret,
+            hmac_secret,
             tags: k.tags,
             allowed_providers: k.allowed_providers,
             allowed_models: k.allowed_models,

@@ -9,10 +9,14 @@ use serde::Deserialize;
 use super::{ConfigError, ServerFile};
 use crate::network::{cidr::CidrSet, cors::Cors};
 
-/// `[security]`: the network controls' part of it.
+/// `[security]`: the network controls' fields, and caller authentication's
+/// `signature_window_s` (read by `auth.rs`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityFile {
+    /// How far a signed request's `x-switchyard-timestamp` may be from the gateway's
+    /// clock, either way, in seconds (default 300).
+    pub signature_window_s: Option<u64>,
     /// CIDR blocks allowed to call the gateway (empty: everyone).
     #[serde(default)]
     pub ip_allowlist: Vec<String>,

@@ -59,6 +59,7 @@ fn each_variant_has_one_status_code_and_type() {
         (
             Error::Unauthorized {
                 message: "m".into(),
+                code: "invalid_api_key",
             },
             StatusCode::UNAUTHORIZED,
             Code::Unauthenticated,
@@ -173,6 +174,7 @@ fn each_error_has_one_class_from_the_closed_set() {
         (
             Error::Unauthorized {
                 message: "x".into(),
+                code: "invalid_api_key",
             },
             Caller,
         ),

@@ -6,7 +6,9 @@
 //! 1. [`Gateway::ingress`] takes one live snapshot, mints the request id, authenticates
 //!    the caller from its headers, takes the request's place in `server.max_in_flight`
 //!    and starts the request record — all before a body is read;
-//! 2. the surface decodes the body into the canonical [`ChatRequest`];
+//! 2. the surface reads the body; a signed request's signature is checked over it
+//!    ([`Call::verify_body`]: only signed requests hash their body), and the body is
+//!    decoded into the canonical [`ChatRequest`];
 //! 3. [`Gateway::serve`] labels the record with the catalog's name for the model, runs
 //!    the [`stages`] in order, looks the request up in the response cache
 //!    ([`crate::cache`]: a hit is the answer, replayed as a stream when one was asked
@@ -29,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 pub use stream::{Delivered, OpenStream, Trailer};
 
 use crate::{
-    auth::{Caller, CallerHeaders},
+    auth::{Authenticated, Caller, CallerHeaders, PendingSignature, signed::BodyDigest},
     cache,
     chat::{ChatRequest, ChatResponse},
     error::Error,
@@ -46,6 +48,11 @@ use crate::{
 pub struct Call {
     live: Arc<Live>,
     caller: Caller,
+    /// A signed request until its signature is checked over the body; [`Gateway::serve`]
+    /// refuses a call that still has one.
+    pending: Option<Box<PendingSignature>>,
+    /// The usage ledger's hook, held until a signed request's signature verifies.
+    ledger_hook: Option<crate::telemetry::EndHook>,
     record: RequestRecord,
     admitted: Admitted,
     /// The figures of the tightest limits the call was admitted under, for the answer's
@@ -73,6 +80,30 @@ impl Call {
     /// Who is calling.
     pub fn caller(&self) -> &Caller {
         &self.caller
+    }
+
+    /// Whether the call is a signed request whose body must be verified
+    /// ([`Call::verify_body`]) before it is served.
+    pub fn awaits_signature(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Checks a signed request's signature over its body (the bytes read, or for gRPC the
+    /// encoded message) and against replays; from then on the call is its key's. A call
+    /// that is not signed passes as it is.
+    pub async fn verify_body(&mut self, body: &BodyDigest) -> Result<(), Error> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let caller = self.live.keys.verify_signed(*pending, body).await?;
+        crate::network::check_key(&caller, self.record.client_addr)?;
+        self.record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
+        self.record.auth_method = Some(caller.method.as_str());
+        if let Some(hook) = self.ledger_hook.take() {
+            self.record.on_end(hook);
+        }
+        self.caller = caller;
+        Ok(())
     }
 
     /// Ends the call with `error` before any attempt (a body that could not be read or
@@ -152,7 +183,7 @@ impl Gateway {
     /// The ingress step shared by every surface, before any body is read: one live
     /// snapshot, the request id (`sent_id` when sane), authentication from the headers,
     /// and the request's place in `server.max_in_flight`.
-    pub fn ingress(
+    pub async fn ingress(
         &self,
         surface: Surface,
         sent_id: Option<&str>,
@@ -171,20 +202,30 @@ impl Gateway {
         let headers_cache = headers.cache;
         record.client_addr = headers.client_addr;
         let client_addr = headers.client_addr;
-        let caller = match live
-            .keys
-            .authenticate(headers)
-            .and_then(|c| crate::network::check_key(&c, client_addr).map(|()| c))
-        {
+        let authenticated = live.keys.authenticate(headers).await.and_then(|a| match a {
+            Authenticated::Caller(c) => {
+                crate::network::check_key(&c, client_addr).map(|()| (c, None))
+            }
+            // A signed caller's key is known once its signature is (`verify_body`).
+            Authenticated::Signed(pending) => Ok((Caller::anonymous(), Some(pending))),
+        });
+        let (caller, pending) = match authenticated {
             Ok(c) => c,
             Err(e) => return Err(refuse(record, e, failover::Attempts::default())),
         };
         let directive = headers_cache;
         let mut record = record;
         record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
-        // Authenticated calls only: a stranger's 401s must not mint ledger rows.
-        if let Some(ledger) = self.ledger() {
-            record.on_end(ledger.hook());
+        if pending.is_none() {
+            record.auth_method = Some(caller.method.as_str());
+        }
+        // Authenticated calls only: a stranger's 401s must not mint ledger rows (a signed
+        // request's hook waits for its signature).
+        let mut ledger_hook = self.ledger().map(|l| l.hook());
+        if pending.is_none()
+            && let Some(hook) = ledger_hook.take()
+        {
+            record.on_end(hook);
         }
         let admitted = match self.admit(&live) {
             Ok(a) => a,
@@ -198,6 +239,8 @@ impl Gateway {
         Ok(Call {
             live,
             caller,
+            pending,
+            ledger_hook,
             record,
             admitted,
             rate_limits: crate::limits::Granted::default(),
@@ -209,6 +252,10 @@ impl Gateway {
 
     /// Serves one decoded call: the stages in order, then routing and the attempts.
     pub async fn serve(self: &Arc<Self>, mut call: Call, mut request: ChatRequest) -> Answer {
+        if call.pending.is_some() {
+            // Fail closed: a surface that forgot the body check must not serve the call.
+            return self.refused(call, crate::auth::signed::invalid());
+        }
         let label = call
             .live
             .catalog

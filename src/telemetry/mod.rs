@@ -145,6 +145,9 @@ pub struct RequestRecord {
     pub key: Option<std::sync::Arc<str>>,
     /// The client's address as the gateway decided it (`network::client_ip`).
     pub client_addr: Option<std::net::IpAddr>,
+    /// How the caller authenticated (`bearer`, `hmac`, `jwt`, `none`); `None` when it
+    /// did not.
+    pub auth_method: Option<&'static str>,
     /// The serving deployment's id (`provider/model`).
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
@@ -223,6 +226,7 @@ impl RequestRecord {
             cache: None,
             saved_usd: None,
             key: None,
+            auth_method: None,
             deployment: None,
             price: None,
             kind: None,
@@ -338,6 +342,7 @@ impl RequestRecord {
                 saved_usd: self.saved_usd,
                 key: self.key.as_deref(),
                 client_addr: self.client_addr,
+                auth_method: self.auth_method,
                 deployment: self.deployment.as_deref(),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),

@@ -50,6 +50,10 @@ pub struct Line<'a> {
     /// The client's address (`network::client_ip`), for the audit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<std::net::IpAddr>,
+    /// How the caller authenticated: `bearer`, `hmac`, `jwt` or `none` (absent when it
+    /// did not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<&'a str>,
     pub latency_ms: f64,
@@ -175,6 +179,7 @@ mod tests {
             saved_usd: None,
             key: None,
             client_addr: None,
+            auth_method: Some("hmac"),
             deployment: None,
             latency_ms: 1.5,
             ttft_ms: None,
@@ -193,6 +198,7 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&line).unwrap();
         assert_eq!(v["request_id"], "id \"quoted\"\n");
         assert_eq!(v["cache"], "miss");
+        assert_eq!(v["auth_method"], "hmac");
         assert_eq!(v["prompt_tokens"], 3);
         assert_eq!(v["target"], TARGET);
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");

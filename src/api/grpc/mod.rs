@@ -4,6 +4,7 @@
 //! the attempts travel as response metadata, like the REST headers.
 
 mod convert;
+mod signed;
 
 use std::{pin::Pin, sync::Arc};
 
@@ -52,7 +53,10 @@ pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
         (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
         (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "gRPC reflection is unavailable"),
     }
-    routes.prepare().into_axum_router()
+    routes
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(signed::digest_body))
 }
 
 /// The `switchyard.v1.Gateway` implementation.
@@ -75,10 +79,23 @@ impl GrpcGateway {
             .metadata()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok());
-        let call = self
+        let path = if stream { CHAT_STREAM_PATH } else { CHAT_PATH };
+        let headers = caller_headers(&request).with_target("POST", path);
+        let mut call = self
             .gateway
-            .ingress(Surface::Grpc, sent_id, caller_headers(&request))
+            .ingress(Surface::Grpc, sent_id, headers)
+            .await
             .map_err(|r| refusal_status(&r))?;
+        if call.awaits_signature() {
+            // No digest: the body was not one plain message; the signature cannot match.
+            let verified = match request.extensions().get::<signed::SignedBody>() {
+                Some(body) => call.verify_body(&body.0).await,
+                None => Err(crate::auth::signed::invalid()),
+            };
+            if let Err(e) = verified {
+                return Err(refusal_status(&call.refuse(e)));
+            }
+        }
         let chat = match convert::chat_request(request.into_inner(), stream) {
             Ok(c) => c,
             Err(e) => return Err(refusal_status(&call.refuse(e))),
@@ -152,9 +169,19 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let request_id = request_id(&request);
+        let headers = caller_headers(&request).with_target("POST", LIST_MODELS_PATH);
+        // A signed call signs the encoded ListModelsRequest, hashed on the way in.
+        let body = request
+            .extensions()
+            .get::<signed::SignedBody>()
+            .map(|b| b.0);
+        if headers.signed.any() && body.is_none() {
+            return Err(status(&crate::auth::signed::invalid(), &request_id, ""));
+        }
         let models = self
             .gateway
-            .visible_models(caller_headers(&request))
+            .visible_models(headers, body)
+            .await
             .map_err(|e| status(&e, &request_id, ""))?
             .into_iter()
             .map(|id| pb::Model {
@@ -166,6 +193,11 @@ impl pb::gateway_server::Gateway for GrpcGateway {
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
 }
+
+/// The method paths a signed call signs.
+const CHAT_PATH: &str = "/switchyard.v1.Gateway/Chat";
+const CHAT_STREAM_PATH: &str = "/switchyard.v1.Gateway/ChatStream";
+const LIST_MODELS_PATH: &str = "/switchyard.v1.Gateway/ListModels";
 
 /// The caller's key, security level and routing headers from gRPC metadata, and the
 /// client's address as the network layer decided it.
@@ -202,7 +234,13 @@ pub fn status(error: &Error, request_id: &str, attempts: &str) -> Status {
     }
     let spec = error.spec();
     let fields = error.openai_fields(request_id);
-    let mut st = Status::new(spec.grpc, fields.message);
+    // Authentication and permission refusals name their reason in the message too, as
+    // gRPC clients often show only the code and the message.
+    let message = match (&fields.code, spec.status.as_u16()) {
+        (Some(code), 401 | 403) => format!("{code}: {}", fields.message),
+        _ => fields.message.clone(),
+    };
+    let mut st = Status::new(spec.grpc, message);
     let md = st.metadata_mut();
     insert(md, REQUEST_ID_HEADER, request_id);
     insert(md, "x-switchyard-error-type", &fields.kind);

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::{errors::refusal_response, sse};
 use crate::{
     api::{ATTEMPTS_HEADER, PROVIDER_HEADER, REQUEST_ID_HEADER},
+    auth::signed::BodyDigest,
     cache::CACHE_HEADER,
     chat::ChatRequest,
     error::Error,
@@ -26,26 +27,35 @@ use crate::{
 pub(super) async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
     client: ClientAddr,
+    uri: http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     // Authenticated and counted in before a byte of the body is read: an anonymous flood
-    // of slow uploads is refused at its headers.
+    // of slow uploads is refused at its headers (a signed request's headers are checked
+    // for form and freshness here, its signature once the body is in).
     let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let call = match gw.ingress(
-        Surface::Rest,
-        sent_id,
-        network::caller_headers(&headers, client),
-    ) {
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let caller = network::caller_headers(&headers, client).with_target("POST", target);
+    let mut call = match gw.ingress(Surface::Rest, sent_id, caller).await {
         Ok(call) => call,
         Err(refusal) => return refusal_response(&refusal),
     };
     let server = &call.live().config.server;
-    let request =
-        match read_request(&headers, body, server.max_body_bytes, server.body_timeout).await {
-            Ok(r) => r,
-            Err(e) => return refusal_response(&call.refuse(e)),
-        };
+    let bytes = match read_body(&headers, body, server.max_body_bytes, server.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => return refusal_response(&call.refuse(e)),
+    };
+    // Only signed requests pay for hashing their body.
+    if call.awaits_signature()
+        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
+    {
+        return refusal_response(&call.refuse(e));
+    }
+    let request = match parse_request(&bytes) {
+        Ok(r) => r,
+        Err(e) => return refusal_response(&call.refuse(e)),
+    };
     match gw.serve(call, request).await {
         Answer::Complete(done) => match serde_json::to_vec(&done.response) {
             Ok(body) => {
@@ -108,13 +118,13 @@ fn head_headers(h: &mut HeaderMap, head: &Head) {
     h.insert(CACHE, HeaderValue::from_static(head.cache.as_str()));
 }
 
-/// Reads the body within the size limit and the deadline, and parses it.
-async fn read_request(
+/// Reads the body within the size limit and the deadline.
+async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     deadline: Duration,
-) -> Result<ChatRequest, Error> {
+) -> Result<Bytes, Error> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -138,7 +148,7 @@ async fn read_request(
             });
         }
     };
-    parse_request(&bytes)
+    Ok(bytes)
 }
 
 /// Parses a chat request, turning serde's complaint into a 400 a person can act on.

@@ -18,6 +18,7 @@ use serde_json::json;
 pub use errors::{error_response, refusal_response};
 
 use crate::{
+    auth::CallerHeaders,
     error::Error,
     gateway::Gateway,
     network::{self, ClientAddr},
@@ -41,12 +42,22 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" })
 }
 
+/// The caller's headers and address, with what a signed GET signs: the path and query.
+fn get_caller(headers: &HeaderMap, client: ClientAddr, uri: &Uri) -> CallerHeaders {
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    network::caller_headers(headers, client).with_target("GET", target)
+}
+
 async fn list_models(
     State(gw): State<Arc<Gateway>>,
     client: ClientAddr,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    match gw.visible_models(network::caller_headers(&headers, client)) {
+    match gw
+        .visible_models(get_caller(&headers, client, &uri), None)
+        .await
+    {
         Ok(names) => {
             let data: Vec<_> = names.iter().map(|m| model_object(m)).collect();
             Json(json!({ "object": "list", "data": data })).into_response()
@@ -58,10 +69,14 @@ async fn list_models(
 async fn get_model(
     State(gw): State<Arc<Gateway>>,
     client: ClientAddr,
+    uri: Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match gw.visible_models(network::caller_headers(&headers, client)) {
+    match gw
+        .visible_models(get_caller(&headers, client, &uri), None)
+        .await
+    {
         Ok(names) if names.contains(&id) => Json(model_object(&id)).into_response(),
         Ok(_) => error_response(&Error::ModelNotFound { model: id }, "", ""),
         Err(e) => error_response(&e, "", ""),

@@ -95,6 +95,7 @@ async fn status_data(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
     {
         let e = Error::Unauthorized {
             message: "the status data needs `Authorization: Bearer <admin.api_key>`".to_owned(),
+            code: "invalid_api_key",
         };
         return error_response(&e, "", "");
     }

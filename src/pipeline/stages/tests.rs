@@ -47,6 +47,7 @@ async fn authorize_refuses_a_level_above_the_keys_maximum() {
                 ("x-security-level", "high"),
             ]),
         )
+        .await
         .unwrap();
     let err = Authorize
         .run(&mut call, &mut request(HELLO))
@@ -65,6 +66,7 @@ async fn authorize_lets_the_keys_own_level_through() {
             None,
             headers(&[("authorization", "Bearer sk-low-only-0123456789")]),
         )
+        .await
         .unwrap();
     Authorize.run(&mut call, &mut request(HELLO)).await.unwrap();
 }
@@ -73,7 +75,10 @@ async fn authorize_lets_the_keys_own_level_through() {
 async fn validate_refuses_an_empty_model_and_no_messages() {
     let gw = gateway();
     let key = [("authorization", "Bearer sk-low-only-0123456789")];
-    let mut call = gw.ingress(Surface::Rest, None, headers(&key)).unwrap();
+    let mut call = gw
+        .ingress(Surface::Rest, None, headers(&key))
+        .await
+        .unwrap();
     let err = Validate
         .run(
             &mut call,
@@ -95,6 +100,7 @@ async fn ingress_refuses_a_missing_key_before_taking_a_slot() {
     let gw = gateway();
     let refusal = gw
         .ingress(Surface::Rest, Some("req-1"), headers(&[]))
+        .await
         .err()
         .unwrap();
     assert_eq!(refusal.error.spec().status, 401);
@@ -114,6 +120,7 @@ async fn a_refused_stage_ends_the_call_and_frees_its_slot() {
                 ("x-security-level", "medium"),
             ]),
         )
+        .await
         .unwrap();
     assert_eq!(gw.in_flight(), 1);
     let Answer::Refused(refusal) = gw.serve(call, request(HELLO)).await else {
@@ -131,11 +138,17 @@ async fn the_stages_run_in_order_and_a_refusal_names_its_stage() {
         ("x-security-level", "high"),
     ];
     // Both stages would refuse this one: authorize runs first.
-    let mut call = gw.ingress(Surface::Rest, None, headers(&key)).unwrap();
+    let mut call = gw
+        .ingress(Surface::Rest, None, headers(&key))
+        .await
+        .unwrap();
     let mut empty = request(r#"{"model":"m","messages":[]}"#);
     let (stage, err) = admit(&mut call, &mut empty).await.unwrap_err();
     assert_eq!((stage, err.spec().status.as_u16()), (Authorize::NAME, 403));
-    let mut call = gw.ingress(Surface::Rest, None, headers(&key[..1])).unwrap();
+    let mut call = gw
+        .ingress(Surface::Rest, None, headers(&key[..1]))
+        .await
+        .unwrap();
     let (stage, _) = admit(&mut call, &mut empty).await.unwrap_err();
     assert_eq!(stage, Validate::NAME);
     admit(&mut call, &mut request(HELLO)).await.unwrap();
