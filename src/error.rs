@@ -64,6 +64,11 @@ pub enum Error {
     /// The caller's key may not do this (`code` says what).
     #[error("{message}")]
     Forbidden { message: String, code: &'static str },
+    /// A data control refused the request or its answer: redaction in `block` mode
+    /// (`pii_detected`), a content rule (`content_policy_violation`). The message names the
+    /// detector or rule, never the matched text.
+    #[error("{message}")]
+    Refused { message: String, code: &'static str },
     /// The gateway is at its limit (`server.max_in_flight`), or every deployment of the
     /// model is at its `max_concurrent`: refused at once rather than queued.
     #[error("{message}")]
@@ -157,9 +162,10 @@ impl Error {
             | Error::RouteNotFound { .. }
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized { .. } => ErrorClass::Caller,
-            Error::Forbidden { .. } | Error::RateLimited { .. } | Error::QuotaExceeded { .. } => {
-                ErrorClass::Policy
-            }
+            Error::Forbidden { .. }
+            | Error::Refused { .. }
+            | Error::RateLimited { .. }
+            | Error::QuotaExceeded { .. } => ErrorClass::Policy,
             // A provider's 4xx about the request itself (not retried), or a request no
             // deployment's format can express, is the caller's; the rest is the providers'.
             Error::Upstream { error, .. } => match &**error {
@@ -252,6 +258,9 @@ impl Error {
             ),
             Error::Forbidden { code, .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", Some(*code))
+            }
+            Error::Refused { code, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", Some(*code))
             }
             Error::Overloaded { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -47,6 +47,8 @@ pub struct Live {
     /// The config's limits, and the gateway's limiter that counts against them.
     pub rules: limits::Rules,
     pub limiter: Arc<limits::Limiter>,
+    /// The models' guard scripts, loaded with the snapshot.
+    pub guards: crate::guard::Guards,
 }
 
 /// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, what outlives
@@ -541,7 +543,9 @@ impl Live {
             catalog.mark_overridden(&model, source);
         }
         let keys = Keys::new(&config.keys);
+        let guards = crate::guard::Guards::load(&config)?;
         Ok(Live {
+            guards,
             rules: limits::Rules::new(&config),
             limiter: limiter.clone(),
             config,

@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub cache: Option<CacheFile>,
     #[serde(default)]
     pub telemetry: super::TelemetryFile,
+    #[serde(default)]
+    pub redaction: super::RedactionFile,
+    #[serde(default)]
+    pub content_rules: Vec<super::ContentRuleFile>,
 }
 
 /// `[alerts]`.
@@ -101,6 +105,8 @@ pub struct KeyFile {
     #[serde(default)]
     pub model_limits: BTreeMap<String, LimitsFile>,
     pub budget: Option<BudgetFile>,
+    /// A redaction profile's name, `off`, or a profile inline.
+    pub redaction: Option<super::KeyRedactionFile>,
 }
 
 /// `[admin]`.
@@ -242,6 +248,8 @@ pub struct ModelFile {
     pub cache_ttl_s: Option<u64>,
     /// Limits on the model across all keys.
     pub limits: Option<LimitsFile>,
+    /// A guard script (`scripts_dir/<guard>.lua`) run on every request for the model.
+    pub guard: Option<String>,
 }
 
 /// One entry of `models[].deployments`. The capability keys override what the built-in

@@ -4,6 +4,7 @@
 //! (unknown keys are errors), and one `TryFrom` turns it into a [`Config`] whose every
 //! value has been checked, with each error naming the offending key.
 
+mod data;
 mod default;
 mod file;
 mod secret;
@@ -17,6 +18,9 @@ use std::{
     time::Duration,
 };
 
+pub use data::{
+    ContentRuleFile, DataConfig, KeyRedactionFile, ProfileFile, RedactionChoice, RedactionFile,
+};
 pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{
     AdminFile, AlertsFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile,
@@ -59,6 +63,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The OTLP trace export (`[telemetry]`); read at start only.
     pub telemetry: TelemetryConfig,
+    /// `[redaction]`, `[[content_rules]]` and the models' guards, compiled.
+    pub data: DataConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -407,6 +413,7 @@ impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(file: FileConfig) -> Result<Self, ConfigError> {
+        let data = data::data_config(&file)?;
         let server = ServerConfig {
             http_addr: parse_addr("server.http_addr", file.server.http_addr.as_deref())?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -736,6 +743,7 @@ impl TryFrom<FileConfig> for Config {
             state,
             cache,
             telemetry,
+            data,
             dir: PathBuf::from("."),
         })
     }
