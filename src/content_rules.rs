@@ -148,11 +148,10 @@ impl ContentRules {
             let mut rules = Vec::new();
             for (i, ps) in &compiled {
                 let s = &specs[*i];
-                let applies = match (s.on, side) {
-                    (On::Both, _) => true,
-                    (On::Prompt, Side::Prompt) | (On::Response, Side::Response) => true,
-                    _ => false,
-                };
+                let applies = matches!(
+                    (s.on, side),
+                    (On::Both, _) | (On::Prompt, Side::Prompt) | (On::Response, Side::Response)
+                );
                 if !applies {
                     continue;
                 }

@@ -259,9 +259,11 @@ impl Error {
             Error::Forbidden { code, .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", Some(*code))
             }
-            Error::Refused { code, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error", Some(*code))
-            }
+            Error::Refused { code, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some(*code),
+            ),
             Error::Overloaded { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",

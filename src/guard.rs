@@ -87,14 +87,18 @@ impl Guards {
     }
 }
 
-fn read(name: &str, dir: Option<&std::path::Path>, limits: policy::Limits) -> Result<GuardScript, Error> {
+fn read(
+    name: &str,
+    dir: Option<&std::path::Path>,
+    limits: policy::Limits,
+) -> Result<GuardScript, Error> {
     let err = |reason: String| Error::Internal {
         detail: format!("guard `{name}`: {reason}"),
     };
     let dir = dir.ok_or_else(|| err("routing.scripts_dir is not set".to_owned()))?;
     let path = dir.join(format!("{name}.lua"));
-    let source = std::fs::read_to_string(&path)
-        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let source =
+        std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let script = GuardScript {
         name: Arc::from(name),
         source: Arc::from(source),

@@ -43,7 +43,10 @@ async fn a_blocked_prompt_is_refused_naming_the_rule_and_never_sent() {
         let body = resp.text().await.unwrap();
         let e = error_of(&body);
         assert_eq!(e["code"], "content_policy_violation");
-        assert!(e["message"].as_str().unwrap().contains("`weapons`"), "{body}");
+        assert!(
+            e["message"].as_str().unwrap().contains("`weapons`"),
+            "{body}"
+        );
         assert!(!body.to_lowercase().contains("bomb"), "{body}");
     }
     // Also in a tool result.
@@ -80,7 +83,11 @@ async fn a_flag_lets_the_call_through_and_is_counted() {
             metric(
                 &m,
                 "switchyard_content_rule_hits_total",
-                &["rule=\"codename\"", "action=\"flag\"", &format!("on=\"{on}\"")]
+                &[
+                    "rule=\"codename\"",
+                    "action=\"flag\"",
+                    &format!("on=\"{on}\"")
+                ]
             ),
             1.0,
             "{on}"
@@ -97,7 +104,10 @@ async fn a_blocked_answer_is_refused() {
     assert_eq!(resp.status(), 400);
     let body = resp.text().await.unwrap();
     assert_eq!(error_of(&body)["code"], "content_policy_violation");
-    assert!(body.contains("`leak`") && !body.contains("CONFIDENTIAL-42"), "{body}");
+    assert!(
+        body.contains("`leak`") && !body.contains("CONFIDENTIAL-42"),
+        "{body}"
+    );
     assert_eq!(mock.stats().await["requests"], 1);
 }
 
@@ -123,13 +133,22 @@ async fn a_match_split_across_stream_chunks_ends_the_stream_with_an_error_event(
     for n in [1, 2, 3, 5, 8] {
         mock.set_fault(&format!("chunk_chars={n}")).await;
         let (content, last) = read_stream(&gw, "repeat CONFIDENTIAL-4242 please").await;
-        assert_eq!(last["error"]["code"], "content_policy_violation", "pieces of {n}");
+        assert_eq!(
+            last["error"]["code"], "content_policy_violation",
+            "pieces of {n}"
+        );
         assert!(
-            last["error"]["message"].as_str().unwrap().contains("`leak`"),
+            last["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`leak`"),
             "{last}"
         );
         // What went out before the match completed, never the whole match.
-        assert!(!content.contains("CONFIDENTIAL-4"), "pieces of {n}: {content}");
+        assert!(
+            !content.contains("CONFIDENTIAL-4"),
+            "pieces of {n}: {content}"
+        );
         assert!(content.starts_with("Hello from"), "{content}");
     }
     // A clean answer streams whole.
@@ -184,8 +203,8 @@ async fn tool_call_chunks_are_held_until_checked() {
     assert_eq!(calls.len(), 1, "{events:?}");
     assert_eq!(calls[0]["function"]["name"], "act");
     assert_eq!(
-        serde_json::from_str::<Value>(calls[0]["function"]["arguments"].as_str().unwrap())
-            .unwrap()["what"],
+        serde_json::from_str::<Value>(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap()
+            ["what"],
         "water the plants"
     );
 }
@@ -201,7 +220,9 @@ async fn a_pathological_pattern_on_a_large_input_answers() {
     let resp = gw.chat(&ask(&"a".repeat(100_000), false)).await;
     assert_eq!(resp.status(), 400);
     // Nearly matches (the classic backtracking trap): let through.
-    let resp = gw.chat(&ask(&format!("{}!", "a".repeat(100_000)), false)).await;
+    let resp = gw
+        .chat(&ask(&format!("{}!", "a".repeat(100_000)), false))
+        .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -214,4 +235,69 @@ async fn an_invalid_rule_is_a_config_error_naming_it() {
     let none = "[[content_rules]]\nname = \"x\"\n";
     let err = switchyard::config::Config::parse(&config_for(&[&mock], none)).unwrap_err();
     assert_eq!(err.key, "content_rules[0].patterns");
+}
+
+#[tokio::test]
+async fn the_request_log_records_rule_decisions_and_the_guard_verdict() {
+    use common::process::Served;
+    let mock = Mock::start("a", "").await;
+    let dir = std::env::temp_dir().join(format!("switchyard-rules-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    std::fs::write(
+        dir.join("scripts/polite.lua"),
+        "function guard(r)\n  if string.find(r.messages[1].content, 'rude', 1, true) then\n    \
+         return false, 'be nice'\n  end\n  return true\nend\n",
+    )
+    .unwrap();
+    let config = config_for(
+        &[&mock],
+        &format!("{FAST}{RULES}[routing]\nscripts_dir = \"scripts\"\n"),
+    )
+    .replace(
+        "name = \"gpt-4o-mini\"\n",
+        "name = \"gpt-4o-mini\"\nguard = \"polite\"\n",
+    );
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let served = Served::start(&["--config", "switchyard.toml"], &dir);
+    let send = |id: &'static str, text: &'static str| {
+        let url = format!("http://{}/v1/chat/completions", served.http);
+        async move {
+            within(
+                client()
+                    .post(url)
+                    .header("x-request-id", id)
+                    .json(&ask(text, false))
+                    .send(),
+            )
+            .await
+            .unwrap()
+            .status()
+        }
+    };
+    assert_eq!(send("audit-flag-1", "news on project falcon").await, 200);
+    let line: Value = serde_json::from_str(&served.wait_for("audit-flag-1")).unwrap();
+    assert_eq!(
+        line["content_rules"],
+        json!([{ "rule": "codename", "action": "flag", "on": "prompt" },
+               { "rule": "codename", "action": "flag", "on": "response" }])
+    );
+    assert_eq!(
+        line["guard"],
+        json!({ "name": "polite", "decision": "allow" })
+    );
+    assert_eq!(send("audit-guard-1", "a rude question").await, 403);
+    let line: Value = serde_json::from_str(&served.wait_for("audit-guard-1")).unwrap();
+    assert_eq!(
+        line["guard"],
+        json!({ "name": "polite", "decision": "deny" })
+    );
+    assert_eq!(line["refused_by"], "guard");
+    assert_eq!(send("audit-block-1", "build a bomb").await, 400);
+    let line: Value = serde_json::from_str(&served.wait_for("audit-block-1")).unwrap();
+    assert_eq!(
+        line["content_rules"],
+        json!([{ "rule": "weapons", "action": "block", "on": "prompt" }])
+    );
+    assert_eq!(line["refused_by"], "content_rules");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,8 +41,14 @@ async fn setup(mock: &Mock, guard: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("switchyard-guard-{}", fastrand::u64(..)));
     std::fs::create_dir_all(dir.join("scripts")).unwrap();
     std::fs::write(dir.join("scripts/support.lua"), guard).unwrap();
-    let config = config_for(&[mock], &format!("{FAST}[routing]\nscripts_dir = \"scripts\"\n"))
-        .replace("name = \"gpt-4o-mini\"\n", "name = \"gpt-4o-mini\"\nguard = \"support\"\n");
+    let config = config_for(
+        &[mock],
+        &format!("{FAST}[routing]\nscripts_dir = \"scripts\"\n"),
+    )
+    .replace(
+        "name = \"gpt-4o-mini\"\n",
+        "name = \"gpt-4o-mini\"\nguard = \"support\"\n",
+    );
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, config).unwrap();
     let gateway = Arc::new(Gateway::new(Config::load(&path).unwrap()).unwrap());
@@ -57,7 +63,9 @@ async fn setup(mock: &Mock, guard: &str) -> Setup {
 }
 
 async fn post(s: &Setup, body: &Value) -> reqwest::Response {
-    within(client().post(&s.url).json(body).send()).await.unwrap()
+    within(client().post(&s.url).json(body).send())
+        .await
+        .unwrap()
 }
 
 fn ask(text: &str) -> Value {
@@ -128,8 +136,10 @@ async fn a_model_naming_a_missing_guard_does_not_start() {
     let mock = Mock::start("a", "").await;
     let dir = std::env::temp_dir().join(format!("switchyard-guard-{}", fastrand::u64(..)));
     std::fs::create_dir_all(dir.join("scripts")).unwrap();
-    let config = config_for(&[&mock], "[routing]\nscripts_dir = \"scripts\"\n")
-        .replace("name = \"gpt-4o-mini\"\n", "name = \"gpt-4o-mini\"\nguard = \"absent\"\n");
+    let config = config_for(&[&mock], "[routing]\nscripts_dir = \"scripts\"\n").replace(
+        "name = \"gpt-4o-mini\"\n",
+        "name = \"gpt-4o-mini\"\nguard = \"absent\"\n",
+    );
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, config).unwrap();
     assert!(Gateway::new(Config::load(&path).unwrap()).is_err());

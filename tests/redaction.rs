@@ -86,7 +86,13 @@ async fn the_provider_sees_no_pii_in_any_text_and_the_answer_gets_it_back() {
         assert!(!seen.contains(pii), "the provider saw {pii}: {seen}");
     }
     for placeholder in [
-        "<EMAIL_1>", "<PHONE_1>", "<CARD_1>", "<SSN_1>", "<IBAN_1>", "<SECRET_1>", "<IP_1>",
+        "<EMAIL_1>",
+        "<PHONE_1>",
+        "<CARD_1>",
+        "<SSN_1>",
+        "<IBAN_1>",
+        "<SECRET_1>",
+        "<IP_1>",
     ] {
         assert!(seen.contains(placeholder), "{placeholder} missing: {seen}");
     }
@@ -100,11 +106,19 @@ async fn the_provider_sees_no_pii_in_any_text_and_the_answer_gets_it_back() {
     assert!(!text.contains("<EMAIL_"), "{text}");
     let metrics = gw.metrics().await;
     assert_eq!(
-        metric(&metrics, "switchyard_redactions_total", &["detector=\"email\""]),
+        metric(
+            &metrics,
+            "switchyard_redactions_total",
+            &["detector=\"email\""]
+        ),
         2.0
     );
     assert_eq!(
-        metric(&metrics, "switchyard_redactions_total", &["detector=\"secret\""]),
+        metric(
+            &metrics,
+            "switchyard_redactions_total",
+            &["detector=\"secret\""]
+        ),
         1.0
     );
 }
@@ -119,7 +133,10 @@ async fn without_restore_the_answer_keeps_the_placeholders() {
         .await
         .unwrap();
     let text = body["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(text.contains("mail <EMAIL_1>") && !text.contains(EMAIL), "{text}");
+    assert!(
+        text.contains("mail <EMAIL_1>") && !text.contains(EMAIL),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +171,10 @@ async fn hash_placeholders_are_stable_across_requests() {
             .as_str()
             .unwrap()
             .to_owned();
-        assert!(last.starts_with("mail <EMAIL_") && !last.contains('@'), "{last}");
+        assert!(
+            last.starts_with("mail <EMAIL_") && !last.contains('@'),
+            "{last}"
+        );
         seen.push(last);
     }
     assert_eq!(seen[0], seen[1]);
@@ -226,15 +246,29 @@ async fn the_most_specific_scope_applies() {
     );
     let gw = gateway(&mock, &extra).await;
     let body = ask(&format!("mail {EMAIL}"), false);
-    let first_text = || async { mock.stats().await["last_request"]["messages"][0]["content"].to_string() };
+    let first_text =
+        || async { mock.stats().await["last_request"]["messages"][0]["content"].to_string() };
     // The gateway's profile.
-    assert_eq!(post(&gw, &body, Some("key-plain-0123456789")).await.status(), 200);
+    assert_eq!(
+        post(&gw, &body, Some("key-plain-0123456789"))
+            .await
+            .status(),
+        200
+    );
     assert!(first_text().await.contains("<EMAIL_1>"));
     // A key that turns it off.
-    assert_eq!(post(&gw, &body, Some("key-open-0123456789")).await.status(), 200);
+    assert_eq!(
+        post(&gw, &body, Some("key-open-0123456789")).await.status(),
+        200
+    );
     assert!(first_text().await.contains(EMAIL));
     // A key's inline profile.
-    assert_eq!(post(&gw, &body, Some("key-inline-0123456789")).await.status(), 200);
+    assert_eq!(
+        post(&gw, &body, Some("key-inline-0123456789"))
+            .await
+            .status(),
+        200
+    );
     let t = first_text().await;
     assert!(t.contains("<EMAIL_") && !t.contains("<EMAIL_1>"), "{t}");
     // The high level's profile blocks.
@@ -311,7 +345,10 @@ async fn the_cache_holds_placeholders_and_each_caller_gets_its_own_originals() {
     let second = post(&gw, &ask_for("bob@example.org"), None).await;
     assert_eq!(header(&second, "x-switchyard-cache"), "hit");
     let second = second.text().await.unwrap();
-    assert!(second.contains("bob@example.org") && !second.contains(EMAIL), "{second}");
+    assert!(
+        second.contains("bob@example.org") && !second.contains(EMAIL),
+        "{second}"
+    );
     // Replayed as a stream: restored too.
     let events = sse_events(post(&gw, &ask(&format!("mail {EMAIL}"), true), None).await).await;
     assert!(stream_content(&events).contains(EMAIL));

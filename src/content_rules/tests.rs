@@ -12,9 +12,27 @@ fn spec(name: &str, patterns: &[&str], words: &[&str], on: On, action: Action) -
 
 fn rules() -> ContentRules {
     ContentRules::new(vec![
-        spec("weapons", &[r"(?i)build\s+a\s+bomb"], &[], On::Prompt, Action::Block),
-        spec("internal", &[], &["Project Falcon", "c++"], On::Both, Action::Flag),
-        spec("leak", &[r"CONFIDENTIAL-\d+"], &[], On::Response, Action::Block),
+        spec(
+            "weapons",
+            &[r"(?i)build\s+a\s+bomb"],
+            &[],
+            On::Prompt,
+            Action::Block,
+        ),
+        spec(
+            "internal",
+            &[],
+            &["Project Falcon", "c++"],
+            On::Both,
+            Action::Flag,
+        ),
+        spec(
+            "leak",
+            &[r"CONFIDENTIAL-\d+"],
+            &[],
+            On::Response,
+            Action::Block,
+        ),
     ])
     .unwrap()
 }
@@ -22,7 +40,9 @@ fn rules() -> ContentRules {
 fn hits(set: &RuleSet, text: &str) -> Vec<(String, Action)> {
     let mut h = Vec::new();
     set.check(text, &mut h);
-    h.into_iter().map(|h| (h.rule.to_string(), h.action)).collect()
+    h.into_iter()
+        .map(|h| (h.rule.to_string(), h.action))
+        .collect()
 }
 
 #[test]
@@ -46,10 +66,16 @@ fn rules_apply_to_their_side_only() {
 fn words_are_whole_and_case_insensitive() {
     let r = rules();
     let p = r.prompt.as_ref().unwrap();
-    assert_eq!(hits(p, "about project falcon."), vec![("internal".to_owned(), Action::Flag)]);
+    assert_eq!(
+        hits(p, "about project falcon."),
+        vec![("internal".to_owned(), Action::Flag)]
+    );
     assert!(hits(p, "about project falconry").is_empty());
     // A word ending in punctuation has no boundary after it.
-    assert_eq!(hits(p, "I write C++ daily"), vec![("internal".to_owned(), Action::Flag)]);
+    assert_eq!(
+        hits(p, "I write C++ daily"),
+        vec![("internal".to_owned(), Action::Flag)]
+    );
 }
 
 #[test]
@@ -91,8 +117,14 @@ fn windows_forget_text_beyond_the_overlap() {
 
 #[test]
 fn a_pathological_pattern_runs_in_linear_time() {
-    let r = ContentRules::new(vec![spec("nested", &["(a+)+$"], &[], On::Prompt, Action::Block)])
-        .unwrap();
+    let r = ContentRules::new(vec![spec(
+        "nested",
+        &["(a+)+$"],
+        &[],
+        On::Prompt,
+        Action::Block,
+    )])
+    .unwrap();
     let text = format!("{}b", "a".repeat(100_000));
     assert!(hits(r.prompt.as_ref().unwrap(), &text).is_empty());
     let text = "a".repeat(100_000);
@@ -101,7 +133,13 @@ fn a_pathological_pattern_runs_in_linear_time() {
 
 #[test]
 fn oversized_and_invalid_patterns_are_refused_at_load() {
-    let huge = ContentRules::new(vec![spec("big", &[r"\w{1000}\w{1000}\w{1000}"], &[], On::Both, Action::Flag)]);
+    let huge = ContentRules::new(vec![spec(
+        "big",
+        &[r"\w{1000}\w{1000}\w{1000}"],
+        &[],
+        On::Both,
+        Action::Flag,
+    )]);
     assert_eq!(huge.unwrap_err().0, 0);
     let bad = ContentRules::new(vec![
         spec("ok", &["fine"], &[], On::Both, Action::Flag),

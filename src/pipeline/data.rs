@@ -293,7 +293,12 @@ impl StreamFilter {
                 c.delta.content = Some(text);
             }
             if finished && !state.tools.is_empty() {
-                let calls = release(&mut state.tools, originals.as_deref(), rules.as_deref(), &mut hits);
+                let calls = release(
+                    &mut state.tools,
+                    originals.as_deref(),
+                    rules.as_deref(),
+                    &mut hits,
+                );
                 c.delta.tool_calls = Some(calls);
             }
         }
@@ -335,7 +340,12 @@ impl StreamFilter {
                 state.window.check(rules, &text, &mut hits);
             }
             let calls = (!state.tools.is_empty()).then(|| {
-                release(&mut state.tools, originals.as_deref(), rules.as_deref(), &mut hits)
+                release(
+                    &mut state.tools,
+                    originals.as_deref(),
+                    rules.as_deref(),
+                    &mut hits,
+                )
             });
             if text.is_empty() && calls.is_none() {
                 continue;

@@ -238,7 +238,7 @@ pub fn luhn(text: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// ISO 13616: 15 to 34 characters, the check digits valid under mod 97.
@@ -298,11 +298,17 @@ fn phone(text: &str) -> bool {
 /// than a word, an identifier or a hex digest.
 fn secret(text: &str) -> bool {
     const PREFIXES: [&str; 8] = [
-        "sk-", "AKIA", "ghp_", "github_pat_", "xoxa-", "xoxb-", "xoxp-", "AIza",
+        "sk-",
+        "AKIA",
+        "ghp_",
+        "github_pat_",
+        "xoxa-",
+        "xoxb-",
+        "xoxp-",
+        "AIza",
     ];
     if PREFIXES.iter().any(|p| text.starts_with(p))
-        || text.starts_with("xox")
-            && text.as_bytes().get(4) == Some(&b'-')
+        || text.starts_with("xox") && text.as_bytes().get(4) == Some(&b'-')
     {
         return true;
     }

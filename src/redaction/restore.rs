@@ -43,20 +43,17 @@ impl Originals {
                 continue;
             };
             let candidate = &text[open..open + len];
-            match self.map.get(candidate) {
-                Some(original) => {
-                    let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
-                    o.push_str(&text[copied..open]);
-                    match into {
-                        Target::Text => o.push_str(original),
-                        Target::JsonString => {
-                            let quoted = serde_json::Value::from(original.as_str()).to_string();
-                            o.push_str(&quoted[1..quoted.len() - 1]);
-                        }
+            if let Some(original) = self.map.get(candidate) {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
+                o.push_str(&text[copied..open]);
+                match into {
+                    Target::Text => o.push_str(original),
+                    Target::JsonString => {
+                        let quoted = serde_json::Value::from(original.as_str()).to_string();
+                        o.push_str(&quoted[1..quoted.len() - 1]);
                     }
-                    copied = open + len;
                 }
-                None => {}
+                copied = open + len;
             }
             search = open + len;
         }

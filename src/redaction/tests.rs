@@ -9,7 +9,14 @@ use super::{
 use crate::chat::{ChatRequest, Message, Role};
 
 fn policy(mode: Mode, restore: bool) -> Policy {
-    Policy::new("test", &Detector::ALL, mode, restore, Arc::from(&b"key"[..])).unwrap()
+    Policy::new(
+        "test",
+        &Detector::ALL,
+        mode,
+        restore,
+        Arc::from(&b"key"[..]),
+    )
+    .unwrap()
 }
 
 fn request(messages: Vec<Message>) -> ChatRequest {
@@ -59,9 +66,19 @@ fn hashes_are_stable_across_requests_and_differ_by_value() {
     let a = once("x a@example.com");
     assert_eq!(a, once("x a@example.com"));
     assert_ne!(a, once("x b@example.com"));
-    assert!(a.starts_with("x <EMAIL_") && a.len() == "x <EMAIL_>".len() + 12, "{a}");
+    assert!(
+        a.starts_with("x <EMAIL_") && a.len() == "x <EMAIL_>".len() + 12,
+        "{a}"
+    );
     // Another key, another placeholder.
-    let other = Policy::new("o", &Detector::ALL, Mode::Hash, false, Arc::from(&b"k2"[..])).unwrap();
+    let other = Policy::new(
+        "o",
+        &Detector::ALL,
+        Mode::Hash,
+        false,
+        Arc::from(&b"k2"[..]),
+    )
+    .unwrap();
     let mut r = request(vec![Message::text(Role::User, "x a@example.com")]);
     other.redact(&mut r, &mut Session::new(false)).unwrap();
     assert_ne!(text(&r, 0), a);
@@ -94,8 +111,14 @@ fn tool_arguments_and_parts_are_redacted() {
     .unwrap();
     p.redact(&mut r, &mut Session::new(true)).unwrap();
     let body = serde_json::to_string(&r).unwrap();
-    assert!(!body.contains("10.1.2.3") && !body.contains("x@example.org"), "{body}");
-    assert!(body.contains("<IP_1>") && body.contains("<EMAIL_1>"), "{body}");
+    assert!(
+        !body.contains("10.1.2.3") && !body.contains("x@example.org"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<IP_1>") && body.contains("<EMAIL_1>"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -129,7 +152,10 @@ fn originals() -> restore::Originals {
     let mut map = std::collections::HashMap::new();
     map.insert("<EMAIL_1>".to_owned(), "jane@example.com".to_owned());
     map.insert("<CARD_12>".to_owned(), "4111111111111111".to_owned());
-    map.insert("<PHONE_3fa2c49b01de>".to_owned(), "+1 415 555 2671".to_owned());
+    map.insert(
+        "<PHONE_3fa2c49b01de>".to_owned(),
+        "+1 415 555 2671".to_owned(),
+    );
     restore::Originals::new(map)
 }
 

@@ -17,7 +17,10 @@ fn all(text: &str) -> Vec<(Detector, String)> {
 fn emails_are_found_with_their_whole_address() {
     assert_eq!(
         all("write to jane.doe+news@mail.example.co.uk today"),
-        vec![(Detector::Email, "jane.doe+news@mail.example.co.uk".to_owned())]
+        vec![(
+            Detector::Email,
+            "jane.doe+news@mail.example.co.uk".to_owned()
+        )]
     );
     // A long local part is not mistaken for a secret token.
     let long = "averyveryverylongusernamethatislong123@example.com";
@@ -63,7 +66,13 @@ fn ssns_skip_numbers_never_issued() {
         all("ssn 536-22-1234."),
         vec![(Detector::Ssn, "536-22-1234".to_owned())]
     );
-    assert!(found(&[Detector::Ssn], "000-12-3456 666-12-3456 912-12-3456 123-00-4567").is_empty());
+    assert!(
+        found(
+            &[Detector::Ssn],
+            "000-12-3456 666-12-3456 912-12-3456 123-00-4567"
+        )
+        .is_empty()
+    );
 }
 
 #[test]
