@@ -327,3 +327,6 @@ fn process_hash_key() -> Arc<[u8]> {
     })
     .clone()
 }
+
+#[cfg(test)]
+mod tests;

@@ -111,7 +111,7 @@ impl Policy {
 
     /// Redacts every text of `request` a provider sees: message text and text parts
     /// (system, developer, user, assistant and tool messages: tool results included),
-    /// tool-call arguments, names, refusals.
+    /// tool-call arguments, refusals.
     pub fn redact(&self, request: &mut ChatRequest, session: &mut Session) -> Result<(), Error> {
         for m in &mut request.messages {
             match &mut m.content {
