@@ -99,6 +99,23 @@ impl Detector {
         }
     }
 
+    /// Whether a match of this detector can start with byte `b` (skips hopeless shapes
+    /// when classifying a candidate).
+    fn may_start(self, b: u8) -> bool {
+        match self {
+            Detector::Secret => b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-'),
+            Detector::Email => {
+                !b.is_ascii()
+                    || b.is_ascii_alphanumeric()
+                    || matches!(b, b'.' | b'%' | b'+' | b'-' | b'_')
+            }
+            Detector::Card | Detector::Ssn => b.is_ascii_digit(),
+            Detector::Iban => b.is_ascii_uppercase(),
+            Detector::Ip => b.is_ascii_hexdigit() || b == b':',
+            Detector::Phone => b.is_ascii_digit() || matches!(b, b'+' | b'('),
+        }
+    }
+
     /// Whether a candidate of this detector's shape really is one.
     fn accepts(self, text: &str) -> bool {
         match self {
@@ -184,7 +201,11 @@ impl Scanner {
     /// IBAN candidate that swallowed a following upper-case word is retried without its
     /// trailing groups.
     fn classify(&self, rest: &str, start: usize) -> Option<Found> {
+        let first = rest.as_bytes().first().copied().unwrap_or(0);
         for (d, shape) in &self.each {
+            if !d.may_start(first) {
+                continue;
+            }
             let Some(m) = shape.find(rest) else {
                 continue;
             };
