@@ -79,6 +79,11 @@ pub enum Error {
     /// The caller's key may not do this (`code` says what).
     #[error("{message}")]
     Forbidden { message: String, code: &'static str },
+    /// A data control refused the request or its answer: redaction in `block` mode
+    /// (`pii_detected`), a content rule (`content_policy_violation`). The message names the
+    /// detector or rule, never the matched text.
+    #[error("{message}")]
+    Refused { message: String, code: &'static str },
     /// The gateway is at its limit (`server.max_in_flight`), or every deployment of the
     /// model is at its `max_concurrent`: refused at once rather than queued.
     #[error("{message}")]
@@ -175,6 +180,7 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized { .. } => ErrorClass::Caller,
             Error::Forbidden { .. }
+            | Error::Refused { .. }
             | Error::RateLimited { .. }
             | Error::QuotaExceeded { .. }
             | Error::StreamTooLong { .. } => ErrorClass::Policy,
@@ -286,6 +292,11 @@ impl Error {
             Error::Forbidden { code, .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", Some(*code))
             }
+            Error::Refused { code, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some(*code),
+            ),
             Error::Overloaded { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",

@@ -47,6 +47,8 @@ pub struct Live {
     /// The config's limits, and the gateway's limiter that counts against them.
     pub rules: limits::Rules,
     pub limiter: Arc<limits::Limiter>,
+    /// The models' guard scripts, loaded with the snapshot.
+    pub guards: crate::guard::Guards,
 }
 
 /// The gateway: a swappable [`Live`] snapshot, the pooled upstream client, what outlives
@@ -564,7 +566,9 @@ impl Live {
         }
         let keys = Keys::build(&config, clients.default_client(), auth.clone())
             .map_err(|detail| Error::Internal { detail })?;
+        let guards = crate::guard::Guards::load(&config)?;
         Ok(Live {
+            guards,
             rules: limits::Rules::new(&config),
             limiter: limiter.clone(),
             config,

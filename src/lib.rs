@@ -23,13 +23,17 @@
 //!    key's own allowlist is checked at ingress.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a
 //!    [`pipeline::stages::Stage`], in two runs around the response cache. First `admit`:
-//!    `authorize` (the security level asked for is within the key's), then `validate`.
+//!    `authorize` (the security level asked for is within the key's), `validate`, then
+//!    the data controls of [`pipeline::data`]: `guard` (the model's Lua guard, [`guard`]),
+//!    `content_rules` (the prompt's, [`content_rules`]) and `redact` (PII replaced by
+//!    placeholders, [`redaction`], before the cache key is made and before anything
+//!    leaves; answers are restored and checked by the answer's rules on the way back).
 //!    Then the cache ([`cache`]): a hit is the answer (replayed as SSE for a stream) and
 //!    ends the path here, counting against no limit or budget; a miss is stored once its
 //!    answer is complete. After a miss, `reserve`: `limit` reserves the request's place
 //!    under every rate limit and budget that applies, all or nothing ([`limits`]: in
 //!    process, or one atomic script in [`state`]'s Redis), settled by the request
-//!    record's end hook. Redaction comes next.
+//!    record's end hook.
 //! 3. **route** — [`routing::Catalog::route`]: the hard filters ([`routing::filter`],
 //!    with [`routing::capabilities`]: what the request needs), then the model's Lua policy
 //!    ([`routing::policy`]) orders the survivors, using each deployment's live [`health`]
@@ -73,15 +77,18 @@ pub mod background;
 pub mod cache;
 pub mod chat;
 pub mod config;
+pub mod content_rules;
 pub mod error;
 pub mod failover;
 pub mod gateway;
+pub mod guard;
 pub mod health;
 pub mod limits;
 pub mod mock;
 pub mod network;
 pub mod pipeline;
 pub mod providers;
+pub mod redaction;
 pub mod reload;
 pub mod routes;
 pub mod routing;

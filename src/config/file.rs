@@ -43,6 +43,10 @@ pub struct FileConfig {
     pub security: super::SecurityFile,
     #[serde(default)]
     pub jwt: Vec<super::JwtFile>,
+    #[serde(default)]
+    pub redaction: super::RedactionFile,
+    #[serde(default)]
+    pub content_rules: Vec<super::ContentRuleFile>,
 }
 
 /// `[alerts]`.
@@ -110,6 +114,8 @@ pub struct KeyFile {
     /// CIDR blocks this key may be used from (empty: anywhere).
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
+    /// A redaction profile's name, `off`, or a profile inline.
+    pub redaction: Option<super::KeyRedactionFile>,
 }
 
 /// `[admin]`.
@@ -261,6 +267,8 @@ pub struct ModelFile {
     pub cache_ttl_s: Option<u64>,
     /// Limits on the model across all keys.
     pub limits: Option<LimitsFile>,
+    /// A guard script (`scripts_dir/<guard>.lua`) run on every request for the model.
+    pub guard: Option<String>,
 }
 
 /// One entry of `models[].deployments`. The capability keys override what the built-in

@@ -5,6 +5,7 @@
 //! value has been checked, with each error naming the offending key.
 
 mod auth;
+mod data;
 mod default;
 mod file;
 mod network;
@@ -20,6 +21,9 @@ use std::{
 };
 
 pub use auth::{Audience, DEFAULT_SIGNATURE_WINDOW, JwksSource, JwtAlgorithm, JwtConfig, JwtFile};
+pub use data::{
+    ContentRuleFile, DataConfig, KeyRedactionFile, ProfileFile, RedactionChoice, RedactionFile,
+};
 pub use default::{EmbeddedDefault, default_file, embedded_default, simulated};
 pub use file::{
     AdminFile, AlertsFile, BreakerFile, DeploymentFile, FailoverFile, FileConfig, KeyFile,
@@ -71,6 +75,8 @@ pub struct Config {
     pub jwt: Vec<JwtConfig>,
     /// How far a signed request's timestamp may be from the clock, either way.
     pub signature_window: Duration,
+    /// `[redaction]`, `[[content_rules]]` and the models' guards, compiled.
+    pub data: DataConfig,
     /// The folder relative paths in the config are resolved against (the config file's).
     pub dir: PathBuf,
 }
@@ -426,6 +432,7 @@ impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(file: FileConfig) -> Result<Self, ConfigError> {
+        let data = data::data_config(&file)?;
         let server = ServerConfig {
             http_addr: parse_addr("server.http_addr", file.server.http_addr.as_deref())?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -773,6 +780,7 @@ impl TryFrom<FileConfig> for Config {
             network,
             jwt,
             signature_window,
+            data,
             dir: PathBuf::from("."),
         })
     }

@@ -32,6 +32,9 @@ pub struct Fault {
     pub malformed: bool,
     /// Report this usage instead of the estimate, in the format's own fields.
     pub usage: Option<MockUsage>,
+    /// Streams (OpenAI format): cut text and tool-call arguments into pieces of this many
+    /// characters instead of words, so a test can split a token at every position.
+    pub chunk_chars: Option<usize>,
 }
 
 /// Usage a mock reports, as OpenAI counts it: `prompt` includes `cached` (read from the
@@ -115,6 +118,9 @@ impl Fault {
                 "cut_after_chunks" => f.cut_after_chunks = Some(num(value)? as usize),
                 "reset_after_chunks" => f.reset_after_chunks = Some(num(value)? as usize),
                 "error_after_chunks" => f.error_after_chunks = Some(num(value)? as usize),
+                "chunk_chars" => {
+                    f.chunk_chars = Some(usize::try_from(num(value)?.max(1)).unwrap_or(1));
+                }
                 "reset" => f.reset = true,
                 "malformed" => f.malformed = true,
                 "usage" => {
@@ -126,7 +132,7 @@ impl Fault {
                     return Err(format!(
                         "unknown fault `{other}`; expected status, retry_after, latency_ms, \
                          reset, reset_after_chunks, cut_after_chunks, error_after_chunks, \
-                         chunk_delay_ms, first_token_ms, malformed or usage"
+                         chunk_delay_ms, first_token_ms, chunk_chars, malformed or usage"
                     ));
                 }
             }
@@ -150,6 +156,7 @@ impl Fault {
             "first_token_ms": millis(self.first_token),
             "malformed": self.malformed,
             "usage": self.usage.map(|u| u.to_string()),
+            "chunk_chars": self.chunk_chars,
         })
     }
 }
@@ -206,6 +213,9 @@ impl fmt::Display for Fault {
         }
         if let Some(u) = self.usage {
             item(f, format_args!("usage={u}"))?;
+        }
+        if let Some(n) = self.chunk_chars {
+            item(f, format_args!("chunk_chars={n}"))?;
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ pub(super) async fn chat_completions(
         .and_then(Value::as_bool)
         == Some(true);
     let sse = SseAnswer {
-        events: chunks(&answer, &id, model, include_usage)
+        events: chunks(&answer, &id, model, include_usage, fault.chunk_chars)
             .iter()
             .map(stream::data)
             .collect(),
@@ -230,7 +230,22 @@ fn completion(a: &Answer, id: &str, model: &str) -> Value {
 }
 
 /// The SSE data payloads of the stream, `[DONE]` excluded.
-fn chunks(a: &Answer, id: &str, model: &str, include_usage: bool) -> Vec<Value> {
+fn chunks(
+    a: &Answer,
+    id: &str,
+    model: &str,
+    include_usage: bool,
+    chunk_chars: Option<usize>,
+) -> Vec<Value> {
+    let pieces = |text: &str, default: Vec<String>| match chunk_chars {
+        Some(n) => text
+            .chars()
+            .collect::<Vec<_>>()
+            .chunks(n)
+            .map(|c| c.iter().collect::<String>())
+            .collect(),
+        None => default,
+    };
     let created = now();
     let chunk = |delta: Value, finish: Option<&str>| {
         let mut c = json!({ "id": id, "object": "chat.completion.chunk", "created": created,
@@ -246,7 +261,8 @@ fn chunks(a: &Answer, id: &str, model: &str, include_usage: bool) -> Vec<Value> 
         None,
     )];
     if let Some(text) = &a.content {
-        for word in text.split_inclusive(' ') {
+        let words = text.split_inclusive(' ').map(str::to_owned).collect();
+        for word in pieces(text, words) {
             out.push(chunk(json!({ "content": word }), None));
         }
     }
@@ -256,7 +272,9 @@ fn chunks(a: &Answer, id: &str, model: &str, include_usage: bool) -> Vec<Value> 
                 "function": { "name": name, "arguments": "" } }] }),
             None,
         ));
-        for piece in split_in(&args.to_string(), 3) {
+        let args = args.to_string();
+        let thirds = split_in(&args, 3);
+        for piece in pieces(&args, thirds) {
             out.push(chunk(
                 json!({ "tool_calls": [{ "index": k, "function": { "arguments": piece } }] }),
                 None,

@@ -34,7 +34,13 @@ impl Gateway {
 impl Call {
     /// Answers from the cache. Nothing reached a provider: the record has no provider,
     /// usage or cost, and notes what the hit saved.
-    pub(super) fn answer_from_cache(mut self, hit: Hit, request: &ChatRequest) -> Answer {
+    /// The entry holds placeholders when the prompt was redacted: this caller's originals
+    /// are restored, and the answer's content rules checked, as for a fresh answer.
+    pub(super) fn answer_from_cache(mut self, mut hit: Hit, request: &ChatRequest) -> Answer {
+        if let Err(error) = super::data::finish_answer(&mut self, &mut hit.response) {
+            self.record.refused_by = Some(super::data::SCREEN);
+            return Answer::Refused(self.refuse(error));
+        }
         let head = Head {
             request_id: self.record.request_id.clone(),
             provider: hit.deployment.provider_name.clone(),

@@ -21,6 +21,7 @@
 //! gone mid-stream, shed, drain). No surface finishes it.
 
 mod cached;
+pub mod data;
 pub mod stages;
 mod stream;
 
@@ -64,6 +65,8 @@ pub struct Call {
     cache: cache::Status,
     /// Where the answer is stored once complete, after a miss or a `no-cache`.
     fill: Option<cache::Fill>,
+    /// The originals the answer gets back, when redaction restores ([`data`]).
+    restore: Option<Arc<crate::redaction::restore::Originals>>,
 }
 
 impl Call {
@@ -247,6 +250,7 @@ impl Gateway {
             directive,
             cache: cache::Status::Bypass,
             fill: None,
+            restore: None,
         })
     }
 
@@ -311,7 +315,7 @@ impl Gateway {
             .await;
             self.after_attempts(&request, &route, &result, started);
             match with_explain(result, route) {
-                Ok(served) => Answer::Complete(call.complete(served)),
+                Ok(served) => call.complete(served),
                 Err(failed) => self.failed(call, failed),
             }
         }
@@ -474,25 +478,34 @@ impl Call {
         head
     }
 
-    fn complete(mut self, mut served: Served<ChatResponse>) -> Completed {
+    fn complete(mut self, mut served: Served<ChatResponse>) -> Answer {
         let head = self.served(&mut served);
-        if let Some(fill) = self.fill.take() {
-            fill.store(&served.value, &served.deployment);
-        }
         self.record.usage = served.value.usage.clone();
+        // The cache keeps the answer as the provider gave it (placeholders, not originals).
+        let stored = match data::finish_answer(&mut self, &mut served.value) {
+            Ok(stored) => stored,
+            Err(error) => {
+                self.record.refused_by = Some(data::SCREEN);
+                return Answer::Refused(self.refuse(error));
+            }
+        };
+        if let Some(fill) = self.fill.take() {
+            fill.store(stored.as_ref().unwrap_or(&served.value), &served.deployment);
+        }
         if let Some(trace) = &mut self.record.trace {
             trace.on_response(&served.value);
         }
         self.record.first_byte();
         self.record.end(Outcome::Ok);
-        Completed {
+        Answer::Complete(Completed {
             head,
             response: served.value,
-        }
+        })
     }
 
     fn stream(mut self, mut served: Served<OpenStream>, include_usage: bool) -> Streaming {
         let head = self.served(&mut served);
+        let filter = data::StreamFilter::for_call(&mut self);
         let open = served.value.hold(served.lease.take(), self.admitted);
         Streaming {
             head,
@@ -500,6 +513,7 @@ impl Call {
                 self.record,
                 include_usage,
                 self.fill,
+                filter,
                 self.live.config.network.max_stream_duration,
             )),
         }

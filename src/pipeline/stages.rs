@@ -5,15 +5,19 @@
 //! - [`admit`], before the lookup:
 //!   1. [`Authorize`] — the security level the request asks for is within its key's;
 //!   2. [`Validate`] — the request is one any provider could serve.
+//!   3. [`Guard`](super::data::Guard) — the model's Lua guard allows the request;
+//!   4. [`Screen`](super::data::Screen) — the prompt passes the content rules;
+//!   5. [`Redact`](super::data::Redact) — PII is replaced by placeholders before the
+//!      cache key is made and before anything leaves ([`super::data`] says why here).
 //! - the cache lookup ([`super::Gateway::serve`]; a hit is an answer, not a refusal, so
 //!   it is not a stage);
 //! - [`reserve`], after a miss — what only a provider call costs:
-//!   3. [`Limit`] — the request's place under every rate limit and budget that applies,
+//!   6. [`Limit`] — the request's place under every rate limit and budget that applies,
 //!   reserved all or nothing, settled when the request ends ([`crate::limits`]). Cache
 //!   hits never reach it: they count against no limit or budget.
 //!
-//! Next: redaction. Each is a type implementing [`Stage`] and one line in a run; the
-//! surfaces do not change.
+//! Each is a type implementing [`Stage`] and one line in a run; the surfaces do not
+//! change.
 
 use std::future::Future;
 
@@ -47,7 +51,10 @@ pub type Refused = (&'static str, Error);
 /// The stages before the cache lookup, in order.
 pub async fn admit(call: &mut Call, request: &mut ChatRequest) -> Result<(), Refused> {
     through(Authorize, call, request).await?;
-    through(Validate, call, request).await
+    through(Validate, call, request).await?;
+    through(super::data::Guard, call, request).await?;
+    through(super::data::Screen, call, request).await?;
+    through(super::data::Redact, call, request).await
 }
 
 /// The stages after a cache miss, in order.

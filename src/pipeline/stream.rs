@@ -246,7 +246,9 @@ impl OpenStream {
     /// (`include_usage`), since the gateway asks upstream for usage for its own sake. The
     /// record is written when the stream is dropped: at its end, or when the caller goes.
     /// With a cache `fill`, the chunks are folded as they pass and the answer is stored
-    /// only when the stream finishes cleanly.
+    /// only when the stream finishes cleanly. With a data `filter` ([`super::data`]), the
+    /// chunks go through it after the fill (the cache keeps placeholders) and a blocking
+    /// content rule ends the stream with its error.
     ///
     /// `max_duration` (`server.max_stream_duration_s`), counted from the request's
     /// arrival: past it the stream ends with [`Error::StreamTooLong`], whatever the
@@ -256,6 +258,7 @@ impl OpenStream {
         record: RequestRecord,
         include_usage: bool,
         fill: Option<cache::Fill>,
+        filter: Option<super::data::StreamFilter>,
         max_duration: Option<Duration>,
     ) -> impl Stream<Item = Delivered> + Send {
         let deadline = max_duration.map(|d| (record.started() + d, d));
@@ -264,6 +267,9 @@ impl OpenStream {
             lease: self.lease,
             deployment: self.deployment,
             fill,
+            filter,
+            flushed: super::data::Pending::new(),
+            ended: false,
             _admitted: self.admitted,
         };
         let chunks = Box::pin(OpenStream::into_chunks(
@@ -274,6 +280,12 @@ impl OpenStream {
         stream::unfold(Some((chunks, state)), move |state| async move {
             let (mut chunks, mut state) = state?;
             loop {
+                if let Some(chunk) = state.flushed.pop_front() {
+                    return Some((Delivered::Chunk(chunk), Some((chunks, state))));
+                }
+                if state.ended {
+                    return Some((Delivered::Done(Trailer::of(&state.record)), None));
+                }
                 let next = match deadline {
                     None => chunks.next().await,
                     Some((at, limit)) => match tokio::time::timeout_at(at, chunks.next()).await {
@@ -310,6 +322,16 @@ impl OpenStream {
                             }
                             chunk.usage = None;
                         }
+                        if let Some(filter) = &mut state.filter {
+                            match filter.pass(chunk, &mut state.record) {
+                                Ok(Some(passed)) => chunk = passed,
+                                Ok(None) => continue,
+                                Err(error) => {
+                                    let trailer = state.screened(&error);
+                                    return Some((Delivered::Broken(error, trailer), None));
+                                }
+                            }
+                        }
                         state.record.first_byte();
                         return Some((Delivered::Chunk(chunk), Some((chunks, state))));
                     }
@@ -319,12 +341,25 @@ impl OpenStream {
                         return Some((Delivered::Broken(error, trailer), None));
                     }
                     None => {
+                        if let Some(mut filter) = state.filter.take() {
+                            match filter.finish(&mut state.record) {
+                                Ok(rest) => state.flushed.extend(rest),
+                                Err(error) => {
+                                    let trailer = state.screened(&error);
+                                    return Some((Delivered::Broken(error, trailer), None));
+                                }
+                            }
+                        }
                         if let Some(fill) = state.fill.take() {
                             fill.store_stream(&state.deployment);
                         }
                         state.record.end(Outcome::Ok);
                         state.tell(health::Outcome::Completed);
-                        return Some((Delivered::Done(Trailer::of(&state.record)), None));
+                        if state.flushed.is_empty() {
+                            return Some((Delivered::Done(Trailer::of(&state.record)), None));
+                        }
+                        // The flushed chunks go first; the loop then ends the stream.
+                        state.ended = true;
                     }
                 }
             }
@@ -342,6 +377,12 @@ struct Delivery {
     deployment: Deployment,
     /// Where a cleanly finished stream is stored; dropped unused otherwise.
     fill: Option<cache::Fill>,
+    /// Restore and the answer's content rules, when configured.
+    filter: Option<super::data::StreamFilter>,
+    /// Chunks the filter released at the end, sent before the terminator.
+    flushed: super::data::Pending,
+    /// The provider's stream ended and only `flushed` is left to send.
+    ended: bool,
     _admitted: Option<Admitted>,
 }
 
@@ -351,6 +392,16 @@ impl Delivery {
         if let Some(lease) = &mut self.lease {
             lease.record(outcome, tokio::time::Instant::now());
         }
+    }
+
+    /// A content rule blocked the rest of the stream: the provider did nothing wrong (its
+    /// stream is not read further, and nothing is cached); the record ends refused.
+    fn screened(&mut self, error: &Error) -> Trailer {
+        self.fill = None;
+        self.record.refused_by = Some(super::data::SCREEN);
+        self.record.failed(error);
+        self.tell(health::Outcome::Completed);
+        Trailer::of(&self.record)
     }
 
     /// The stream broke after commit: the caller's error, the record's end and the

@@ -8,6 +8,7 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
+pub mod audit;
 mod genai;
 mod handles;
 pub mod otlp;
@@ -159,6 +160,8 @@ pub struct RequestRecord {
     pub error_type: Option<ErrorClass>,
     /// The request's trace context: what attempts propagate, and its spans when traced.
     pub trace: Option<Box<otlp::RequestTrace>>,
+    /// What the data controls did (redactions, content rules, the guard), when any ran.
+    pub data: Option<Box<audit::DataAudit>>,
     /// Run once the record is written: what settles against the request's end (the
     /// limits' reservation, the usage ledger).
     on_end: EndHooks,
@@ -234,6 +237,7 @@ impl RequestRecord {
             error_type: None,
             client_addr: None,
             trace: None,
+            data: None,
             on_end: EndHooks::default(),
         }
     }
@@ -356,6 +360,7 @@ impl RequestRecord {
                 cost_cached_input_usd: part(|c| c.cached_input),
                 cost_cache_write_usd: part(|c| c.cache_write),
                 cost_output_usd: part(|c| c.output),
+                data: self.data.as_deref(),
                 target: request_log::TARGET,
             }
             .write();

@@ -79,6 +79,9 @@ pub struct Line<'a> {
     pub cost_cache_write_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_output_usd: Option<f64>,
+    /// Redactions by detector, content-rule decisions, the guard's verdict.
+    #[serde(flatten)]
+    pub data: Option<&'a super::audit::DataAudit>,
     pub target: &'static str,
 }
 
@@ -193,6 +196,7 @@ mod tests {
             cost_cached_input_usd: None,
             cost_cache_write_usd: None,
             cost_output_usd: None,
+            data: None,
             target: TARGET,
         };
         let v: serde_json::Value = serde_json::to_value(&line).unwrap();

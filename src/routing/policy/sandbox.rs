@@ -257,6 +257,15 @@ impl Vm {
         self.guarded(|| self.invoke.call(args))
     }
 
+    /// Calls `f` (a function of a script this VM loaded) within the instruction budget.
+    pub fn call<A: mlua::IntoLuaMulti, R: mlua::FromLuaMulti>(
+        &self,
+        f: &Function,
+        args: A,
+    ) -> Result<R, CallError> {
+        self.guarded(|| f.call(args))
+    }
+
     fn guarded<R>(&self, run: impl FnOnce() -> mlua::Result<R>) -> Result<R, CallError> {
         self.steps_left.set(self.steps_per_call);
         self.exhausted.set(false);
