@@ -15,6 +15,8 @@ use tower::ServiceExt;
 
 use crate::{config::RequestLimits, network::Peer, network::tls::Tls};
 
+/// hyper's own cap on the headers of an HTTP/1.1 request head.
+const DEFAULT_PARSER_HEADERS: usize = 100;
 /// The time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The time a client has to send a whole request head (HTTP/1.1), from its first byte or
@@ -40,16 +42,20 @@ pub(super) struct Options {
 /// with a clear OpenAI error; a flood far over it is cut by the parser (HTTP/1.1: a bare
 /// 431; HTTP/2: the stream reset) before it costs more memory.
 ///
-/// The header count cap is hyper's inline 100 unless more are configured: above 100,
-/// hyper allocates the parser's slots on every request head.
+/// The header count cap is hyper's own 100 unless more are configured (then hyper fills
+/// that many slots on every request head).
 fn builder(limits: &RequestLimits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     let head = limits.max_header_bytes.saturating_add(limits.max_url_bytes);
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    // Unset, hyper parses into an uninitialised array of 100 on the stack; set (even to
+    // 100), it fills a vector of that many slots on every request head.
+    if limits.max_header_count > DEFAULT_PARSER_HEADERS {
+        http1.max_headers(limits.max_header_count);
+    }
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(limits.max_header_count.max(100))
         // hyper's minimum is 8192; its default (~400 KiB) is higher than most heads need.
         .max_buf_size(head.saturating_mul(2).max(8192) + 8192);
     // HPACK counts 32 bytes of overhead per header in the list size.
