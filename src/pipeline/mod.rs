@@ -102,6 +102,7 @@ impl Call {
         crate::network::check_key(&caller, self.record.client_addr)?;
         self.record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
         self.record.auth_method = Some(caller.method.as_str());
+        self.record.security_level = Some(caller.level.as_str());
         if let Some(hook) = self.ledger_hook.take() {
             self.record.on_end(hook);
         }
@@ -221,6 +222,7 @@ impl Gateway {
         record.key = caller.key.as_ref().map(|k| Arc::from(k.name.as_str()));
         if pending.is_none() {
             record.auth_method = Some(caller.method.as_str());
+            record.security_level = Some(caller.level.as_str());
         }
         // Authenticated calls only: a stranger's 401s must not mint ledger rows (a signed
         // request's hook waits for its signature).

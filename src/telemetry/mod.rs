@@ -149,6 +149,8 @@ pub struct RequestRecord {
     /// How the caller authenticated (`bearer`, `hmac`, `jwt`, `none`); `None` when it
     /// did not.
     pub auth_method: Option<&'static str>,
+    /// The caller's effective security level, once authenticated (the audit's).
+    pub security_level: Option<&'static str>,
     /// The serving deployment's id (`provider/model`).
     deployment: Option<std::sync::Arc<str>>,
     /// The serving deployment's prices, for the call's cost.
@@ -230,6 +232,7 @@ impl RequestRecord {
             saved_usd: None,
             key: None,
             auth_method: None,
+            security_level: None,
             deployment: None,
             price: None,
             kind: None,
@@ -347,6 +350,7 @@ impl RequestRecord {
                 key: self.key.as_deref(),
                 client_addr: self.client_addr,
                 auth_method: self.auth_method,
+                security_level: self.security_level,
                 deployment: self.deployment.as_deref(),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),

@@ -54,6 +54,10 @@ pub struct Line<'a> {
     /// did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<&'static str>,
+    /// The caller's effective security level (`low`, `medium`, `high`); absent when the
+    /// request was refused before it was known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_level: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<&'a str>,
     pub latency_ms: f64,
@@ -183,6 +187,7 @@ mod tests {
             key: None,
             client_addr: None,
             auth_method: Some("hmac"),
+            security_level: Some("medium"),
             deployment: None,
             latency_ms: 1.5,
             ttft_ms: None,
@@ -203,6 +208,7 @@ mod tests {
         assert_eq!(v["request_id"], "id \"quoted\"\n");
         assert_eq!(v["cache"], "miss");
         assert_eq!(v["auth_method"], "hmac");
+        assert_eq!(v["security_level"], "medium");
         assert_eq!(v["prompt_tokens"], 3);
         assert_eq!(v["target"], TARGET);
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");
