@@ -553,15 +553,7 @@ async fn a_grpc_hit_says_so_in_its_metadata() {
     let mut client = within(GatewayClient::connect(format!("http://{}", gw.addr)))
         .await
         .unwrap();
-    let request = || pb::ChatRequest {
-        model: "gpt-4o-mini".into(),
-        messages: vec![pb::Message {
-            role: "user".into(),
-            content: Some("Hello".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let request = grpc_hello;
     let first = within(client.chat(request())).await.unwrap();
     assert_eq!(first.metadata().get("x-switchyard-cache").unwrap(), "miss");
     stored(&gw, 1).await;

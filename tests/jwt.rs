@@ -474,22 +474,14 @@ async fn an_identity_provider_that_is_down_refuses_tokens_but_not_bearer_keys() 
 
 #[tokio::test]
 async fn a_grpc_call_carries_its_token_as_metadata() {
-    use switchyard::api::grpc::pb::{self, gateway_client::GatewayClient};
+    use switchyard::api::grpc::pb::gateway_client::GatewayClient;
     let key = TestKey::ec("ec-1");
     let (gw, _a, _dir) = gateway_with_file(&jwks(&[&key]), "").await;
     let mut grpc = within(GatewayClient::connect(format!("http://{}", gw.addr)))
         .await
         .unwrap();
     let call = |token: String| {
-        let mut r = tonic::Request::new(pb::ChatRequest {
-            model: "gpt-4o-mini".into(),
-            messages: vec![pb::Message {
-                role: "user".into(),
-                content: Some("Hello".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let mut r = tonic::Request::new(grpc_hello());
         r.metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         r

@@ -227,22 +227,14 @@ async fn a_spent_budget_is_insufficient_quota_and_never_overspent() {
 
 #[tokio::test]
 async fn grpc_callers_get_resource_exhausted_with_the_same_metadata() {
-    use switchyard::api::grpc::pb::{self, gateway_client::GatewayClient};
+    use switchyard::api::grpc::pb::gateway_client::GatewayClient;
     let a = Mock::start("a", "").await;
     let gw = TestGateway::start(&config_for(&[&a], &keys("limits = { rpm = 1 }", ""))).await;
     let mut client = within(GatewayClient::connect(format!("http://{}", gw.addr)))
         .await
         .unwrap();
     let request = || {
-        let mut r = tonic::Request::new(pb::ChatRequest {
-            model: "gpt-4o-mini".into(),
-            messages: vec![pb::Message {
-                role: "user".into(),
-                content: Some("Hello".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let mut r = tonic::Request::new(grpc_hello());
         r.metadata_mut()
             .insert("authorization", format!("Bearer {KEY_A}").parse().unwrap());
         r

@@ -224,18 +224,6 @@ async fn grpc_from(addr: SocketAddr, local: &str) -> GatewayClient<tonic::transp
     GatewayClient::new(within(channel).await.unwrap())
 }
 
-fn grpc_hello() -> pb::ChatRequest {
-    pb::ChatRequest {
-        model: "gpt-4o-mini".into(),
-        messages: vec![pb::Message {
-            role: "user".into(),
-            content: Some("Hello".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn grpc_from_a_disallowed_address_is_permission_denied() {
     let mock = Mock::start("p", "").await;

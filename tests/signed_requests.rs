@@ -270,15 +270,7 @@ async fn a_grpc_call_is_signed_over_its_encoded_message() {
     let mut grpc = within(GatewayClient::connect(format!("http://{}", gw.addr)))
         .await
         .unwrap();
-    let message = pb::ChatRequest {
-        model: "gpt-4o-mini".into(),
-        messages: vec![pb::Message {
-            role: "user".into(),
-            content: Some("Hello".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let message = grpc_hello();
     let request = |s: &Signed, message: pb::ChatRequest| {
         let mut r = tonic::Request::new(message);
         let md = r.metadata_mut();

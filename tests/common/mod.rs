@@ -326,3 +326,17 @@ impl Mock {
         .await;
     }
 }
+
+/// The gRPC twin of [`hello`]: one user message, "Hello", to `gpt-4o-mini`.
+pub fn grpc_hello() -> switchyard::api::grpc::pb::ChatRequest {
+    use switchyard::api::grpc::pb;
+    pb::ChatRequest {
+        model: "gpt-4o-mini".into(),
+        messages: vec![pb::Message {
+            role: "user".into(),
+            content: Some("Hello".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
