@@ -373,11 +373,12 @@ impl Keys {
             .map(|s| s.expose().as_bytes());
         claim.verify(secret, body)?;
         let key = key.cloned().ok_or_else(signed::invalid)?;
+        // Fresh again now that the body is in: the replay set remembers a signature only
+        // until its timestamp leaves the window.
+        let now = unix_now();
+        signed::fresh(claim.at, now, self.window)?;
         let until = claim.at + self.window.as_secs() as i64;
-        self.kept
-            .replay
-            .check(&claim.signature, until, unix_now())
-            .await?;
+        self.kept.replay.check(&claim.signature, until, now).await?;
         caller(Some(key), AuthMethod::Hmac, security_level, route)
     }
 
@@ -404,15 +405,24 @@ impl Keys {
     }
 
     async fn jwt_key(&self, jwt: &jwt::JwtAuth, token: &str) -> Result<Arc<KeyConfig>, Error> {
-        jwt.key_for(token, |claims, claim| {
+        jwt.key_for(token, |claims, issuer| {
+            // Only keys this issuer may act as: those its `keys` names, or without that
+            // list, keys with no bearer token or signing secret of their own (a token's
+            // claim must not reach a key meant for another kind of caller).
+            let may = |k: &KeyConfig| match &issuer.keys {
+                Some(names) => names.contains(&k.name),
+                None => k.key.is_none() && k.hmac_secret.is_none(),
+            };
+            let claim = &issuer.key_claim;
             jwt::claim_values(claims, claim)
                 .into_iter()
-                .find_map(|name| self.by_name.get(name))
+                .filter_map(|name| self.by_name.get(name))
+                .find(|k| may(k))
                 .cloned()
                 .ok_or_else(|| Error::Forbidden {
                     message: format!(
-                        "The token is valid, but its `{claim}` claim names no key of this \
-                         gateway."
+                        "The token is valid, but its `{claim}` claim names no key this \
+                         issuer's tokens may act as."
                     ),
                     code: "token_not_mapped",
                 })

@@ -606,3 +606,24 @@ async fn a_reload_keeps_the_fetched_keys_and_a_changed_entry_fetches_anew() {
     assert_eq!(chat(key.token(&claims("team-a"))).await, 200);
     assert_eq!(server.fetches(), 2);
 }
+
+#[tokio::test]
+async fn a_token_acts_only_as_a_key_its_issuer_may_act_as() {
+    let key = TestKey::ed("ed-1");
+    // team-c has a bearer key of its own: a token naming it is not enough...
+    let (gw, _a, _dir) = gateway_with_file(&jwks(&[&key]), "").await;
+    assert_eq!(
+        refusal(chat_with(&gw, &key.token(&claims("team-c"))).await).await,
+        (403, "token_not_mapped".into())
+    );
+    // ...unless the issuer's `keys` names it; then only the keys named.
+    let (gw, _a, _dir) = gateway_with_file(&jwks(&[&key]), "keys = [\"team-c\"]").await;
+    assert_eq!(
+        chat_with(&gw, &key.token(&claims("team-c"))).await.status(),
+        200
+    );
+    assert_eq!(
+        refusal(chat_with(&gw, &key.token(&claims("team-a"))).await).await,
+        (403, "token_not_mapped".into())
+    );
+}

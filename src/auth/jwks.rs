@@ -258,7 +258,12 @@ impl Jwks {
                     self.refresh(true).await;
                 }
             }
-            Some(at) if now.saturating_duration_since(at) >= self.config.refresh => {
+            // A failed refresh waits MIN_REFETCH before the next try: while the identity
+            // provider is down, requests must not each send it another GET.
+            Some(at)
+                if now.saturating_duration_since(at) >= self.config.refresh
+                    && !(self.tried.get() != Some(at) && self.tried.within(MIN_REFETCH, now)) =>
+            {
                 self.refresh(false).await;
             }
             Some(_) => {}
@@ -472,6 +477,7 @@ mod tests {
             audience: vec!["a".into()],
             source: JwksSource::File("f".into()),
             key_claim: "sub".into(),
+            keys: None,
             leeway: Duration::from_secs(60),
             algorithms,
             refresh: Duration::from_secs(300),

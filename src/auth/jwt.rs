@@ -131,11 +131,11 @@ impl JwtAuth {
 
     /// The key `token` acts as: verified (or verified lately, against the current keys,
     /// and not expired since), its claims mapped to a key by `map` (given the claims and
-    /// the name of the claim that names the key).
+    /// the verifying issuer's `[[jwt]]`, which names the claim and the keys it may map to).
     pub async fn key_for(
         &self,
         token: &str,
-        map: impl Fn(&Claims, &str) -> Result<Arc<KeyConfig>, Error>,
+        map: impl Fn(&Claims, &crate::config::JwtConfig) -> Result<Arc<KeyConfig>, Error>,
     ) -> Result<Arc<KeyConfig>, Error> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = unix_now();
@@ -148,7 +148,7 @@ impl JwtAuth {
         }
         let (claims, provider, generation) = self.verify(token).await?;
         let jwks = &self.providers[provider];
-        let key = map(&claims, &jwks.config().key_claim)?;
+        let key = map(&claims, jwks.config())?;
         // `exp` is a required claim: a verified token has one.
         if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_i64) {
             let verified = Verified {

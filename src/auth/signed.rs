@@ -67,6 +67,31 @@ pub struct SignedClaim {
     target: String,
 }
 
+/// Whether a signed timestamp `at` is within `window` of `now`, either way. Checked when
+/// the headers arrive and again when the signature is verified (after the body), so a
+/// request whose body is sent slowly past the window's end cannot outlive the replay
+/// set's memory of its signature.
+pub fn fresh(at: i64, now: i64, window: std::time::Duration) -> Result<(), Error> {
+    let skew = now - at;
+    let allowed = window.as_secs() as i64;
+    if skew.abs() > allowed {
+        let (by, side) = if skew > 0 {
+            (skew, "behind")
+        } else {
+            (-skew, "ahead of")
+        };
+        return Err(Error::Unauthorized {
+            message: format!(
+                "Signed request expired: its timestamp is {by} s {side} the gateway's \
+                 clock, outside the allowed ±{allowed} s. Sign with the current time \
+                 (and check the caller's clock)."
+            ),
+            code: "signature_expired",
+        });
+    }
+    Ok(())
+}
+
 /// The refusal for a signature that does not verify, the same whether or not the key id
 /// exists.
 pub fn invalid() -> Error {
@@ -126,23 +151,7 @@ impl SignedClaim {
                 "`{SIGNATURE_HEADER}` must be `v1=` and 64 hex digits"
             ))
         })?;
-        let skew = now - at;
-        let allowed = window.as_secs() as i64;
-        if skew.abs() > allowed {
-            let (by, side) = if skew > 0 {
-                (skew, "behind")
-            } else {
-                (-skew, "ahead of")
-            };
-            return Err(Error::Unauthorized {
-                message: format!(
-                    "Signed request expired: its timestamp is {by} s {side} the gateway's \
-                     clock, outside the allowed ±{allowed} s. Sign with the current time \
-                     (and check the caller's clock)."
-                ),
-                code: "signature_expired",
-            });
-        }
+        fresh(at, now, window)?;
         Ok(SignedClaim {
             key_id: key_id.to_owned(),
             timestamp: timestamp.to_owned(),
@@ -279,6 +288,15 @@ mod tests {
         m.update(text.as_bytes());
         let expected = format!("v1={}", hex::encode(m.finalize().into_bytes()));
         assert_eq!(sign(secret, "POST", "/p?q=1", "42", b"hello"), expected);
+    }
+
+    #[test]
+    fn freshness_is_judged_at_each_check_against_that_moment() {
+        // Fresh when the headers came (1000 vs 1300), stale when the body is in (1301):
+        // `Keys::verify_signed` checks again, so a slow body cannot outlast the window.
+        assert!(fresh(1000, 1300, W).is_ok());
+        let e = fresh(1000, 1301, W).unwrap_err();
+        assert_eq!(e.spec().code, Some("signature_expired"));
     }
 
     #[test]

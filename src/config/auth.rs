@@ -22,6 +22,9 @@ pub struct JwtFile {
     /// The claim whose value names the `[[keys]]` entry the token acts as (default
     /// `sub`); when it is a list (groups), the first value that names a key.
     pub key_claim: Option<String>,
+    /// The `[[keys]]` this issuer's tokens may act as. Absent: only keys with neither a
+    /// bearer `key` nor an `hmac_secret`.
+    pub keys: Option<Vec<String>>,
     /// Clock tolerance for `exp` and `nbf`, in seconds (default 60).
     pub leeway_s: Option<u64>,
     /// Accepted algorithms (default `["RS256", "ES256", "EdDSA"]`).
@@ -103,6 +106,8 @@ pub struct JwtConfig {
     pub audience: Vec<String>,
     pub source: JwksSource,
     pub key_claim: String,
+    /// The keys its tokens may act as (`None`: keys with no token or secret of their own).
+    pub keys: Option<Vec<String>>,
     pub leeway: Duration,
     pub algorithms: Vec<JwtAlgorithm>,
     pub refresh: Duration,
@@ -154,10 +159,27 @@ pub fn jwt_configs(file: Vec<JwtFile>) -> Result<Vec<JwtConfig>, ConfigError> {
         }
         let source = match (j.jwks_url, j.jwks_file) {
             (Some(url), None) => {
-                let ok = (url.starts_with("https://") || url.starts_with("http://"))
-                    && reqwest::Url::parse(&url).is_ok();
-                if !ok {
+                let Ok(parsed) = reqwest::Url::parse(&url) else {
                     return Err(ConfigError::new(key("jwks_url"), "is not an http(s) URL"));
+                };
+                // Signing keys over plain HTTP can be swapped by anyone on the path, who
+                // could then mint tokens: only to a loopback address (a local sidecar, tests).
+                let host = parsed.host_str().unwrap_or("");
+                let loopback = host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback());
+                match parsed.scheme() {
+                    "https" => {}
+                    "http" if loopback => {}
+                    "http" => {
+                        return Err(ConfigError::new(
+                            key("jwks_url"),
+                            "must be https (plain http only to a loopback address)",
+                        ));
+                    }
+                    _ => return Err(ConfigError::new(key("jwks_url"), "is not an http(s) URL")),
                 }
                 JwksSource::Url(url)
             }
@@ -210,6 +232,7 @@ pub fn jwt_configs(file: Vec<JwtFile>) -> Result<Vec<JwtConfig>, ConfigError> {
             audience,
             source,
             key_claim,
+            keys: j.keys,
             leeway: Duration::from_secs(j.leeway_s.unwrap_or(60)),
             algorithms,
             refresh,
@@ -300,6 +323,10 @@ mod tests {
                 "jwt[0].jwks_url",
             ),
             (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"http://idp.example.com/jwks\"\n",
+                "jwt[0].jwks_url",
+            ),
+            (
                 "[[jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"f\"\n",
                 "jwt[0].audience",
             ),
@@ -310,6 +337,10 @@ mod tests {
             (
                 "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"f\"\nalgorithms = [\"HS256\"]\n",
                 "jwt[0].algorithms",
+            ),
+            (
+                "[[jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"f\"\nkeys = [\"nobody\"]\n",
+                "jwt[0].keys",
             ),
             (
                 "[security]\nsignature_window_s = 0\n",

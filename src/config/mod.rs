@@ -724,6 +724,16 @@ impl TryFrom<FileConfig> for Config {
         for (i, k) in keys.iter().enumerate() {
             auth::check_key_credentials(i, k, !jwt.is_empty())?;
         }
+        for (i, j) in jwt.iter().enumerate() {
+            for name in j.keys.iter().flatten() {
+                if !keys.iter().any(|k| k.name == *name) {
+                    return Err(ConfigError::new(
+                        format!("jwt[{i}].keys"),
+                        format!("names `{name}`, which is not a [[keys]] entry"),
+                    ));
+                }
+            }
+        }
         let admin_key = file
             .admin
             .api_key

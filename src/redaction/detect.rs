@@ -184,14 +184,23 @@ impl Scanner {
                 break;
             };
             let found = self.classify(&text[m.start()..], m.start());
-            let end = found.map_or(m.end(), |f| f.end.max(m.end()));
-            if let Some(found) = found {
-                out.push(found);
-            }
-            at = if end > m.start() {
-                end
-            } else {
-                next_boundary(text, m.start())
+            let next = next_boundary(text, m.start());
+            at = match found {
+                Some(f) => {
+                    out.push(f);
+                    f.end.max(next)
+                }
+                // A rejected token (a path or a hyphenated phrase the long-token shape
+                // took, then refused for its entropy) may hide a real finding: look again
+                // from its next character. Not inside a rejected run of digits (a number
+                // failing Luhn is left alone whole), nor inside a long token, so that a
+                // megabyte of base64 costs one pass, not one per character.
+                None if m.len() <= RESCAN_WITHIN
+                    && m.as_str().bytes().any(|b| b.is_ascii_alphabetic()) =>
+                {
+                    next
+                }
+                None => m.end().max(next),
             };
         }
     }
@@ -218,19 +227,27 @@ impl Scanner {
             if d.accepts(candidate) {
                 return Some(found(candidate.len()));
             }
-            if *d == Detector::Iban {
-                let mut cut = candidate;
-                while let Some(space) = cut.rfind(' ') {
-                    cut = &cut[..space];
-                    if iban(cut) {
-                        return Some(found(cut.len()));
-                    }
+            // A candidate that swallowed what follows (an IBAN a following word, a card
+            // number an expiry date): its leading groups alone may pass.
+            let separators: &[char] = match d {
+                Detector::Iban => &[' '],
+                Detector::Card => &[' ', '-'],
+                _ => &[],
+            };
+            let mut cut = candidate;
+            while let Some(sep) = cut.rfind(separators) {
+                cut = &cut[..sep];
+                if d.accepts(cut) {
+                    return Some(found(cut.len()));
                 }
             }
         }
         None
     }
 }
+
+/// The longest rejected candidate that is searched again from inside (see [`Scanner::scan`]).
+const RESCAN_WITHIN: usize = 256;
 
 fn next_boundary(text: &str, from: usize) -> usize {
     let mut i = from + 1;

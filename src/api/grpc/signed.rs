@@ -10,6 +10,9 @@ use crate::auth::signed::{BodyDigest, SIGNATURE_HEADER};
 
 /// The largest message hashed: tonic's default decoding limit, plus the frame header.
 const MAX_SIGNED_MESSAGE: usize = 4 * 1024 * 1024 + 5;
+/// How long a signed call's message may take to arrive whole (this runs before the call
+/// is counted in `server.max_in_flight`; the default `server.body_timeout_ms`).
+const SIGNED_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The SHA-256 of a signed call's message, set by [`digest_body`].
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +25,16 @@ pub async fn digest_body(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = match Limited::new(body, MAX_SIGNED_MESSAGE).collect().await {
-        Ok(c) => c.to_bytes(),
+    let read = Limited::new(body, MAX_SIGNED_MESSAGE).collect();
+    let bytes = match tokio::time::timeout(SIGNED_BODY_TIMEOUT, read).await {
+        Ok(Ok(c)) => c.to_bytes(),
         Err(_) => {
+            return tonic::Status::deadline_exceeded(
+                "a signed message must arrive whole within 10 s",
+            )
+            .into_http();
+        }
+        Ok(Err(_)) => {
             return tonic::Status::resource_exhausted(
                 "a signed message must be at most 4 MiB and arrive whole",
             )

@@ -150,3 +150,33 @@ fn non_ascii_text_around_findings() {
         vec![(Detector::Email, "jürgen@example.de".to_owned())]
     );
 }
+
+#[test]
+fn a_rejected_candidate_does_not_hide_what_is_inside_it() {
+    // A card followed by its expiry: the 18 digits fail Luhn, the first 16 pass.
+    assert_eq!(
+        all("card 4111 1111 1111 1111 12/27 please"),
+        vec![(Detector::Card, "4111 1111 1111 1111".to_owned())]
+    );
+    // Inside a path the long-token shape swallows (and rejects for its low entropy).
+    assert_eq!(
+        all("https://api.example.com/payments/cards/4111111111111111/charge"),
+        vec![(Detector::Card, "4111111111111111".to_owned())]
+    );
+    assert_eq!(
+        all("/home/jane/documents/tax/ssn-123-45-6789.pdf"),
+        vec![(Detector::Ssn, "123-45-6789".to_owned())]
+    );
+    let phone = all("call-me-at-the-office-number-415-555-2671");
+    assert!(
+        phone.iter().any(|(_, v)| v.contains("555-2671")),
+        "{phone:?}"
+    );
+}
+
+#[test]
+fn a_long_rejected_run_is_scanned_once() {
+    // Megabytes of low-entropy token characters: one pass, nothing found, no stall.
+    let run = "ab/".repeat(400_000);
+    assert!(all(&run).is_empty());
+}
