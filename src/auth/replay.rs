@@ -25,6 +25,8 @@ const SHARDS: usize = 64;
 pub struct ReplayGuard {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    /// Picks a signature's shard.
+    shard_of: foldhash::quality::RandomState,
     /// Redis, when the state store is configured (`None`: this process only).
     state: Option<Arc<State>>,
 }
@@ -70,6 +72,7 @@ impl ReplayGuard {
         ReplayGuard {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
+            shard_of: foldhash::quality::RandomState::default(),
             state,
         }
     }
@@ -132,7 +135,10 @@ impl ReplayGuard {
         id.copy_from_slice(&signature[..16]);
         (
             u128::from_le_bytes(id),
-            &self.shards[(signature[16] as usize) % SHARDS],
+            // A keyed hash, seeded at random per process: a key holder grinding timestamps
+            // cannot aim its signatures at one shard and fill it for everyone else.
+            &self.shards
+                [(std::hash::BuildHasher::hash_one(&self.shard_of, signature) as usize) % SHARDS],
         )
     }
 
@@ -167,9 +173,7 @@ mod tests {
     }
 
     fn sig(n: u8) -> [u8; 32] {
-        let mut s = [n; 32];
-        s[16] = 0; // one shard
-        s
+        [n; 32]
     }
 
     #[test]
@@ -186,13 +190,24 @@ mod tests {
 
     #[test]
     fn a_full_set_refuses_rather_than_forgets() {
-        let g = guard(SHARDS * 2);
-        g.check_local(&sig(1), 2000, 1000).unwrap();
-        g.check_local(&sig(2), 2000, 1000).unwrap();
-        let e = g.check_local(&sig(3), 2000, 1000).unwrap_err();
-        assert_eq!(e.spec().status, 503);
-        assert!(g.check_local(&sig(1), 2000, 1000).is_err());
+        // One entry a shard: the shards are picked by a keyed hash, so the set is full
+        // after at most one signature more than it has shards.
+        let g = guard(SHARDS);
+        let mut n = 0u8;
+        let refused = loop {
+            n += 1;
+            if let Err(e) = g.check_local(&sig(n), 2000, 1000) {
+                break e;
+            }
+        };
+        assert_eq!(refused.spec().status, 503);
+        assert!(usize::from(n) <= SHARDS + 1);
+        // Nothing accepted was forgotten to make room.
+        for i in 1..n {
+            let e = g.check_local(&sig(i), 2000, 1000).unwrap_err();
+            assert_eq!(e.spec().code, Some("signature_replayed"));
+        }
         // Expired entries make room.
-        g.check_local(&sig(3), 3000, 2001).unwrap();
+        g.check_local(&sig(n), 3000, 2001).unwrap();
     }
 }
