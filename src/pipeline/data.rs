@@ -45,10 +45,12 @@ impl Stage for Guard {
     const NAME: &'static str = "guard";
 
     async fn run(&self, call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
-        let live = call.live.clone();
-        if live.guards.is_empty() {
+        // Checked through the call's own snapshot: no reference count is taken unless a
+        // guard is configured.
+        if call.live.guards.is_empty() {
             return Ok(());
         }
+        let live = call.live.clone();
         let Ok(model) = live.catalog.model(&request.model) else {
             return Ok(());
         };
@@ -105,8 +107,17 @@ impl Stage for Redact {
     const NAME: &'static str = "redact";
 
     async fn run(&self, call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
-        let live = call.live.clone();
         let key = call.caller.key.as_ref().map(|k| k.name.as_str());
+        if call
+            .live
+            .config
+            .data
+            .redaction(key, call.caller.level)
+            .is_none()
+        {
+            return Ok(());
+        }
+        let live = call.live.clone();
         let Some(policy) = live.config.data.redaction(key, call.caller.level) else {
             return Ok(());
         };
