@@ -31,6 +31,7 @@ pub(crate) struct Fleet {
     pub(crate) gateway: Spawned,
     cache_gateway: Spawned,
     otlp_gateway: Spawned,
+    data_gateway: Spawned,
     pub(crate) redis: Option<Spawned>,
     redis_gateway: Option<Spawned>,
 }
@@ -99,6 +100,9 @@ impl Fleet {
             "switchyard-otlp",
             &format!("[telemetry]\notlp_endpoint = \"http://{sink}\"\nsampling_ratio = 1.0\n"),
         )?;
+        // The same config with every PII detector on (and restore) and a content rule on
+        // both sides: what the data controls cost a request that holds no PII.
+        let data_gateway = gateway("switchyard-data", DATA_CONTROLS)?;
         // With Debian's redis-server: a gateway that keeps its cache and limits in Redis
         // (Redis on the load generator's core, like the mocks).
         let redis = if redis_server_installed() {
@@ -121,6 +125,7 @@ impl Fleet {
             gateway: main,
             cache_gateway,
             otlp_gateway,
+            data_gateway,
             redis,
             redis_gateway,
         })
@@ -149,6 +154,7 @@ impl Fleet {
             &self.gateway,
             &self.cache_gateway,
             &self.otlp_gateway,
+            &self.data_gateway,
         ]
         .into_iter()
         .chain(&self.nginx)
@@ -211,6 +217,12 @@ impl Fleet {
             FAST_MODEL,
             SLOW_MODEL,
         ));
+        targets.push(proxy(
+            "switchyard-data",
+            &self.data_gateway,
+            FAST_MODEL,
+            SLOW_MODEL,
+        ));
         if let Some(g) = &self.redis_gateway {
             targets.push(proxy("switchyard-redis-cache", g, FAST_MODEL, SLOW_MODEL));
             targets.push(proxy(
@@ -223,6 +235,14 @@ impl Fleet {
         targets
     }
 }
+
+/// Issue 14's data controls, all on: every detector with restore, and a content rule of
+/// words and a pattern on prompts and answers.
+const DATA_CONTROLS: &str = "[redaction]\n\
+    detectors = [\"email\", \"phone\", \"card\", \"iban\", \"ssn\", \"ip\", \"secret\"]\n\
+    mode = \"mask\"\nrestore = true\n\n\
+    [[content_rules]]\nname = \"bench\"\nwords = [\"forbidden phrase\"]\n\
+    patterns = [\"(?i)internal[- ]only\"]\non = \"both\"\naction = \"block\"\n";
 
 /// A target served by one proxy process on one address.
 fn proxy(

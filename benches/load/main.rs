@@ -73,6 +73,10 @@
 //! Redis (pinned with the mocks) for `switchyard-redis-cache` and `switchyard-redis-limits`,
 //! with the Redis round trips per request read from `INFO commandstats`.
 //!
+//! Issue 14's data controls: `switchyard-data`, the same config with every PII detector
+//! on (with restore) and a content rule on prompts and answers; its CPU per request
+//! against `switchyard`'s is what they cost a request without PII (reported; no target).
+//!
 //! Issue 15's target: `switchyard-otlp`, a gateway with the same config plus
 //! `[telemetry] otlp_endpoint` (sampling 1.0) exporting every request's spans to a loopback
 //! collector in this process that accepts and discards them; its CPU per request against
@@ -588,6 +592,7 @@ fn print_gateway_notes(fleet: &Fleet, results: &[TargetResult]) {
                     && !r.name.starts_with("switchyard-redis")
                     && r.name != "switchyard-cache"
                     && r.name != "switchyard-otlp"
+                    && r.name != "switchyard-data"
             })
             .map(|r| r.sent)
             .sum::<u64>()

@@ -231,6 +231,15 @@ fn print_others(results: &[TargetResult], s: Settings) {
                 .join(", ")
         );
     }
+    if let (Some(g), Some(d)) = (gw, results.iter().find(|r| r.name == "switchyard-data")) {
+        println!(
+            "- CPU per request with every PII detector, restore and a content rule on (two \
+             processes, same config, same run; no target): {:.1} vs {:.1} µs = {:+.1}%",
+            d.sat_cpu_us,
+            g.sat_cpu_us,
+            (d.sat_cpu_us / g.sat_cpu_us - 1.0) * 100.0
+        );
+    }
     for (name, limit, place) in [
         ("switchyard-cache", CACHE_HIT_P99_MS, "in process"),
         (
