@@ -220,14 +220,36 @@ pub struct Window {
     tail: String,
 }
 
+/// Appended to a window that is not the text's end, so that `\b` and `$` do not match at
+/// the window's edge: `bomb` then `ardier` is not the word `bomb`. A word character (for
+/// the ASCII `\b` of word rules) that rules are unlikely to end with.
+const NOT_THE_END: char = '_';
+
 impl Window {
-    /// Checks `piece` with the overlap before it; keeps the new overlap.
+    /// Checks `piece` with the overlap before it; keeps the new overlap. More text may
+    /// follow, so a match that needs the text to end there (a word's trailing boundary,
+    /// `$`) is decided with the next piece, or by [`Window::check_last`].
     pub fn check(&mut self, rules: &RuleSet, piece: &str, hits: &mut Vec<Hit>) {
         if piece.is_empty() {
             return;
         }
         self.tail.push_str(piece);
+        self.tail.push(NOT_THE_END);
         rules.check(&self.tail, hits);
+        self.tail.pop();
+        self.trim();
+    }
+
+    /// Checks the last `piece` (possibly empty) and the text's end.
+    pub fn check_last(&mut self, rules: &RuleSet, piece: &str, hits: &mut Vec<Hit>) {
+        self.tail.push_str(piece);
+        if !self.tail.is_empty() {
+            rules.check(&self.tail, hits);
+        }
+        self.trim();
+    }
+
+    fn trim(&mut self) {
         if self.tail.len() > OVERLAP {
             let mut from = self.tail.len() - OVERLAP;
             while !self.tail.is_char_boundary(from) {

@@ -147,3 +147,27 @@ fn oversized_and_invalid_patterns_are_refused_at_load() {
     ]);
     assert_eq!(bad.unwrap_err().0, 1);
 }
+
+#[test]
+fn a_word_at_a_pieces_end_waits_for_what_follows() {
+    let r =
+        ContentRules::new(vec![spec("w", &[], &["bomb"], On::Response, Action::Block)]).unwrap();
+    let response = r.response.as_ref().unwrap();
+    // `bomb` then `ardier`: one word, not the rule's.
+    let (mut w, mut h) = (Window::default(), Vec::new());
+    w.check(response, "the bomb", &mut h);
+    w.check(response, "ardier flew", &mut h);
+    w.check_last(response, "", &mut h);
+    assert!(h.is_empty(), "{h:?}");
+    // `bomb` then ` here`: the word, caught with the next piece.
+    let (mut w, mut h) = (Window::default(), Vec::new());
+    w.check(response, "a bomb", &mut h);
+    assert!(h.is_empty());
+    w.check(response, " here", &mut h);
+    assert_eq!(h.len(), 1);
+    // `bomb` as the text's last word: caught at the end.
+    let (mut w, mut h) = (Window::default(), Vec::new());
+    w.check(response, "a bomb", &mut h);
+    w.check_last(response, "", &mut h);
+    assert_eq!(h.len(), 1);
+}

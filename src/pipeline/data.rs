@@ -348,7 +348,7 @@ impl StreamFilter {
                 _ => String::new(),
             };
             if let Some(rules) = &rules {
-                state.window.check(rules, &text, &mut hits);
+                state.window.check_last(rules, &text, &mut hits);
             }
             let calls = (!state.tools.is_empty()).then(|| {
                 release(
