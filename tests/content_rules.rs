@@ -301,3 +301,42 @@ async fn the_request_log_records_rule_decisions_and_the_guard_verdict() {
     assert_eq!(line["refused_by"], "content_rules");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_grpc_stream_ends_with_the_rules_status_before_the_whole_match() {
+    use futures_util::StreamExt;
+    use switchyard::api::grpc::pb::{self, gateway_client::GatewayClient};
+    let mock = Mock::start("a", "chunk_chars=3").await;
+    let gw = gateway(&mock).await;
+    let mut client = within(GatewayClient::connect(format!("http://{}", gw.addr)))
+        .await
+        .unwrap();
+    let mut request = grpc_hello();
+    request.messages = vec![pb::Message {
+        role: "user".into(),
+        content: Some("repeat CONFIDENTIAL-4242 please".into()),
+        ..Default::default()
+    }];
+    let mut stream = within(client.chat_stream(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut content = String::new();
+    let status = loop {
+        match within(stream.next()).await {
+            Some(Ok(chunk)) => {
+                for c in &chunk.choices {
+                    if let Some(text) = c.delta.as_ref().and_then(|d| d.content.as_deref()) {
+                        content.push_str(text);
+                    }
+                }
+            }
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without the rule's status: {content}"),
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("`leak`"), "{status:?}");
+    assert!(content.starts_with("Hello from"), "{content}");
+    assert!(!content.contains("CONFIDENTIAL-4"), "{content}");
+}
