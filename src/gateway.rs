@@ -192,6 +192,12 @@ impl Gateway {
         self.live.load_full()
     }
 
+    /// A look at the current snapshot without taking a reference count on it, for code
+    /// that reads it and lets go before any `.await` (the network guard of every request).
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
     /// The one way the live state changes. Under the rebuild lock, `next` derives the new
     /// config from the running snapshot; a whole new snapshot is built from it (providers,
     /// policies, each policy self-checked) and swapped in, and the new snapshot is

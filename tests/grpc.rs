@@ -22,14 +22,8 @@ async fn client_for(gw: &TestGateway) -> GatewayClient<tonic::transport::Channel
 
 fn request(stream_usage: bool) -> pb::ChatRequest {
     pb::ChatRequest {
-        model: "gpt-4o-mini".into(),
-        messages: vec![pb::Message {
-            role: "user".into(),
-            content: Some("Hello".into()),
-            ..Default::default()
-        }],
         include_usage: stream_usage,
-        ..Default::default()
+        ..grpc_hello()
     }
 }
 

@@ -306,21 +306,13 @@ impl Spawned {
             }
         };
         // `switchyard listening: http=ADDR grpc=ADDR`
-        let addr = banner
-            .split("http=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok());
+        let addr = banner_addr(&banner, "http=");
         let Some(addr) = addr else {
             kill(spawned_child);
             return Err(format!("{label}: cannot read the address from `{banner}`"));
         };
         // `none` when the config opens no gRPC listener.
-        let grpc = banner
-            .split("grpc=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok());
+        let grpc = banner_addr(&banner, "grpc=");
         Ok(Spawned {
             name: label.to_owned(),
             child: spawned_child,
@@ -544,4 +536,14 @@ pub(crate) fn find_nginx() -> Option<PathBuf> {
     dirs.into_iter()
         .map(|d| d.join("nginx"))
         .find(|p| p.is_file())
+}
+
+/// The address after `name` (`http=`, `grpc=`) in the gateway's start-up banner; `None`
+/// when absent or not an address (`grpc=none`).
+fn banner_addr(banner: &str, name: &str) -> Option<SocketAddr> {
+    banner
+        .split(name)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
 }

@@ -183,7 +183,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 
 /// The layer around the whole router; see the module doc for its steps.
 pub async fn guard(State(gateway): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
-    let live = gateway.live();
+    let live = gateway.peek();
     let net = &live.config.network;
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     let client = peer.and_then(|p| client_ip(p, req.headers(), &net.trusted_proxies));

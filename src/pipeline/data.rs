@@ -108,17 +108,13 @@ impl Stage for Redact {
 
     async fn run(&self, call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
         let key = call.caller.key.as_ref().map(|k| k.name.as_str());
-        if call
+        let Some(policy) = call
             .live
             .config
             .data
             .redaction(key, call.caller.level)
-            .is_none()
-        {
-            return Ok(());
-        }
-        let live = call.live.clone();
-        let Some(policy) = live.config.data.redaction(key, call.caller.level) else {
+            .cloned()
+        else {
             return Ok(());
         };
         let mut session = Session::new(policy.restore);
