@@ -155,6 +155,7 @@ impl Assembler {
             .collect();
         choices.sort_by_key(|c| c.index);
         ChatResponse {
+            native: None,
             id: self.id,
             object: "chat.completion".to_owned(),
             created: self.created,
@@ -188,6 +189,7 @@ impl Assembling {
 /// chunk when the caller asked for it (`include_usage`).
 pub fn replay(response: &ChatResponse, include_usage: bool) -> Vec<ChatChunk> {
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
+        native: None,
         id: response.id.clone(),
         object: "chat.completion.chunk".to_owned(),
         created: response.created,

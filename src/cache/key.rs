@@ -85,6 +85,7 @@ pub fn key(scope: Scope<'_>, model: &str, request: &ChatRequest) -> Key {
         // answer (see docs/cache.md).
         user,
         extra,
+        native,
     } = request;
     let canonical = Canonical {
         version: VERSION,
@@ -110,6 +111,7 @@ pub fn key(scope: Scope<'_>, model: &str, request: &ChatRequest) -> Key {
         seed: *seed,
         user: user.as_deref(),
         extra: Sorted::Map(extra),
+        native: native.as_deref().map(CanonNative::of),
     };
     let mut hasher = HashWriter(Sha256::new());
     // Writing to a hasher cannot fail, and every value here serializes (no map has a
@@ -151,6 +153,35 @@ struct Canonical<'a> {
     seed: Option<i64>,
     user: Option<&'a str>,
     extra: Sorted<'a>,
+    native: Option<CanonNative<'a>>,
+}
+
+/// A request that arrived in another format: its body and forwarded headers are keyed
+/// too, since a pass-through deployment answers them and not only the canonical fields
+/// (unknown fields, `anthropic-beta`).
+#[derive(Serialize)]
+struct CanonNative<'a> {
+    format: &'static str,
+    body: String,
+    headers: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> CanonNative<'a> {
+    fn of(native: &'a crate::chat::native::NativeRequest) -> Self {
+        use crate::chat::native::NativeFormat;
+        CanonNative {
+            format: match native.format {
+                NativeFormat::AnthropicMessages => "anthropic_messages",
+                NativeFormat::OpenAiResponses => "openai_responses",
+            },
+            body: hex::encode(Sha256::digest(&native.body)),
+            headers: native
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -3,6 +3,7 @@
 //! Typed fields are the ones the gateway reads; every struct also carries a flattened
 //! `extra` map so fields it does not model pass through untouched.
 
+pub mod native;
 mod request;
 mod response;
 

@@ -45,6 +45,10 @@ pub struct ChatRequest {
     pub user: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
+    /// The caller's request in its own format, when it came in through a surface other
+    /// than chat completions ([`super::native`]); never (de)serialized.
+    #[serde(skip)]
+    pub native: Option<std::sync::Arc<super::native::NativeRequest>>,
 }
 
 impl ChatRequest {

@@ -21,6 +21,10 @@ pub struct ChatResponse {
     pub system_fingerprint: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
+    /// The provider's answer body byte for byte, when the request was passed through in
+    /// its native format ([`super::native`]); never (de)serialized.
+    #[serde(skip)]
+    pub native: Option<bytes::Bytes>,
 }
 
 fn completion_object() -> String {
@@ -94,6 +98,11 @@ pub struct ChatChunk {
     pub system_fingerprint: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
+    /// The provider's own stream event(s) this chunk was decoded from, byte for byte,
+    /// when the request was passed through in its native format ([`super::native`]);
+    /// never (de)serialized.
+    #[serde(skip)]
+    pub native: Option<bytes::Bytes>,
 }
 
 impl ChatChunk {
@@ -250,6 +259,7 @@ mod tests {
     #[test]
     fn an_answer_writes_the_fields_the_spec_requires_as_null_when_absent() {
         let answer = ChatResponse {
+            native: None,
             id: "chatcmpl-1".into(),
             object: completion_object(),
             created: 1,

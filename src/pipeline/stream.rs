@@ -97,6 +97,7 @@ impl Minted {
     /// per `n`), no content.
     pub(super) fn role_chunk(&self, model: &str, choices: u32) -> ChatChunk {
         ChatChunk {
+            native: None,
             id: self.id.clone(),
             object: "chat.completion.chunk".to_owned(),
             created: self.created,

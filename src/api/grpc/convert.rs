@@ -53,6 +53,7 @@ pub fn chat_request(req: pb::ChatRequest, stream: bool) -> Result<ChatRequest, E
         }
     };
     Ok(ChatRequest {
+        native: None,
         model: req.model,
         messages,
         stream: stream.then_some(true),

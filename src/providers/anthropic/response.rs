@@ -136,6 +136,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     }
     let message = Message::assistant(text, reasoning, tool_calls);
     Ok(ChatResponse {
+        native: None,
         id: r.id,
         object: "chat.completion".into(),
         created: unix_now(),

@@ -117,6 +117,7 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
         ChatChunk {
+            native: None,
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,

@@ -146,6 +146,7 @@ pub fn decode_response(body: &[u8], model: &str, id: &str) -> Result<ChatRespons
     }
     let message = Message::assistant(text, reasoning, tool_calls);
     Ok(ChatResponse {
+        native: None,
         id: id.to_owned(),
         object: "chat.completion".into(),
         created: unix_now(),

@@ -114,6 +114,7 @@ impl BedrockStream {
 
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
         ChatChunk {
+            native: None,
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,

@@ -104,6 +104,7 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
     }
     let message = Message::assistant(text, reasoning, r.message.tool_calls);
     Ok(ChatResponse {
+        native: None,
         id: r.id,
         object: "chat.completion".into(),
         created: unix_now(),

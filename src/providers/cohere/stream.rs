@@ -98,6 +98,7 @@ impl CohereStream {
 
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
         ChatChunk {
+            native: None,
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,

@@ -202,6 +202,7 @@ pub fn decode_response(body: &[u8], requested_model: &str) -> Result<ChatRespons
         });
     }
     Ok(ChatResponse {
+        native: None,
         id: r
             .response_id
             .clone()

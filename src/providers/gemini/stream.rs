@@ -47,6 +47,7 @@ impl GeminiStream {
 
     fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
         ChatChunk {
+            native: None,
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,
