@@ -32,6 +32,7 @@ pub(crate) struct Fleet {
     cache_gateway: Spawned,
     otlp_gateway: Spawned,
     data_gateway: Spawned,
+    signed_gateway: Spawned,
     pub(crate) redis: Option<Spawned>,
     redis_gateway: Option<Spawned>,
 }
@@ -103,6 +104,9 @@ impl Fleet {
         // The same config with every PII detector on (and restore) and a content rule on
         // both sides: what the data controls cost a request that holds no PII.
         let data_gateway = gateway("switchyard-data", DATA_CONTROLS)?;
+        // The same config with callers' keys: one bearer key, and one that signs its
+        // requests (the saturation phase signs each request; the others use the bearer).
+        let signed_gateway = gateway("switchyard-signed", &signing_keys())?;
         // With Debian's redis-server: a gateway that keeps its cache and limits in Redis
         // (Redis on the load generator's core, like the mocks).
         let redis = if redis_server_installed() {
@@ -126,6 +130,7 @@ impl Fleet {
             cache_gateway,
             otlp_gateway,
             data_gateway,
+            signed_gateway,
             redis,
             redis_gateway,
         })
@@ -155,6 +160,7 @@ impl Fleet {
             &self.cache_gateway,
             &self.otlp_gateway,
             &self.data_gateway,
+            &self.signed_gateway,
         ]
         .into_iter()
         .chain(&self.nginx)
@@ -181,6 +187,7 @@ impl Fleet {
             pids: vec![self.fast.pid(), self.slow.pid(), self.paced.pid()],
             cpu_pid: self.fast.pid(),
             slow_cpu_pid: self.slow.pid(),
+            signed: false,
         };
         let mut targets = vec![direct];
         if let Some(n) = &self.nginx {
@@ -223,6 +230,15 @@ impl Fleet {
             FAST_MODEL,
             SLOW_MODEL,
         ));
+        targets.push(Target {
+            signed: true,
+            ..proxy(
+                "switchyard-signed",
+                &self.signed_gateway,
+                FAST_MODEL,
+                SLOW_MODEL,
+            )
+        });
         if let Some(g) = &self.redis_gateway {
             targets.push(proxy("switchyard-redis-cache", g, FAST_MODEL, SLOW_MODEL));
             targets.push(proxy(
@@ -244,6 +260,18 @@ const DATA_CONTROLS: &str = "[redaction]\n\
     [[content_rules]]\nname = \"bench\"\nwords = [\"forbidden phrase\"]\n\
     patterns = [\"(?i)internal[- ]only\"]\non = \"both\"\naction = \"block\"\n";
 
+/// Issue 14's caller authentication: the bench's bearer key as a `[[keys]]` entry, and a
+/// signing key whose secret the generator signs with.
+fn signing_keys() -> String {
+    format!(
+        "[[keys]]\nname = \"bearer\"\nkey = \"{}\"\n\n\
+         [[keys]]\nname = \"{}\"\nhmac_secret = \"{}\"\n",
+        crate::http::AUTHORIZATION.trim_start_matches("Bearer "),
+        crate::http::SIGNING_KEY_ID,
+        crate::http::SIGNING_SECRET,
+    )
+}
+
 /// A target served by one proxy process on one address.
 fn proxy(
     name: &'static str,
@@ -262,6 +290,7 @@ fn proxy(
         pids: vec![p.pid()],
         cpu_pid: p.pid(),
         slow_cpu_pid: p.pid(),
+        signed: false,
     }
 }
 

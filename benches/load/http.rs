@@ -325,7 +325,39 @@ pub(crate) fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
 
 /// The one header every request carries besides the framing ones (the gateway's configs
 /// accept it; the mocks and nginx ignore it).
-pub(crate) const AUTHORIZATION: &str = "Bearer sk-client";
+pub(crate) const AUTHORIZATION: &str = "Bearer sk-load-bench-client";
+
+/// The signing key of the `switchyard-signed` target: its name and secret.
+pub(crate) const SIGNING_KEY_ID: &str = "signer";
+pub(crate) const SIGNING_SECRET: &str = "load-bench-signing-secret-0123456789abcdef";
+
+/// One HMAC-signed POST /v1/chat/completions of a JSON request, unique by its `user`
+/// field (`caller` and `n`), so that no signature repeats and none is refused as a replay.
+pub(crate) fn signed_request(host: SocketAddr, model: &str, caller: usize, n: u64) -> Vec<u8> {
+    let body = format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{PROMPT}"}}],"user":"load-{caller}-{n}"}}"#
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
+    let path = "/v1/chat/completions";
+    let signature = switchyard::auth::signed::sign(
+        SIGNING_SECRET.as_bytes(),
+        "POST",
+        path,
+        &now,
+        body.as_bytes(),
+    );
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchyard-load\r\n\
+         Content-Type: application/json\r\nAccept: application/json\r\n\
+         x-switchyard-key-id: {SIGNING_KEY_ID}\r\nx-switchyard-timestamp: {now}\r\n\
+         x-switchyard-signature: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// One POST /v1/chat/completions, head and body, as sent to `host`.
 pub(crate) fn chat_request(host: SocketAddr, model: &str, stream: bool) -> Arc<[u8]> {

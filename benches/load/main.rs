@@ -77,6 +77,11 @@
 //! on (with restore) and a content rule on prompts and answers; its CPU per request
 //! against `switchyard`'s is what they cost a request without PII (reported; no target).
 //!
+//! Issue 14's caller authentication: `switchyard-signed`, the same config with a bearer
+//! key and a signing key; its saturation rounds HMAC-sign every request (a unique body
+//! each time, so none is a replay), the other phases send the bearer key. Its CPU per
+//! request against `switchyard`'s is what signed requests cost (reported; no target).
+//!
 //! Issue 15's target: `switchyard-otlp`, a gateway with the same config plus
 //! `[telemetry] otlp_endpoint` (sampling 1.0) exporting every request's spans to a loopback
 //! collector in this process that accepts and discards them; its CPU per request against
@@ -593,6 +598,7 @@ fn print_gateway_notes(fleet: &Fleet, results: &[TargetResult]) {
                     && r.name != "switchyard-cache"
                     && r.name != "switchyard-otlp"
                     && r.name != "switchyard-data"
+                    && r.name != "switchyard-signed"
             })
             .map(|r| r.sent)
             .sum::<u64>()

@@ -8,7 +8,7 @@ use std::{
 
 use crate::{
     DELAY_MS, REQUEST_TIMEOUT, Res, Settings,
-    http::{Conn, chat_request},
+    http::{Conn, chat_request, signed_request},
     openloop::{OpenLoop, Reuse, fixed_rate},
     procfs::{all_busy, core_times, cpu_ticks, ticks_of},
     tally::Tally,
@@ -39,7 +39,14 @@ pub(crate) async fn sat_round(
     acc: &mut SatAcc,
     r: &mut TargetResult,
 ) -> Res<()> {
-    let req = chat_request(t.fast, t.fast_model, false);
+    let req = if t.signed {
+        Requests::Signed {
+            host: t.fast,
+            model: t.fast_model,
+        }
+    } else {
+        Requests::Same(chat_request(t.fast, t.fast_model, false))
+    };
     let mut conns = Vec::with_capacity(s.conns);
     for _ in 0..s.conns {
         conns.push(
@@ -199,17 +206,34 @@ pub(crate) fn pct(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Every connection loops request after request until `dur` has passed.
+/// What a closed loop sends.
+#[derive(Clone)]
+enum Requests {
+    /// The same request every time.
+    Same(Arc<[u8]>),
+    /// A request signed afresh each time (and unique, so never a replay).
+    Signed {
+        host: SocketAddr,
+        model: &'static str,
+    },
+}
+
 async fn closed_loop(
     conns: Vec<Conn>,
     addr: SocketAddr,
-    req: &Arc<[u8]>,
+    req: &Requests,
     dur: Duration,
 ) -> (Vec<Conn>, Tally) {
     let deadline = Instant::now() + dur;
     let wanted = conns.len();
     let mut tasks = Vec::with_capacity(wanted);
-    for conn in conns {
+    // Unique across slices and rounds: a signed request repeated inside the signature
+    // window would be refused as a replay.
+    static SLICE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let slice = SLICE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for (i, conn) in conns.into_iter().enumerate() {
         let req = req.clone();
+        let caller = slice * 100_000 + i;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut conn = Some(conn);
@@ -228,7 +252,15 @@ async fn closed_loop(
                         }
                     },
                 };
-                let out = tokio::time::timeout(REQUEST_TIMEOUT, c.exchange(&req, &mut body)).await;
+                let signed;
+                let bytes: &[u8] = match &req {
+                    Requests::Same(same) => same,
+                    Requests::Signed { host, model } => {
+                        signed = signed_request(*host, model, caller, n);
+                        &signed
+                    }
+                };
+                let out = tokio::time::timeout(REQUEST_TIMEOUT, c.exchange(bytes, &mut body)).await;
                 // Check the first body on each connection and every 64th after.
                 let check = n.is_multiple_of(64);
                 n += 1;

@@ -19,6 +19,9 @@ pub(crate) struct Target {
     pub(crate) cpu_pid: u32,
     /// The process whose CPU time the fixed-rate run charges.
     pub(crate) slow_cpu_pid: u32,
+    /// The generator's saturation signs every request ([`crate::http::signed_request`]);
+    /// the other phases send the bearer key.
+    pub(crate) signed: bool,
 }
 
 pub(crate) struct TargetResult {

@@ -240,6 +240,16 @@ fn print_others(results: &[TargetResult], s: Settings) {
             (d.sat_cpu_us / g.sat_cpu_us - 1.0) * 100.0
         );
     }
+    if let (Some(g), Some(d)) = (gw, results.iter().find(|r| r.name == "switchyard-signed")) {
+        println!(
+            "- CPU per request with every request HMAC-signed (a fresh signature and body each \
+             time, replay set in process; two processes, same run; no target): {:.1} vs {:.1} \
+             µs = {:+.1}%",
+            d.sat_cpu_us,
+            g.sat_cpu_us,
+            (d.sat_cpu_us / g.sat_cpu_us - 1.0) * 100.0
+        );
+    }
     for (name, limit, place) in [
         ("switchyard-cache", CACHE_HIT_P99_MS, "in process"),
         (
