@@ -133,8 +133,12 @@ impl Detector {
 /// The scan for one set of detectors, compiled once per config load.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    /// Every shape of every enabled detector, one alternation.
-    any: Regex,
+    /// Every enabled detector's shapes, one pattern each in priority order: a match says
+    /// which detector's shape matched first at its start (leftmost-first, as one
+    /// alternation would).
+    any: regex_automata::meta::Regex,
+    /// The detector of each of `any`'s patterns.
+    by_pattern: Vec<Detector>,
     /// Per enabled detector, in priority order, its shapes anchored at the start, to
     /// classify a candidate.
     each: Vec<(Detector, Regex)>,
@@ -154,21 +158,20 @@ impl Scanner {
         let mut enabled: Vec<Detector> = detectors.to_vec();
         enabled.sort();
         enabled.dedup();
-        let mut alternatives = Vec::new();
+        let mut patterns = Vec::new();
         let mut each = Vec::new();
-        for d in enabled {
+        for &d in &enabled {
             let shapes = d.shapes().join("|");
-            alternatives.push(format!("(?:{shapes})"));
+            patterns.push(format!("(?:{shapes})"));
             each.push((d, Regex::new(&format!("^(?:{shapes})"))?));
         }
-        let pattern = if alternatives.is_empty() {
-            // Matches nothing.
-            r"[^\s\S]".to_owned()
-        } else {
-            alternatives.join("|")
-        };
+        // Built like `regex` builds its own (Unicode on, so `\w` is), and an error from it
+        // is `regex`'s: the same patterns compiled just above.
+        let any = regex_automata::meta::Regex::new_many(&patterns)
+            .map_err(|e| regex::Error::Syntax(e.to_string()))?;
         Ok(Scanner {
-            any: Regex::new(&pattern)?,
+            any,
+            by_pattern: enabled,
             each,
         })
     }
@@ -180,10 +183,22 @@ impl Scanner {
         }
         let mut at = 0;
         while at < text.len() {
-            let Some(m) = self.any.find_at(text, at) else {
+            let input = regex_automata::Input::new(text).range(at..);
+            let Some(m) = self.any.search(&input) else {
                 break;
             };
-            let found = self.classify(&text[m.start()..], m.start());
+            let matched = &text[m.range()];
+            // Most candidates are what their shape says: checked at once. One its
+            // detector refuses is classified afresh (a lower-priority detector's shape,
+            // or a shorter prefix, may still take it).
+            let found = match self.by_pattern.get(m.pattern().as_usize()) {
+                Some(&detector) if detector.accepts(matched) => Some(Found {
+                    detector,
+                    start: m.start(),
+                    end: m.end(),
+                }),
+                _ => self.classify(&text[m.start()..], m.start()),
+            };
             let next = next_boundary(text, m.start());
             at = match found {
                 Some(f) => {
@@ -195,8 +210,8 @@ impl Scanner {
                 // from its next character. Not inside a rejected run of digits (a number
                 // failing Luhn is left alone whole), nor inside a long token, so that a
                 // megabyte of base64 costs one pass, not one per character.
-                None if m.len() <= RESCAN_WITHIN
-                    && m.as_str().bytes().any(|b| b.is_ascii_alphabetic()) =>
+                None if matched.len() <= RESCAN_WITHIN
+                    && matched.bytes().any(|b| b.is_ascii_alphabetic()) =>
                 {
                     next
                 }
