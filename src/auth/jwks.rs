@@ -166,6 +166,8 @@ pub struct Jwks {
     generations: AtomicU64,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// A refresh of stale keys is under way in the background.
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
 /// An instant (ms after `EPOCH`, plus one; 0 is never), as an atomic.
@@ -220,6 +222,7 @@ impl Jwks {
             forced: Moment::default(),
             generations: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
         };
         if let Some(path) = &jwks.file {
             let doc =
@@ -248,9 +251,10 @@ impl Jwks {
         self.tried.set(now);
     }
 
-    /// The current keys: fetched first when never loaded, fetched again when older than
-    /// the refresh interval (by one request; the others keep the current keys meanwhile).
-    pub async fn current(&self) -> Arc<KeySet> {
+    /// The current keys: fetched first when never loaded (the request waits: it has no
+    /// key to verify with), fetched again in the background when older than the refresh
+    /// interval (no request waits: they keep the current keys until the new ones are in).
+    pub async fn current(self: &Arc<Self>) -> Arc<KeySet> {
         let now = Instant::now();
         match self.loaded.get() {
             None => {
@@ -264,11 +268,30 @@ impl Jwks {
                 if now.saturating_duration_since(at) >= self.config.refresh
                     && !(self.tried.get() != Some(at) && self.tried.within(MIN_REFETCH, now)) =>
             {
-                self.refresh(false).await;
+                self.refresh_in_background().await;
             }
             Some(_) => {}
         }
         self.keys.load_full()
+    }
+
+    /// Starts one refresh on a task of its own; inline where there is no runtime to
+    /// spawn on.
+    async fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let jwks = Arc::clone(self);
+        let refresh = async move {
+            jwks.refresh(false).await;
+            jwks.refreshing.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(refresh);
+            }
+            Err(_) => refresh.await,
+        }
     }
 
     /// After a token named a `kid` the keys lack: fetch again, unless that was done less

@@ -219,9 +219,9 @@ impl JwtAuth {
 
     /// The provider whose issuer the token names (its `iss`, read before verification
     /// only to choose the keys; verification checks it again).
-    fn provider_of(&self, token: &str) -> Result<(usize, &Jwks), Error> {
+    fn provider_of(&self, token: &str) -> Result<(usize, &Arc<Jwks>), Error> {
         if let [only] = self.providers.as_slice() {
-            return Ok((0, &**only));
+            return Ok((0, only));
         }
         #[derive(serde::Deserialize)]
         struct Issuer {
@@ -234,7 +234,6 @@ impl JwtAuth {
             .iter()
             .enumerate()
             .find(|(_, p)| Some(&p.config().issuer) == iss.as_ref())
-            .map(|(i, p)| (i, &**p))
             .ok_or_else(|| invalid("The token's issuer is not accepted."))
     }
 }
