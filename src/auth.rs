@@ -371,7 +371,15 @@ impl Keys {
         let secret = key
             .and_then(|k| k.hmac_secret.as_ref())
             .map(|s| s.expose().as_bytes());
-        claim.verify(secret, body)?;
+        // During a rotation the previous secret verifies too (each check in constant time;
+        // which one matched is not said).
+        let previous = key
+            .and_then(|k| k.hmac_secret_previous.as_ref())
+            .map(|s| s.expose().as_bytes());
+        claim.verify(secret, body).or_else(|e| match previous {
+            Some(previous) => claim.verify(Some(previous), body),
+            None => Err(e),
+        })?;
         let key = key.cloned().ok_or_else(signed::invalid)?;
         // Fresh again now that the body is in: the replay set remembers a signature only
         // until its timestamp leaves the window.

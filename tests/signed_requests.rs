@@ -133,6 +133,45 @@ async fn a_request_signed_with_the_keys_secret_is_served() {
 }
 
 #[tokio::test]
+async fn during_a_rotation_the_previous_secret_verifies_until_it_is_dropped() {
+    const NEW: &str = "hmac-secret-of-team-a-rotated-0123456789";
+    let a = Mock::start("a", "").await;
+    let rotating = format!(
+        "[[keys]]\nname = \"team-a\"\nhmac_secret = \"{NEW}\"\n\
+         hmac_secret_previous = \"{SECRET}\"\n"
+    );
+    let gw = TestGateway::start(&config_for(&[&a], &rotating)).await;
+    for secret in [NEW, SECRET] {
+        let s = signed("team-a", secret, "POST", CHAT, now(), &body());
+        assert_eq!(post(&gw.url(""), CHAT, &s, body()).await.status(), 200);
+    }
+    let other = signed(
+        "team-a",
+        "a-third-secret-0123456789abcdef0123",
+        "POST",
+        CHAT,
+        now(),
+        &body(),
+    );
+    let (status, error) = error_of(post(&gw.url(""), CHAT, &other, body()).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_invalid"))
+    );
+    // Once the rotation is over, the old secret is refused like any other.
+    let done = format!("[[keys]]\nname = \"team-a\"\nhmac_secret = \"{NEW}\"\n");
+    let gw = TestGateway::start(&config_for(&[&a], &done)).await;
+    let old = signed("team-a", SECRET, "POST", CHAT, now(), &body());
+    let (status, error) = error_of(post(&gw.url(""), CHAT, &old, body()).await).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (401, Some("signature_invalid"))
+    );
+    let s = signed("team-a", NEW, "POST", CHAT, now(), &body());
+    assert_eq!(post(&gw.url(""), CHAT, &s, body()).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_retimed_or_stale_signature_is_refused() {
     let a = Mock::start("a", "").await;
     let gw = TestGateway::start(&config_for(&[&a], &keys())).await;

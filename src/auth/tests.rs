@@ -6,6 +6,7 @@ fn key(name: &str, token: &str, max: SecurityLevel) -> KeyConfig {
         name: name.into(),
         key: Some(Secret::resolve(token).unwrap()),
         hmac_secret: None,
+        hmac_secret_previous: None,
         tags: vec!["beta".into()],
         allowed_providers: vec![],
         allowed_models: vec![],

@@ -253,12 +253,29 @@ pub fn check_key_credentials(
             "a key needs `key`, `hmac_secret`, or a `[[jwt]]` whose claim names it",
         ));
     }
-    if let Some(s) = &k.hmac_secret
-        && s.expose().len() < 32
-    {
+    for (field, secret) in [
+        ("hmac_secret", &k.hmac_secret),
+        ("hmac_secret_previous", &k.hmac_secret_previous),
+    ] {
+        if let Some(s) = secret
+            && s.expose().len() < 32
+        {
+            return Err(ConfigError::new(
+                format!("keys[{i}].{field}"),
+                "must be at least 32 characters",
+            ));
+        }
+    }
+    if k.hmac_secret_previous.is_some() && k.hmac_secret.is_none() {
         return Err(ConfigError::new(
-            format!("keys[{i}].hmac_secret"),
-            "must be at least 32 characters",
+            format!("keys[{i}].hmac_secret_previous"),
+            "needs `hmac_secret`: it is the secret being rotated out",
+        ));
+    }
+    if k.hmac_secret_previous.is_some() && k.hmac_secret_previous == k.hmac_secret {
+        return Err(ConfigError::new(
+            format!("keys[{i}].hmac_secret_previous"),
+            "is the same as `hmac_secret`",
         ));
     }
     Ok(())
@@ -354,6 +371,21 @@ mod tests {
             (
                 "[[keys]]\nname = \"k\"\nhmac_secret = \"env:SWITCHYARD_TEST_UNSET_SECRET\"\n",
                 "keys[0].hmac_secret",
+            ),
+            (
+                "[[keys]]\nname = \"k\"\nkey = \"sk-0123456789abcdef\"\n\
+                 hmac_secret_previous = \"0123456789abcdef0123456789abcdef-old\"\n",
+                "keys[0].hmac_secret_previous",
+            ),
+            (
+                "[[keys]]\nname = \"k\"\nhmac_secret = \"0123456789abcdef0123456789abcdef-x\"\n\
+                 hmac_secret_previous = \"short\"\n",
+                "keys[0].hmac_secret_previous",
+            ),
+            (
+                "[[keys]]\nname = \"k\"\nhmac_secret = \"0123456789abcdef0123456789abcdef-x\"\n\
+                 hmac_secret_previous = \"0123456789abcdef0123456789abcdef-x\"\n",
+                "keys[0].hmac_secret_previous",
             ),
         ];
         for (extra, key) in cases {

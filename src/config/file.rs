@@ -94,6 +94,8 @@ pub struct KeyFile {
     pub key: Option<String>,
     /// The secret signed requests of this key are signed with (`env:NAME` or a literal).
     pub hmac_secret: Option<String>,
+    /// The secret before `hmac_secret`, still accepted while clients move over.
+    pub hmac_secret_previous: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     /// Providers this key may reach (empty: all).

@@ -158,6 +158,8 @@ pub struct KeyConfig {
     pub key: Option<Secret>,
     /// The secret its signed requests are signed with, if it signs.
     pub hmac_secret: Option<Secret>,
+    /// During a rotation, the secret before `hmac_secret`: signatures under either verify.
+    pub hmac_secret_previous: Option<Secret>,
     pub tags: Vec<String>,
     pub allowed_providers: Vec<String>,
     pub allowed_models: Vec<String>,
@@ -906,6 +908,13 @@ fn keys(
             .as_deref()
             .map(|v| Secret::resolve(v).map_err(|r| ConfigError::new(key("hmac_secret"), r)))
             .transpose()?;
+        let hmac_secret_previous = k
+            .hmac_secret_previous
+            .as_deref()
+            .map(|v| {
+                Secret::resolve(v).map_err(|r| ConfigError::new(key("hmac_secret_previous"), r))
+            })
+            .transpose()?;
         if let Some(p) = k
             .allowed_providers
             .iter()
@@ -953,6 +962,7 @@ fn keys(
             name: k.name,
             key: secret,
             hmac_secret,
+            hmac_secret_previous,
             tags: k.tags,
             allowed_providers: k.allowed_providers,
             allowed_models: k.allowed_models,
