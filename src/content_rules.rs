@@ -112,7 +112,9 @@ pub struct ContentRules {
 
 impl ContentRules {
     /// Compiles `specs`; the error names the rule's index.
-    pub fn new(specs: Vec<RuleSpec>) -> Result<ContentRules, (usize, String)> {
+    /// Compiles `specs`. An error names the rule at fault (its index), or none when each
+    /// rule compiles alone but one side's rules together are over the size limit.
+    pub fn new(specs: Vec<RuleSpec>) -> Result<ContentRules, (Option<usize>, String)> {
         let mut compiled = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             let mut patterns = Vec::with_capacity(s.patterns.len() + s.words.len());
@@ -120,7 +122,7 @@ impl ContentRules {
                 RegexBuilder::new(p)
                     .size_limit(SIZE_LIMIT)
                     .build()
-                    .map_err(|e| (i, format!("`{p}`: {e}")))?;
+                    .map_err(|e| (Some(i), format!("`{p}`: {e}")))?;
                 patterns.push(p.clone());
             }
             for w in s.words.iter().map(|w| w.trim()).filter(|w| !w.is_empty()) {
@@ -142,7 +144,7 @@ impl ContentRules {
             }
             compiled.push((i, patterns));
         }
-        let side = |side: Side| -> Result<Option<Arc<RuleSet>>, (usize, String)> {
+        let side = |side: Side| -> Result<Option<Arc<RuleSet>>, (Option<usize>, String)> {
             let mut patterns = Vec::new();
             let mut owner = Vec::new();
             let mut rules = Vec::new();
@@ -167,7 +169,18 @@ impl ContentRules {
             let set = RegexSetBuilder::new(&patterns)
                 .size_limit(SIZE_LIMIT.saturating_mul(specs.len().max(1)))
                 .build()
-                .map_err(|e| (0, e.to_string()))?;
+                .map_err(|e| {
+                    (
+                        None,
+                        format!(
+                            "the {} rules' patterns together: {e}",
+                            match side {
+                                Side::Prompt => "prompt",
+                                Side::Response => "response",
+                            }
+                        ),
+                    )
+                })?;
             Ok(Some(Arc::new(RuleSet {
                 side,
                 set,

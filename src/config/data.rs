@@ -238,8 +238,10 @@ pub fn data_config(file: &FileConfig) -> Result<DataConfig, ConfigError> {
             action,
         });
     }
-    let rules = ContentRules::new(specs)
-        .map_err(|(i, e)| ConfigError::new(format!("content_rules[{i}].patterns"), e))?;
+    let rules = ContentRules::new(specs).map_err(|(i, e)| match i {
+        Some(i) => ConfigError::new(format!("content_rules[{i}].patterns"), e),
+        None => ConfigError::new("content_rules", e),
+    })?;
     let mut guards = BTreeMap::new();
     for (i, m) in file.models.iter().enumerate() {
         if let Some(g) = &m.guard {

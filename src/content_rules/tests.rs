@@ -140,12 +140,12 @@ fn oversized_and_invalid_patterns_are_refused_at_load() {
         On::Both,
         Action::Flag,
     )]);
-    assert_eq!(huge.unwrap_err().0, 0);
+    assert_eq!(huge.unwrap_err().0, Some(0));
     let bad = ContentRules::new(vec![
         spec("ok", &["fine"], &[], On::Both, Action::Flag),
         spec("bad", &["(unclosed"], &[], On::Both, Action::Flag),
     ]);
-    assert_eq!(bad.unwrap_err().0, 1);
+    assert_eq!(bad.unwrap_err().0, Some(1));
 }
 
 #[test]
