@@ -78,6 +78,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod content_rules;
+pub mod embeddings;
 pub mod error;
 pub mod failover;
 pub mod gateway;
