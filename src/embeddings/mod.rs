@@ -148,24 +148,18 @@ impl EmbedUsage {
     }
 }
 
-/// Input tokens of `request`: the token arrays' lengths; for text, tiktoken's cl100k_base
-/// count (the encoding of OpenAI's embedding models) when it is loaded, else the
-/// documented estimate of four characters a token (see [`crate::usage::tokens`]).
+/// Input tokens of `request`, before the call: the token arrays' lengths, and for text
+/// the gateway's documented estimate of four characters a token (as for chat,
+/// [`crate::usage::tokens::estimate`]; it errs high against OpenAI's cl100k_base on English
+/// prose). The provider's reported usage is the truth after the call.
 pub fn estimate_tokens(request: &EmbedRequest) -> u32 {
     let n = match &request.input {
         EmbedInput::Tokens(t) => t.len(),
         EmbedInput::TokenLists(t) => t.iter().map(Vec::len).sum(),
-        EmbedInput::Text(t) => text_tokens(t),
-        EmbedInput::Texts(t) => t.iter().map(|t| text_tokens(t)).sum(),
+        EmbedInput::Text(t) => t.len().div_ceil(4),
+        EmbedInput::Texts(t) => t.iter().map(|t| t.len().div_ceil(4)).sum(),
     };
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn text_tokens(text: &str) -> usize {
-    match crate::usage::tokens::Encoding::Cl100k.loaded_or_start() {
-        Some(bpe) => bpe.count_ordinary(text),
-        None => text.len().div_ceil(4),
-    }
 }
 
 /// The checks OpenAI's API makes before embedding, so every wire format refuses the same
