@@ -432,3 +432,110 @@ async fn limits_refuse_on_the_estimate_and_settle_on_the_reported_usage() {
     let resp = embed(&gw, &medium).await;
     assert_eq!(resp.status(), 401);
 }
+
+mod grpc {
+    use super::*;
+    use switchyard::api::grpc::pb::{self, gateway_client::GatewayClient};
+    use tonic::Code;
+
+    async fn client_for(gw: &TestGateway) -> GatewayClient<tonic::transport::Channel> {
+        within(GatewayClient::connect(format!("http://{}", gw.addr)))
+            .await
+            .unwrap()
+    }
+
+    fn embed_request(model: &str, input: &[&str]) -> pb::EmbedRequest {
+        pb::EmbedRequest {
+            model: model.into(),
+            input: input.iter().map(|s| (*s).to_owned()).collect(),
+            dimensions: Some(48),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn embed_answers_the_same_vectors_as_rest_with_metadata_and_failover() {
+        let bad = Mock::speaking(MockFormat::OpenAi, "bad", "status=503").await;
+        let good = Mock::speaking(MockFormat::OpenAi, "good", "").await;
+        let gw = TestGateway::start(&config(
+            &[&bad, &good],
+            &[(
+                "embed",
+                &[
+                    ("bad", "text-embedding-3-small"),
+                    ("good", "text-embedding-3-small"),
+                ],
+            )],
+            "",
+        ))
+        .await;
+        let mut client = client_for(&gw).await;
+        let resp = within(client.embed(embed_request("embed", &["a", "b"])))
+            .await
+            .unwrap();
+        let md = resp.metadata().clone();
+        assert_eq!(md.get("x-switchyard-provider").unwrap(), "good");
+        assert_eq!(
+            md.get("x-switchyard-attempts").unwrap(),
+            "bad/text-embedding-3-small=503, good/text-embedding-3-small=ok"
+        );
+        let r = resp.into_inner();
+        assert_eq!(r.data.len(), 2);
+        assert_eq!(r.data[1].index, 1);
+        assert!(r.data.iter().all(|d| d.embedding.len() == 48));
+        assert!(r.usage.unwrap().prompt_tokens > 0);
+        let rest: Value = embed(
+            &gw,
+            &json!({ "model": "embed", "input": ["a", "b"], "dimensions": 48 }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let grpc_vectors: Vec<Vec<f32>> = r.data.into_iter().map(|d| d.embedding).collect();
+        assert_eq!(grpc_vectors, vectors(&rest));
+    }
+
+    #[tokio::test]
+    async fn embed_errors_map_to_status_codes_as_chat_does() {
+        let claude = Mock::speaking(MockFormat::Anthropic, "claude", "").await;
+        let oa = Mock::speaking(MockFormat::OpenAi, "oa", "").await;
+        let gw = TestGateway::start(&config(
+            &[&claude, &oa],
+            &[
+                ("chat-only", &[("claude", "claude-sonnet-4-5")]),
+                ("embed", &[("oa", "text-embedding-3-small")]),
+            ],
+            "",
+        ))
+        .await;
+        let mut client = client_for(&gw).await;
+        let err = within(client.embed(embed_request("chat-only", &["a"])))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("embeddings"));
+        let err = within(client.embed(embed_request("missing", &["a"])))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        let err = within(client.embed(embed_request("embed", &[])))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        // Token input goes to the OpenAI-format deployment.
+        let tokens = pb::EmbedRequest {
+            model: "embed".into(),
+            tokens: vec![pb::TokenList {
+                tokens: vec![1, 2, 3],
+            }],
+            ..Default::default()
+        };
+        let r = within(client.embed(tokens)).await.unwrap().into_inner();
+        assert_eq!(r.data.len(), 1);
+        assert_eq!(
+            oa.stats().await["last_request"]["input"],
+            json!([[1, 2, 3]])
+        );
+    }
+}
