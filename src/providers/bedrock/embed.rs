@@ -7,6 +7,7 @@
 //! - Cohere Embed: `texts` (at most 96 a call), `input_type` (the caller's, else
 //!   `search_document`), `truncate` when sent, `output_dimension` (v4 only); usage from
 //!   the `X-Amzn-Bedrock-Input-Token-Count` header, estimated when it is absent.
+//!
 //! Other model families have no embeddings body the gateway can write.
 
 use futures_util::{StreamExt, TryStreamExt};
