@@ -390,6 +390,44 @@ async fn a_cache_hit_replays_the_vectors_and_the_key_holds_input_dimensions_and_
     assert_eq!(m.stats().await["requests"].as_u64().unwrap(), requests + 3);
 }
 
+#[tokio::test]
+async fn usage_is_priced_at_the_deployments_input_price_and_counted() {
+    let m = Mock::speaking(MockFormat::OpenAi, "oa", "usage=40:0:0:0:0").await;
+    let text = config(&[&m], &[("embed", &[("oa", "text-embedding-3-small")])], "").replace(
+        "model = \"text-embedding-3-small\" }",
+        "model = \"text-embedding-3-small\", price_in = 1000.0, price_out = 0.0 }",
+    );
+    let gw = TestGateway::start(&text).await;
+    let resp = embed(&gw, &json!({ "model": "embed", "input": "priced" })).await;
+    assert_eq!(resp.status(), 200);
+    let metrics = gw.metrics().await;
+    // 40 tokens at $1000 per million: $0.04, 40 000 micro-USD; no output tokens.
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchyard_cost_usd_micros_total",
+            &["model=\"embed\""]
+        ),
+        40_000.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchyard_prompt_tokens_total",
+            &["model=\"embed\""]
+        ),
+        40.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchyard_completion_tokens_total",
+            &["model=\"embed\""]
+        ),
+        0.0
+    );
+}
+
 const KEY: &str = "sk-embed-team-0123456789";
 
 #[tokio::test]

@@ -110,3 +110,30 @@ fn tokens_are_counted_by_length_and_text_estimated() {
     let text = parse(json!({"model": "m", "input": "abcdefgh"}));
     assert!(estimate_tokens(&text) >= 1);
 }
+
+#[test]
+fn the_built_in_table_prices_embedding_models_by_input_only() {
+    let table = crate::usage::pricing::PriceTable::builtin();
+    for (model, input) in [
+        ("text-embedding-3-small", 0.02),
+        ("text-embedding-3-large", 0.13),
+        ("gemini-embedding-001", 0.15),
+        ("embed-v4.0", 0.12),
+        ("amazon.titan-embed-text-v2:0", 0.02),
+        ("cohere.embed-english-v3", 0.10),
+        ("us.cohere.embed-v4:0", 0.12),
+    ] {
+        let price = table
+            .lookup(model)
+            .unwrap_or_else(|| panic!("{model} is not priced"));
+        assert_eq!(price.input, input, "{model}");
+        assert_eq!(price.output, 0.0, "{model}");
+    }
+    // 1M input tokens cost the input price.
+    let usage = EmbedUsage::reported(1_000_000).as_chat_usage();
+    let price = table.lookup("text-embedding-3-small").unwrap();
+    let cost = price
+        .cost(&crate::usage::cost::Tokens::of(&usage))
+        .total_usd();
+    assert!((cost - 0.02).abs() < 1e-9, "{cost}");
+}
