@@ -99,8 +99,12 @@ fn upstream_answers_are_put_in_index_order_and_checked() {
     assert!(r.usage.estimated && r.usage.prompt_tokens > 0);
     let missing = br#"{"data":[{"index":0,"embedding":[1]}]}"#;
     assert!(wire::decode_response(missing, &request).is_err());
-    let out_of_range = br#"{"data":[{"index":0,"embedding":[1]},{"index":5,"embedding":[1]}]}"#;
-    assert!(wire::decode_response(out_of_range, &request).is_err());
+    // Indexes that are not 0..n (a compatible server's, or none): the order sent.
+    let numbered_wrongly = br#"{"data":[{"index":0,"embedding":[1]},{"index":5,"embedding":[2]}]}"#;
+    let r = wire::decode_response(numbered_wrongly, &request).unwrap();
+    assert_eq!(r.data, vec![vec![1.0], vec![2.0]]);
+    let twice = br#"{"data":[{"index":1,"embedding":[1]},{"index":1,"embedding":[2]}]}"#;
+    assert_eq!(wire::decode_response(twice, &request).unwrap().data[0], vec![1.0]);
 }
 
 #[test]

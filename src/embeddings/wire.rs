@@ -114,6 +114,50 @@ pub fn encode_response(response: &EmbedResponse, format: EncodingFormat) -> Vec<
     serde_json::to_vec(&answer).unwrap_or_default()
 }
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireVector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Deserialize)]
+struct WireItem {
+    #[serde(default)]
+    index: Option<usize>,
+    embedding: WireVector,
+}
+
+/// The vectors in input order: by `index` when the indexes are exactly `0..expected`, else
+/// — an OpenAI-compatible server that numbers its items wrongly or not at all — in the
+/// order sent, when there is one per input. Any other count is malformed.
+fn in_input_order(items: Vec<WireItem>, expected: usize) -> Result<Vec<WireVector>, ProviderError> {
+    if items.len() != expected {
+        return Err(ProviderError::Malformed(format!(
+            "{} embeddings for {expected} inputs",
+            items.len()
+        )));
+    }
+    let mut seen = vec![false; expected];
+    let by_index = items.iter().all(|item| {
+        item.index
+            .is_some_and(|i| i < expected && !std::mem::replace(&mut seen[i], true))
+    });
+    if !by_index {
+        return Ok(items.into_iter().map(|item| item.embedding).collect());
+    }
+    let mut slots: Vec<Option<WireVector>> = std::iter::repeat_with(|| None).take(expected).collect();
+    for item in items {
+        if let Some(i) = item.index {
+            slots[i] = Some(item.embedding);
+        }
+    }
+    slots
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ProviderError::Malformed("an input's embedding is missing".into()))
+}
+
 /// The request as sent to an OpenAI-format upstream: the caller's, with the deployment's
 /// model. `encoding_format` goes as the caller sent it (base64 is a quarter of the bytes
 /// on the wire; the answer is decoded either way).
@@ -142,25 +186,14 @@ pub fn encode_request(request: &EmbedRequest, model: &str) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
-/// An OpenAI-format answer (float or base64 vectors) to `request` as the canonical one.
-/// Vectors are put in `index` order; an index out of range or missing is malformed. An
-/// upstream that reports no usage (some compatible servers) is estimated.
+/// An OpenAI-format answer (float or base64 vectors) to `request` as the canonical one,
+/// the vectors in input order ([`in_input_order`]); an upstream that reports no usage
+/// (some compatible servers) is estimated.
 pub fn decode_response(
     body: &[u8],
     request: &EmbedRequest,
 ) -> Result<EmbedResponse, ProviderError> {
     let expected = request.input.len();
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum WireVector {
-        Float(Vec<f32>),
-        Base64(String),
-    }
-    #[derive(Deserialize)]
-    struct WireItem {
-        index: usize,
-        embedding: WireVector,
-    }
     #[derive(Deserialize)]
     struct WireUsage {
         #[serde(default)]
@@ -177,23 +210,13 @@ pub fn decode_response(
         usage: Option<WireUsage>,
     }
     let answer: WireAnswer = crate::providers::upstream::decode(body)?;
-    let mut data: Vec<Option<Vec<f32>>> = vec![None; expected];
-    for item in answer.data {
-        let slot = data.get_mut(item.index).ok_or_else(|| {
-            ProviderError::Malformed(format!(
-                "embedding index {} for {expected} inputs",
-                item.index
-            ))
-        })?;
-        *slot = Some(match item.embedding {
-            WireVector::Float(v) => v,
-            WireVector::Base64(s) => from_base64(&s).map_err(ProviderError::Malformed)?,
-        });
-    }
-    let data = data
+    let data = in_input_order(answer.data, expected)?
         .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ProviderError::Malformed("an input's embedding is missing".into()))?;
+        .map(|v| match v {
+            WireVector::Float(v) => Ok(v),
+            WireVector::Base64(s) => from_base64(&s).map_err(ProviderError::Malformed),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let usage = answer
         .usage
         .and_then(|u| u.prompt_tokens.or(u.total_tokens))
