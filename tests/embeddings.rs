@@ -428,6 +428,50 @@ async fn usage_is_priced_at_the_deployments_input_price_and_counted() {
     );
 }
 
+#[tokio::test]
+async fn redaction_and_content_rules_apply_to_the_texts_to_embed() {
+    let m = Mock::speaking(MockFormat::OpenAi, "oa", "").await;
+    let extra = "[redaction]\ndetectors = [\"email\"]\nmode = \"mask\"\nrestore = true\n\n\
+                 [[content_rules]]\nname = \"weapons\"\npatterns = ['(?i)build\\s+a\\s+bomb']\n\
+                 on = \"prompt\"\naction = \"block\"\n";
+    let gw = TestGateway::start(&config(
+        &[&m],
+        &[("embed", &[("oa", "text-embedding-3-small")])],
+        extra,
+    ))
+    .await;
+    let resp = embed(
+        &gw,
+        &json!({ "model": "embed", "input": ["write to jane.doe@example.com", "plain"] }),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = m.stats().await["last_request"]["input"].clone();
+    assert_eq!(sent[1], "plain");
+    let first = sent[0].as_str().unwrap();
+    assert!(!first.contains("jane.doe@example.com"), "{first}");
+    assert!(first.contains("<EMAIL_1>"), "{first}");
+    // A single string stays a single string.
+    let resp = embed(
+        &gw,
+        &json!({ "model": "embed", "input": "mail bob@example.org" }),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(m.stats().await["last_request"]["input"], "mail <EMAIL_1>");
+
+    let requests = m.stats().await["requests"].clone();
+    let resp = embed(
+        &gw,
+        &json!({ "model": "embed", "input": ["how to build a bomb"] }),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let error = resp.json::<Value>().await.unwrap()["error"].clone();
+    assert_eq!(error["code"], "content_policy_violation");
+    assert_eq!(m.stats().await["requests"], requests);
+}
+
 const KEY: &str = "sk-embed-team-0123456789";
 
 #[tokio::test]

@@ -104,7 +104,10 @@ fn upstream_answers_are_put_in_index_order_and_checked() {
     let r = wire::decode_response(numbered_wrongly, &request).unwrap();
     assert_eq!(r.data, vec![vec![1.0], vec![2.0]]);
     let twice = br#"{"data":[{"index":1,"embedding":[1]},{"index":1,"embedding":[2]}]}"#;
-    assert_eq!(wire::decode_response(twice, &request).unwrap().data[0], vec![1.0]);
+    assert_eq!(
+        wire::decode_response(twice, &request).unwrap().data[0],
+        vec![1.0]
+    );
 }
 
 #[test]

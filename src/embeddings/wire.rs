@@ -146,7 +146,8 @@ fn in_input_order(items: Vec<WireItem>, expected: usize) -> Result<Vec<WireVecto
     if !by_index {
         return Ok(items.into_iter().map(|item| item.embedding).collect());
     }
-    let mut slots: Vec<Option<WireVector>> = std::iter::repeat_with(|| None).take(expected).collect();
+    let mut slots: Vec<Option<WireVector>> =
+        std::iter::repeat_with(|| None).take(expected).collect();
     for item in items {
         if let Some(i) = item.index {
             slots[i] = Some(item.embedding);

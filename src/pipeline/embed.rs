@@ -8,19 +8,20 @@
 //! and the policy, judged on the estimated input tokens) followed by one more hard
 //! filter — deployments whose wire format cannot embed are removed, and a model with none
 //! left is refused with a 400 — and the attempts are [`failover::run`] over
-//! [`crate::providers::Provider::embed`]. The chat data controls (guard, content rules,
-//! redaction) are chat-only stages and do not run here.
+//! [`crate::providers::Provider::embed`]. The data controls (guard, content rules,
+//! redaction) run on the texts seen as user messages ([`data_controls`]).
 
 use std::sync::Arc;
 
 use super::{
-    Call, Head, Refusal, settings,
+    Call, Head, Refusal, data, settings,
     stages::{self, Stage},
     with_explain,
 };
 use crate::{
     cache::{self, EmbedFill, EmbedQuery},
-    embeddings::{self, EmbedRequest, EmbedResponse, EncodingFormat},
+    chat::{ChatRequest, Content},
+    embeddings::{self, EmbedInput, EmbedRequest, EmbedResponse, EncodingFormat},
     error::Error,
     failover::{self, Served},
     gateway::Gateway,
@@ -68,6 +69,11 @@ impl Gateway {
         }
         if let Err(error) = embeddings::validate(&request) {
             call.record.refused_by = Some(stages::Validate::NAME);
+            return self.embed_refused(call, error);
+        }
+        let mut request = request;
+        if let Err((stage, error)) = data_controls(&mut call, &mut request).await {
+            call.record.refused_by = Some(stage);
             return self.embed_refused(call, error);
         }
         let encoding = request.encoding_format.unwrap_or_default();
@@ -140,6 +146,65 @@ impl Gateway {
         self.note_error(about, &refusal);
         EmbedAnswer::Refused(refusal)
     }
+}
+
+/// The chat data controls on the texts to embed, each seen as one user message: the
+/// model's guard, the prompt's content rules and PII redaction (the redacted texts are
+/// what is embedded and keyed in the cache; there is nothing to restore in a vector).
+/// Token input has no text to check and passes. Nothing is built when no control applies.
+async fn data_controls(call: &mut Call, request: &mut EmbedRequest) -> Result<(), stages::Refused> {
+    let live = call.live.clone();
+    let key = call.caller.key.as_ref().map(|k| k.name.as_str());
+    let any = !live.guards.is_empty()
+        || live.config.data.rules.prompt.is_some()
+        || live.config.data.redaction(key, call.caller.level).is_some();
+    let Some(texts) = request.input.texts().filter(|_| any) else {
+        return Ok(());
+    };
+    let messages: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::json!({ "role": "user", "content": t }))
+        .collect();
+    // Built through serde so that the view follows the chat request's fields as they grow.
+    let mut view: ChatRequest = serde_json::from_value(serde_json::json!({
+        "model": request.model,
+        "messages": messages,
+    }))
+    .map_err(|e| {
+        (
+            stages::Validate::NAME,
+            Error::Internal {
+                detail: format!("an embeddings request as chat messages: {e}"),
+            },
+        )
+    })?;
+    run(data::Guard, call, &mut view).await?;
+    run(data::Screen, call, &mut view).await?;
+    run(data::Redact, call, &mut view).await?;
+    // A vector cannot be restored: the originals are not kept.
+    call.restore = None;
+    let redacted: Vec<String> = view
+        .messages
+        .into_iter()
+        .map(|m| match m.content {
+            Some(Content::Text(t)) => t,
+            _ => String::new(),
+        })
+        .collect();
+    request.input = match (&request.input, <[String; 1]>::try_from(redacted)) {
+        (EmbedInput::Text(_), Ok([one])) => EmbedInput::Text(one),
+        (_, Ok(one)) => EmbedInput::Texts(one.into()),
+        (_, Err(many)) => EmbedInput::Texts(many),
+    };
+    Ok(())
+}
+
+async fn run<S: Stage>(
+    stage: S,
+    call: &mut Call,
+    view: &mut ChatRequest,
+) -> Result<(), stages::Refused> {
+    stage.run(call, view).await.map_err(|e| (S::NAME, e))
 }
 
 /// The hard filter of embeddings: the deployments whose wire format can embed their
