@@ -63,6 +63,9 @@ impl Gateway {
             .label(&request.model)
             .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
         call.record.labelled(label, false);
+        if let Some(trace) = &mut call.record.trace {
+            trace.on_model(&request.model);
+        }
         if let Err(error) = call.caller().authorize() {
             call.record.refused_by = Some(stages::Authorize::NAME);
             return self.embed_refused(call, error);

@@ -9,7 +9,7 @@
 //! `{"message": ...}` bodies with the exception name in `x-amzn-ErrorType`
 //! (`ThrottlingException`, `ValidationException`, ...), kept as the error's `code`.
 
-mod embed;
+pub mod embed;
 pub mod eventstream;
 mod request;
 mod response;
