@@ -1,8 +1,9 @@
 //! The embedding endpoints of the simulated providers, each as its API reference documents
 //! it, with the same faults as chat (latency, reset, status, malformed, `usage=`):
 //! - OpenAI `POST /v1/embeddings` (and Azure's deployment route): `model` and `input`
-//!   required; strings non-empty; at most 2048 inputs; `dimensions` at least 1 and not for
-//!   `text-embedding-ada-002`; `encoding_format` `float` or `base64`;
+//!   required; strings non-empty; at most 2048 inputs; `dimensions` from 1 to the model's
+//!   own (3072 for text-embedding-3-large, else 1536) and not for `text-embedding-ada-002`;
+//!   `encoding_format` `float` or `base64`;
 //! - Gemini `models/{model}:embedContent` and `:batchEmbedContents` (at most 100
 //!   requests, each naming the URL's model); answers carry no token counts, as Gemini's;
 //! - Cohere `POST /v2/embed`: `model`, `input_type` and `embedding_types` required, at
@@ -196,6 +197,16 @@ fn validate_openai(r: &Value) -> Result<Vec<OpenAiInput>, String> {
             if model.starts_with("text-embedding-ada-002") {
                 return Err("This model does not support specifying dimensions.".into());
             }
+            let most = if model.starts_with("text-embedding-3-large") {
+                3072
+            } else {
+                DEFAULT_DIMENSIONS as u64
+            };
+            if d.as_u64().is_some_and(|d| d > most) {
+                return Err(format!(
+                    "'dimensions' must be at most {most} for this model"
+                ));
+            }
         }
         Some(_) => return Err("'dimensions' must be an integer of at least 1".into()),
     }
@@ -241,8 +252,8 @@ pub(super) fn gemini(model: &str, method: &str, fault: &Fault, request: Option<V
             None => 3072,
             Some(d) => d
                 .as_u64()
-                .filter(|d| *d >= 1)
-                .ok_or("* outputDimensionality must be a positive integer")?
+                .filter(|d| (1..=3072).contains(d))
+                .ok_or("* outputDimensionality must be between 1 and 3072")?
                 as usize,
         };
         Ok(vector(model, &text, dims))
