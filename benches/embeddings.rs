@@ -40,8 +40,10 @@ fn vector(seed: usize, dims: usize) -> Vec<f32> {
 }
 
 fn request_json() -> Vec<u8> {
-    serde_json::to_vec(&json!({ "model": "embed", "input": texts(), "dimensions": DIMS,
-        "encoding_format": "base64", "user": "user-42" }))
+    serde_json::to_vec(
+        &json!({ "model": "embed", "input": texts(), "dimensions": DIMS,
+        "encoding_format": "base64", "user": "user-42" }),
+    )
     .unwrap()
 }
 
