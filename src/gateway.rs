@@ -23,7 +23,6 @@ use crate::{
     auth::{AuthState, Authenticated, CallerHeaders, Keys, signed::BodyDigest},
     background::Background,
     cache::ResponseCache,
-    chat::ChatRequest,
     config::Config,
     error::Error,
     failover::{self, Failed, Served},
@@ -478,7 +477,7 @@ impl Gateway {
     /// when the p95 crosses the threshold.
     fn watch<T>(
         &self,
-        request: &ChatRequest,
+        model: &str,
         route: &Route,
         result: &Result<Served<T>, Failed>,
         started: tokio::time::Instant,
@@ -489,7 +488,6 @@ impl Gateway {
         let Some(p95) = latency.observe(started.elapsed(), *threshold) else {
             return;
         };
-        let model = &request.model;
         self.alerter.raise(Alert::new(
             "latency_p95",
             model,
@@ -502,20 +500,21 @@ impl Gateway {
     }
 
     /// After the attempts: the model's latency watch and the exhausted-chain alert.
+    /// `model` is the name the caller asked for.
     pub(crate) fn after_attempts<T>(
         &self,
-        request: &ChatRequest,
+        model: &str,
         route: &Route,
         result: &Result<Served<T>, Failed>,
         started: tokio::time::Instant,
     ) {
-        self.watch(request, route, result, started);
-        self.alert_if_exhausted(request, result);
+        self.watch(model, route, result, started);
+        self.alert_if_exhausted(model, result);
     }
 
     /// Every deployment tried failed for reasons of its own: the model's chain is
     /// exhausted (the caller's own 4xx is not).
-    fn alert_if_exhausted<T>(&self, request: &ChatRequest, result: &Result<Served<T>, Failed>) {
+    fn alert_if_exhausted<T>(&self, model: &str, result: &Result<Served<T>, Failed>) {
         let Err(failed) = result else { return };
         let exhausted = !failed.attempts.list().is_empty()
             && match &failed.error {
@@ -526,10 +525,9 @@ impl Gateway {
         if exhausted {
             self.alerter.raise(Alert::new(
                 "chain_exhausted",
-                &request.model,
+                model,
                 format!(
-                    "every deployment of model `{}` failed: {}",
-                    request.model,
+                    "every deployment of model `{model}` failed: {}",
                     failed.attempts.header_value()
                 ),
             ));

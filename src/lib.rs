@@ -17,7 +17,9 @@
 //!    `server.body_timeout_ms`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
 //!    a signed request's signature is checked over the body and against replays
 //!    ([`pipeline::Call::verify_body`]); both decode into one canonical
-//!    [`chat::ChatRequest`]; [`server`] serves both on every listener (TLS when
+//!    [`chat::ChatRequest`] (`POST /v1/embeddings` and the `Embed` RPC into an
+//!    [`embeddings::EmbedRequest`], served by the same stages, cache, limits, routing and
+//!    attempts through `Gateway::serve_embeddings`); [`server`] serves both on every listener (TLS when
 //!    configured), behind [`network::guard`]: the request head's limits, the client's
 //!    address (trusted proxies), CORS and the gateway's IP allowlist, for every path; a
 //!    key's own allowlist is checked at ingress.
@@ -78,6 +80,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod content_rules;
+pub mod embeddings;
 pub mod error;
 pub mod failover;
 pub mod gateway;

@@ -16,7 +16,19 @@ pub struct Entry {
     pub deployment: String,
     /// Its provider's name.
     pub provider: String,
-    pub response: ChatResponse,
+    /// The answer, under the key that says which kind it is (`response` for a chat
+    /// completion, as entries have always been written; `embeddings`).
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// A stored answer of one kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Body {
+    #[serde(rename = "response")]
+    Chat(ChatResponse),
+    #[serde(rename = "embeddings")]
+    Embeddings(crate::embeddings::EmbedResponse),
 }
 
 /// The field OpenAI-compatible reasoning models stream their reasoning text in.

@@ -14,9 +14,12 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::chat::{
-    ChatRequest, Content, ContentPart, Extra, FunctionCall, FunctionDefinition, ImageUrl, Message,
-    ResponseFormat, Role, Stop, Tool, ToolCall, ToolChoice,
+use crate::{
+    chat::{
+        ChatRequest, Content, ContentPart, Extra, FunctionCall, FunctionDefinition, ImageUrl,
+        Message, ResponseFormat, Role, Stop, Tool, ToolCall, ToolChoice,
+    },
+    embeddings::{EmbedInput, EmbedRequest},
 };
 
 /// Bumped whenever the canonical form changes, so old entries are never read as new.
@@ -116,6 +119,50 @@ pub fn key(scope: Scope<'_>, model: &str, request: &ChatRequest) -> Key {
     let mut hasher = HashWriter(Sha256::new());
     // Writing to a hasher cannot fail, and every value here serializes (no map has a
     // non-string key); on the impossible error the key is still a deterministic digest.
+    let _ = serde_json::to_writer(&mut hasher, &canonical);
+    Key(hasher.0.finalize().into())
+}
+
+/// The key of an embeddings `request` for `scope`, under `model` (the catalog's name). The
+/// input, `dimensions` and `encoding_format` are keyed (the encoding too: a hit answers in
+/// the shape the entry was asked in, and two encodings never share an entry), and so is
+/// every extra field (`input_type`, `task_type` change the vectors). A chat key can never
+/// equal one: the canonical form starts with its own tag.
+pub fn embed_key(scope: Scope<'_>, model: &str, request: &EmbedRequest) -> Key {
+    let EmbedRequest {
+        // Keyed as the catalog names it (the `model` argument).
+        model: _,
+        input,
+        dimensions,
+        encoding_format,
+        user,
+        extra,
+    } = request;
+    #[derive(Serialize)]
+    struct CanonEmbed<'a> {
+        version: &'static str,
+        operation: &'static str,
+        scope: Scope<'a>,
+        model: &'a str,
+        input: &'a EmbedInput,
+        dimensions: Option<u32>,
+        encoding_format: &'static str,
+        user: Option<&'a str>,
+        extra: Sorted<'a>,
+    }
+    let canonical = CanonEmbed {
+        version: VERSION,
+        operation: "embeddings",
+        scope,
+        model,
+        input,
+        dimensions: *dimensions,
+        // Absent is float, as the API defines it.
+        encoding_format: encoding_format.unwrap_or_default().as_str(),
+        user: user.as_deref(),
+        extra: Sorted::Map(extra),
+    };
+    let mut hasher = HashWriter(Sha256::new());
     let _ = serde_json::to_writer(&mut hasher, &canonical);
     Key(hasher.0.finalize().into())
 }

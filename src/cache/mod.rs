@@ -9,14 +9,16 @@
 //! answer, a miss carries a [`Fill`] to the end of the call, which stores the answer off
 //! the caller's path once it is complete.
 
+mod embeddings;
 mod entry;
 mod key;
 mod store;
 
 use std::{sync::Arc, time::Duration};
 
-pub use entry::{Assembler, Entry, replay};
-pub use key::{Key, Scope, key};
+pub use embeddings::{EmbedFill, EmbedHit, EmbedLookup, EmbedQuery};
+pub use entry::{Assembler, Body, Entry, replay};
+pub use key::{Key, Scope, embed_key, key};
 
 use crate::{
     auth::Caller,
@@ -180,12 +182,7 @@ impl ResponseCache {
         if ttl.is_zero() {
             return Lookup::bypass(None);
         }
-        let scope = match (config.scope, &q.caller.key) {
-            (CacheScope::Shared, _) => Scope::Shared,
-            (CacheScope::Key, Some(k)) => Scope::Key(&k.name),
-            (CacheScope::Key, None) => Scope::Anonymous,
-        };
-        let key = key(scope, &model.name, q.request);
+        let key = key(scope(config, q.caller), &model.name, q.request);
         let target = self.store.target();
         let fill = Some(Fill {
             target: target.clone(),
@@ -213,6 +210,15 @@ impl ResponseCache {
     }
 }
 
+/// Who may share the call's entries.
+fn scope<'a>(config: &CacheConfig, caller: &'a Caller) -> Scope<'a> {
+    match (config.scope, &caller.key) {
+        (CacheScope::Shared, _) => Scope::Shared,
+        (CacheScope::Key, Some(k)) => Scope::Key(&k.name),
+        (CacheScope::Key, None) => Scope::Anonymous,
+    }
+}
+
 /// Whether the call asks for token log probabilities (`logprobs: true`, or any
 /// `top_logprobs`). Such calls neither read nor write the cache: an entry folded from a
 /// stream, and every replay, carries no logprobs, so a hit could not give them back.
@@ -231,24 +237,10 @@ fn asks_for_logprobs(request: &ChatRequest) -> bool {
 /// tags): a cached answer never reaches a caller the routing filters would have kept
 /// from that deployment, whatever the scope. Else a miss.
 fn usable(entry: Entry, model: &ModelRoute, q: &Query<'_>) -> Option<Hit> {
-    let deployment = model
-        .deployments
-        .iter()
-        .find(|d| *d.id == *entry.deployment)?;
-    if let Some(k) = &q.caller.key
-        && !(filter::model_allowed(k, &model.name, deployment)
-            && filter::provider_allowed(k, deployment))
-    {
+    let deployment = permitted(&entry.deployment, model, q.live, q.caller)?;
+    let Body::Chat(mut response) = entry.body else {
         return None;
-    }
-    let tiers = &q.live.config.security_tiers;
-    if tiers
-        .required(q.caller.level)
-        .any(|t| !deployment.tags.iter().any(|have| have == t))
-    {
-        return None;
-    }
-    let mut response = entry.response;
+    };
     let saved_usd = response
         .usage
         .as_ref()
@@ -265,6 +257,32 @@ fn usable(entry: Entry, model: &ModelRoute, q: &Query<'_>) -> Option<Hit> {
         deployment: deployment.clone(),
         saved_usd,
     })
+}
+
+/// The deployment `id` of `model` that produced an entry, when it still serves the model
+/// and `caller` may use it (its key's model and provider lists, its security level's
+/// tags).
+fn permitted<'m>(
+    id: &str,
+    model: &'m ModelRoute,
+    live: &Live,
+    caller: &Caller,
+) -> Option<&'m Deployment> {
+    let deployment = model.deployments.iter().find(|d| *d.id == *id)?;
+    if let Some(k) = &caller.key
+        && !(filter::model_allowed(k, &model.name, deployment)
+            && filter::provider_allowed(k, deployment))
+    {
+        return None;
+    }
+    let tiers = &live.config.security_tiers;
+    if tiers
+        .required(caller.level)
+        .any(|t| !deployment.tags.iter().any(|have| have == t))
+    {
+        return None;
+    }
+    Some(deployment)
 }
 
 /// Where one call's answer is stored once it is complete; dropped unused when it is not
@@ -299,7 +317,7 @@ impl Fill {
         let entry = Entry {
             deployment: deployment.id.to_string(),
             provider: deployment.provider_name.to_string(),
-            response,
+            body: Body::Chat(response),
         };
         let Fill {
             target,

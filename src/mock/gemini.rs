@@ -39,6 +39,16 @@ pub(super) async fn models(
     let Some((model, method)) = model_method.split_once(':') else {
         return error(StatusCode::NOT_FOUND, "unknown method", None);
     };
+    if matches!(method, "embedContent" | "batchEmbedContents") {
+        if !headers.contains_key("x-goog-api-key") && !query.contains_key("key") {
+            return error(
+                StatusCode::FORBIDDEN,
+                "Method doesn't allow unregistered callers. Please use an API key.",
+                None,
+            );
+        }
+        return super::embeddings::gemini(model, method, &fault, request);
+    }
     let stream = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,

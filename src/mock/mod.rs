@@ -31,6 +31,7 @@ mod answer;
 mod anthropic;
 mod bedrock;
 mod cohere;
+mod embeddings;
 mod fault;
 mod gemini;
 mod openai;
@@ -249,7 +250,7 @@ pub async fn serve(
                 post(bedrock::converse_stream),
             ),
     };
-    let router = router
+    let router = embeddings::routes(state.options.format, router)
         .route("/_mock/stats", get(stats))
         .route("/_mock/fault", get(current_fault).put(set_fault))
         // Providers take far larger bodies than axum's 2 MB default (long contexts, images):

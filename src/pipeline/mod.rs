@@ -22,6 +22,7 @@
 
 mod cached;
 pub mod data;
+mod embed;
 pub mod stages;
 mod stream;
 
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 
+pub use embed::{EmbedAnswer, Embedded};
 pub use stream::{Delivered, OpenStream, Trailer};
 
 use crate::{
@@ -303,7 +305,7 @@ impl Gateway {
                 let result = gateway
                     .attempt_stream(&live, &request, &route, trace, &opened_tx)
                     .await;
-                gateway.after_attempts(&request, &route, &result, started);
+                gateway.after_attempts(&request.model, &route, &result, started);
                 (with_explain(result, route), request)
             };
             self.open_stream(call, Box::pin(attempts), opened, choices)
@@ -315,7 +317,7 @@ impl Gateway {
                 async move { d.provider.chat(request, &d.model).await }
             })
             .await;
-            self.after_attempts(&request, &route, &result, started);
+            self.after_attempts(&request.model, &route, &result, started);
             match with_explain(result, route) {
                 Ok(served) => call.complete(served),
                 Err(failed) => self.failed(call, failed),

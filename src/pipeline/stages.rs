@@ -102,73 +102,105 @@ impl Stage for Limit {
     const NAME: &'static str = "limit";
 
     async fn run(&self, call: &mut Call, request: &mut ChatRequest) -> Result<(), Error> {
-        let live = call.live.clone();
-        if !live.rules.any() {
+        if !call.live.rules.any() {
             return Ok(());
         }
-        let key = call.caller.key.as_deref();
-        // Unknown models are refused by routing; they have no limits of their own.
-        let Ok(model) = live.catalog.model(&request.model) else {
-            return Ok(());
-        };
-        let (subjects, budget) = live.rules.applying(key, &model.name);
-        if subjects.is_empty() && budget.is_none() {
-            return Ok(());
-        }
-        // The output asked for; when none is, the default output estimate (or the
-        // model's cap when it is lower), never more than a minute of the tightest `tpm`
-        // holds: a request that did not ask for much output is not "too large".
         let needs = Needs::of(request);
         let input = needs.tokens.saturating_sub(needs.output_tokens);
-        let output = if needs.output_tokens > 0 {
-            u64::from(needs.output_tokens)
-        } else {
-            let cap = model
-                .deployments
-                .iter()
-                .filter_map(|d| d.capabilities.max_output)
-                .max()
-                .map_or(limits::DEFAULT_OUTPUT_ESTIMATE, |c| {
-                    c.min(limits::DEFAULT_OUTPUT_ESTIMATE)
-                });
-            let room = subjects
-                .iter()
-                .filter_map(|s| s.limits.tpm)
-                .min()
-                .map_or(u64::MAX, |tpm| tpm.saturating_sub(u64::from(input)));
-            u64::from(cap).min(room)
+        let output = match needs.output_tokens {
+            0 => Output::Default,
+            asked => Output::Asked(asked),
         };
-        let tokens = u64::from(input) + output;
-        // Priced at the dearest deployment the call might land on; only a budget needs
-        // it (a price lookup per deployment is not free).
-        let cost_usd = match &budget {
-            None => 0.0,
-            Some(_) => model
-                .deployments
-                .iter()
-                .map(|d| {
-                    let tokens = Tokens {
-                        input: u64::from(input),
-                        output,
-                        ..Tokens::default()
-                    };
-                    d.price().cost(&tokens).total_usd()
-                })
-                .fold(0.0, f64::max),
-        };
-        let ask = Ask {
-            subjects,
-            budget,
-            tokens,
-            cost_micros: (cost_usd * 1e6).ceil() as u64,
-        };
-        if let Some((reservation, granted)) = live.limiter.reserve(ask).await? {
-            call.rate_limits = granted;
-            call.record
-                .on_end(Box::new(move |ended| reservation.settle(ended)));
-        }
-        Ok(())
+        reserve_tokens(call, &request.model, input, output).await
     }
+}
+
+/// The output a reservation counts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// What the request asked for (`max_tokens`).
+    Asked(u32),
+    /// Nothing asked: the default output estimate.
+    Default,
+    /// The call produces no output tokens (embeddings).
+    Nothing,
+}
+
+/// Reserves the call's place under the limits and budget of `model` (the name the caller
+/// asked for) for `input` tokens and `output`: the [`Limit`] stage, and the same for calls
+/// that are not chat completions (embeddings). Settled by the request record's end hook.
+pub async fn reserve_tokens(
+    call: &mut Call,
+    model: &str,
+    input: u32,
+    output: Output,
+) -> Result<(), Error> {
+    let live = call.live.clone();
+    if !live.rules.any() {
+        return Ok(());
+    }
+    let key = call.caller.key.as_deref();
+    // Unknown models are refused by routing; they have no limits of their own.
+    let Ok(model) = live.catalog.model(model) else {
+        return Ok(());
+    };
+    let (subjects, budget) = live.rules.applying(key, &model.name);
+    if subjects.is_empty() && budget.is_none() {
+        return Ok(());
+    }
+    // The output asked for; when none is, the default output estimate (or the
+    // model's cap when it is lower), never more than a minute of the tightest `tpm`
+    // holds: a request that did not ask for much output is not "too large".
+    let output = if let Output::Asked(n) = output {
+        u64::from(n)
+    } else if output == Output::Nothing {
+        0
+    } else {
+        let cap = model
+            .deployments
+            .iter()
+            .filter_map(|d| d.capabilities.max_output)
+            .max()
+            .map_or(limits::DEFAULT_OUTPUT_ESTIMATE, |c| {
+                c.min(limits::DEFAULT_OUTPUT_ESTIMATE)
+            });
+        let room = subjects
+            .iter()
+            .filter_map(|s| s.limits.tpm)
+            .min()
+            .map_or(u64::MAX, |tpm| tpm.saturating_sub(u64::from(input)));
+        u64::from(cap).min(room)
+    };
+    let tokens = u64::from(input) + output;
+    // Priced at the dearest deployment the call might land on; only a budget needs
+    // it (a price lookup per deployment is not free).
+    let cost_usd = match &budget {
+        None => 0.0,
+        Some(_) => model
+            .deployments
+            .iter()
+            .map(|d| {
+                let tokens = Tokens {
+                    input: u64::from(input),
+                    output,
+                    ..Tokens::default()
+                };
+                d.price().cost(&tokens).total_usd()
+            })
+            .fold(0.0, f64::max),
+    };
+    let ask = Ask {
+        subjects,
+        budget,
+        tokens,
+        cost_micros: (cost_usd * 1e6).ceil() as u64,
+    };
+    if let Some((reservation, granted)) = live.limiter.reserve(ask).await? {
+        call.rate_limits = granted;
+        call.record
+            .on_end(Box::new(move |ended| reservation.settle(ended)));
+    }
+    Ok(())
 }
 
 fn validate(request: &ChatRequest) -> Result<(), Error> {

@@ -28,6 +28,7 @@ pub use limits::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::{
     chat::{ChatChunk, ChatRequest, ChatResponse},
     config::ProviderConfig,
+    embeddings::{EmbedRequest, EmbedResponse},
 };
 use presets::Wire;
 
@@ -54,6 +55,24 @@ pub trait Provider: Send + Sync {
         request: &'a ChatRequest,
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>>;
+
+    /// Whether deployment model `model` can answer [`Provider::embed`]: routing skips the
+    /// deployments of a model that cannot. By default a wire format has no embeddings.
+    fn embeds(&self, _model: &str) -> bool {
+        false
+    }
+
+    /// Embeddings of the request's inputs, one vector per input in order. A wire format
+    /// without embeddings refuses ([`ProviderError::Untranslatable`]).
+    fn embed<'a>(
+        &'a self,
+        _request: &'a EmbedRequest,
+        _model: &'a str,
+    ) -> BoxFuture<'a, Result<EmbedResponse, ProviderError>> {
+        Box::pin(std::future::ready(Err(ProviderError::Untranslatable(
+            "this provider's wire format has no embeddings".into(),
+        ))))
+    }
 }
 
 /// Builds the provider a config entry describes.

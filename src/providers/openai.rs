@@ -7,6 +7,8 @@
 //! completion", POST {base_url}/chat/completions). Streams always ask for
 //! `stream_options.include_usage` so usage is known even when the caller did not ask.
 
+mod embed;
+
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
@@ -27,6 +29,8 @@ pub struct OpenAiProvider {
     quirks: Quirks,
     /// Azure OpenAI: the `api-version`; requests go to a per-deployment path.
     azure_api_version: Option<String>,
+    /// `{base}/embeddings` (not Azure, whose path names the deployment).
+    embeddings_url: reqwest::Url,
 }
 
 impl OpenAiProvider {
@@ -47,7 +51,10 @@ impl OpenAiProvider {
         } else {
             format!("{base}/chat/completions")
         };
+        let embeddings_url = reqwest::Url::parse(&format!("{base}/embeddings"))
+            .map_err(|e| format!("base_url: {e}"))?;
         Ok(OpenAiProvider {
+            embeddings_url,
             upstream: Upstream::new(client, &url, headers, config.max_response_bytes)?,
             quirks: Quirks::of_kind(config.kind),
             azure_api_version: azure.then(|| config.api_version.clone().unwrap_or_default()),
@@ -242,6 +249,19 @@ impl Provider for OpenAiProvider {
                 self.upstream.max_response_bytes(),
             ))
         })
+    }
+
+    fn embeds(&self, _model: &str) -> bool {
+        // Any model: an OpenAI-format server says itself which of its models embed.
+        true
+    }
+
+    fn embed<'a>(
+        &'a self,
+        request: &'a crate::embeddings::EmbedRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<crate::embeddings::EmbedResponse, ProviderError>> {
+        Box::pin(self.embed_once(request, model))
     }
 }
 

@@ -72,9 +72,11 @@ impl Filtered {
 }
 
 /// Runs every hard filter over `model`'s deployments.
+/// `request` is `None` for calls that are not chat completions: capabilities and the
+/// context window are then judged on `needs` alone.
 pub fn run(
     model: &ModelRoute,
-    request: &ChatRequest,
+    request: Option<&ChatRequest>,
     needs: &Needs,
     caller: &Caller,
     tiers: &SecurityTiers,
@@ -157,7 +159,10 @@ pub fn run(
 
     let mut unmet_all = Vec::new();
     let removed = f.keep(deployments, |d| {
-        let unmet = needs.unmet_for(&d.capabilities, &d.model, request)?;
+        let unmet = match request {
+            Some(request) => needs.unmet_for(&d.capabilities, &d.model, request),
+            None => needs.unmet(&d.capabilities),
+        }?;
         unmet_all.push(unmet);
         Some(match unmet {
             Unmet::Capability(name) => format!("does not support {name}"),

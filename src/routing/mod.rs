@@ -380,19 +380,34 @@ impl Catalog {
         needs: &Needs,
         caller: &Caller,
     ) -> Result<Route, Error> {
-        let index =
-            *self
-                .by_name
-                .get(request.model.as_str())
-                .ok_or_else(|| Error::ModelNotFound {
-                    model: request.model.clone(),
-                })?;
+        self.route_model(&request.model, Some(request), needs, caller)
+    }
+
+    /// As [`Catalog::route`] for a call that is not a chat completion (embeddings): what
+    /// it needs is all there is to know, and it is not a stream.
+    pub fn route_other(&self, model: &str, needs: &Needs, caller: &Caller) -> Result<Route, Error> {
+        self.route_model(model, None, needs, caller)
+    }
+
+    fn route_model(
+        &self,
+        model_name: &str,
+        request: Option<&ChatRequest>,
+        needs: &Needs,
+        caller: &Caller,
+    ) -> Result<Route, Error> {
+        let index = *self
+            .by_name
+            .get(model_name)
+            .ok_or_else(|| Error::ModelNotFound {
+                model: model_name.to_owned(),
+            })?;
         let model = &self.models[index];
         let filtered = filter::run(model, request, needs, caller, &self.tiers)?;
         let facts = policy::Facts {
             input_tokens: needs.tokens.saturating_sub(needs.output_tokens),
             max_tokens: (needs.output_tokens > 0).then_some(needs.output_tokens),
-            stream: request.is_stream(),
+            stream: request.is_some_and(ChatRequest::is_stream),
             needs,
             caller,
         };

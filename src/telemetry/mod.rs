@@ -124,6 +124,8 @@ pub const UNKNOWN_MODEL: &str = "unknown";
 pub struct RequestRecord {
     pub request_id: String,
     pub surface: Surface,
+    /// What was asked: `chat` (the default) or `embeddings`.
+    pub operation: &'static str,
     /// The catalog's name for the model, or [`UNKNOWN_MODEL`].
     model: std::sync::Arc<str>,
     pub stream: bool,
@@ -131,6 +133,9 @@ pub struct RequestRecord {
     pub provider: Option<std::sync::Arc<str>>,
     pub attempts: Attempts,
     pub usage: Option<Usage>,
+    /// The usage is the gateway's estimate: the provider reported none (Gemini's
+    /// embeddings).
+    pub tokens_estimated: bool,
     pub ttft: Option<Duration>,
     /// The routing policy, what the hard filters removed and why, and the policy's time.
     pub policy: Option<std::sync::Arc<str>>,
@@ -217,12 +222,14 @@ impl RequestRecord {
         RequestRecord {
             request_id,
             surface,
+            operation: "chat",
             model: std::sync::Arc::from(UNKNOWN_MODEL),
             stream: false,
             started: Instant::now(),
             provider: None,
             attempts: Attempts::default(),
             usage: None,
+            tokens_estimated: false,
             ttft: None,
             policy: None,
             route: None,
@@ -335,6 +342,7 @@ impl RequestRecord {
                 message: "request",
                 request_id: &self.request_id,
                 surface: self.surface.as_str(),
+                operation: self.operation,
                 model: &self.model,
                 provider: self.provider.as_deref().unwrap_or(""),
                 stream: self.stream,
@@ -355,6 +363,7 @@ impl RequestRecord {
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),
                 prompt_tokens: usage.map(|u| u.prompt_tokens),
+                tokens_estimated: self.tokens_estimated,
                 completion_tokens: usage.map(|u| u.completion_tokens),
                 cached_tokens: usage.map(Usage::cached_tokens),
                 cache_write_tokens: tokens.map(|t| t.cache_write),

@@ -26,6 +26,8 @@ pub struct Line<'a> {
     pub message: &'static str,
     pub request_id: &'a str,
     pub surface: &'static str,
+    /// `chat` or `embeddings`.
+    pub operation: &'static str,
     pub model: &'a str,
     pub provider: &'a str,
     pub stream: bool,
@@ -65,6 +67,9 @@ pub struct Line<'a> {
     pub ttft_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u32>,
+    /// The token counts are the gateway's estimate (the provider reported none).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tokens_estimated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,6 +177,7 @@ mod tests {
             message: "request",
             request_id: "id \"quoted\"\n",
             surface: "rest",
+            operation: "embeddings",
             model: "m",
             provider: "",
             stream: false,
@@ -192,6 +198,7 @@ mod tests {
             latency_ms: 1.5,
             ttft_ms: None,
             prompt_tokens: Some(3),
+            tokens_estimated: false,
             completion_tokens: None,
             cached_tokens: None,
             cache_write_tokens: None,
@@ -207,6 +214,7 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&line).unwrap();
         assert_eq!(v["request_id"], "id \"quoted\"\n");
         assert_eq!(v["cache"], "miss");
+        assert_eq!(v["operation"], "embeddings");
         assert_eq!(v["auth_method"], "hmac");
         assert_eq!(v["security_level"], "medium");
         assert_eq!(v["prompt_tokens"], 3);

@@ -209,4 +209,4 @@ def test_reflection_lists_the_gateway_service(channel):
     ]
     gateway = next(f for f in files if f.package == "switchyard.v1")
     [service] = [s for s in gateway.service if s.name == "Gateway"]
-    assert {m.name for m in service.method} == {"Chat", "ChatStream", "ListModels"}
+    assert {m.name for m in service.method} == {"Chat", "ChatStream", "ListModels", "Embed"}

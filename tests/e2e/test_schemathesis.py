@@ -1,6 +1,7 @@
 """The REST shim driven by schemathesis from the vendored OpenAI spec (tests/specs).
 
-Schemathesis generates requests from the spec's chat-completions and models operations,
+Schemathesis generates requests from the spec's chat-completions, embeddings and models
+operations,
 valid ones and invalid ones (wrong types, missing fields, values outside the schema), and
 sends them over a real socket to a gateway over simulated providers. For every answer:
 
@@ -35,9 +36,10 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from conftest import SPECS_DIR, Processes, Provider, start_gateway, start_mock
 
 REQUEST_TIMEOUT = 10.0
-# POST /chat/completions, GET /models, GET /models/{model}
-OPERATIONS = ("createChatCompletion", "listModels", "retrieveModel")
+# POST /chat/completions, POST /embeddings, GET /models, GET /models/{model}
+OPERATIONS = ("createChatCompletion", "createEmbedding", "listModels", "retrieveModel")
 HEALTHY = "gpt-4o-mini"
+EMBEDDING = "text-embedding-3-small"
 BROKEN = "always-503"
 
 
@@ -62,6 +64,7 @@ def gateway_v1(tmp_path_factory):
         models = {
             HEALTHY: [("fuzz-healthy", "gpt-4o-mini")],
             BROKEN: [("fuzz-broken", "gpt-4o-mini")],
+            EMBEDDING: [("fuzz-healthy", EMBEDDING)],
         }
         gw = start_gateway(procs, tmp_path_factory.mktemp("schemathesis"), providers, models)
         yield gw.base_url
@@ -74,11 +77,12 @@ def _steer_model(case) -> None:
     to the served model and to the failing one, chosen by a hash of the whole generated body,
     so a failing example reproduces. (The models operations need no steering: the spec's
     example, `gpt-4o-mini`, is a served model, and the fuzzed names are not.)"""
-    if case.path == "/chat/completions" and isinstance(case.body, dict):
+    served = {"/chat/completions": HEALTHY, "/embeddings": EMBEDDING}.get(case.path)
+    if served and isinstance(case.body, dict):
         model = case.body.get("model")
         if isinstance(model, str):
             key = json.dumps(case.body, sort_keys=True, default=str).encode()
-            case.body["model"] = [model, HEALTHY, BROKEN][zlib.crc32(key) % 3]
+            case.body["model"] = [model, served, BROKEN][zlib.crc32(key) % 3]
 
 
 def describe(case, resp: requests.Response) -> str:

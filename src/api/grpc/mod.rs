@@ -4,6 +4,7 @@
 //! the attempts travel as response metadata, like the REST headers.
 
 mod convert;
+mod embed;
 mod signed;
 
 use std::{pin::Pin, sync::Arc};
@@ -162,6 +163,13 @@ impl pb::gateway_server::Gateway for GrpcGateway {
             )),
             Answer::Refused(refusal) => Err(refusal_status(&refusal)),
         }
+    }
+
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        self.embed_call(request).await
     }
 
     async fn list_models(

@@ -1,6 +1,7 @@
 //! The REST shim: `POST /v1/chat/completions`, `GET /v1/models`, health and metrics.
 
 pub mod chat;
+pub mod embeddings;
 pub(crate) mod errors;
 mod sse;
 
@@ -29,6 +30,7 @@ use crate::{
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/healthz", get(|| async { "ok" }))

@@ -11,7 +11,10 @@
 //! Stricter than Bedrock in one way: unknown top-level request keys are rejected, to catch
 //! misspelled fields.
 
+mod embed;
 mod validate;
+
+pub(super) use embed::invoke;
 
 use std::sync::{Arc, atomic::Ordering};
 

@@ -9,6 +9,7 @@
 //! `{"message": ...}` bodies with the exception name in `x-amzn-ErrorType`
 //! (`ThrottlingException`, `ValidationException`, ...), kept as the error's `code`.
 
+pub mod embed;
 pub mod eventstream;
 mod request;
 mod response;
@@ -150,6 +151,16 @@ impl BedrockProvider {
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
         let url = self.url(model, stream)?;
+        self.send(url, body, stream).await
+    }
+
+    /// Signs and sends one call to `url` (Converse, or `InvokeModel` for embeddings).
+    async fn send(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
         let headers = self.signed_headers(&url, &body, SystemTime::now());
         let accept = if stream {
             EVENT_STREAM
@@ -298,6 +309,18 @@ impl Provider for BedrockProvider {
                 self.max_response_bytes,
             ))
         })
+    }
+
+    fn embeds(&self, model: &str) -> bool {
+        embed::Family::of(model).is_some()
+    }
+
+    fn embed<'a>(
+        &'a self,
+        request: &'a crate::embeddings::EmbedRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<crate::embeddings::EmbedResponse, ProviderError>> {
+        Box::pin(self.embed_once(request, model))
     }
 }
 

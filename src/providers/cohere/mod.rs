@@ -1,6 +1,7 @@
 //! The Cohere v2 chat wire format (`POST {base_url}/v2/chat`, bearer key): [`request`]
 //! translates the canonical request, [`response`] the answer and [`stream`] the events.
 
+pub mod embed;
 mod request;
 mod response;
 mod stream;
@@ -63,6 +64,18 @@ impl Provider for CohereProvider {
                 self.upstream.max_response_bytes(),
             ))
         })
+    }
+
+    fn embeds(&self, _model: &str) -> bool {
+        true
+    }
+
+    fn embed<'a>(
+        &'a self,
+        request: &'a crate::embeddings::EmbedRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<crate::embeddings::EmbedResponse, ProviderError>> {
+        Box::pin(self.embed_once(request, model))
     }
 }
 

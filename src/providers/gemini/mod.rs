@@ -2,6 +2,7 @@
 //! `:streamGenerateContent?alt=sse`, `x-goog-api-key`): [`request`] translates the
 //! canonical request, [`response`] the answer and [`stream`] the frames.
 
+pub mod embed;
 mod request;
 mod response;
 mod stream;
@@ -97,6 +98,19 @@ impl Provider for GeminiProvider {
                 self.upstream.max_response_bytes(),
             ))
         })
+    }
+
+    fn embeds(&self, _model: &str) -> bool {
+        // The format has embeddings; which models embed is the API's to say.
+        true
+    }
+
+    fn embed<'a>(
+        &'a self,
+        request: &'a crate::embeddings::EmbedRequest,
+        model: &'a str,
+    ) -> BoxFuture<'a, Result<crate::embeddings::EmbedResponse, ProviderError>> {
+        Box::pin(self.embed_once(request, model))
     }
 }
 

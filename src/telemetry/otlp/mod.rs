@@ -199,6 +199,13 @@ impl RequestTrace {
         }
     }
 
+    /// Notes the model asked for, for a call that is not a chat completion (embeddings).
+    pub fn on_model(&mut self, model: &str) {
+        if self.traced() {
+            self.details.request_model = model.to_owned();
+        }
+    }
+
     /// Notes a complete answer.
     pub fn on_response(&mut self, response: &ChatResponse) {
         if !self.traced() {
@@ -248,7 +255,8 @@ pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finishe
     let d = &trace.details;
     let mut spans = Vec::with_capacity(1 + r.attempts.list().len());
     let mut a = Attributes(Vec::with_capacity(28));
-    a.str("gen_ai.operation.name", "chat");
+    // `chat` or `embeddings`, the GenAI semantic conventions' operation names.
+    a.str("gen_ai.operation.name", r.operation);
     if let Some(served) = r.attempts.list().iter().rev().find(|x| x.outcome == "ok") {
         a.str(
             "gen_ai.provider.name",
@@ -306,8 +314,8 @@ pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finishe
         a.double("switchyard.ttft_ms", ttft.as_secs_f64() * 1000.0);
     }
     let name = match d.request_model.as_str() {
-        "" => "chat".to_owned(),
-        m => format!("chat {m}"),
+        "" => r.operation.to_owned(),
+        m => format!("{} {m}", r.operation),
     };
     spans.push(span::span(
         SpanHead {
