@@ -235,7 +235,8 @@ impl OpenAiProvider {
     ) -> Option<(&'a reqwest::Url, &'a crate::chat::native::NativeRequest)> {
         let native = request.native.as_deref()?;
         let url = self.responses_url.as_ref()?;
-        (native.format == crate::chat::native::NativeFormat::OpenAiResponses).then_some((url, native))
+        (native.format == crate::chat::native::NativeFormat::OpenAiResponses)
+            .then_some((url, native))
     }
 }
 

@@ -63,7 +63,10 @@ pub fn decode_response(body: Bytes) -> Result<ChatResponse, ProviderError> {
     Ok(ChatResponse {
         id: str_of(&object, "id"),
         object: "chat.completion".to_owned(),
-        created: object.get("created_at").and_then(Value::as_i64).unwrap_or(0),
+        created: object
+            .get("created_at")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
         model: str_of(&object, "model"),
         choices: vec![Choice {
             index: 0,
@@ -89,14 +92,24 @@ fn output_of(output: Option<&Value>) -> (String, String, Vec<ToolCall>) {
     for item in output.and_then(Value::as_array).into_iter().flatten() {
         match item.get("type").and_then(Value::as_str) {
             Some("message") => {
-                for part in item.get("content").and_then(Value::as_array).into_iter().flatten() {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(t) = part.get("text").and_then(Value::as_str) {
                         text.push_str(t);
                     }
                 }
             }
             Some("reasoning") => {
-                for part in item.get("summary").and_then(Value::as_array).into_iter().flatten() {
+                for part in item
+                    .get("summary")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(t) = part.get("text").and_then(Value::as_str) {
                         reasoning.push_str(t);
                     }
@@ -160,7 +173,12 @@ fn usage(u: &Value) -> Option<Usage> {
 }
 
 fn failed(error: Option<&Value>) -> ProviderError {
-    let field = |k: &str| error.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_owned);
+    let field = |k: &str| {
+        error
+            .and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     ProviderError::InStream {
         message: field("message").unwrap_or_else(|| "the response failed".to_owned()),
         kind: None,
@@ -209,7 +227,12 @@ impl StreamDecoder {
         chunk
     }
 
-    fn decode(&mut self, kind: &str, data: &Value, native: Bytes) -> Result<ChatChunk, ProviderError> {
+    fn decode(
+        &mut self,
+        kind: &str,
+        data: &Value,
+        native: Bytes,
+    ) -> Result<ChatChunk, ProviderError> {
         let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         Ok(match kind {
             "response.created" | "response.in_progress" => {
@@ -251,7 +274,10 @@ impl StreamDecoder {
             "response.output_item.added"
                 if data.pointer("/item/type").and_then(Value::as_str) == Some("function_call") =>
             {
-                let output_index = data.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+                let output_index = data
+                    .get("output_index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
                 let index = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
                 self.calls.insert(output_index, index);
                 let item = data.get("item").unwrap_or(&Value::Null);
@@ -274,7 +300,10 @@ impl StreamDecoder {
                 )
             }
             "response.function_call_arguments.delta" => {
-                let output_index = data.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+                let output_index = data
+                    .get("output_index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
                 match self.calls.get(&output_index) {
                     Some(&index) => {
                         let call = ToolCallDelta {
@@ -333,7 +362,9 @@ impl StreamTranslator for StreamDecoder {
             Ok(v) => v,
             Err(e) => {
                 self.ended = true;
-                return vec![Err(ProviderError::Malformed(format!("a Responses event: {e}")))];
+                return vec![Err(ProviderError::Malformed(format!(
+                    "a Responses event: {e}"
+                )))];
             }
         };
         let kind = event
