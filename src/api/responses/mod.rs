@@ -68,6 +68,9 @@ struct Pending {
     echo: Map<String, Value>,
     /// Kept (`store`), with whose and the conversation so far.
     store: Option<(Option<String>, Vec<Value>)>,
+    /// The caller's `previous_response_id`: a provider that was sent the conversation
+    /// instead does not know it, so its answer is given it back.
+    previous: Option<String>,
 }
 
 async fn create(
@@ -103,10 +106,18 @@ async fn create(
     match gw.serve(call, chat).await {
         Answer::Complete(done) => {
             let (body, object) = match &done.response.native {
-                Some(native) => (
-                    native.clone(),
-                    serde_json::from_slice(native).unwrap_or(Value::Null),
-                ),
+                Some(native) => {
+                    let mut object: Value = serde_json::from_slice(native).unwrap_or(Value::Null);
+                    match &pending.previous {
+                        Some(previous) if object.is_object() => {
+                            object["previous_response_id"] = json!(previous);
+                            let body = serde_json::to_vec(&object)
+                                .map_or_else(|_| native.clone(), Bytes::from);
+                            (body, object)
+                        }
+                        _ => (native.clone(), object),
+                    }
+                }
                 None => {
                     let frame = Frame {
                         id: &pending.id,
@@ -184,6 +195,7 @@ async fn decode(
         created_at: object::unix_now(),
         echo: object::echo(&request),
         store: request.store().then_some((owner, items)),
+        previous: request.previous_response_id.clone(),
     };
     Ok((chat, pending))
 }
@@ -231,6 +243,8 @@ struct StreamState {
     forwarded: u64,
     upstream_id: Option<String>,
     upstream_final: Option<Value>,
+    /// The caller's `previous_response_id`, written into the provider's lifecycle events.
+    previous: Option<String>,
     ended: bool,
 }
 
@@ -253,6 +267,7 @@ fn event_stream(
         forwarded: 0,
         upstream_id: None,
         upstream_final: None,
+        previous: pending.previous,
         ended: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {
@@ -278,8 +293,7 @@ impl StreamState {
                 if let Some(native) = &chunk.native {
                     if self.mode != Mode::Translated {
                         self.mode = Mode::PassThrough;
-                        self.note_native(native);
-                        return vec![native.clone()];
+                        return vec![self.note_native(native)];
                     }
                 }
                 if self.mode == Mode::PassThrough {
@@ -322,39 +336,57 @@ impl StreamState {
         }
     }
 
-    /// Notes what a provider's own event says that the gateway needs: its response id,
-    /// and the final response to store.
-    fn note_native(&mut self, native: &Bytes) {
+    /// Notes what a provider's own event says that the gateway needs (its response id,
+    /// the final response to store) and returns the event to forward: as it came, unless
+    /// a lifecycle event must be given back the caller's `previous_response_id`.
+    fn note_native(&mut self, native: &Bytes) -> Bytes {
         self.forwarded += 1;
         let head = &native[..native.len().min(64)];
-        let wanted = [
+        let lifecycle = [
             &b"event: response.created"[..],
+            b"event: response.in_progress",
             b"event: response.completed",
             b"event: response.incomplete",
+            b"event: response.failed",
         ];
-        if !wanted.iter().any(|w| head.starts_with(w)) {
-            return;
-        }
+        let Some(kind) = lifecycle.iter().position(|w| head.starts_with(w)) else {
+            return native.clone();
+        };
+        let name_end = native.iter().position(|b| *b == b'\n').unwrap_or(0);
         let Some(data) = native
             .split(|b| *b == b'\n')
             .find_map(|line| line.strip_prefix(b"data: ".as_slice()))
         else {
-            return;
+            return native.clone();
         };
-        let Ok(event) = serde_json::from_slice::<Value>(data) else {
-            return;
+        let Ok(mut event) = serde_json::from_slice::<Value>(data) else {
+            return native.clone();
         };
-        let Some(response) = event.get("response") else {
-            return;
+        let Some(response) = event.get_mut("response") else {
+            return native.clone();
         };
-        if head.starts_with(b"event: response.created") {
-            self.upstream_id = response
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        } else {
-            self.upstream_final = Some(response.clone());
+        match kind {
+            0 => {
+                self.upstream_id = response
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
+            2 | 3 => self.upstream_final = Some(response.clone()),
+            _ => {}
         }
+        let Some(previous) = &self.previous else {
+            return native.clone();
+        };
+        response["previous_response_id"] = json!(previous);
+        if let Some(done) = &mut self.upstream_final {
+            done["previous_response_id"] = json!(previous);
+        }
+        let mut out = native[..=name_end].to_vec();
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(event.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
     }
 }
 
