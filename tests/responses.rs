@@ -283,6 +283,8 @@ async fn a_function_call_round_trip_continues_from_the_stored_response() {
         let sent_text = sent.to_string();
         assert!(sent_text.contains("Weather in Paris?"), "{sent_text}");
         assert!(sent_text.contains("temp_c"), "{sent_text}");
+        // The answer names the conversation it continues, whoever served it.
+        assert_eq!(second["previous_response_id"], first["id"]);
         if format == MockFormat::OpenAi {
             assert!(sent.get("previous_response_id").is_none(), "{sent}");
             let kinds: Vec<&str> = sent["input"]
@@ -614,4 +616,32 @@ async fn what_cannot_be_served_is_a_400_in_openais_shape() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 405);
+}
+
+#[tokio::test]
+async fn a_pass_through_stream_that_breaks_ends_in_the_providers_numbering() {
+    let openai = Mock::start("openai", "error_after_chunks=5").await;
+    let gw = TestGateway::serving(&[&openai]).await;
+    let events = events(
+        create(
+            &gw,
+            None,
+            &json!({ "model": "gpt-4o-mini", "input": "one two three four five six", "stream": true }),
+        )
+        .await,
+    )
+    .await;
+    // The provider's own events up to its error, then the gateway's ending, numbered on.
+    assert_well_formed(&events, "response.failed");
+    assert!(
+        events[0].1["response"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("resp_mock")
+    );
+    assert_eq!(
+        events.last().unwrap().1["response"]["id"],
+        events[0].1["response"]["id"]
+    );
+    assert_eq!(events[events.len() - 2].0, "error");
 }

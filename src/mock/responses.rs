@@ -171,10 +171,8 @@ fn validate(request: &Value, previous: &[Value], input: &[Value]) -> Result<(), 
                     ));
                 }
             }
-            Some("message") | None => {
-                if item.get("role").and_then(Value::as_str).is_none() {
-                    return Err(format!("Missing required parameter: 'input[{i}].role'."));
-                }
+            Some("message") | None if item.get("role").and_then(Value::as_str).is_none() => {
+                return Err(format!("Missing required parameter: 'input[{i}].role'."));
             }
             _ => {}
         }

@@ -248,7 +248,7 @@ impl EventEncoder {
             }
         }
         let is_open = matches!(self.open, Some((Open::Call(open), ..)) if open == k);
-        let (index, id) = if is_open || !self.calls.get(&k).is_some_and(|c| !c.item_id.is_empty()) {
+        let (index, id) = if is_open || self.calls.get(&k).is_none_or(|c| c.item_id.is_empty()) {
             self.open(out, Open::Call(k))
         } else {
             // A late fragment of a call already closed: its arguments still count.

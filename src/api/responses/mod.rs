@@ -290,11 +290,11 @@ impl StreamState {
         match step {
             None => vec![Bytes::from_static(b": keep-alive\n\n")],
             Some(Delivered::Chunk(chunk)) => {
-                if let Some(native) = &chunk.native {
-                    if self.mode != Mode::Translated {
-                        self.mode = Mode::PassThrough;
-                        return vec![self.note_native(native)];
-                    }
+                if let Some(native) = &chunk.native
+                    && self.mode != Mode::Translated
+                {
+                    self.mode = Mode::PassThrough;
+                    return vec![self.note_native(native)];
                 }
                 if self.mode == Mode::PassThrough {
                     return Vec::new();

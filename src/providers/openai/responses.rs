@@ -394,3 +394,6 @@ impl StreamTranslator for StreamDecoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
