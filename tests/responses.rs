@@ -645,3 +645,26 @@ async fn a_pass_through_stream_that_breaks_ends_in_the_providers_numbering() {
     );
     assert_eq!(events[events.len() - 2].0, "error");
 }
+
+#[tokio::test]
+async fn redacted_pii_never_reaches_an_openai_deployment_through_the_pass_through() {
+    let openai = Mock::start("openai", "").await;
+    let config = config_for(
+        &[&openai],
+        &format!("{FAST}[redaction]\ndetectors = [\"email\"]\nmode = \"mask\"\nrestore = true\n"),
+    );
+    let gw = TestGateway::start(&config).await;
+    for stream in [false, true] {
+        let body = json!({ "model": "gpt-4o-mini", "stream": stream,
+                           "input": "Write to jane.doe@example.com please" });
+        let resp = create(&gw, None, &body).await;
+        assert_eq!(resp.status(), 200);
+        let answer = within(resp.text()).await.unwrap();
+        let sent = openai.stats().await["last_request"].to_string();
+        assert!(!sent.contains("jane.doe@example.com"), "{sent}");
+        // Translated (chat completions upstream), and the caller gets its original back.
+        assert!(sent.contains("messages"), "{sent}");
+        assert!(answer.contains("jane.doe@example.com"), "{answer}");
+        assert!(answer.contains("\"object\":\"response\""), "{answer}");
+    }
+}

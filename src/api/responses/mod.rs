@@ -98,10 +98,15 @@ async fn create(
         return refusal_response(&call.refuse(e));
     }
     let owner = call.caller().key.as_ref().map(|k| k.name.clone());
-    let (chat, pending) = match decode(&gw, &bytes, owner).await {
+    let (mut chat, pending) = match decode(&gw, &bytes, owner).await {
         Ok(d) => d,
         Err(e) => return refusal_response(&call.refuse(e)),
     };
+    // Response content rules work on the canonical answer: the provider's own bytes would
+    // go around them, so with rules on answers every deployment translates.
+    if call.live().config.data.rules.response.is_some() {
+        chat.native = None;
+    }
     let request_id = call.request_id().to_owned();
     match gw.serve(call, chat).await {
         Answer::Complete(done) => {
