@@ -55,3 +55,27 @@ pub fn responses_config(file: &ResponsesFile) -> Result<ResponsesConfig, ConfigE
         ttl: Duration::from_secs(positive("ttl_s", file.ttl_s, default.ttl.as_secs())?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_what_is_absent_and_zero_is_refused() {
+        let c = responses_config(&ResponsesFile {
+            ttl_s: Some(60),
+            ..ResponsesFile::default()
+        })
+        .unwrap();
+        assert_eq!(c.ttl, Duration::from_secs(60));
+        assert_eq!(c.max_stored, ResponsesConfig::default().max_stored);
+        let e = responses_config(&ResponsesFile {
+            max_stored: Some(0),
+            ..ResponsesFile::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("responses.max_stored"), "{e}");
+        assert!(crate::config::Config::parse("[responses]\nmax_bytes = 0\n").is_err());
+        assert!(crate::config::Config::parse("[responses]\nttl = 1\n").is_err());
+    }
+}
