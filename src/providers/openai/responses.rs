@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     chat::{
@@ -27,23 +27,33 @@ use crate::{
 };
 
 /// The body sent upstream: the caller's, with `model` and `stream` set for this attempt.
-/// Sent byte for byte when both already say so.
+/// Sent byte for byte when both already say so; otherwise every other field's value is
+/// copied as its raw JSON text (never re-encoded), the keys in sorted order.
 pub fn encode(native: &NativeRequest, model: &str, stream: bool) -> Result<Vec<u8>, ProviderError> {
-    let mut body: Map<String, Value> = serde_json::from_slice(&native.body)
-        .map_err(|e| ProviderError::Untranslatable(format!("the Responses body: {e}")))?;
-    let same_model = body.get("model").and_then(Value::as_str) == Some(model);
-    let same_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false) == stream;
+    use std::collections::BTreeMap;
+
+    use serde_json::value::RawValue;
+    let refused =
+        |e: serde_json::Error| ProviderError::Untranslatable(format!("the Responses body: {e}"));
+    let mut fields: BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+        serde_json::from_slice(&native.body).map_err(refused)?;
+    let said = |k: &str| fields.get(k).map(|v| v.get());
+    let same_model =
+        said("model").and_then(|m| serde_json::from_str::<&str>(m).ok()) == Some(model);
+    let same_stream = said("stream").is_some_and(|s| s == "true") == stream;
     if same_model && same_stream {
         return Ok(native.body.to_vec());
     }
-    body.insert("model".to_owned(), Value::from(model));
+    let model = serde_json::value::to_raw_value(model).map_err(refused)?;
+    let on: &RawValue = serde_json::from_str("true").map_err(refused)?;
+    fields.insert("model".into(), &model);
     if stream {
-        body.insert("stream".to_owned(), Value::Bool(true));
+        fields.insert("stream".into(), on);
     } else {
-        body.remove("stream");
-        body.remove("stream_options");
+        fields.remove("stream");
+        fields.remove("stream_options");
     }
-    serde_json::to_vec(&body).map_err(|e| ProviderError::Untranslatable(e.to_string()))
+    serde_json::to_vec(&fields).map_err(refused)
 }
 
 /// A whole Responses object as the canonical answer, its bytes kept as `native`.

@@ -22,6 +22,9 @@ fn the_body_goes_byte_for_byte_when_model_and_stream_already_agree() {
     assert_eq!(sent["model"], "dep");
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["zz"], json!({"b": 1, "a": 2.5}));
+    // Values go as their own text, unparsed.
+    let raw = String::from_utf8(encode(&native(body), "dep", true).unwrap()).unwrap();
+    assert!(raw.contains(r#""zz":{"b":1,"a":2.50}"#), "{raw}");
     let body =
         r#"{"model":"m","input":"x","stream":true,"stream_options":{"include_obfuscation":false}}"#;
     let sent: Value = serde_json::from_slice(&encode(&native(body), "m", false).unwrap()).unwrap();
