@@ -52,6 +52,9 @@ pub enum Error {
          the largest context window of this model's deployments ({window})"
     )]
     ContextLength { tokens: u32, window: u32 },
+    /// A stored response that does not exist (or is not the caller's key's).
+    #[error("Response with id '{id}' not found.")]
+    ResponseNotFound { id: String },
     /// No route for this path.
     #[error("Unknown request URL: {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -177,6 +180,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::ContextLength { .. }
             | Error::RouteNotFound { .. }
+            | Error::ResponseNotFound { .. }
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized { .. } => ErrorClass::Caller,
             Error::Forbidden { .. }
@@ -248,6 +252,9 @@ impl Error {
                 "invalid_request_error",
                 Some("unknown_url"),
             ),
+            Error::ResponseNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", None)
+            }
             Error::MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",

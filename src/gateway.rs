@@ -76,6 +76,8 @@ pub struct Gateway {
     routes: Overrides,
     /// The response cache (in process, or in `state`'s Redis); outlives reloads.
     cache: ResponseCache,
+    /// The Responses API's stored responses (`[responses]`, or Redis).
+    responses: crate::api::responses::store::ResponseStore,
     /// The usage ledger, once [`Gateway::open_ledger`] opened it.
     ledger: OnceLock<Ledger>,
     /// When the gateway was built.
@@ -139,6 +141,7 @@ impl Gateway {
         let cache = ResponseCache::new(&config.cache, &state, background.clone());
         let limiter = Arc::new(limits::Limiter::new(state.clone(), background.clone()));
         let telemetry = config.telemetry.clone();
+        let responses = crate::api::responses::store::ResponseStore::new(&config.responses, &state);
         let tracer = crate::telemetry::otlp::Tracer::start(&telemetry, client.clone(), &background);
         let auth = Arc::new(AuthState::new(Some(state.clone())));
         let live = Live::build(
@@ -165,6 +168,7 @@ impl Gateway {
             limiter,
             routes: Overrides::default(),
             cache,
+            responses,
             ledger: OnceLock::new(),
             started: tokio::time::Instant::now(),
             reloads: Recent::new(recent::RELOADS_KEPT),
@@ -330,6 +334,11 @@ impl Gateway {
     /// request.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// The Responses API's store of responses.
+    pub fn responses(&self) -> &crate::api::responses::store::ResponseStore {
+        &self.responses
     }
 
     /// The response cache.

@@ -14,7 +14,8 @@
 //!    from the headers ([`auth`]: a bearer key, a JWT, or a signed request's headers), the
 //!    request's place in `server.max_in_flight`, and the request record. Then the surface
 //!    decodes: [`api::openai`] (the REST shim reads the body under a size limit and
-//!    `server.body_timeout_ms`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
+//!    `server.body_timeout_ms`), [`api::responses`] (OpenAI's Responses API, its store
+//!    resolving `previous_response_id`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
 //!    a signed request's signature is checked over the body and against replays
 //!    ([`pipeline::Call::verify_body`]); both decode into one canonical
 //!    [`chat::ChatRequest`] (`POST /v1/embeddings` and the `Embed` RPC into an

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod grpc;
 pub mod openai;
+pub mod responses;
 pub mod status;
 
 use http::HeaderMap;

@@ -40,6 +40,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub telemetry: super::TelemetryFile,
     #[serde(default)]
+    pub responses: super::ResponsesFile,
+    #[serde(default)]
     pub security: super::SecurityFile,
     #[serde(default)]
     pub jwt: Vec<super::JwtFile>,

@@ -9,6 +9,7 @@ mod data;
 mod default;
 mod file;
 mod network;
+mod responses;
 mod secret;
 mod state;
 mod telemetry;
@@ -32,6 +33,7 @@ pub use file::{
 pub use network::{
     CorsFile, NetworkConfig, RequestLimits, SecurityFile, TlsFiles, allowlist as cidr_allowlist,
 };
+pub use responses::{ResponsesConfig, ResponsesFile};
 pub use secret::Secret;
 pub use state::{
     Budget, BudgetFile, CacheConfig, CacheFile, CacheScope, Limits, LimitsFile, OnRedisError,
@@ -69,6 +71,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The OTLP trace export (`[telemetry]`); read at start only.
     pub telemetry: TelemetryConfig,
+    /// The Responses API's store (`[responses]`); read at start only.
+    pub responses: ResponsesConfig,
     /// IP allowlist, trusted proxies, CORS, TLS, request limits (`network.rs`).
     pub network: NetworkConfig,
     /// Identity providers whose JWTs are accepted (`[[jwt]]`).
@@ -773,6 +777,7 @@ impl TryFrom<FileConfig> for Config {
             None => CacheConfig::default(),
         };
         let telemetry = telemetry::telemetry_config(&file.telemetry)?;
+        let responses = responses::responses_config(&file.responses)?;
         let network = network::network_config(&file.server, &file.security)?;
         Ok(Config {
             server,
@@ -789,6 +794,7 @@ impl TryFrom<FileConfig> for Config {
             state,
             cache,
             telemetry,
+            responses,
             network,
             jwt,
             signature_window,

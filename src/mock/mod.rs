@@ -35,6 +35,7 @@ mod embeddings;
 mod fault;
 mod gemini;
 mod openai;
+mod responses;
 mod sample;
 mod stream;
 
@@ -124,6 +125,8 @@ struct MockState {
     fault: ArcSwap<Fault>,
     stats: Stats,
     ids: AtomicU64,
+    /// The conversation items of each stored Responses answer (`previous_response_id`).
+    responses: Mutex<std::collections::HashMap<String, Vec<Value>>>,
 }
 
 impl MockState {
@@ -227,18 +230,23 @@ pub async fn serve(
         options,
         stats: Stats::default(),
         ids: AtomicU64::new(1),
+        responses: Mutex::default(),
     });
     let router = match state.options.format {
         MockFormat::OpenAi => Router::new()
             .route("/v1/chat/completions", post(openai::chat_completions))
             .route("/chat/completions", post(openai::chat_completions))
+            .route("/v1/responses", post(responses::responses))
+            .route("/responses", post(responses::responses))
             .route("/v1/models", get(openai::models))
             .route("/models", get(openai::models)),
         MockFormat::Anthropic => Router::new().route("/v1/messages", post(anthropic::messages)),
-        MockFormat::Azure => Router::new().route(
-            "/openai/deployments/{deployment}/chat/completions",
-            post(openai::azure_chat_completions),
-        ),
+        MockFormat::Azure => Router::new()
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(openai::azure_chat_completions),
+            )
+            .route("/openai/v1/responses", post(responses::azure_responses)),
         MockFormat::Gemini => {
             Router::new().route("/v1beta/models/{model_method}", post(gemini::models))
         }

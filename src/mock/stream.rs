@@ -176,6 +176,7 @@ mod tests {
             fault: ArcSwap::from_pointee(fault.clone()),
             stats: Stats::default(),
             ids: AtomicU64::new(1),
+            responses: Default::default(),
         });
         let conn = ConnReset(Arc::new(Notify::new()));
         let mut body = respond(state, conn, fault, answer(4)).into_body();

@@ -121,6 +121,9 @@ impl Stage for Redact {
         let result = policy.redact(request, &mut session);
         if session.any() {
             audit(&mut call.record).redacted(session.counts());
+            // The caller's own body still holds what was redacted: a pass-through must not
+            // send it, so the redacted canonical request is translated instead.
+            request.native = None;
         }
         result?;
         call.restore = session.into_restore();

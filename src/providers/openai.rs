@@ -31,6 +31,9 @@ pub struct OpenAiProvider {
     azure_api_version: Option<String>,
     /// `{base}/embeddings` (not Azure, whose path names the deployment).
     embeddings_url: reqwest::Url,
+    /// Where a request that came in through the Responses API is passed through
+    /// ([`responses`]): OpenAI and Azure only; other vendors translate it.
+    responses_url: Option<reqwest::Url>,
 }
 
 impl OpenAiProvider {
@@ -53,8 +56,16 @@ impl OpenAiProvider {
         };
         let embeddings_url = reqwest::Url::parse(&format!("{base}/embeddings"))
             .map_err(|e| format!("base_url: {e}"))?;
+        let responses_url = match config.wire {
+            Wire::Azure => Some(format!("{base}/openai/v1/responses")),
+            Wire::OpenAi if config.kind == "openai" => Some(format!("{base}/responses")),
+            _ => None,
+        }
+        .map(|u| reqwest::Url::parse(&u).map_err(|e| format!("the Responses URL {u}: {e}")))
+        .transpose()?;
         Ok(OpenAiProvider {
             embeddings_url,
+            responses_url,
             upstream: Upstream::new(client, &url, headers, config.max_response_bytes)?,
             quirks: Quirks::of_kind(config.kind),
             azure_api_version: azure.then(|| config.api_version.clone().unwrap_or_default()),
@@ -222,6 +233,20 @@ pub fn encode_request(request: &ChatRequest, model: &str, stream: bool, quirks: 
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
+impl OpenAiProvider {
+    /// The caller's Responses body and where it goes, when this deployment takes it as it
+    /// is.
+    fn pass_through<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> Option<(&'a reqwest::Url, &'a crate::chat::native::NativeRequest)> {
+        let native = request.native.as_deref()?;
+        let url = self.responses_url.as_ref()?;
+        (native.format == crate::chat::native::NativeFormat::OpenAiResponses)
+            .then_some((url, native))
+    }
+}
+
 impl Provider for OpenAiProvider {
     fn chat<'a>(
         &'a self,
@@ -229,6 +254,11 @@ impl Provider for OpenAiProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
+            if let Some((url, native)) = self.pass_through(request) {
+                let body = responses::encode(native, model, false)?;
+                let answer = self.upstream.post_to(url.clone(), body, false).await?;
+                return responses::decode_response(self.upstream.body(answer).await?);
+            }
             let body = encode_request(request, model, false, self.quirks);
             let answer = self.post(body, model, false).await?;
             upstream::decode(&self.upstream.body(answer).await?)
@@ -241,6 +271,15 @@ impl Provider for OpenAiProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
         Box::pin(async move {
+            if let Some((url, native)) = self.pass_through(request) {
+                let body = responses::encode(native, model, true)?;
+                let answer = self.upstream.post_to(url.clone(), body, true).await?;
+                return Ok(sse::translate(
+                    answer.bytes_stream(),
+                    responses::StreamDecoder::default(),
+                    self.upstream.max_response_bytes(),
+                ));
+            }
             let body = encode_request(request, model, true, self.quirks);
             let answer = self.post(body, model, true).await?;
             Ok(sse::translate(
@@ -327,6 +366,8 @@ fn decode_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
     limits::check_chunk(&chunk)?;
     Ok(chunk)
 }
+
+pub mod responses;
 
 #[cfg(test)]
 mod tests;

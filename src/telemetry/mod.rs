@@ -90,6 +90,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub enum Surface {
     Rest,
     Grpc,
+    /// OpenAI's Responses API (`POST /v1/responses`).
+    Responses,
 }
 
 impl Surface {
@@ -97,6 +99,7 @@ impl Surface {
         match self {
             Surface::Rest => "rest",
             Surface::Grpc => "grpc",
+            Surface::Responses => "responses",
         }
     }
 }

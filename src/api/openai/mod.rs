@@ -3,7 +3,7 @@
 pub mod chat;
 pub mod embeddings;
 pub(crate) mod errors;
-mod sse;
+pub(crate) mod sse;
 
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::api::responses::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
 }
@@ -127,8 +128,11 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 /// (the REST and admin routers' `method_not_allowed_fallback`).
 pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let allow = match uri.path() {
-        "/v1/chat/completions" | "/admin/reload" | "/admin/route/explain" => "POST",
+        "/v1/chat/completions" | "/v1/responses" | "/admin/reload" | "/admin/route/explain" => {
+            "POST"
+        }
         p if p.starts_with("/admin/routes/") => "GET, PUT, DELETE",
+        p if p.starts_with("/v1/responses/") => "GET, DELETE",
         _ => "GET",
     };
     let err = Error::MethodNotAllowed {

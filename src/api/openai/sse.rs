@@ -46,7 +46,7 @@ pub(super) fn body(
 /// that served and every attempt (`: x-switchyard-provider: …`,
 /// `: x-switchyard-attempts: …`). Clients ignore comments; a person or a test reading the
 /// raw stream sees how it ended.
-fn with_trailer(trailer: &Trailer, last: Bytes) -> Bytes {
+pub(crate) fn with_trailer(trailer: &Trailer, last: Bytes) -> Bytes {
     if trailer.provider.is_none() && trailer.attempts.is_empty() {
         return last;
     }
@@ -69,7 +69,7 @@ fn with_trailer(trailer: &Trailer, last: Bytes) -> Bytes {
 }
 
 /// The steps of `chunks`, with a `None` after every `every` of silence.
-fn with_keep_alive(
+pub(crate) fn with_keep_alive(
     chunks: impl Stream<Item = Delivered> + Send + 'static,
     every: Option<Duration>,
 ) -> impl Stream<Item = Option<Delivered>> + Send {
