@@ -90,6 +90,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub enum Surface {
     Rest,
     Grpc,
+    /// Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`).
+    Messages,
 }
 
 impl Surface {
@@ -97,6 +99,7 @@ impl Surface {
         match self {
             Surface::Rest => "rest",
             Surface::Grpc => "grpc",
+            Surface::Messages => "messages",
         }
     }
 }

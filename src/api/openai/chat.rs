@@ -104,7 +104,7 @@ const ATTEMPTS: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
 const CACHE: HeaderName = HeaderName::from_static(CACHE_HEADER);
 const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
-fn head_headers(h: &mut HeaderMap, head: &Head) {
+pub(crate) fn head_headers(h: &mut HeaderMap, head: &Head) {
     if let Ok(v) = HeaderValue::from_str(&head.request_id) {
         h.insert(REQUEST_ID, v);
     }
@@ -119,7 +119,7 @@ fn head_headers(h: &mut HeaderMap, head: &Head) {
 }
 
 /// Reads the body within the size limit and the deadline.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
