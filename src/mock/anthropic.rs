@@ -45,8 +45,8 @@ pub(super) async fn messages(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let Err(resp) = check_headers(&headers) {
-        return resp;
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
     }
     let Some(request) = request else {
         return error(
@@ -97,8 +97,8 @@ pub(super) async fn count_tokens(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let Err(resp) = check_headers(&headers) {
-        return resp;
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
     }
     let Some(request) = request else {
         return error(
@@ -139,22 +139,22 @@ fn count(r: &Value) -> u64 {
 }
 
 /// The headers every Messages call needs: a key and the API version.
-fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
+fn check_headers(headers: &HeaderMap) -> Option<Response> {
     if !headers.contains_key("x-api-key") {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "x-api-key header is required",
             None,
         ));
     }
     if !headers.contains_key("anthropic-version") {
-        return Err(error(
+        return Some(error(
             StatusCode::BAD_REQUEST,
             "anthropic-version: header is required",
             None,
         ));
     }
-    Ok(())
+    None
 }
 
 /// Whether the request asks for extended thinking.

@@ -199,7 +199,7 @@ impl EventEncoder {
             block_delta(
                 out,
                 index,
-                &Delta::ThinkingDelta {
+                &Delta::Thinking {
                     thinking: reasoning,
                 },
             );
@@ -210,7 +210,7 @@ impl EventEncoder {
             .filter(|t| !t.is_empty())
         {
             let index = self.block(BlockKind::Text, out);
-            block_delta(out, index, &Delta::TextDelta { text });
+            block_delta(out, index, &Delta::Text { text });
         }
         for call in delta.tool_calls.into_iter().flatten() {
             let block = match self.tools.iter().find(|(t, _)| *t == call.index) {
@@ -246,7 +246,7 @@ impl EventEncoder {
                 block_delta(
                     out,
                     block,
-                    &Delta::InputJsonDelta {
+                    &Delta::InputJson {
                         partial_json: &args,
                     },
                 );
@@ -330,12 +330,16 @@ impl EventEncoder {
     }
 }
 
+/// A `content_block_delta`'s `delta`.
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 fn block_start(out: &mut BytesMut, index: u32, block: &OutBlock<'_>) {
