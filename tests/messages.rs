@@ -440,3 +440,28 @@ async fn count_tokens_falls_back_when_the_providers_count_fails() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-token-count"), "estimate");
 }
+
+#[tokio::test]
+async fn a_cache_hit_of_a_passed_through_answer_is_the_providers_bytes_signatures_and_all() {
+    let a = Mock::speaking(MockFormat::Anthropic, "ant", "").await;
+    let gw = TestGateway::start(&config_for(
+        &[&a],
+        &format!("[cache]\nenabled = true\n{FAST}"),
+    ))
+    .await;
+    let mut body = ask(false);
+    body["max_tokens"] = json!(4096);
+    body["thinking"] = json!({ "type": "enabled", "budget_tokens": 2048 });
+    let first = post(&gw, &body).await;
+    assert_eq!(header(&first, "x-switchyard-cache"), "miss");
+    let first = first.text().await.unwrap();
+    let second = post(&gw, &body).await;
+    assert_eq!(header(&second, "x-switchyard-cache"), "hit");
+    assert_eq!(
+        second.text().await.unwrap(),
+        first,
+        "the provider's bytes, as first returned"
+    );
+    assert!(first.contains("\"signature\""));
+    assert_eq!(a.stats().await["requests"], 1);
+}

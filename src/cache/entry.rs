@@ -17,6 +17,11 @@ pub struct Entry {
     /// Its provider's name.
     pub provider: String,
     pub response: ChatResponse,
+    /// A passed-through answer's own body ([`ChatResponse::native`]), returned as it was
+    /// on a hit so that thinking signatures and fields the gateway does not model survive
+    /// the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<String>,
 }
 
 /// The field OpenAI-compatible reasoning models stream their reasoning text in.
