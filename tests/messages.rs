@@ -465,3 +465,47 @@ async fn a_cache_hit_of_a_passed_through_answer_is_the_providers_bytes_signature
     assert!(first.contains("\"signature\""));
     assert_eq!(a.stats().await["requests"], 1);
 }
+
+#[tokio::test]
+async fn to_bedrocks_anthropic_models_the_body_goes_through_invoke_model_with_its_bytes() {
+    let b = Mock::speaking(MockFormat::Bedrock, "bed", "").await;
+    let config =
+        config_for(&[&b], FAST).replace("upstream-bed", "anthropic.claude-3-5-haiku-20241022-v1:0");
+    let gw = TestGateway::start(&config).await;
+    let body = r#"{"model": "gpt-4o-mini", "max_tokens": 4096, "x_future": [1.0e3],
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "Hello"}]}"#;
+    let resp = post_raw(&gw, "/v1/messages", body, &[("anthropic-beta", "b-1")]).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert!(answer["id"].as_str().unwrap().starts_with("msg_bdrk_mock"));
+    assert_eq!(answer["content"][0]["type"], "thinking");
+    let sent = b.stats().await["last_body"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sent,
+        r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["b-1"],"max_tokens":4096,"x_future":[1.0e3],"thinking":{"type": "enabled", "budget_tokens": 2048},"messages":[{"role": "user", "content": "Hello"}]}"#
+    );
+    // A stream: every Anthropic event out of the event-stream frames.
+    let mut stream = ask(true);
+    stream["max_tokens"] = json!(4096);
+    stream["thinking"] = json!({ "type": "enabled", "budget_tokens": 2048 });
+    let resp = post(&gw, &stream).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&within(resp.text()).await.unwrap());
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    assert!(names.contains(&"ping"));
+    assert!(
+        ev.iter()
+            .any(|(_, d)| d.pointer("/delta/type") == Some(&json!("signature_delta")))
+    );
+    assert!(
+        ev[0].1["message"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("msg_bdrk_mock")
+    );
+}

@@ -65,7 +65,7 @@ pub(super) async fn messages(
         .and_then(Value::as_str)
         .unwrap_or("mock");
     let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
-    let thinking = thinking_enabled(&request).then(|| Thought::about(answer.content.as_deref()));
+    let thinking = Thought::for_request(&request, &answer);
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
             return malformed_json("{\"id\": \"msg_broken\", \"content\": [");
@@ -165,12 +165,17 @@ fn thinking_enabled(r: &Value) -> bool {
 /// The mock's thinking and its signature: a digest of the text, so a thinking block sent
 /// back in a later turn is checked the way Anthropic checks its own (a block whose text or
 /// signature changed on the way is refused).
-struct Thought {
+pub(super) struct Thought {
     thinking: String,
     signature: String,
 }
 
 impl Thought {
+    /// The thinking of an answer to `request`, when it asks for thinking.
+    pub(super) fn for_request(request: &Value, answer: &Answer) -> Option<Thought> {
+        thinking_enabled(request).then(|| Thought::about(answer.content.as_deref()))
+    }
+
     fn about(answer: Option<&str>) -> Thought {
         let thinking = format!(
             "The user wants an answer; {} characters should do.",
@@ -192,7 +197,7 @@ fn signature(thinking: &str) -> String {
 }
 
 /// The checks the real API makes before answering.
-fn validate(r: &Value) -> Result<(), String> {
+pub(super) fn validate(r: &Value) -> Result<(), String> {
     let max_tokens = match r.get("max_tokens").and_then(Value::as_u64) {
         Some(n) if n >= 1 => n,
         _ => return Err("max_tokens: Field required (an integer >= 1)".into()),
@@ -318,7 +323,7 @@ fn validate_messages(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn ask(r: &Value) -> Ask {
+pub(super) fn ask(r: &Value) -> Ask {
     let messages = r
         .get("messages")
         .and_then(Value::as_array)
@@ -395,7 +400,13 @@ fn tool_id(n: u64, k: usize) -> String {
     }
 }
 
-fn message(a: &Answer, thought: Option<&Thought>, id: &str, model: &str, n: u64) -> Value {
+pub(super) fn message(
+    a: &Answer,
+    thought: Option<&Thought>,
+    id: &str,
+    model: &str,
+    n: u64,
+) -> Value {
     let mut content = Vec::new();
     if let Some(t) = thought {
         content
@@ -413,7 +424,13 @@ fn message(a: &Answer, thought: Option<&Thought>, id: &str, model: &str, n: u64)
             "usage": usage(a) })
 }
 
-fn events(a: &Answer, thought: Option<&Thought>, id: &str, model: &str, n: u64) -> Vec<Bytes> {
+pub(super) fn events(
+    a: &Answer,
+    thought: Option<&Thought>,
+    id: &str,
+    model: &str,
+    n: u64,
+) -> Vec<Bytes> {
     let mut out = vec![stream::named(
         "message_start",
         &json!({ "type": "message_start", "message": { "id": id, "type": "message",

@@ -254,6 +254,11 @@ pub async fn serve(
             .route(
                 "/model/{model}/converse-stream",
                 post(bedrock::converse_stream),
+            )
+            .route("/model/{model}/invoke", post(bedrock::invoke))
+            .route(
+                "/model/{model}/invoke-with-response-stream",
+                post(bedrock::invoke_stream),
             ),
     };
     let router = router

@@ -169,10 +169,11 @@ def expected_at_provider(sent: bytes, upstream: str) -> str:
     return replaced
 
 
-def test_thinking_passes_through_with_its_signature_byte_for_byte(world):
+@pytest.mark.parametrize("model", ["claude", "bed"])
+def test_thinking_passes_through_with_its_signature_byte_for_byte(world, model):
     client = world.client(capture=True)
     with client.messages.stream(
-        model="claude",
+        model=model,
         max_tokens=4096,
         thinking={"type": "enabled", "budget_tokens": 2048},
         messages=[{"role": "user", "content": "Think, then answer."}],
@@ -186,7 +187,7 @@ def test_thinking_passes_through_with_its_signature_byte_for_byte(world):
     # schema knows and an anthropic-beta header.
     world.sent.clear()
     answer = client.messages.create(
-        model="claude",
+        model=model,
         max_tokens=4096,
         thinking={"type": "enabled", "budget_tokens": 2048},
         messages=[
@@ -199,10 +200,34 @@ def test_thinking_passes_through_with_its_signature_byte_for_byte(world):
     )
     assert answer.content[0].type == "thinking"
     (sent,) = world.sent
-    stats = world.mocks["claude"].stats()
-    assert stats["last_body"] == expected_at_provider(sent, UPSTREAM["claude"])
-    assert thinking.signature in stats["last_body"]
-    assert stats["last_headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    stats = world.mocks[model].stats()
+    if model == "claude":
+        # Anthropic: the SDK's bytes with only the model's value replaced.
+        assert stats["last_body"] == expected_at_provider(sent, UPSTREAM["claude"])
+        assert stats["last_headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    else:
+        # Bedrock InvokeModel: model out, anthropic_version and anthropic_beta in, every
+        # other member's value as the SDK wrote it.
+        sent_json = json.loads(sent)
+        expected = {k: v for k, v in sent_json.items() if k not in ("model", "stream")}
+        expected["anthropic_version"] = "bedrock-2023-05-31"
+        expected["anthropic_beta"] = ["interleaved-thinking-2025-05-14"]
+        assert json.loads(stats["last_body"]) == expected
+        for member in ("x_future_field", "messages", "thinking"):
+            raw = raw_member(sent.decode(), member)
+            assert raw in stats["last_body"], (member, raw)
+    assert json.dumps(thinking.signature) in stats["last_body"]
+
+
+def raw_member(text: str, key: str) -> str:
+    """A top-level member's value exactly as written in `text` (a JSON object)."""
+    decoder = json.JSONDecoder()
+    at = text.index(json.dumps(key)) + len(json.dumps(key))
+    at = text.index(":", at) + 1
+    while text[at].isspace():
+        at += 1
+    _, end = decoder.raw_decode(text, at)
+    return text[at:end]
 
 
 def test_thinking_to_an_openai_deployment_asks_for_reasoning(world):
