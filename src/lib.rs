@@ -14,7 +14,9 @@
 //!    from the headers ([`auth`]: a bearer key, a JWT, or a signed request's headers), the
 //!    request's place in `server.max_in_flight`, and the request record. Then the surface
 //!    decodes: [`api::openai`] (the REST shim reads the body under a size limit and
-//!    `server.body_timeout_ms`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
+//!    `server.body_timeout_ms`), [`api::anthropic`] (Anthropic's Messages API, the body
+//!    also kept as the native request for pass-through) or [`api::grpc`] (the
+//!    `switchyard.v1.Gateway` service);
 //!    a signed request's signature is checked over the body and against replays
 //!    ([`pipeline::Call::verify_body`]); both decode into one canonical
 //!    [`chat::ChatRequest`]; [`server`] serves both on every listener (TLS when
