@@ -509,3 +509,34 @@ async fn to_bedrocks_anthropic_models_the_body_goes_through_invoke_model_with_it
             .starts_with("msg_bdrk_mock")
     );
 }
+
+#[tokio::test]
+async fn what_a_format_cannot_express_fails_over_and_else_is_a_400_naming_it() {
+    let body = json!({ "model": "gpt-4o-mini", "max_tokens": 100, "messages": [{ "role": "user",
+        "content": [
+            { "type": "document", "source": { "type": "text", "media_type": "text/plain", "data": "A memo." } },
+            { "type": "text", "text": "Summarise it." }] }] });
+    // Gemini has no document part: refused there, taken by the Anthropic deployment as is.
+    let g = Mock::speaking(MockFormat::Gemini, "gem", "").await;
+    let a = Mock::speaking(MockFormat::Anthropic, "ant", "").await;
+    let gw = TestGateway::serving(&[&g, &a]).await;
+    let resp = post(&gw, &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-provider"), "ant");
+    assert!(header(&resp, "x-switchyard-attempts").contains("untranslatable"));
+    assert_eq!(g.stats().await["requests"], 0, "nothing was sent to Gemini");
+    assert_eq!(
+        a.stats().await["last_request"]["messages"][0]["content"][0]["type"],
+        "document"
+    );
+    // With Gemini alone: a 400 in Anthropic's shape that says what could not be sent.
+    let gw = TestGateway::serving(&[&g]).await;
+    let resp = post(&gw, &body).await;
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("document"),
+        "{e}"
+    );
+}
