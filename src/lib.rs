@@ -15,7 +15,9 @@
 //!    request's place in `server.max_in_flight`, and the request record. Then the surface
 //!    decodes: [`api::openai`] (the REST shim reads the body under a size limit and
 //!    `server.body_timeout_ms`), [`api::responses`] (OpenAI's Responses API, its store
-//!    resolving `previous_response_id`) or [`api::grpc`] (the `switchyard.v1.Gateway` service);
+//!    resolving `previous_response_id`), [`api::anthropic`] (Anthropic's Messages API, the
+//!    body also kept as the native request for pass-through) or [`api::grpc`] (the
+//!    `switchyard.v1.Gateway` service);
 //!    a signed request's signature is checked over the body and against replays
 //!    ([`pipeline::Call::verify_body`]); both decode into one canonical
 //!    [`chat::ChatRequest`] (`POST /v1/embeddings` and the `Embed` RPC into an

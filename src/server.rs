@@ -24,6 +24,7 @@ pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
         .await
         .merge(api::openai::router(gateway.clone()))
+        .merge(api::anthropic::router(gateway.clone()))
         .merge(api::admin::router(gateway.clone()))
         .merge(api::status::router(gateway.clone()))
         .fallback(fallback)

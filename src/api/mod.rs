@@ -3,6 +3,7 @@
 //! [`Gateway`]: crate::gateway::Gateway
 
 pub mod admin;
+pub mod anthropic;
 pub mod grpc;
 pub mod openai;
 pub mod responses;

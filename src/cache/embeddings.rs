@@ -53,6 +53,7 @@ impl EmbedFill {
     /// Stores the answer from `deployment`, off the caller's path.
     pub fn store(self, response: &EmbedResponse, deployment: &Deployment) {
         let entry = Entry {
+            native: None,
             deployment: deployment.id.to_string(),
             provider: deployment.provider_name.to_string(),
             body: Body::Embeddings(response.clone()),

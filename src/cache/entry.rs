@@ -20,6 +20,11 @@ pub struct Entry {
     /// completion, as entries have always been written; `embeddings`).
     #[serde(flatten)]
     pub body: Body,
+    /// A passed-through chat answer's own body ([`ChatResponse::native`]), returned as it
+    /// was on a hit so that thinking signatures and fields the gateway does not model
+    /// survive the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<String>,
 }
 
 /// A stored answer of one kind.

@@ -241,6 +241,7 @@ fn usable(entry: Entry, model: &ModelRoute, q: &Query<'_>) -> Option<Hit> {
     let Body::Chat(mut response) = entry.body else {
         return None;
     };
+    response.native = entry.native.map(bytes::Bytes::from);
     let saved_usd = response
         .usage
         .as_ref()
@@ -317,6 +318,11 @@ impl Fill {
         let entry = Entry {
             deployment: deployment.id.to_string(),
             provider: deployment.provider_name.to_string(),
+            native: response
+                .native
+                .as_ref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::to_owned),
             body: Body::Chat(response),
         };
         let Fill {

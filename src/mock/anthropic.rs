@@ -2,7 +2,9 @@
 //! "Messages", "Streaming messages", "Errors"): `POST /v1/messages` with `x-api-key` and
 //! `anthropic-version`, content blocks, `tool_use`/`tool_result`, and the event stream
 //! `message_start`, `content_block_start`/`_delta`/`_stop`, `ping`, `message_delta`,
-//! `message_stop`; errors as `{"type": "error", "error": {"type", "message"}}`.
+//! `message_stop`; extended thinking (a signed `thinking` block; `thinking_delta` and
+//! `signature_delta` in streams) and `POST /v1/messages/count_tokens`; errors as
+//! `{"type": "error", "error": {"type", "message"}}`.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -43,19 +45,8 @@ pub(super) async fn messages(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if !headers.contains_key("x-api-key") {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "x-api-key header is required",
-            None,
-        );
-    }
-    if !headers.contains_key("anthropic-version") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "anthropic-version: header is required",
-            None,
-        );
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
     }
     let Some(request) = request else {
         return error(
@@ -74,14 +65,15 @@ pub(super) async fn messages(
         .and_then(Value::as_str)
         .unwrap_or("mock");
     let answer = Answer::to(&ask(&request), &state.name()).reporting(fault.usage);
+    let thinking = Thought::for_request(&request, &answer);
     if request.get("stream").and_then(Value::as_bool) != Some(true) {
         if fault.malformed {
             return malformed_json("{\"id\": \"msg_broken\", \"content\": [");
         }
-        return Json(message(&answer, &id, model, n)).into_response();
+        return Json(message(&answer, thinking.as_ref(), &id, model, n)).into_response();
     }
     let sse = SseAnswer {
-        events: events(&answer, &id, model, n),
+        events: events(&answer, thinking.as_ref(), &id, model, n),
         terminator: None,
         error_event: stream::named(
             "error",
@@ -91,15 +83,151 @@ pub(super) async fn messages(
     stream::respond(state.clone(), conn, fault, sse)
 }
 
+/// `POST /v1/messages/count_tokens` (API reference, "Count tokens in a Message"): the
+/// same headers and message checks as a create call, no `max_tokens`; answers
+/// `{"input_tokens": N}` with N from the mock's own estimate (the system prompt and tool
+/// definitions counted too).
+pub(super) async fn count_tokens(
+    State(state): State<Arc<MockState>>,
+    Extension(conn): Extension<ConnReset>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_fault, request) = match super::preamble(&state, &conn, &headers, &body, error).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Some(refused) = check_headers(&headers) {
+        return refused;
+    }
+    let Some(request) = request else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid JSON in the request body",
+            None,
+        );
+    };
+    if let Some(field) = ["max_tokens", "stream"]
+        .iter()
+        .find(|f| request.get(**f).is_some())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("{field}: Extra inputs are not permitted"),
+            None,
+        );
+    }
+    if let Err(message) = validate_messages(&request) {
+        return error(StatusCode::BAD_REQUEST, &message, None);
+    }
+    Json(json!({ "input_tokens": count(&request) })).into_response()
+}
+
+/// The mock's input token count: the messages' estimate, plus a quarter token per
+/// character of the system prompt and the tool definitions.
+fn count(r: &Value) -> u64 {
+    let messages = r
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let extra = [r.get("system"), r.get("tools")]
+        .into_iter()
+        .flatten()
+        .map(|v| (v.to_string().len() as u64).div_ceil(4))
+        .sum::<u64>();
+    estimate_tokens(messages) + extra
+}
+
+/// The headers every Messages call needs: a key and the API version.
+fn check_headers(headers: &HeaderMap) -> Option<Response> {
+    if !headers.contains_key("x-api-key") {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "x-api-key header is required",
+            None,
+        ));
+    }
+    if !headers.contains_key("anthropic-version") {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+            None,
+        ));
+    }
+    None
+}
+
+/// Whether the request asks for extended thinking.
+fn thinking_enabled(r: &Value) -> bool {
+    r.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled")
+}
+
+/// The mock's thinking and its signature: a digest of the text, so a thinking block sent
+/// back in a later turn is checked the way Anthropic checks its own (a block whose text or
+/// signature changed on the way is refused).
+pub(super) struct Thought {
+    thinking: String,
+    signature: String,
+}
+
+impl Thought {
+    /// The thinking of an answer to `request`, when it asks for thinking.
+    pub(super) fn for_request(request: &Value, answer: &Answer) -> Option<Thought> {
+        thinking_enabled(request).then(|| Thought::about(answer.content.as_deref()))
+    }
+
+    fn about(answer: Option<&str>) -> Thought {
+        let thinking = format!(
+            "The user wants an answer; {} characters should do.",
+            answer.map_or(0, str::len)
+        );
+        Thought {
+            signature: signature(&thinking),
+            thinking,
+        }
+    }
+}
+
+/// A mock signature: base64-like characters (`+`, `/`, `=`) as Anthropic's have, so a
+/// re-encoding on the way would show.
+fn signature(thinking: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("switchyard-mock-thinking:{thinking}"));
+    format!("EqMock+{}/sig==", hex::encode(digest))
+}
+
 /// The checks the real API makes before answering.
-fn validate(r: &Value) -> Result<(), String> {
+pub(super) fn validate(r: &Value) -> Result<(), String> {
+    let max_tokens = match r.get("max_tokens").and_then(Value::as_u64) {
+        Some(n) if n >= 1 => n,
+        _ => return Err("max_tokens: Field required (an integer >= 1)".into()),
+    };
+    if thinking_enabled(r) {
+        match r.pointer("/thinking/budget_tokens").and_then(Value::as_u64) {
+            Some(b) if b < 1024 => {
+                return Err(
+                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+                        .into(),
+                );
+            }
+            Some(b) if b >= max_tokens => {
+                return Err(format!(
+                    "`max_tokens` must be greater than `thinking.budget_tokens` ({max_tokens} <= {b})"
+                ));
+            }
+            Some(_) => {}
+            None => return Err("thinking.enabled.budget_tokens: Field required".into()),
+        }
+    }
+    validate_messages(r)
+}
+
+/// The checks shared by create and count: model, messages, system, blocks, tool pairing,
+/// thinking signatures.
+fn validate_messages(r: &Value) -> Result<(), String> {
     match r.get("model") {
         Some(Value::String(m)) if !m.is_empty() => {}
         _ => return Err("model: Field required".into()),
-    }
-    match r.get("max_tokens").and_then(Value::as_u64) {
-        Some(n) if n >= 1 => {}
-        _ => return Err("max_tokens: Field required (an integer >= 1)".into()),
     }
     let Some(messages) = r
         .get("messages")
@@ -144,6 +272,22 @@ fn validate(r: &Value) -> Result<(), String> {
                     "messages.{i}.content.{j}.type: unknown block type `{kind}`"
                 ));
             }
+            if kind == "thinking" {
+                let text = b.get("thinking").and_then(Value::as_str).unwrap_or("");
+                match b.get("signature").and_then(Value::as_str) {
+                    None | Some("") => {
+                        return Err(format!(
+                            "messages.{i}.content.{j}.thinking.signature: Field required"
+                        ));
+                    }
+                    Some(sig) if sig.starts_with("EqMock+") && sig != signature(text) => {
+                        return Err(format!(
+                            "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
             if kind == "text"
                 && b.get("text")
                     .and_then(Value::as_str)
@@ -179,7 +323,7 @@ fn validate(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn ask(r: &Value) -> Ask {
+pub(super) fn ask(r: &Value) -> Ask {
     let messages = r
         .get("messages")
         .and_then(Value::as_array)
@@ -256,8 +400,18 @@ fn tool_id(n: u64, k: usize) -> String {
     }
 }
 
-fn message(a: &Answer, id: &str, model: &str, n: u64) -> Value {
+pub(super) fn message(
+    a: &Answer,
+    thought: Option<&Thought>,
+    id: &str,
+    model: &str,
+    n: u64,
+) -> Value {
     let mut content = Vec::new();
+    if let Some(t) = thought {
+        content
+            .push(json!({ "type": "thinking", "thinking": t.thinking, "signature": t.signature }));
+    }
     if let Some(text) = &a.content {
         content.push(json!({ "type": "text", "text": text }));
     }
@@ -270,7 +424,13 @@ fn message(a: &Answer, id: &str, model: &str, n: u64) -> Value {
             "usage": usage(a) })
 }
 
-fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
+pub(super) fn events(
+    a: &Answer,
+    thought: Option<&Thought>,
+    id: &str,
+    model: &str,
+    n: u64,
+) -> Vec<Bytes> {
     let mut out = vec![stream::named(
         "message_start",
         &json!({ "type": "message_start", "message": { "id": id, "type": "message",
@@ -298,6 +458,24 @@ fn events(a: &Answer, id: &str, model: &str, n: u64) -> Vec<Bytes> {
         )
     };
     let mut index = 0;
+    if let Some(t) = thought {
+        out.push(block_start(
+            index,
+            json!({ "type": "thinking", "thinking": "", "signature": "" }),
+        ));
+        for piece in t.thinking.split_inclusive(' ') {
+            out.push(block_delta(
+                index,
+                json!({ "type": "thinking_delta", "thinking": piece }),
+            ));
+        }
+        out.push(block_delta(
+            index,
+            json!({ "type": "signature_delta", "signature": t.signature }),
+        ));
+        out.push(block_stop(index));
+        index += 1;
+    }
     if let Some(text) = &a.content {
         out.push(block_start(index, json!({ "type": "text", "text": "" })));
         out.push(stream::named("ping", &json!({ "type": "ping" })));

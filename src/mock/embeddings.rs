@@ -386,11 +386,12 @@ pub(super) fn routes(
             router.route("/openai/deployments/{deployment}/embeddings", post(azure))
         }
         super::MockFormat::Cohere => router.route("/v2/embed", post(cohere)),
-        super::MockFormat::Bedrock => {
-            router.route("/model/{model}/invoke", post(super::bedrock::invoke))
+        // Bedrock's InvokeModel serves both embeddings and Anthropic's Messages
+        // (`bedrock::invoke`, routed with Converse); Gemini's embed methods share the
+        // model-method route; Anthropic has none.
+        super::MockFormat::Bedrock | super::MockFormat::Gemini | super::MockFormat::Anthropic => {
+            router
         }
-        // Gemini's embed methods share the model-method route; Anthropic has none.
-        super::MockFormat::Gemini | super::MockFormat::Anthropic => router,
     }
 }
 

@@ -115,6 +115,8 @@ struct Stats {
     streams_completed: AtomicU64,
     streams_cancelled: AtomicU64,
     last_request: Mutex<Option<Value>>,
+    /// The last body as received (lossy UTF-8), for tests of byte-for-byte pass-through.
+    last_body: Mutex<Option<String>>,
     last_headers: Mutex<serde_json::Map<String, Value>>,
 }
 
@@ -187,6 +189,9 @@ async fn preamble(
         // One lock-free load; a `Fault` holds no heap data, so the clone is a copy.
         None => Fault::clone(&state.fault.load()),
     };
+    if let Ok(mut g) = stats.last_body.lock() {
+        *g = Some(String::from_utf8_lossy(body).into_owned());
+    }
     let request: Option<Value> = serde_json::from_slice(body).ok();
     if let (Some(r), Ok(mut g)) = (&request, stats.last_request.lock()) {
         *g = Some(r.clone());
@@ -240,7 +245,9 @@ pub async fn serve(
             .route("/responses", post(responses::responses))
             .route("/v1/models", get(openai::models))
             .route("/models", get(openai::models)),
-        MockFormat::Anthropic => Router::new().route("/v1/messages", post(anthropic::messages)),
+        MockFormat::Anthropic => Router::new()
+            .route("/v1/messages", post(anthropic::messages))
+            .route("/v1/messages/count_tokens", post(anthropic::count_tokens)),
         MockFormat::Azure => Router::new()
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -256,6 +263,11 @@ pub async fn serve(
             .route(
                 "/model/{model}/converse-stream",
                 post(bedrock::converse_stream),
+            )
+            .route("/model/{model}/invoke", post(bedrock::invoke))
+            .route(
+                "/model/{model}/invoke-with-response-stream",
+                post(bedrock::invoke_stream),
             ),
     };
     let router = embeddings::routes(state.options.format, router)
@@ -317,12 +329,14 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<MockState>>
     let s = &state.stats;
     let last = s.last_request.lock().map(|g| g.clone()).unwrap_or(None);
     let headers = s.last_headers.lock().map(|g| g.clone()).unwrap_or_default();
+    let body = s.last_body.lock().map(|g| g.clone()).unwrap_or(None);
     let auth = headers.get("authorization").cloned();
     Json(json!({
         "requests": s.requests.load(Ordering::Relaxed),
         "streams_completed": s.streams_completed.load(Ordering::Relaxed),
         "streams_cancelled": s.streams_cancelled.load(Ordering::Relaxed),
         "last_request": last,
+        "last_body": body,
         "last_authorization": auth,
         "last_headers": headers,
     }))

@@ -21,6 +21,7 @@
 //! gone mid-stream, shed, drain). No surface finishes it.
 
 mod cached;
+pub mod count;
 pub mod data;
 mod embed;
 pub mod stages;

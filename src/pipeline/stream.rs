@@ -139,7 +139,8 @@ impl Minted {
                 .choices
                 .iter()
                 .all(|c| c.delta.extra.is_empty() && c.logprobs.is_none() && c.extra.is_empty());
-        (!role_only).then_some(chunk)
+        // A passed-through event is the caller's to see, whatever it holds.
+        (!role_only || chunk.native.is_some()).then_some(chunk)
     }
 }
 

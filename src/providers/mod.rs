@@ -73,6 +73,17 @@ pub trait Provider: Send + Sync {
             "this provider's wire format has no embeddings".into(),
         ))))
     }
+
+    /// The provider's own count of a request's input tokens, for formats that have an
+    /// endpoint for it (Anthropic's `count_tokens`); `None` when this provider has none
+    /// for `native`'s format.
+    fn count_tokens<'a>(
+        &'a self,
+        _native: &'a crate::chat::native::NativeRequest,
+        _model: &'a str,
+    ) -> Option<BoxFuture<'a, Result<u32, ProviderError>>> {
+        None
+    }
 }
 
 /// Builds the provider a config entry describes.

@@ -80,6 +80,18 @@ impl Upstream {
         body: Vec<u8>,
         stream: bool,
     ) -> Result<Answer, ProviderError> {
+        self.post_with(url, body, stream, &[]).await
+    }
+
+    /// As [`Upstream::post_to`], with `extra` headers that replace the endpoint's own of
+    /// the same name (a passed-through request's `anthropic-version`, say).
+    pub async fn post_with(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        stream: bool,
+        extra: &[(http::HeaderName, http::HeaderValue)],
+    ) -> Result<Answer, ProviderError> {
         let accept = if stream {
             "text/event-stream"
         } else {
@@ -93,6 +105,14 @@ impl Upstream {
         // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
         if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
             req = req.header("traceparent", tp);
+        }
+        if !extra.is_empty() {
+            // `headers` replaces each name it holds; several values of one name stay.
+            let mut map = http::HeaderMap::with_capacity(extra.len());
+            for (name, value) in extra {
+                map.append(name.clone(), value.clone());
+            }
+            req = req.headers(map);
         }
         let resp = req.body(body).send().await.map_err(transport_error)?;
         let status = resp.status();

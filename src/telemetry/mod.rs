@@ -92,6 +92,8 @@ pub enum Surface {
     Grpc,
     /// OpenAI's Responses API (`POST /v1/responses`).
     Responses,
+    /// Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`).
+    Messages,
 }
 
 impl Surface {
@@ -100,6 +102,7 @@ impl Surface {
             Surface::Rest => "rest",
             Surface::Grpc => "grpc",
             Surface::Responses => "responses",
+            Surface::Messages => "messages",
         }
     }
 }

@@ -14,14 +14,12 @@
 mod embed;
 mod validate;
 
-pub(super) use embed::invoke;
-
 use std::sync::{Arc, atomic::Ordering};
 
 use axum::{
     Extension, Json,
     body::Bytes,
-    extract::State,
+    extract::{Path, State},
     response::{IntoResponse, Response},
 };
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -108,6 +106,138 @@ async fn answer(
         resp
     };
     resp.headers_mut().insert("x-amzn-requestid", request_id);
+    resp
+}
+
+/// `POST /model/{modelId}/invoke`: InvokeModel, whose body is the model family's own —
+/// an embedding model's ([`embed`]: Titan Text Embeddings, Cohere Embed), else Anthropic's
+/// Messages ([`invoke_messages`]).
+pub(super) async fn invoke(
+    state: State<Arc<MockState>>,
+    conn: Extension<ConnReset>,
+    Path(model): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if model.contains("embed") {
+        embed::invoke(state, conn, Path(model), uri, headers, body).await
+    } else {
+        invoke_messages(state, conn, uri, headers, body).await
+    }
+}
+
+/// InvokeModel for Anthropic's models, whose body is Anthropic's Messages body with
+/// `anthropic_version: "bedrock-2023-05-31"` and neither `model` nor `stream` (Bedrock
+/// user guide, "Anthropic Claude Messages API"); answered with a Message.
+async fn invoke_messages(
+    state: State<Arc<MockState>>,
+    conn: Extension<ConnReset>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    invoke_answer(state, conn, &uri, &headers, &body, false).await
+}
+
+/// `POST /model/{modelId}/invoke-with-response-stream`: the same, answered with
+/// event-stream `chunk` frames each carrying one Anthropic stream event as base64.
+pub(super) async fn invoke_stream(
+    state: State<Arc<MockState>>,
+    conn: Extension<ConnReset>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    invoke_answer(state, conn, &uri, &headers, &body, true).await
+}
+
+async fn invoke_answer(
+    State(state): State<Arc<MockState>>,
+    Extension(conn): Extension<ConnReset>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    streaming: bool,
+) -> Response {
+    use base64::Engine;
+    let (fault, request) = match super::preamble(&state, &conn, headers, body, error).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err((kind, message)) = validate::signature(headers, uri.path(), body) {
+        return typed_error(StatusCode::FORBIDDEN, kind, &message, None);
+    }
+    let Some(request) = request else {
+        return error(StatusCode::BAD_REQUEST, "Malformed input request", None);
+    };
+    if request.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Malformed input request: anthropic_version: bedrock-2023-05-31 is required",
+            None,
+        );
+    }
+    if let Some(key) = ["model", "stream"]
+        .iter()
+        .find(|k| request.get(**k).is_some())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Malformed input request: extraneous key [{key}] is not permitted"),
+            None,
+        );
+    }
+    let mut checked = request.clone();
+    checked["model"] = json!("bedrock");
+    if let Err(message) = super::anthropic::validate(&checked) {
+        return error(StatusCode::BAD_REQUEST, &message, None);
+    }
+    let n = state.ids.fetch_add(1, Ordering::Relaxed);
+    let model = uri
+        .path()
+        .strip_prefix("/model/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("bedrock");
+    let id = format!("msg_bdrk_mock{n}");
+    let answer = Answer::to(&super::anthropic::ask(&request), &state.name()).reporting(fault.usage);
+    let thought = super::anthropic::Thought::for_request(&request, &answer);
+    if !streaming {
+        return Json(super::anthropic::message(
+            &answer,
+            thought.as_ref(),
+            &id,
+            model,
+            n,
+        ))
+        .into_response();
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    let events = super::anthropic::events(&answer, thought.as_ref(), &id, model, n)
+        .into_iter()
+        .filter_map(|sse| {
+            let text = std::str::from_utf8(&sse).ok()?;
+            let data = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some(eventstream::encode(
+                &[
+                    (":event-type", "chunk"),
+                    (":content-type", "application/json"),
+                    (":message-type", "event"),
+                ],
+                json!({ "bytes": engine.encode(data), "p": "abcdefghij" })
+                    .to_string()
+                    .as_bytes(),
+            ))
+        })
+        .collect();
+    let sse = SseAnswer {
+        events,
+        terminator: None,
+        error_event: exception("modelStreamErrorException", "simulated in-stream error"),
+    };
+    let mut resp = stream::respond(state.clone(), conn, fault, sse);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     resp
 }
 

@@ -2,12 +2,14 @@
 //! `anthropic-version`): [`request`] translates the canonical request, [`response`] the
 //! answer and [`stream`] the event stream, each a pure translation tested on fixtures.
 
+mod native;
 mod request;
 mod response;
 mod stream;
 
 use futures_util::future::BoxFuture;
 
+pub use native::{frame, messages_native, splice};
 pub use request::{DEFAULT_MAX_TOKENS, encode_request};
 pub use response::{decode_response, finish_reason};
 pub use stream::AnthropicStream;
@@ -53,6 +55,18 @@ impl Provider for AnthropicProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
+            if let Some(native) = messages_native(request) {
+                let body = splice(&native.body, model, Some(false))?;
+                let url = self.upstream.url().clone();
+                let answer = self
+                    .upstream
+                    .post_with(url, body, false, &native.headers)
+                    .await?;
+                let bytes = self.upstream.body(answer).await?;
+                let mut response = decode_response(&bytes)?;
+                response.native = Some(bytes);
+                return Ok(response);
+            }
             let body = encode_request(request, model, false)?;
             let answer = self.upstream.post(body, false).await?;
             decode_response(&self.upstream.body(answer).await?)
@@ -65,14 +79,51 @@ impl Provider for AnthropicProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
         Box::pin(async move {
-            let body = encode_request(request, model, true)?;
-            let answer = self.upstream.post(body, true).await?;
+            let native = messages_native(request);
+            let answer = match native {
+                Some(native) => {
+                    let body = splice(&native.body, model, Some(true))?;
+                    let url = self.upstream.url().clone();
+                    self.upstream
+                        .post_with(url, body, true, &native.headers)
+                        .await?
+                }
+                None => {
+                    let body = encode_request(request, model, true)?;
+                    self.upstream.post(body, true).await?
+                }
+            };
             Ok(sse::translate(
                 answer.bytes_stream(),
-                AnthropicStream::default(),
+                AnthropicStream::passing_through(native.is_some()),
                 self.upstream.max_response_bytes(),
             ))
         })
+    }
+
+    fn count_tokens<'a>(
+        &'a self,
+        native: &'a crate::chat::native::NativeRequest,
+        model: &'a str,
+    ) -> Option<BoxFuture<'a, Result<u32, ProviderError>>> {
+        if native.format != crate::chat::native::NativeFormat::AnthropicMessages {
+            return None;
+        }
+        Some(Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Counted {
+                input_tokens: u32,
+            }
+            let body = splice(&native.body, model, None)?;
+            let url = reqwest::Url::parse(&format!("{}/count_tokens", self.upstream.url()))
+                .map_err(|e| ProviderError::Untranslatable(format!("anthropic: {e}")))?;
+            let answer = self
+                .upstream
+                .post_with(url, body, false, &native.headers)
+                .await?;
+            let counted: Counted = super::upstream::decode(&self.upstream.body(answer).await?)?;
+            Ok(counted.input_tokens)
+        }))
     }
 }
 

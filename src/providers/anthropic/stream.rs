@@ -112,9 +112,21 @@ pub struct AnthropicStream {
     usage: WireUsage,
     stopped: bool,
     ended: bool,
+    /// Passing through: every event's own bytes ride on a chunk ([`ChatChunk::native`]),
+    /// an empty one for events that translate to nothing.
+    native: bool,
 }
 
 impl AnthropicStream {
+    /// The translation of a stream whose request was passed through (`true`): each event
+    /// also carries its own bytes for the caller.
+    pub fn passing_through(native: bool) -> Self {
+        AnthropicStream {
+            native,
+            ..AnthropicStream::default()
+        }
+    }
+
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
         ChatChunk {
             native: None,
@@ -263,6 +275,15 @@ impl StreamTranslator for AnthropicStream {
     fn on_event(&mut self, event: SseEvent) -> Vec<Result<ChatChunk, ProviderError>> {
         let parsed = upstream::decode::<Event>(event.data.as_bytes());
         match parsed.and_then(|ev| self.translate(ev)) {
+            Ok(chunk) if self.native => {
+                let mut chunk = chunk.unwrap_or_else(|| {
+                    let mut empty = self.chunk(Delta::default(), None);
+                    empty.choices.clear();
+                    empty
+                });
+                chunk.native = Some(super::native::frame(event.event.as_deref(), &event.data));
+                vec![Ok(chunk)]
+            }
             Ok(chunk) => chunk.map(Ok).into_iter().collect(),
             Err(e) => {
                 self.ended = true;

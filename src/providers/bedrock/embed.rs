@@ -13,7 +13,7 @@
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{BedrockProvider, sigv4, upstream};
+use super::{BedrockProvider, upstream};
 use crate::{
     embeddings::{self, EmbedRequest, EmbedResponse, EmbedUsage},
     providers::ProviderError,
@@ -194,17 +194,6 @@ pub fn decode_answer(
 }
 
 impl BedrockProvider {
-    /// `{base_url}/model/{model}/invoke`.
-    fn invoke_url(&self, model: &str) -> Result<reqwest::Url, ProviderError> {
-        let url = format!(
-            "{}/model/{}/invoke",
-            self.base_url,
-            sigv4::uri_encode(model)
-        );
-        reqwest::Url::parse(&url)
-            .map_err(|e| ProviderError::Untranslatable(format!("bedrock: model URL: {e}")))
-    }
-
     /// One call: its vectors and input tokens (the body's, else the header's).
     async fn invoke(
         &self,
@@ -230,7 +219,7 @@ impl BedrockProvider {
         model: &str,
     ) -> Result<EmbedResponse, ProviderError> {
         let (family, bodies) = encode_requests(request, model)?;
-        let url = self.invoke_url(model)?;
+        let url = self.invoke_url(model, false)?;
         let answers: Vec<(Vec<Vec<f32>>, Option<u32>)> = futures_util::stream::iter(bodies)
             .map(|body| self.invoke(url.clone(), family, body))
             .buffered(TITAN_CONCURRENCY)

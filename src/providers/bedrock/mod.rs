@@ -11,6 +11,7 @@
 
 pub mod embed;
 pub mod eventstream;
+pub mod invoke;
 mod request;
 mod response;
 pub mod sigv4;
@@ -141,6 +142,23 @@ impl BedrockProvider {
             headers.insert(header::AUTHORIZATION, value);
         }
         headers
+    }
+
+    /// `{base_url}/model/{model}/invoke` (or `/invoke-with-response-stream`): InvokeModel,
+    /// for Messages requests passed through to Anthropic's models ([`invoke`]).
+    pub fn invoke_url(&self, model: &str, stream: bool) -> Result<reqwest::Url, ProviderError> {
+        let method = if stream {
+            "invoke-with-response-stream"
+        } else {
+            "invoke"
+        };
+        let url = format!(
+            "{}/model/{}/{method}",
+            self.base_url,
+            sigv4::uri_encode(model)
+        );
+        reqwest::Url::parse(&url)
+            .map_err(|e| ProviderError::Untranslatable(format!("bedrock: model URL: {e}")))
     }
 
     /// Signs and sends one call; a non-success status becomes a [`ProviderError::Status`].
@@ -279,6 +297,15 @@ pub fn status_error(
     }
 }
 
+/// A Messages request to one of Anthropic's models goes through InvokeModel as the
+/// caller's body ([`invoke`]); everything else through Converse.
+fn passed_through<'a>(
+    request: &'a ChatRequest,
+    model: &str,
+) -> Option<&'a crate::chat::native::NativeRequest> {
+    super::anthropic::messages_native(request).filter(|_| invoke::is_anthropic_model(model))
+}
+
 impl Provider for BedrockProvider {
     fn chat<'a>(
         &'a self,
@@ -286,6 +313,16 @@ impl Provider for BedrockProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
+            if let Some(native) = passed_through(request, model) {
+                let body = invoke::invoke_body(native)?;
+                let answer = self
+                    .send(self.invoke_url(model, false)?, body, false)
+                    .await?;
+                let bytes = upstream::body(answer, self.max_response_bytes).await?;
+                let mut response = super::anthropic::decode_response(&bytes)?;
+                response.native = Some(bytes);
+                return Ok(response);
+            }
             let body = encode_request(request)?;
             let answer = self.post(model, body, false).await?;
             let id = answer_id(&answer);
@@ -300,6 +337,14 @@ impl Provider for BedrockProvider {
         model: &'a str,
     ) -> BoxFuture<'a, Result<ChunkStream, ProviderError>> {
         Box::pin(async move {
+            if let Some(native) = passed_through(request, model) {
+                let body = invoke::invoke_body(native)?;
+                let answer = self.send(self.invoke_url(model, true)?, body, true).await?;
+                return Ok(invoke::translate(
+                    answer.bytes_stream(),
+                    self.max_response_bytes,
+                ));
+            }
             let body = encode_request(request)?;
             let answer = self.post(model, body, true).await?;
             let id = answer_id(&answer);

@@ -43,6 +43,29 @@ fn roles_system_and_generation_config_map() {
 }
 
 #[test]
+fn a_reasoning_effort_is_a_thinking_budget_with_thoughts_included() {
+    let wire = |effort: &str| {
+        encode(json!({"model": "m", "reasoning_effort": effort,
+            "messages": [{"role": "user", "content": "Hi"}]}))
+        .unwrap()["generationConfig"]["thinkingConfig"]
+            .clone()
+    };
+    assert_eq!(
+        wire("high"),
+        json!({"thinkingBudget": 24576, "includeThoughts": true})
+    );
+    assert_eq!(
+        wire("low"),
+        json!({"thinkingBudget": 1024, "includeThoughts": true})
+    );
+    assert_eq!(
+        wire("none"),
+        json!({"thinkingBudget": 0, "includeThoughts": false})
+    );
+    assert_eq!(wire("whatever"), Value::Null);
+}
+
+#[test]
 fn parallel_tool_calls_and_results_share_turns_and_name_their_function() {
     let wire = encode(json!({"model": "m", "messages": [
         {"role": "user", "content": "Paris and Rome?"},
