@@ -1,21 +1,26 @@
-//! OTLP trace export: spans built from the request record when it is written, queued
-//! without waiting, and POSTed (HTTP/protobuf) in batches by one background task.
+//! OTLP trace export: spans encoded as protobuf from the request record when it is
+//! written, queued without waiting, and POSTed (HTTP/protobuf) in batches by one
+//! background task.
 //!
-//! The request path pays for building its spans and one `try_send`; a full queue or an
-//! unreachable collector drops spans and counts them
-//! (`switchyard_otlp_spans_dropped_total`), never delays a request.
+//! The request path pays for writing its spans' bytes (one buffer, no message structs)
+//! and one `try_send`; the export task only frames the queued bytes into one
+//! `ExportTraceServiceRequest`. A full queue or an unreachable collector drops spans and
+//! counts them (`switchyard_otlp_spans_dropped_total`), never delays a request.
 
 mod export;
 pub mod proto;
 pub mod span;
+#[cfg(test)]
+mod tests;
+pub mod wire;
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
 use self::{
-    proto::trace::v1::{Span, span::SpanKind},
-    span::{Attributes, SpanHead},
+    span::{Kind, SpanHead},
+    wire::Wire,
 };
 use super::{
     RequestRecord,
@@ -49,8 +54,20 @@ pub const EXPORTED: &str = "switchyard_otlp_spans_exported_total";
 pub struct Tracer {
     ratio: f64,
     capture_content: bool,
-    queue: mpsc::Sender<Vec<Span>>,
+    queue: mpsc::Sender<Encoded>,
 }
+
+/// One request's spans, encoded: `spans` entries of `ScopeSpans.spans` (field 2), ready to
+/// be framed into an export.
+#[derive(Debug)]
+pub(super) struct Encoded {
+    pub(super) spans: u32,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// About what one span's bytes take without captured content (a request span with every
+/// attribute is ~700 bytes, an attempt span ~250), so one allocation holds them.
+const SPAN_BYTES: usize = 512;
 
 impl Tracer {
     /// Starts the export task on `background` when `config` names an endpoint (and a
@@ -82,7 +99,7 @@ impl Tracer {
             client,
             url,
             headers,
-            resource: export::resource(&config.service_name),
+            preamble: export::Preamble::new(&config.service_name),
             failing: false,
         };
         background.spawn_on(&runtime, move |stop| exporter.run(rx, stop));
@@ -117,8 +134,8 @@ impl Tracer {
         }))
     }
 
-    fn send(&self, spans: Vec<Span>) {
-        let n = spans.len() as u64;
+    fn send(&self, spans: Encoded) {
+        let n = u64::from(spans.spans);
         if self.queue.try_send(spans).is_err() {
             metrics::counter!(DROPPED, "reason" => "queue_full").increment(n);
         }
@@ -239,103 +256,107 @@ impl RequestTrace {
     }
 }
 
-/// Builds the spans of a finished request from its record and queues them.
+/// Encodes the spans of a finished request from its record and queues them.
 pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finished<'_>) {
     let Some(tracer) = &trace.tracer else {
         return;
     };
     let t = &trace.context;
     let d = &trace.details;
-    let mut spans = Vec::with_capacity(1 + r.attempts.list().len());
-    let mut a = Attributes(Vec::with_capacity(28));
-    a.str("gen_ai.operation.name", "chat");
-    if let Some(served) = r.attempts.list().iter().rev().find(|x| x.outcome == "ok") {
-        a.str(
-            "gen_ai.provider.name",
-            span::provider_name(served.deployment.kind),
-        );
-        if !served.deployment.server.is_empty() {
-            a.str("server.address", &served.deployment.server);
-        }
-    }
-    if !d.request_model.is_empty() {
-        a.str("gen_ai.request.model", &d.request_model);
-    }
-    a.opt_str("gen_ai.response.model", d.response_model.as_deref());
-    if let Some(u) = f.usage {
-        a.int("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
-        a.int("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
-    }
-    if let Some(m) = d.max_tokens {
-        a.int("gen_ai.request.max_tokens", i64::from(m));
-    }
-    if !d.finish_reasons.is_empty() {
-        a.strs("gen_ai.response.finish_reasons", &d.finish_reasons);
-    }
-    if let Some(class) = r.error_type {
-        a.str("error.type", f.outcome_label);
-        a.str("switchyard.error_type", class.as_str());
-    }
-    a.opt_str("gen_ai.input.messages", d.input.as_deref());
-    a.opt_str("gen_ai.output.messages", d.output.as_deref());
-    a.str("switchyard.request_id", &r.request_id);
-    a.str("switchyard.surface", r.surface.as_str());
-    a.str("switchyard.model", &r.model);
-    a.bool("switchyard.stream", r.stream);
-    a.str("switchyard.outcome", f.outcome_label);
-    a.opt_str("switchyard.provider", r.provider.as_deref());
-    a.opt_str("switchyard.deployment", r.deployment.as_deref());
-    a.str("switchyard.attempts", &f.attempts_header);
-    a.opt_str("switchyard.policy", r.policy.as_deref());
-    a.opt_str("switchyard.route", r.route.as_deref());
-    a.opt_str(
-        "switchyard.cache",
-        r.cache.map(crate::cache::Status::as_str),
-    );
-    a.opt_str("switchyard.key", r.key.as_deref());
-    if let Some(ip) = r.client_addr {
-        a.str("client.address", &ip.to_string());
-    }
-    if let Some(cost) = f.cost_usd {
-        a.double("switchyard.cost_usd", cost);
-    }
-    if let Some(saved) = r.saved_usd {
-        a.double("switchyard.saved_usd", saved);
-    }
-    if let Some(ttft) = r.ttft {
-        a.double("switchyard.ttft_ms", ttft.as_secs_f64() * 1000.0);
-    }
-    let name = match d.request_model.as_str() {
-        "" => "chat".to_owned(),
-        m => format!("chat {m}"),
-    };
-    spans.push(span::span(
+    let attempts = r.attempts.list();
+    let content =
+        d.input.as_ref().map_or(0, String::len) + d.output.as_ref().map_or(0, String::len);
+    let mut bytes = Vec::with_capacity(SPAN_BYTES * (1 + attempts.len()) + content);
+    let wire = &mut Wire(&mut bytes);
+    span::span(
+        wire,
         SpanHead {
             trace_id: &t.trace_id,
             span_id: t.span_id,
             parent: trace.parent,
-            name,
-            kind: SpanKind::Server,
+            model: &d.request_model,
+            kind: Kind::Server,
             start_unix_nano: trace.start_unix_nano,
             duration: f.latency,
-            error: r.error_type.map(|_| f.outcome_label.to_owned()),
+            error: r.error_type.map(|_| f.outcome_label),
         },
-        a,
-    ));
-    for attempt in r.attempts.list() {
+        |a| {
+            a.str("gen_ai.operation.name", "chat");
+            if let Some(served) = attempts.iter().rev().find(|x| x.outcome == "ok") {
+                a.str(
+                    "gen_ai.provider.name",
+                    span::provider_name(served.deployment.kind),
+                );
+                if !served.deployment.server.is_empty() {
+                    a.str("server.address", &served.deployment.server);
+                }
+            }
+            if !d.request_model.is_empty() {
+                a.str("gen_ai.request.model", &d.request_model);
+            }
+            a.opt_str("gen_ai.response.model", d.response_model.as_deref());
+            if let Some(u) = f.usage {
+                a.int("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
+                a.int("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
+            }
+            if let Some(m) = d.max_tokens {
+                a.int("gen_ai.request.max_tokens", i64::from(m));
+            }
+            if !d.finish_reasons.is_empty() {
+                a.strs("gen_ai.response.finish_reasons", &d.finish_reasons);
+            }
+            if let Some(class) = r.error_type {
+                a.str("error.type", f.outcome_label);
+                a.str("switchyard.error_type", class.as_str());
+            }
+            a.opt_str("gen_ai.input.messages", d.input.as_deref());
+            a.opt_str("gen_ai.output.messages", d.output.as_deref());
+            a.str("switchyard.request_id", &r.request_id);
+            a.str("switchyard.surface", r.surface.as_str());
+            a.str("switchyard.model", &r.model);
+            a.bool("switchyard.stream", r.stream);
+            a.str("switchyard.outcome", f.outcome_label);
+            a.opt_str("switchyard.provider", r.provider.as_deref());
+            a.opt_str("switchyard.deployment", r.deployment.as_deref());
+            a.str("switchyard.attempts", &f.attempts_header);
+            a.opt_str("switchyard.policy", r.policy.as_deref());
+            a.opt_str("switchyard.route", r.route.as_deref());
+            a.opt_str(
+                "switchyard.cache",
+                r.cache.map(crate::cache::Status::as_str),
+            );
+            a.opt_str("switchyard.key", r.key.as_deref());
+            if let Some(ip) = r.client_addr {
+                a.display("client.address", format_args!("{ip}"));
+            }
+            if let Some(cost) = f.cost_usd {
+                a.double("switchyard.cost_usd", cost);
+            }
+            if let Some(saved) = r.saved_usd {
+                a.double("switchyard.saved_usd", saved);
+            }
+            if let Some(ttft) = r.ttft {
+                a.double("switchyard.ttft_ms", ttft.as_secs_f64() * 1000.0);
+            }
+        },
+    );
+    let mut spans = 1;
+    for attempt in attempts {
         if attempt.span_id == [0; 8] {
             continue;
         }
         let offset = attempt.started.saturating_duration_since(r.started);
-        spans.push(span::attempt_span(
+        span::attempt_span(
+            wire,
             &t.trace_id,
             t.span_id,
             trace.start_unix_nano,
             offset,
             attempt,
-        ));
+        );
+        spans += 1;
     }
-    tracer.send(spans);
+    tracer.send(Encoded { spans, bytes });
 }
 
 fn unix_nanos_now() -> u64 {
