@@ -92,7 +92,7 @@ impl Upstream {
             .header(http::header::ACCEPT, accept);
         // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
         if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
-            req = req.header("traceparent", tp);
+            req = req.header(crate::telemetry::trace::TRACEPARENT, tp);
         }
         let resp = req.body(body).send().await.map_err(transport_error)?;
         let status = resp.status();

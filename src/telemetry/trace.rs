@@ -9,6 +9,9 @@
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
 
+/// The header's name, built once.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// A parsed `traceparent` (version 00): `00-<trace-id>-<parent-id>-<flags>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {

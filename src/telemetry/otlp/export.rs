@@ -1,7 +1,12 @@
 //! The export task: batches the queued spans and POSTs them to the collector as OTLP
 //! HTTP/protobuf; a failure drops the batch and counts it.
 
-use tokio::sync::mpsc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -57,8 +62,41 @@ impl Preamble {
     }
 }
 
+/// The spans in the queue, counted by the requests that queue them, and the export task's
+/// wake-up once a batch's worth is waiting. The task waits on this, not on the queue, while
+/// it fills a batch: a request then pays an atomic add, not a task wake-up.
+#[derive(Debug, Default)]
+pub(super) struct Backlog {
+    spans: AtomicUsize,
+    full: Notify,
+}
+
+impl Backlog {
+    /// `n` spans are about to be queued.
+    pub(super) fn add(&self, n: u32) {
+        let n = n as usize;
+        let before = self.spans.fetch_add(n, Ordering::Relaxed);
+        if before < MAX_BATCH_SPANS && before + n >= MAX_BATCH_SPANS {
+            self.full.notify_one();
+        }
+    }
+
+    /// `n` spans left the queue (taken by the export task, or never queued).
+    pub(super) fn taken(&self, n: u32) {
+        self.spans.fetch_sub(n as usize, Ordering::Relaxed);
+    }
+}
+
+/// A batch being filled.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<Encoded>,
+    spans: usize,
+}
+
 /// The export task's state.
 pub(super) struct Exporter {
+    pub(super) backlog: Arc<Backlog>,
     pub(super) client: reqwest::Client,
     pub(super) url: String,
     pub(super) headers: http::HeaderMap,
@@ -70,41 +108,51 @@ pub(super) struct Exporter {
 impl Exporter {
     /// Batches what is queued and exports it until `stop`; then exports what is left,
     /// once, within [`EXPORT_TIMEOUT`].
+    ///
+    /// A batch starts with the first request queued after a quiet spell and takes what
+    /// follows until it holds [`MAX_BATCH_SPANS`] or [`BATCH_DELAY`] has passed.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Encoded>, stop: CancellationToken) {
         loop {
-            let first = tokio::select! {
+            let mut batch = Batch::default();
+            tokio::select! {
                 () = stop.cancelled() => break,
                 item = rx.recv() => match item {
-                    Some(spans) => spans,
+                    Some(first) => self.take(&mut batch, first),
                     None => return,
                 },
-            };
-            let mut spans = first.spans as usize;
-            let mut batch = vec![first];
+            }
             let until = tokio::time::Instant::now() + BATCH_DELAY;
-            while spans < MAX_BATCH_SPANS {
+            loop {
+                while batch.spans < MAX_BATCH_SPANS
+                    && let Ok(more) = rx.try_recv()
+                {
+                    self.take(&mut batch, more);
+                }
+                if batch.spans >= MAX_BATCH_SPANS || tokio::time::Instant::now() >= until {
+                    break;
+                }
                 tokio::select! {
                     biased;
-                    item = rx.recv() => match item {
-                        Some(more) => {
-                            spans += more.spans as usize;
-                            batch.push(more);
-                        }
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
                     () = stop.cancelled() => break,
+                    () = self.backlog.full.notified() => {}
+                    () = tokio::time::sleep_until(until) => {}
                 }
             }
-            self.export(&batch).await;
+            self.export(&batch.requests).await;
         }
-        let mut rest = Vec::new();
+        let mut rest = Batch::default();
         while let Ok(more) = rx.try_recv() {
-            rest.push(more);
+            self.take(&mut rest, more);
         }
-        if !rest.is_empty() {
-            self.export(&rest).await;
+        if !rest.requests.is_empty() {
+            self.export(&rest.requests).await;
         }
+    }
+
+    fn take(&self, batch: &mut Batch, item: Encoded) {
+        self.backlog.taken(item.spans);
+        batch.spans += item.spans as usize;
+        batch.requests.push(item);
     }
 
     async fn export(&mut self, batch: &[Encoded]) {

@@ -55,6 +55,8 @@ pub struct Tracer {
     ratio: f64,
     capture_content: bool,
     queue: mpsc::Sender<Encoded>,
+    /// What is queued, so that the export task wakes once per batch, not per request.
+    backlog: Arc<export::Backlog>,
 }
 
 /// One request's spans, encoded: `spans` entries of `ScopeSpans.spans` (field 2), ready to
@@ -65,9 +67,10 @@ pub(super) struct Encoded {
     pub(super) bytes: Vec<u8>,
 }
 
-/// About what one span's bytes take without captured content (a request span with every
-/// attribute is ~700 bytes, an attempt span ~250), so one allocation holds them.
-const SPAN_BYTES: usize = 512;
+/// About what a request span's bytes take without captured content (~900 with every
+/// attribute), and an attempt span's (~300), so one allocation holds a request's spans.
+const REQUEST_SPAN_BYTES: usize = 1024;
+const ATTEMPT_SPAN_BYTES: usize = 384;
 
 impl Tracer {
     /// Starts the export task on `background` when `config` names an endpoint (and a
@@ -95,7 +98,9 @@ impl Tracer {
             http::HeaderValue::from_static("application/x-protobuf"),
         );
         let (queue, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let backlog = Arc::new(export::Backlog::default());
         let exporter = export::Exporter {
+            backlog: backlog.clone(),
             client,
             url,
             headers,
@@ -107,6 +112,7 @@ impl Tracer {
             ratio: config.sampling_ratio,
             capture_content: config.capture_content,
             queue,
+            backlog,
         }))
     }
 
@@ -135,9 +141,12 @@ impl Tracer {
     }
 
     fn send(&self, spans: Encoded) {
-        let n = u64::from(spans.spans);
+        let n = spans.spans;
+        // Counted before it is sent, so the export task never takes more than was counted.
+        self.backlog.add(n);
         if self.queue.try_send(spans).is_err() {
-            metrics::counter!(DROPPED, "reason" => "queue_full").increment(n);
+            self.backlog.taken(n);
+            metrics::counter!(DROPPED, "reason" => "queue_full").increment(u64::from(n));
         }
     }
 }
@@ -264,9 +273,11 @@ pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finishe
     let t = &trace.context;
     let d = &trace.details;
     let attempts = r.attempts.list();
-    let content =
-        d.input.as_ref().map_or(0, String::len) + d.output.as_ref().map_or(0, String::len);
-    let mut bytes = Vec::with_capacity(SPAN_BYTES * (1 + attempts.len()) + content);
+    let content = d.input.as_ref().map_or(0, String::len)
+        + d.output.as_ref().map_or(0, String::len)
+        + r.route.as_ref().map_or(0, String::len);
+    let mut bytes =
+        Vec::with_capacity(REQUEST_SPAN_BYTES + ATTEMPT_SPAN_BYTES * attempts.len() + content);
     let wire = &mut Wire(&mut bytes);
     span::span(
         wire,

@@ -4,7 +4,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::wire::Wire;
+use super::wire::{Wire, field_len, varint_len};
 use crate::{
     failover::Attempt,
     telemetry::trace::{SpanId, TraceId},
@@ -57,8 +57,19 @@ impl<'a, 'b> Attributes<'a, 'b> {
         });
     }
 
+    /// The start of a `KeyValue` whose `AnyValue` holds one field of `value_len` bytes
+    /// (key and length included): lengths summed up front, nothing to move afterwards.
+    fn head(&mut self, key: &'static str, value_len: usize) {
+        let any = 1 + varint_len(value_len as u64) + value_len;
+        self.wire
+            .len_prefix(self.field, field_len(1, key.len()) + any);
+        self.wire.str(1, key);
+        self.wire.len_prefix(2, value_len);
+    }
+
     pub fn str(&mut self, key: &'static str, value: &str) {
-        self.put(key, |v| v.str(1, value));
+        self.head(key, field_len(1, value.len()));
+        self.wire.str(1, value);
     }
 
     pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
@@ -73,15 +84,18 @@ impl<'a, 'b> Attributes<'a, 'b> {
     }
 
     pub fn bool(&mut self, key: &'static str, value: bool) {
-        self.put(key, |v| v.bool(2, value));
+        self.head(key, 2);
+        self.wire.bool(2, value);
     }
 
     pub fn int(&mut self, key: &'static str, value: i64) {
-        self.put(key, |v| v.int(3, value));
+        self.head(key, 1 + varint_len(value as u64));
+        self.wire.int(3, value);
     }
 
     pub fn double(&mut self, key: &'static str, value: f64) {
-        self.put(key, |v| v.double(4, value));
+        self.head(key, 9);
+        self.wire.double(4, value);
     }
 
     /// A string array (`ArrayValue` of string `AnyValue`s).
@@ -120,7 +134,8 @@ pub fn span(
     let end = head
         .start_unix_nano
         .saturating_add(u64::try_from(head.duration.as_nanos()).unwrap_or(u64::MAX));
-    wire.message(2, |s| {
+    // A span takes 128 to 16,383 bytes unless content is captured: two length bytes.
+    wire.message_sized(2, 2, |s| {
         s.bytes(1, head.trace_id);
         s.bytes(2, &head.span_id);
         if let Some(parent) = &head.parent {

@@ -83,6 +83,7 @@ fn tracer(capture_content: bool) -> (Arc<Tracer>, mpsc::Receiver<Encoded>) {
         ratio: 1.0,
         capture_content,
         queue,
+        backlog: Arc::default(),
     };
     (Arc::new(tracer), rx)
 }

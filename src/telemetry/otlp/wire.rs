@@ -28,13 +28,26 @@ pub const fn field_len(field: u32, len: usize) -> usize {
     varint_len((field as u64) << 3) + varint_len(len as u64) + len
 }
 
-impl Wire<'_> {
-    pub fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
+/// `v` as a varint at the start of `out`; the bytes it took.
+fn varint_into(mut v: u64, out: &mut [u8; 10]) -> usize {
+    let mut n = 0;
+    for slot in out.iter_mut() {
+        n += 1;
+        if v < 0x80 {
+            *slot = v as u8;
+            break;
         }
-        self.0.push(v as u8);
+        *slot = (v as u8) | 0x80;
+        v >>= 7;
+    }
+    n
+}
+
+impl Wire<'_> {
+    pub fn varint(&mut self, v: u64) {
+        let mut bytes = [0u8; 10];
+        let n = varint_into(v, &mut bytes);
+        self.0.extend_from_slice(&bytes[..n]);
     }
 
     fn key(&mut self, field: u32, wire_type: u32) {
@@ -96,18 +109,25 @@ impl Wire<'_> {
     /// its length goes in front once known. One byte is set aside for it; a body of 128
     /// bytes or more moves over by the length's extra bytes.
     pub fn message(&mut self, field: u32, body: impl FnOnce(&mut Wire<'_>)) {
+        self.message_sized(field, 1, body);
+    }
+
+    /// [`Wire::message`] with `guess` bytes set aside for the length (2 for a body
+    /// expected to take 128 to 16,383 bytes); a wrong guess costs moving the body.
+    pub fn message_sized(&mut self, field: u32, guess: usize, body: impl FnOnce(&mut Wire<'_>)) {
         self.key(field, LEN);
         let at = self.0.len();
-        self.0.push(0);
+        self.0.resize(at + guess, 0);
         body(&mut Wire(&mut *self.0));
-        let len = self.0.len() - at - 1;
-        if len < 0x80 {
-            self.0[at] = len as u8;
-            return;
+        let len = self.0.len() - at - guess;
+        let mut prefix = [0u8; 10];
+        let n = varint_into(len as u64, &mut prefix);
+        let prefix = &prefix[..n];
+        if n == guess {
+            self.0[at..at + n].copy_from_slice(prefix);
+        } else {
+            self.0.splice(at..at + guess, prefix.iter().copied());
         }
-        let mut prefix = Vec::with_capacity(10);
-        Wire(&mut prefix).varint(len as u64);
-        self.0.splice(at..=at, prefix);
     }
 }
 
@@ -146,12 +166,14 @@ mod tests {
     fn a_long_message_gets_its_whole_length_in_front() {
         for n in [0usize, 1, 127, 128, 300, 20_000] {
             let body = vec![7u8; n];
-            let mut buf = vec![0xaa];
-            Wire(&mut buf).message(9, |w| w.0.extend_from_slice(&body));
             let mut want = vec![0xaa];
             Wire(&mut want).bytes(9, &body);
-            assert_eq!(buf, want, "{n}");
-            assert_eq!(buf.len() - 1, field_len(9, n), "{n}");
+            assert_eq!(want.len() - 1, field_len(9, n), "{n}");
+            for guess in [1, 2, 3] {
+                let mut buf = vec![0xaa];
+                Wire(&mut buf).message_sized(9, guess, |w| w.0.extend_from_slice(&body));
+                assert_eq!(buf, want, "{n} bytes, {guess} set aside");
+            }
         }
     }
 }
