@@ -338,7 +338,7 @@ pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finishe
             );
             a.opt_str("switchyard.key", r.key.as_deref());
             if let Some(ip) = r.client_addr {
-                a.display("client.address", format_args!("{ip}"));
+                a.ip("client.address", ip);
             }
             if let Some(cost) = f.cost_usd {
                 a.double("switchyard.cost_usd", cost);

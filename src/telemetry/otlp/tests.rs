@@ -235,6 +235,7 @@ async fn the_hand_encoded_export_is_what_prost_encodes_field_for_field() {
     record.trace = Some(trace);
     record.labelled(Arc::from("gpt-4o"), true);
     record.attempts.push(attempt(&a, "503", [0xff; 8]));
+    record.client_addr = Some("10.0.100.255".parse().unwrap());
     record.error_type = Some(ErrorClass::Provider);
     record.end(Outcome::Error(503));
     drop(record);
@@ -336,6 +337,7 @@ async fn the_hand_encoded_export_is_what_prost_encodes_field_for_field() {
             kv("switchyard.stream", Value::BoolValue(true)),
             kv("switchyard.outcome", s("503")),
             kv("switchyard.attempts", s("primary/up-a=503")),
+            kv("client.address", s("10.0.100.255")),
         ],
         status: Some(Status {
             message: "503".to_owned(),
@@ -392,5 +394,25 @@ async fn the_hand_encoded_export_is_what_prost_encodes_field_for_field() {
     // Attempt spans sit inside their request's span.
     for i in [1, 2] {
         assert!(spans[i].start_time_unix_nano >= served.start_time_unix_nano);
+    }
+}
+
+#[test]
+fn an_address_is_written_as_its_display_writes_it() {
+    use super::{span::Attributes, wire::Wire};
+    for ip in [
+        "0.0.0.0",
+        "1.2.3.4",
+        "9.10.99.100",
+        "255.255.255.255",
+        "192.168.1.20",
+        "::1",
+        "2001:db8::7",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        Attributes::new(&mut Wire(&mut got), 9).ip("client.address", ip);
+        Attributes::new(&mut Wire(&mut want), 9).str("client.address", &ip.to_string());
+        assert_eq!(got, want, "{ip}");
     }
 }

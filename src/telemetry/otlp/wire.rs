@@ -43,28 +43,37 @@ fn varint_into(mut v: u64, out: &mut [u8; 10]) -> usize {
     n
 }
 
+// The small writers are `#[inline]`: a span is ~100 of them, and a call each costs as
+// much as the write.
 impl Wire<'_> {
-    pub fn varint(&mut self, v: u64) {
-        let mut bytes = [0u8; 10];
-        let n = varint_into(v, &mut bytes);
-        self.0.extend_from_slice(&bytes[..n]);
+    #[inline]
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
     }
 
+    #[inline]
     fn key(&mut self, field: u32, wire_type: u32) {
         self.varint(u64::from(field << 3 | wire_type));
     }
 
     /// A length-delimited field's key and length; its `len` bytes are the caller's to write.
+    #[inline]
     pub fn len_prefix(&mut self, field: u32, len: usize) {
         self.key(field, LEN);
         self.varint(len as u64);
     }
 
+    #[inline]
     pub fn bytes(&mut self, field: u32, value: &[u8]) {
         self.len_prefix(field, value.len());
         self.0.extend_from_slice(value);
     }
 
+    #[inline]
     pub fn str(&mut self, field: u32, value: &str) {
         self.bytes(field, value.as_bytes());
     }
@@ -77,6 +86,7 @@ impl Wire<'_> {
         });
     }
 
+    #[inline]
     pub fn uint(&mut self, field: u32, value: u64) {
         self.key(field, VARINT);
         self.varint(value);
@@ -91,6 +101,7 @@ impl Wire<'_> {
         self.uint(field, u64::from(value));
     }
 
+    #[inline]
     pub fn fixed64(&mut self, field: u32, value: u64) {
         self.key(field, FIXED64);
         self.0.extend_from_slice(&value.to_le_bytes());
