@@ -94,6 +94,82 @@ struct Batch {
     spans: usize,
 }
 
+/// The queue's requests in batches, until `stop`; then what is left, once.
+///
+/// A batch starts with the first request queued after a quiet spell and takes what
+/// follows until it holds [`MAX_BATCH_SPANS`] or [`BATCH_DELAY`] has passed. While it
+/// fills, the task waits on the backlog's signal, not on the queue.
+pub(super) struct Batches {
+    rx: mpsc::Receiver<Encoded>,
+    backlog: Arc<Backlog>,
+    stop: CancellationToken,
+    stopped: bool,
+}
+
+impl Batches {
+    pub(super) fn new(
+        rx: mpsc::Receiver<Encoded>,
+        backlog: Arc<Backlog>,
+        stop: CancellationToken,
+    ) -> Self {
+        Batches {
+            rx,
+            backlog,
+            stop,
+            stopped: false,
+        }
+    }
+
+    /// The next batch; `None` once stopped and drained, or when every sender is gone.
+    pub(super) async fn next(&mut self) -> Option<Vec<Encoded>> {
+        if !self.stopped {
+            tokio::select! {
+                () = self.stop.cancelled() => self.stopped = true,
+                item = self.rx.recv() => return Some(self.fill(item?).await),
+            }
+        }
+        // Stopped: what is left, once.
+        let mut batch = Batch::default();
+        while let Ok(more) = self.rx.try_recv() {
+            self.take(&mut batch, more);
+        }
+        (!batch.requests.is_empty()).then_some(batch.requests)
+    }
+
+    /// A batch that starts with `first`.
+    async fn fill(&mut self, first: Encoded) -> Vec<Encoded> {
+        let mut batch = Batch::default();
+        self.take(&mut batch, first);
+        let until = tokio::time::Instant::now() + BATCH_DELAY;
+        loop {
+            while batch.spans < MAX_BATCH_SPANS
+                && let Ok(more) = self.rx.try_recv()
+            {
+                self.take(&mut batch, more);
+            }
+            if batch.spans >= MAX_BATCH_SPANS || tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => {
+                    self.stopped = true;
+                    break;
+                }
+                () = self.backlog.full.notified() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+        batch.requests
+    }
+
+    fn take(&self, batch: &mut Batch, item: Encoded) {
+        self.backlog.taken(item.spans);
+        batch.spans += item.spans as usize;
+        batch.requests.push(item);
+    }
+}
+
 /// The export task's state.
 pub(super) struct Exporter {
     pub(super) backlog: Arc<Backlog>,
@@ -108,51 +184,11 @@ pub(super) struct Exporter {
 impl Exporter {
     /// Batches what is queued and exports it until `stop`; then exports what is left,
     /// once, within [`EXPORT_TIMEOUT`].
-    ///
-    /// A batch starts with the first request queued after a quiet spell and takes what
-    /// follows until it holds [`MAX_BATCH_SPANS`] or [`BATCH_DELAY`] has passed.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Encoded>, stop: CancellationToken) {
-        loop {
-            let mut batch = Batch::default();
-            tokio::select! {
-                () = stop.cancelled() => break,
-                item = rx.recv() => match item {
-                    Some(first) => self.take(&mut batch, first),
-                    None => return,
-                },
-            }
-            let until = tokio::time::Instant::now() + BATCH_DELAY;
-            loop {
-                while batch.spans < MAX_BATCH_SPANS
-                    && let Ok(more) = rx.try_recv()
-                {
-                    self.take(&mut batch, more);
-                }
-                if batch.spans >= MAX_BATCH_SPANS || tokio::time::Instant::now() >= until {
-                    break;
-                }
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => break,
-                    () = self.backlog.full.notified() => {}
-                    () = tokio::time::sleep_until(until) => {}
-                }
-            }
-            self.export(&batch.requests).await;
+    pub(super) async fn run(mut self, rx: mpsc::Receiver<Encoded>, stop: CancellationToken) {
+        let mut batches = Batches::new(rx, self.backlog.clone(), stop);
+        while let Some(batch) = batches.next().await {
+            self.export(&batch).await;
         }
-        let mut rest = Batch::default();
-        while let Ok(more) = rx.try_recv() {
-            self.take(&mut rest, more);
-        }
-        if !rest.requests.is_empty() {
-            self.export(&rest.requests).await;
-        }
-    }
-
-    fn take(&self, batch: &mut Batch, item: Encoded) {
-        self.backlog.taken(item.spans);
-        batch.spans += item.spans as usize;
-        batch.requests.push(item);
     }
 
     async fn export(&mut self, batch: &[Encoded]) {

@@ -416,3 +416,57 @@ fn an_address_is_written_as_its_display_writes_it() {
         assert_eq!(got, want, "{ip}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_goes_at_once_the_rest_after_the_delay_and_stop_flushes() {
+    use tokio_util::sync::CancellationToken;
+
+    use super::{
+        BATCH_DELAY, MAX_BATCH_SPANS, QUEUE_REQUESTS,
+        export::{Backlog, Batches},
+    };
+    let backlog = Arc::new(Backlog::default());
+    let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+    let stop = CancellationToken::new();
+    let (sent_tx, mut sent) = mpsc::unbounded_channel();
+    let mut batches = Batches::new(rx, backlog.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        while let Some(batch) = batches.next().await {
+            let spans: u32 = batch.iter().map(|e| e.spans).sum();
+            sent_tx.send((Instant::now(), spans)).unwrap();
+        }
+    });
+    // As `Tracer::send` queues a request's two spans.
+    let queue = || {
+        backlog.add(2);
+        tx.try_send(Encoded {
+            spans: 2,
+            bytes: Vec::new(),
+        })
+        .unwrap();
+    };
+    let start = Instant::now();
+    queue();
+    // The task takes the first and waits for more; then a batch's worth arrives.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..(MAX_BATCH_SPANS / 2) {
+        queue();
+    }
+    let (at, spans) = sent.recv().await.unwrap();
+    assert_eq!(spans as usize, MAX_BATCH_SPANS);
+    assert_eq!(at, start, "a full batch does not wait for the delay");
+    let (at, spans) = sent.recv().await.unwrap();
+    assert_eq!(spans, 2, "the one left over");
+    assert_eq!(at, start + BATCH_DELAY);
+
+    for _ in 0..3 {
+        queue();
+    }
+    stop.cancel();
+    let (_, spans) = sent.recv().await.unwrap();
+    assert_eq!(spans, 6, "what was queued at stop is exported");
+    task.await.unwrap();
+    assert!(sent.recv().await.is_none());
+}
