@@ -3,7 +3,7 @@
 //! message structs and no `String` per attribute.
 //!
 //! Fields are written in the order prost writes them (by field number), so the bytes are
-//! the ones prost's generated types encode; `span`'s tests decode and compare them.
+//! the ones prost's generated types encode; `otlp/tests.rs` decodes and compares them.
 
 use std::fmt::{self, Write as _};
 
