@@ -222,6 +222,41 @@ async fn content_is_captured_only_when_asked() {
 }
 
 #[tokio::test]
+async fn captured_content_is_the_redacted_prompt_and_answer_never_the_originals() {
+    let (endpoint, mut spans_rx) = collector().await;
+    // The mock echoes the user's message: the placeholder comes back and is restored for
+    // the caller, but the span keeps what the provider saw and said.
+    let mock = Mock::start("p", "").await;
+    let config = format!(
+        "{FAST}[telemetry]\notlp_endpoint = \"{endpoint}\"\ncapture_content = true\n\
+         [redaction]\ndetectors = [\"email\"]\nmode = \"mask\"\nrestore = true\n"
+    );
+    let gw = TestGateway::start(&config_for(&[&mock], &config)).await;
+    let email = "jane.doe@example.com";
+    let body = serde_json::json!({ "model": "gpt-4o-mini",
+        "messages": [{ "role": "user", "content": format!("Write to {email}") }] });
+    let resp = gw.chat(&body).await;
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(email)
+    );
+    let (_, spans) = within(spans_rx.recv()).await.unwrap();
+    let request = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    for key in ["gen_ai.input.messages", "gen_ai.output.messages"] {
+        let captured = text(request, key);
+        assert!(captured.contains("<EMAIL_1>"), "{key}: {captured}");
+        assert!(!captured.contains(email), "{key}: {captured}");
+    }
+}
+
+#[tokio::test]
 async fn a_collector_that_is_down_costs_requests_nothing_but_a_counter() {
     let (down, _held) = Mock::bound("collector");
     let mock = Mock::start("p", "").await;

@@ -272,11 +272,16 @@ impl Gateway {
             .unwrap_or_else(|| Arc::from(UNKNOWN_MODEL));
         call.record.labelled(label, request.is_stream());
         if let Some(trace) = &mut call.record.trace {
-            trace.on_request(&request);
+            trace.on_model(&request.model);
         }
         if let Err((stage, error)) = stages::admit(&mut call, &mut request).await {
             call.record.refused_by = Some(stage);
             return self.refused(call, error);
+        }
+        // After the data stages: with `capture_content`, the span holds the prompt as the
+        // provider sees it (redacted), never what redaction took out.
+        if let Some(trace) = &mut call.record.trace {
+            trace.on_request(&request);
         }
         // Hits cost nothing upstream: they are answered before routing, and before
         // anything that counts against limits or budgets.
@@ -498,7 +503,8 @@ impl Call {
             fill.store(stored.as_ref().unwrap_or(&served.value), &served.deployment);
         }
         if let Some(trace) = &mut self.record.trace {
-            trace.on_response(&served.value);
+            // The answer as the provider gave it: placeholders, not the restored originals.
+            trace.on_response(stored.as_ref().unwrap_or(&served.value));
         }
         self.record.first_byte();
         self.record.end(Outcome::Ok);

@@ -104,7 +104,7 @@ impl Upstream {
             .header(http::header::ACCEPT, accept);
         // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
         if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
-            req = req.header("traceparent", tp);
+            req = req.header(crate::telemetry::trace::TRACEPARENT, tp);
         }
         if !extra.is_empty() {
             // `headers` replaces each name it holds; several values of one name stay.

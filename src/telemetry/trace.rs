@@ -5,11 +5,12 @@
 //! attempt's future by the attempt loop ([`crate::failover`]), so no adapter signature
 //! carries it; [`crate::providers::upstream::Upstream`] (and Bedrock's signer) add it.
 
-use std::fmt::Write as _;
-
 /// A trace id (16 bytes) and a span id (8 bytes), as `traceparent` carries them.
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
+
+/// The header's name, built once.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// A parsed `traceparent` (version 00): `00-<trace-id>-<parent-id>-<flags>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +52,17 @@ impl TraceParent {
         })
     }
 
-    /// The header value naming `span_id` as the parent, in this trace.
-    pub fn header(&self, span_id: SpanId) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push('-');
-        push_hex(&mut out, &span_id);
-        out.push_str(if self.sampled { "-01" } else { "-00" });
+    /// The header value naming `span_id` as the parent, in this trace:
+    /// `00-<trace-id>-<span-id>-<flags>`, 55 bytes, written without formatting.
+    pub fn header(&self, span_id: SpanId) -> [u8; HEADER_LEN] {
+        let mut out = [b'-'; HEADER_LEN];
+        let (version, rest) = out.split_at_mut(2);
+        version.copy_from_slice(b"00");
+        let (trace, rest) = rest[1..].split_at_mut(32);
+        push_hex(trace, &self.trace_id);
+        let (span, flags) = rest[1..].split_at_mut(16);
+        push_hex(span, &span_id);
+        flags[1..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
         out
     }
 }
@@ -71,9 +75,15 @@ fn hex_into(s: &str, out: &mut [u8]) -> Option<()> {
     hex::decode_to_slice(s, out).ok()
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+/// The length of a version-00 `traceparent`.
+pub const HEADER_LEN: usize = 55;
+
+/// Writes `bytes` as lowercase hex into `out` (twice their length).
+fn push_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -111,7 +121,7 @@ impl Propagation {
         } else {
             self.parent.span_id
         };
-        let header = http::HeaderValue::try_from(self.parent.header(span_id)).ok();
+        let header = http::HeaderValue::from_bytes(&self.parent.header(span_id)).ok();
         (if self.mint { span_id } else { [0; 8] }, header)
     }
 }
@@ -135,9 +145,18 @@ mod tests {
         let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let tp = TraceParent::parse(v).unwrap();
         assert!(tp.sampled);
-        assert_eq!(tp.header(tp.span_id), v);
+        assert_eq!(tp.header(tp.span_id), v.as_bytes());
+        let other = tp.header([0xab, 0xcd, 0, 1, 2, 3, 4, 0xff]);
+        assert_eq!(
+            std::str::from_utf8(&other).unwrap(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-abcd0001020304ff-01"
+        );
         let unsampled = TraceParent::parse(&v.replace("-01", "-00")).unwrap();
         assert!(!unsampled.sampled);
+        assert_eq!(
+            unsampled.header(tp.span_id),
+            v.replace("-01", "-00").as_bytes()
+        );
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl BedrockProvider {
             .header(header::ACCEPT, accept);
         // Not signed: SigV4 covers the headers it lists, and this one is added after.
         if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
-            req = req.header("traceparent", tp);
+            req = req.header(crate::telemetry::trace::TRACEPARENT, tp);
         }
         let resp = req
             .body(body)

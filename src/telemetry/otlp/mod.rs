@@ -1,21 +1,26 @@
-//! OTLP trace export: spans built from the request record when it is written, queued
-//! without waiting, and POSTed (HTTP/protobuf) in batches by one background task.
+//! OTLP trace export: spans encoded as protobuf from the request record when it is
+//! written, queued without waiting, and POSTed (HTTP/protobuf) in batches by one
+//! background task.
 //!
-//! The request path pays for building its spans and one `try_send`; a full queue or an
-//! unreachable collector drops spans and counts them
-//! (`switchyard_otlp_spans_dropped_total`), never delays a request.
+//! The request path pays for writing its spans' bytes (one buffer, no message structs)
+//! and one `try_send`; the export task only frames the queued bytes into one
+//! `ExportTraceServiceRequest`. A full queue or an unreachable collector drops spans and
+//! counts them (`switchyard_otlp_spans_dropped_total`), never delays a request.
 
 mod export;
 pub mod proto;
 pub mod span;
+#[cfg(test)]
+mod tests;
+pub mod wire;
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
 use self::{
-    proto::trace::v1::{Span, span::SpanKind},
-    span::{Attributes, SpanHead},
+    span::{Kind, SpanHead},
+    wire::Wire,
 };
 use super::{
     RequestRecord,
@@ -49,8 +54,23 @@ pub const EXPORTED: &str = "switchyard_otlp_spans_exported_total";
 pub struct Tracer {
     ratio: f64,
     capture_content: bool,
-    queue: mpsc::Sender<Vec<Span>>,
+    queue: mpsc::Sender<Encoded>,
+    /// What is queued, so that the export task wakes once per batch, not per request.
+    backlog: Arc<export::Backlog>,
 }
+
+/// One request's spans, encoded: `spans` entries of `ScopeSpans.spans` (field 2), ready to
+/// be framed into an export.
+#[derive(Debug)]
+pub(super) struct Encoded {
+    pub(super) spans: u32,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// About what a request span's bytes take without captured content (~900 with every
+/// attribute), and an attempt span's (~300), so one allocation holds a request's spans.
+const REQUEST_SPAN_BYTES: usize = 1024;
+const ATTEMPT_SPAN_BYTES: usize = 384;
 
 impl Tracer {
     /// Starts the export task on `background` when `config` names an endpoint (and a
@@ -78,11 +98,13 @@ impl Tracer {
             http::HeaderValue::from_static("application/x-protobuf"),
         );
         let (queue, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let backlog = Arc::new(export::Backlog::default());
         let exporter = export::Exporter {
+            backlog: backlog.clone(),
             client,
             url,
             headers,
-            resource: export::resource(&config.service_name),
+            preamble: export::Preamble::new(&config.service_name),
             failing: false,
         };
         background.spawn_on(&runtime, move |stop| exporter.run(rx, stop));
@@ -90,6 +112,7 @@ impl Tracer {
             ratio: config.sampling_ratio,
             capture_content: config.capture_content,
             queue,
+            backlog,
         }))
     }
 
@@ -117,10 +140,13 @@ impl Tracer {
         }))
     }
 
-    fn send(&self, spans: Vec<Span>) {
-        let n = spans.len() as u64;
+    fn send(&self, spans: Encoded) {
+        let n = spans.spans;
+        // Counted before it is sent, so the export task never takes more than was counted.
+        self.backlog.add(n);
         if self.queue.try_send(spans).is_err() {
-            metrics::counter!(DROPPED, "reason" => "queue_full").increment(n);
+            self.backlog.taken(n);
+            metrics::counter!(DROPPED, "reason" => "queue_full").increment(u64::from(n));
         }
     }
 }
@@ -246,104 +272,111 @@ impl RequestTrace {
     }
 }
 
-/// Builds the spans of a finished request from its record and queues them.
+/// Encodes the spans of a finished request from its record and queues them.
 pub(super) fn finish(trace: &RequestTrace, r: &RequestRecord, f: &super::Finished<'_>) {
     let Some(tracer) = &trace.tracer else {
         return;
     };
     let t = &trace.context;
     let d = &trace.details;
-    let mut spans = Vec::with_capacity(1 + r.attempts.list().len());
-    let mut a = Attributes(Vec::with_capacity(28));
-    // `chat` or `embeddings`, the GenAI semantic conventions' operation names.
-    a.str("gen_ai.operation.name", r.operation);
-    if let Some(served) = r.attempts.list().iter().rev().find(|x| x.outcome == "ok") {
-        a.str(
-            "gen_ai.provider.name",
-            span::provider_name(served.deployment.kind),
-        );
-        if !served.deployment.server.is_empty() {
-            a.str("server.address", &served.deployment.server);
-        }
-    }
-    if !d.request_model.is_empty() {
-        a.str("gen_ai.request.model", &d.request_model);
-    }
-    a.opt_str("gen_ai.response.model", d.response_model.as_deref());
-    if let Some(u) = f.usage {
-        a.int("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
-        a.int("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
-    }
-    if let Some(m) = d.max_tokens {
-        a.int("gen_ai.request.max_tokens", i64::from(m));
-    }
-    if !d.finish_reasons.is_empty() {
-        a.strs("gen_ai.response.finish_reasons", &d.finish_reasons);
-    }
-    if let Some(class) = r.error_type {
-        a.str("error.type", f.outcome_label);
-        a.str("switchyard.error_type", class.as_str());
-    }
-    a.opt_str("gen_ai.input.messages", d.input.as_deref());
-    a.opt_str("gen_ai.output.messages", d.output.as_deref());
-    a.str("switchyard.request_id", &r.request_id);
-    a.str("switchyard.surface", r.surface.as_str());
-    a.str("switchyard.model", &r.model);
-    a.bool("switchyard.stream", r.stream);
-    a.str("switchyard.outcome", f.outcome_label);
-    a.opt_str("switchyard.provider", r.provider.as_deref());
-    a.opt_str("switchyard.deployment", r.deployment.as_deref());
-    a.str("switchyard.attempts", &f.attempts_header);
-    a.opt_str("switchyard.policy", r.policy.as_deref());
-    a.opt_str("switchyard.route", r.route.as_deref());
-    a.opt_str(
-        "switchyard.cache",
-        r.cache.map(crate::cache::Status::as_str),
-    );
-    a.opt_str("switchyard.key", r.key.as_deref());
-    if let Some(ip) = r.client_addr {
-        a.str("client.address", &ip.to_string());
-    }
-    if let Some(cost) = f.cost_usd {
-        a.double("switchyard.cost_usd", cost);
-    }
-    if let Some(saved) = r.saved_usd {
-        a.double("switchyard.saved_usd", saved);
-    }
-    if let Some(ttft) = r.ttft {
-        a.double("switchyard.ttft_ms", ttft.as_secs_f64() * 1000.0);
-    }
-    let name = match d.request_model.as_str() {
-        "" => r.operation.to_owned(),
-        m => format!("{} {m}", r.operation),
-    };
-    spans.push(span::span(
+    let attempts = r.attempts.list();
+    let content = d.input.as_ref().map_or(0, String::len)
+        + d.output.as_ref().map_or(0, String::len)
+        + r.route.as_ref().map_or(0, String::len);
+    let mut bytes =
+        Vec::with_capacity(REQUEST_SPAN_BYTES + ATTEMPT_SPAN_BYTES * attempts.len() + content);
+    let wire = &mut Wire(&mut bytes);
+    span::span(
+        wire,
         SpanHead {
             trace_id: &t.trace_id,
             span_id: t.span_id,
             parent: trace.parent,
-            name,
-            kind: SpanKind::Server,
+            operation: r.operation,
+            model: &d.request_model,
+            kind: Kind::Server,
             start_unix_nano: trace.start_unix_nano,
             duration: f.latency,
-            error: r.error_type.map(|_| f.outcome_label.to_owned()),
+            error: r.error_type.map(|_| f.outcome_label),
         },
-        a,
-    ));
-    for attempt in r.attempts.list() {
+        |a| {
+            a.str("gen_ai.operation.name", r.operation);
+            if let Some(served) = attempts.iter().rev().find(|x| x.outcome == "ok") {
+                a.str(
+                    "gen_ai.provider.name",
+                    span::provider_name(served.deployment.kind),
+                );
+                if !served.deployment.server.is_empty() {
+                    a.str("server.address", &served.deployment.server);
+                }
+            }
+            if !d.request_model.is_empty() {
+                a.str("gen_ai.request.model", &d.request_model);
+            }
+            a.opt_str("gen_ai.response.model", d.response_model.as_deref());
+            if let Some(u) = f.usage {
+                a.int("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
+                a.int("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
+            }
+            if let Some(m) = d.max_tokens {
+                a.int("gen_ai.request.max_tokens", i64::from(m));
+            }
+            if !d.finish_reasons.is_empty() {
+                a.strs("gen_ai.response.finish_reasons", &d.finish_reasons);
+            }
+            if let Some(class) = r.error_type {
+                a.str("error.type", f.outcome_label);
+                a.str("switchyard.error_type", class.as_str());
+            }
+            a.opt_str("gen_ai.input.messages", d.input.as_deref());
+            a.opt_str("gen_ai.output.messages", d.output.as_deref());
+            a.str("switchyard.request_id", &r.request_id);
+            a.str("switchyard.surface", r.surface.as_str());
+            a.str("switchyard.model", &r.model);
+            a.bool("switchyard.stream", r.stream);
+            a.str("switchyard.outcome", f.outcome_label);
+            a.opt_str("switchyard.provider", r.provider.as_deref());
+            a.opt_str("switchyard.deployment", r.deployment.as_deref());
+            a.str("switchyard.attempts", &f.attempts_header);
+            a.opt_str("switchyard.policy", r.policy.as_deref());
+            a.opt_str("switchyard.route", r.route.as_deref());
+            a.opt_str(
+                "switchyard.cache",
+                r.cache.map(crate::cache::Status::as_str),
+            );
+            a.opt_str("switchyard.key", r.key.as_deref());
+            if let Some(ip) = r.client_addr {
+                a.ip("client.address", ip);
+            }
+            if let Some(cost) = f.cost_usd {
+                a.double("switchyard.cost_usd", cost);
+            }
+            if let Some(saved) = r.saved_usd {
+                a.double("switchyard.saved_usd", saved);
+            }
+            if let Some(ttft) = r.ttft {
+                a.double("switchyard.ttft_ms", ttft.as_secs_f64() * 1000.0);
+            }
+        },
+    );
+    let mut spans = 1;
+    for attempt in attempts {
         if attempt.span_id == [0; 8] {
             continue;
         }
         let offset = attempt.started.saturating_duration_since(r.started);
-        spans.push(span::attempt_span(
+        span::attempt_span(
+            wire,
             &t.trace_id,
             t.span_id,
             trace.start_unix_nano,
             offset,
             attempt,
-        ));
+            r.operation,
+        );
+        spans += 1;
     }
-    tracer.send(spans);
+    tracer.send(Encoded { spans, bytes });
 }
 
 fn unix_nanos_now() -> u64 {
