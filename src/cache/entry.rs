@@ -29,6 +29,10 @@ pub struct Entry {
 
 /// A stored answer of one kind.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per cache entry, moved once; boxing the common case would add an allocation"
+)]
 pub enum Body {
     #[serde(rename = "response")]
     Chat(ChatResponse),
