@@ -29,11 +29,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use crate::{
     api::{PROVIDER_HEADER, REQUEST_ID_HEADER, openai::chat},
-    auth::signed::BodyDigest,
     chat::ChatRequest,
     error::Error,
     gateway::Gateway,
-    network::{self, ClientAddr},
+    network::ClientAddr,
     pipeline::{Answer, Call},
     telemetry::Surface,
 };
@@ -77,28 +76,21 @@ async fn admit(
     body: Body,
     endpoint: Endpoint,
 ) -> Result<(Call, ChatRequest), Response> {
-    let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let caller = network::caller_headers(headers, client).with_target("POST", target);
-    let mut call = gw
-        .ingress(Surface::Messages, sent_id, caller)
-        .await
-        .map_err(|r| refusal_response(&r))?;
-    if !headers.contains_key(VERSION) {
-        let e = Error::bad_param("anthropic-version", "anthropic-version: header is required");
-        return Err(refusal_response(&call.refuse(e)));
-    }
-    let server = &call.live().config.server;
-    let bytes =
-        match chat::read_body(headers, body, server.max_body_bytes, server.body_timeout).await {
-            Ok(b) => b,
-            Err(e) => return Err(refusal_response(&call.refuse(e))),
-        };
-    if call.awaits_signature()
-        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
-    {
-        return Err(refusal_response(&call.refuse(e)));
-    }
+    // Anthropic refuses a request without the version header before reading its body.
+    let version = |_: &mut Call| {
+        if headers.contains_key(VERSION) {
+            Ok(())
+        } else {
+            Err(Error::bad_param(
+                "anthropic-version",
+                "anthropic-version: header is required",
+            ))
+        }
+    };
+    let (call, bytes) =
+        chat::admit_body(gw, Surface::Messages, client, uri, headers, body, version)
+            .await
+            .map_err(|r| refusal_response(&r))?;
     let mut request = match decode::decode(&bytes, headers, endpoint) {
         Ok(r) => r,
         Err(e) => return Err(refusal_response(&call.refuse(e))),

@@ -20,7 +20,7 @@ use crate::{
     error::Error,
     gateway::Gateway,
     network::{self, ClientAddr},
-    pipeline::{Answer, Head},
+    pipeline::{Answer, Call, Head, Refusal},
     telemetry::Surface,
 };
 
@@ -31,27 +31,11 @@ pub(super) async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // Authenticated and counted in before a byte of the body is read: an anonymous flood
-    // of slow uploads is refused at its headers (a signed request's headers are checked
-    // for form and freshness here, its signature once the body is in).
-    let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let caller = network::caller_headers(&headers, client).with_target("POST", target);
-    let mut call = match gw.ingress(Surface::Rest, sent_id, caller).await {
-        Ok(call) => call,
-        Err(refusal) => return refusal_response(&refusal),
-    };
-    let server = &call.live().config.server;
-    let bytes = match read_body(&headers, body, server.max_body_bytes, server.body_timeout).await {
-        Ok(b) => b,
-        Err(e) => return refusal_response(&call.refuse(e)),
-    };
-    // Only signed requests pay for hashing their body.
-    if call.awaits_signature()
-        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
-    {
-        return refusal_response(&call.refuse(e));
-    }
+    let (call, bytes) =
+        match admit_body(&gw, Surface::Rest, client, &uri, &headers, body, |_| Ok(())).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal_response(&refusal),
+        };
     let request = match parse_request(&bytes) {
         Ok(r) => r,
         Err(e) => return refusal_response(&call.refuse(e)),
@@ -116,6 +100,42 @@ pub(crate) fn head_headers(h: &mut HeaderMap, head: &Head) {
     }
     head.rate_limits.write(h);
     h.insert(CACHE, HeaderValue::from_static(head.cache.as_str()));
+}
+
+/// The head every REST surface shares. The call is authenticated and counted in before a
+/// byte of the body is read, so an anonymous flood of slow uploads is refused at its
+/// headers (a signed request's headers are checked for form and freshness there). Then
+/// `check` runs on the admitted call (a surface's own header rules), the body is read
+/// under `server.max_body_bytes` and `server.body_timeout`, and a signed request's
+/// signature is verified over it (only signed requests pay for hashing their body).
+/// The call and its body, or the refusal that ended it.
+pub(crate) async fn admit_body(
+    gw: &Gateway,
+    surface: Surface,
+    client: ClientAddr,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Body,
+    check: impl FnOnce(&mut Call) -> Result<(), Error>,
+) -> Result<(Call, Bytes), Refusal> {
+    let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let caller = network::caller_headers(headers, client).with_target("POST", target);
+    let mut call = gw.ingress(surface, sent_id, caller).await?;
+    if let Err(e) = check(&mut call) {
+        return Err(call.refuse(e));
+    }
+    let server = &call.live().config.server;
+    let bytes = match read_body(headers, body, server.max_body_bytes, server.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => return Err(call.refuse(e)),
+    };
+    if call.awaits_signature()
+        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
+    {
+        return Err(call.refuse(e));
+    }
+    Ok((call, bytes))
 }
 
 /// Reads the body within the size limit and the deadline.

@@ -12,16 +12,11 @@ use axum::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{
-    chat::{head_headers, read_body},
+    chat::{admit_body, head_headers},
     errors::refusal_response,
 };
 use crate::{
-    api::REQUEST_ID_HEADER,
-    auth::signed::BodyDigest,
-    embeddings::wire,
-    gateway::Gateway,
-    network::{self, ClientAddr},
-    pipeline::EmbedAnswer,
+    embeddings::wire, gateway::Gateway, network::ClientAddr, pipeline::EmbedAnswer,
     telemetry::Surface,
 };
 
@@ -32,24 +27,15 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let caller = network::caller_headers(&headers, client).with_target("POST", target);
-    let mut call = match gw.ingress(Surface::Rest, sent_id, caller).await {
-        Ok(call) => call,
+    let admitted = admit_body(&gw, Surface::Rest, client, &uri, &headers, body, |call| {
+        call.for_embeddings();
+        Ok(())
+    })
+    .await;
+    let (call, bytes) = match admitted {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
-    call.for_embeddings();
-    let server = &call.live().config.server;
-    let bytes = match read_body(&headers, body, server.max_body_bytes, server.body_timeout).await {
-        Ok(b) => b,
-        Err(e) => return refusal_response(&call.refuse(e)),
-    };
-    if call.awaits_signature()
-        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
-    {
-        return refusal_response(&call.refuse(e));
-    }
     let request = match wire::parse_request(&bytes) {
         Ok(r) => r,
         Err(e) => return refusal_response(&call.refuse(e)),

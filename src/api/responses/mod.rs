@@ -37,13 +37,10 @@ use self::{
     store::{ResponseStore, Stored},
 };
 use crate::{
-    api::{
-        REQUEST_ID_HEADER,
-        openai::{
-            chat::{head_headers, read_body},
-            error_response, refusal_response,
-            sse::{with_keep_alive, with_trailer},
-        },
+    api::openai::{
+        chat::{admit_body, head_headers},
+        error_response, refusal_response,
+        sse::{with_keep_alive, with_trailer},
     },
     auth::{Authenticated, CallerHeaders, signed::BodyDigest},
     chat::native::{NativeFormat, NativeRequest},
@@ -80,23 +77,20 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let sent_id = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let caller = network::caller_headers(&headers, client).with_target("POST", target);
-    let mut call = match gw.ingress(Surface::Responses, sent_id, caller).await {
-        Ok(call) => call,
+    let admitted = admit_body(
+        &gw,
+        Surface::Responses,
+        client,
+        &uri,
+        &headers,
+        body,
+        |_| Ok(()),
+    )
+    .await;
+    let (call, bytes) = match admitted {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
-    let server = &call.live().config.server;
-    let bytes = match read_body(&headers, body, server.max_body_bytes, server.body_timeout).await {
-        Ok(b) => b,
-        Err(e) => return refusal_response(&call.refuse(e)),
-    };
-    if call.awaits_signature()
-        && let Err(e) = call.verify_body(&BodyDigest::of(&bytes)).await
-    {
-        return refusal_response(&call.refuse(e));
-    }
     let owner = call.caller().key.as_ref().map(|k| k.name.clone());
     let (mut chat, pending) = match decode(&gw, &bytes, owner).await {
         Ok(d) => d,
