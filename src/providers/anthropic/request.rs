@@ -52,6 +52,8 @@ struct Request<'a> {
     metadata: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -165,12 +167,11 @@ pub fn encode_request(
         Some(crate::chat::Stop::One(s)) => vec![s.as_str()],
         Some(crate::chat::Stop::Many(v)) => v.iter().map(String::as_str).collect(),
     };
+    let asked_max = request.max_completion_tokens.or(request.max_tokens);
+    let (thinking, max_tokens) = thinking(request, asked_max)?;
     let wire = Request {
         model,
-        max_tokens: request
-            .max_completion_tokens
-            .or(request.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         messages: turns,
         system,
         temperature: request.temperature,
@@ -185,8 +186,81 @@ pub fn encode_request(
             json!({ "user_id": id })
         }),
         output_config: output_config(request)?,
+        thinking,
     };
     serde_json::to_vec(&wire).map_err(|e| refuse(format!("encoding the request: {e}")))
+}
+
+/// The least thinking budget the Messages API takes.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// Extended thinking for an OpenAI `reasoning_effort`, and the `max_tokens` to send.
+///
+/// The budgets are the Gemini adapter's (`minimal`/`low` 1,024, `medium` 8,192, `high`
+/// 24,576 tokens). Anthropic counts thinking inside `max_tokens` and wants the budget
+/// below it, as OpenAI counts reasoning inside `max_completion_tokens`: a caller's limit
+/// is kept and the budget cut to fit under it (refused when not even the least budget
+/// fits); without one, the budget is added to the default. Not enabled on a turn that
+/// answers a tool call: Anthropic then wants the assistant turn to start with its signed
+/// thinking block, which only a pass-through carries. Refused with a temperature, top_k
+/// or a forced tool, which thinking does not take.
+fn thinking(
+    request: &ChatRequest,
+    asked_max: Option<u32>,
+) -> Result<(Option<Value>, u32), ProviderError> {
+    let default = asked_max.unwrap_or(DEFAULT_MAX_TOKENS);
+    let budget = match request
+        .extra
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+    {
+        Some("minimal" | "low") => MIN_THINKING_BUDGET,
+        Some("medium") => 8192,
+        Some("high") => 24576,
+        _ => return Ok((None, default)),
+    };
+    let continues_tool_call = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
+    if continues_tool_call {
+        return Ok((None, default));
+    }
+    if request.temperature.is_some_and(|t| t != 1.0) || request.extra.contains_key("top_k") {
+        return Err(refuse(
+            "`reasoning_effort` with `temperature` or `top_k`: extended thinking takes \
+             neither"
+                .into(),
+        ));
+    }
+    let forced = match &request.tool_choice {
+        Some(ToolChoice::Named(_)) => true,
+        Some(ToolChoice::Mode(mode)) => mode == "required",
+        None => false,
+    };
+    if forced {
+        return Err(refuse(
+            "`reasoning_effort` with a forced tool: extended thinking takes only `auto` or \
+             `none`"
+                .into(),
+        ));
+    }
+    let (budget, max_tokens) = match asked_max {
+        Some(max) if max <= MIN_THINKING_BUDGET => {
+            return Err(refuse(format!(
+                "`reasoning_effort` needs a token limit above {MIN_THINKING_BUDGET} (thinking \
+                 counts inside it), not {max}"
+            )));
+        }
+        Some(max) => (budget.min(max - 1), max),
+        None => (budget, DEFAULT_MAX_TOKENS + budget),
+    };
+    Ok((
+        Some(json!({ "type": "enabled", "budget_tokens": budget })),
+        max_tokens,
+    ))
 }
 
 fn text_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Block<'_>>, ProviderError> {

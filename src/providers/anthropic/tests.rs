@@ -484,3 +484,63 @@ fn tool_blocks_past_the_limit_are_malformed_not_kept() {
 }
 
 crate::providers::fuzz::translator_properties!(AnthropicStream::default, RECORDED);
+
+#[test]
+fn reasoning_effort_becomes_extended_thinking_within_the_token_limit() {
+    let ask = |extra: Value| {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        encode(body, false)
+    };
+    // No limit asked: the budget is added to the default.
+    let wire = ask(json!({"reasoning_effort": "high"})).unwrap();
+    assert_eq!(
+        wire["thinking"],
+        json!({"type": "enabled", "budget_tokens": 24576})
+    );
+    assert_eq!(wire["max_tokens"], 4096 + 24576);
+    // A caller's limit is kept; the budget fits under it.
+    let wire = ask(json!({"reasoning_effort": "medium", "max_completion_tokens": 2000})).unwrap();
+    assert_eq!(wire["thinking"]["budget_tokens"], 1999);
+    assert_eq!(wire["max_tokens"], 2000);
+    let wire = ask(json!({"reasoning_effort": "low"})).unwrap();
+    assert_eq!(wire["thinking"]["budget_tokens"], 1024);
+    // Off, or unknown: no thinking.
+    for effort in ["none", "extreme"] {
+        let wire = ask(json!({"reasoning_effort": effort})).unwrap();
+        assert!(wire.get("thinking").is_none(), "{effort}: {wire}");
+        assert_eq!(wire["max_tokens"], 4096);
+    }
+    // What thinking cannot take is refused, never dropped.
+    for extra in [
+        json!({"reasoning_effort": "low", "max_tokens": 1024}),
+        json!({"reasoning_effort": "low", "temperature": 0.2}),
+        json!({"reasoning_effort": "low", "top_k": 5}),
+        json!({"reasoning_effort": "low", "tool_choice": "required",
+               "tools": [{"type": "function", "function": {"name": "f"}}]}),
+    ] {
+        assert!(
+            matches!(ask(extra.clone()), Err(ProviderError::Untranslatable(_))),
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn thinking_is_not_enabled_on_the_turn_that_answers_a_tool_call() {
+    // Anthropic wants that assistant turn to open with its signed thinking block, which a
+    // translated history does not have.
+    let wire = encode(
+        json!({"model": "m", "reasoning_effort": "high", "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+              "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}
+        ]}),
+        false,
+    )
+    .unwrap();
+    assert!(wire.get("thinking").is_none(), "{wire}");
+}
