@@ -57,7 +57,7 @@ pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     routes
         .prepare()
         .into_axum_router()
-        .layer(axum::middleware::from_fn(signed::digest_body))
+        .layer(signed::DigestLayer)
 }
 
 /// The `switchyard.v1.Gateway` implementation.

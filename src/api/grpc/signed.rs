@@ -3,7 +3,13 @@
 //! `x-switchyard-signature`, so unsigned calls pass untouched — and hands the digest to
 //! the service in the request's extensions.
 
-use axum::{body::Body, extract::Request, middleware::Next, response::Response};
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
+use axum::{body::Body, extract::Request, response::Response};
+use futures_util::future::{BoxFuture, Either};
 use http_body_util::{BodyExt, Limited};
 
 use crate::auth::signed::{BodyDigest, SIGNATURE_HEADER};
@@ -18,34 +24,80 @@ const SIGNED_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Clone, Copy)]
 pub struct SignedBody(pub BodyDigest);
 
-/// The middleware: buffers a signed call's body (one length-prefixed message for unary
-/// and server-streaming methods), hashes the message, and passes the same bytes on.
-pub async fn digest_body(request: Request, next: Next) -> Response {
-    if !request.headers().contains_key(SIGNATURE_HEADER) {
-        return next.run(request).await;
+/// The layer: buffers a signed call's body (one length-prefixed message for unary and
+/// server-streaming methods), hashes the message, and passes the same bytes on. A tower
+/// layer rather than `axum::middleware::from_fn`, so that an unsigned call (nearly every
+/// one) goes straight to the service: no clone of it, no boxed future.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestLayer;
+
+impl<S> tower::Layer<S> for DigestLayer {
+    type Service = Digest<S>;
+
+    fn layer(&self, inner: S) -> Digest<S> {
+        Digest { inner }
     }
+}
+
+/// [`DigestLayer`]'s service.
+#[derive(Debug, Clone)]
+pub struct Digest<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Digest<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if !request.headers().contains_key(SIGNATURE_HEADER) {
+            return Either::Left(self.inner.call(request));
+        }
+        // The service that was made ready serves this call; a clone takes its place.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        Either::Right(Box::pin(async move {
+            match digest_body(request).await {
+                Ok(request) => inner.call(request).await,
+                Err(refused) => Ok(refused),
+            }
+        }))
+    }
+}
+
+/// A signed call's request with its message's digest in the extensions, or the answer
+/// that refuses it (too large, too slow).
+async fn digest_body(request: Request) -> Result<Request, Response> {
     let (mut parts, body) = request.into_parts();
     let read = Limited::new(body, MAX_SIGNED_MESSAGE).collect();
     let bytes = match tokio::time::timeout(SIGNED_BODY_TIMEOUT, read).await {
         Ok(Ok(c)) => c.to_bytes(),
         Err(_) => {
-            return tonic::Status::deadline_exceeded(
+            return Err(tonic::Status::deadline_exceeded(
                 "a signed message must arrive whole within 10 s",
             )
-            .into_http();
+            .into_http());
         }
         Ok(Err(_)) => {
-            return tonic::Status::resource_exhausted(
+            return Err(tonic::Status::resource_exhausted(
                 "a signed message must be at most 4 MiB and arrive whole",
             )
-            .into_http();
+            .into_http());
         }
     };
     if let Some(message) = message(&bytes) {
         parts.extensions.insert(SignedBody(BodyDigest::of(message)));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// The one uncompressed message of a gRPC request body, if that is what it holds.
