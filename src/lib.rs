@@ -23,7 +23,7 @@
 //!    [`chat::ChatRequest`] (`POST /v1/embeddings` and the `Embed` RPC into an
 //!    [`embeddings::EmbedRequest`], served by the same stages, cache, limits, routing and
 //!    attempts through `Gateway::serve_embeddings`); [`server`] serves both on every listener (TLS when
-//!    configured), behind [`network::guard`]: the request head's limits, the client's
+//!    configured), behind [`network::GuardLayer`]: the request head's limits, the client's
 //!    address (trusted proxies), CORS and the gateway's IP allowlist, for every path; a
 //!    key's own allowlist is checked at ingress.
 //! 2. **stages** — [`gateway::Gateway::serve`] runs [`pipeline::stages`], each a

@@ -18,7 +18,7 @@ pub struct Listeners {
 }
 
 /// The whole HTTP surface: REST routes and gRPC services on one router, every route behind
-/// [`network::guard`] (head limits, client address, CORS, IP allowlist). Both HTTP/1.1 and
+/// [`network::GuardLayer`] (head limits, client address, CORS, IP allowlist). Both HTTP/1.1 and
 /// HTTP/2 (h2c, which gRPC uses, or negotiated over TLS) are served on the same port.
 pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
     api::grpc::router(gateway.clone())
@@ -28,10 +28,7 @@ pub async fn router(gateway: Arc<Gateway>) -> axum::Router {
         .merge(api::admin::router(gateway.clone()))
         .merge(api::status::router(gateway.clone()))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(
-            gateway,
-            network::guard,
-        ))
+        .layer(network::GuardLayer::new(gateway))
 }
 
 /// Unknown paths: gRPC callers get `UNIMPLEMENTED`, everyone else an OpenAI 404.

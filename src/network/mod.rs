@@ -2,7 +2,7 @@
 //! client's address (the socket's peer, or what trusted proxies say it is), the gateway's
 //! IP allowlist, and CORS.
 //!
-//! [`guard`] is one layer around the whole router (REST, gRPC, admin, status), in this
+//! [`GuardLayer`] is one layer around the whole router (REST, gRPC, admin, status), in this
 //! order:
 //! 1. **limits** — header count, total header size (431) and URL length (414), in the
 //!    OpenAI error shape (gRPC: `RESOURCE_EXHAUSTED` / `INVALID_ARGUMENT`); the HTTP parser
@@ -30,10 +30,10 @@ use std::{
 };
 
 use axum::{
-    extract::{FromRequestParts, Request, State},
-    middleware::Next,
+    extract::{FromRequestParts, Request},
     response::Response,
 };
+use futures_util::future::Either;
 use http::{HeaderMap, header, request::Parts};
 
 use crate::{
@@ -50,7 +50,7 @@ use cidr::CidrSet;
 pub struct Peer(pub SocketAddr);
 
 /// The client's address as the gateway decided it ([`client_ip`]), put on every request
-/// by [`guard`]; `None` when it is not known (no peer, or a proxy chain that cannot be
+/// by [`GuardLayer`]; `None` when it is not known (no peer, or a proxy chain that cannot be
 /// read), which no allowlist admits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
@@ -181,8 +181,85 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// The layer around the whole router; see the module doc for its steps.
-pub async fn guard(State(gateway): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+/// The layer around the whole router; see the module doc for its steps. A tower layer
+/// rather than `axum::middleware::from_fn`: a request that passes goes straight to the
+/// router (no clone of it, no boxed future), unless CORS is configured and its answer
+/// must be decorated on the way out.
+#[derive(Clone)]
+pub struct GuardLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl GuardLayer {
+    pub fn new(gateway: Arc<Gateway>) -> GuardLayer {
+        GuardLayer { gateway }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            gateway: self.gateway.clone(),
+            inner,
+        }
+    }
+}
+
+/// [`GuardLayer`]'s service.
+#[derive(Clone)]
+pub struct Guard<S> {
+    gateway: Arc<Gateway>,
+    inner: S,
+}
+
+type Answered = std::future::Ready<Result<Response, Infallible>>;
+type Decorated = futures_util::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+impl<S> tower::Service<Request> for Guard<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Either<S::Future, Answered>, Decorated>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        match admit(&self.gateway, &mut req) {
+            Admitted::Answer(resp) => Either::Left(Either::Right(std::future::ready(Ok(resp)))),
+            Admitted::Pass(None) => Either::Left(Either::Left(self.inner.call(req))),
+            Admitted::Pass(Some((cors, origin))) => {
+                let answer = self.inner.call(req);
+                Either::Right(Box::pin(async move {
+                    let mut resp = answer.await?;
+                    cors.decorate(origin.as_ref(), resp.headers_mut());
+                    Ok(resp)
+                }))
+            }
+        }
+    }
+}
+
+/// What the edge checks decided.
+enum Admitted {
+    /// Answered here: a refusal or a preflight.
+    Answer(Response),
+    /// On to the router; with CORS configured, its answer is decorated for the origin.
+    Pass(Option<(Arc<cors::Cors>, Option<http::HeaderValue>)>),
+}
+
+/// The edge checks, in order: head limits, preflight, IP allowlist; the client's address
+/// put on the request for the routes.
+fn admit(gateway: &Gateway, req: &mut Request) -> Admitted {
     let live = gateway.peek();
     let net = &live.config.network;
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
@@ -192,34 +269,32 @@ pub async fn guard(State(gateway): State<Arc<Gateway>>, mut req: Request, next: 
     let origin = cors
         .as_ref()
         .and_then(|_| req.headers().get(header::ORIGIN).cloned());
-    if let Err(error) = check_head(&net.limits, &req) {
-        // Decorated like any other answer, so a script on an allowed origin can read why.
-        let mut resp = refuse(&req, error, RefusedBy::Limits, ClientAddr(client), grpc);
+    let decorated = |mut resp: Response| {
         if let Some(cors) = &cors {
             cors.decorate(origin.as_ref(), resp.headers_mut());
         }
-        return resp;
+        resp
+    };
+    if let Err(error) = check_head(&net.limits, req) {
+        // Decorated like any other answer, so a script on an allowed origin can read why.
+        let resp = refuse(req, error, RefusedBy::Limits, ClientAddr(client), grpc);
+        return Admitted::Answer(decorated(resp));
     }
     if let (Some(cors), Some(origin)) = (&cors, &origin) {
         let h = req.headers();
         if cors::Cors::is_preflight(req.method(), h) {
-            return cors.preflight(&cors::Asked {
+            return Admitted::Answer(cors.preflight(&cors::Asked {
                 origin,
                 method: h.get(header::ACCESS_CONTROL_REQUEST_METHOD),
                 headers: h.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
-            });
+            }));
         }
     }
     let allowed = match &net.ip_allowlist {
         None => true,
         Some(list) => is_probe(req.uri().path()) || client.is_some_and(|ip| list.contains(ip)),
     };
-    // The route takes its own snapshot; this one is not held for the whole request.
-    drop(live);
-    let mut resp = if allowed {
-        req.extensions_mut().insert(ClientAddr(client));
-        next.run(req).await
-    } else {
+    if !allowed {
         let error = Error::Forbidden {
             message: format!(
                 "Requests from {} are not allowed (security.ip_allowlist).",
@@ -227,12 +302,13 @@ pub async fn guard(State(gateway): State<Arc<Gateway>>, mut req: Request, next: 
             ),
             code: "ip_not_allowed",
         };
-        refuse(&req, error, RefusedBy::Allowlist, ClientAddr(client), grpc)
-    };
-    if let Some(cors) = &cors {
-        cors.decorate(origin.as_ref(), resp.headers_mut());
+        let resp = refuse(req, error, RefusedBy::Allowlist, ClientAddr(client), grpc);
+        return Admitted::Answer(decorated(resp));
     }
-    resp
+    req.extensions_mut().insert(ClientAddr(client));
+    // The route takes its own snapshot; this one is not held for the whole request.
+    drop(live);
+    Admitted::Pass(cors.map(|c| (c, origin)))
 }
 
 /// Which edge check refused a request, as the request log's `refused_by` names it.

@@ -38,7 +38,7 @@ pub(super) struct Options {
 }
 
 /// The connection builder. The HTTP parser's own caps are above the configured limits:
-/// a request a little over a limit reaches [`crate::network::guard`], which refuses it
+/// a request a little over a limit reaches [`crate::network::GuardLayer`], which refuses it
 /// with a clear OpenAI error; a flood far over it is cut by the parser (HTTP/1.1: a bare
 /// 431; HTTP/2: the stream reset) before it costs more memory.
 ///
