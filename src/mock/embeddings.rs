@@ -71,16 +71,9 @@ pub(super) async fn openai(
     body: Bytes,
 ) -> Response {
     use super::openai::error;
-    let (fault, request) = match super::preamble(&state, &conn, &headers, &body, error).await {
+    let (fault, request) = match super::openai::json_request(&state, &conn, &headers, &body).await {
         Ok(r) => r,
         Err(resp) => return resp,
-    };
-    let Some(request) = request else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "We could not parse the JSON body of your request.",
-            None,
-        );
     };
     let inputs = match validate_openai(&request) {
         Ok(i) => i,
@@ -132,20 +125,8 @@ pub(super) async fn azure(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use super::openai::error;
-    if !headers.contains_key("api-key") {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Access denied due to missing subscription key.",
-            None,
-        );
-    }
-    if query.get("api-version").is_none_or(String::is_empty) {
-        return error(
-            StatusCode::NOT_FOUND,
-            "Missing API version: add the api-version query parameter.",
-            None,
-        );
+    if let Err(refused) = super::openai::azure_checks(&headers, Some(&query)) {
+        return refused;
     }
     openai(state, conn, headers, body).await
 }

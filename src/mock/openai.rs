@@ -35,16 +35,9 @@ pub(super) async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (fault, request) = match super::preamble(&state, &conn, &headers, &body, error).await {
+    let (fault, request) = match json_request(&state, &conn, &headers, &body).await {
         Ok(r) => r,
         Err(resp) => return resp,
-    };
-    let Some(request) = request else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "We could not parse the JSON body of your request.",
-            None,
-        );
     };
     if let Err(message) = validate(&request) {
         return error(StatusCode::BAD_REQUEST, &message, None);
@@ -77,6 +70,48 @@ pub(super) async fn chat_completions(
     stream::respond(state.clone(), conn, fault, sse)
 }
 
+/// The mock's common head (stats, the fault) and the body as JSON, or OpenAI's 400 for a
+/// body that is not: every OpenAI-format endpoint starts here.
+pub(super) async fn json_request(
+    state: &MockState,
+    conn: &ConnReset,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(super::fault::Fault, Value), Response> {
+    let (fault, request) = super::preamble(state, conn, headers, body, error).await?;
+    let request = request.ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            None,
+        )
+    })?;
+    Ok((fault, request))
+}
+
+/// Azure OpenAI's own checks before any route answers: an `api-key` header, and on the
+/// deployment routes (`query` given) an `api-version` query parameter.
+pub(super) fn azure_checks(
+    headers: &HeaderMap,
+    query: Option<&std::collections::HashMap<String, String>>,
+) -> Result<(), Response> {
+    if !headers.contains_key("api-key") {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Access denied due to missing subscription key.",
+            None,
+        ));
+    }
+    if query.is_some_and(|q| q.get("api-version").is_none_or(String::is_empty)) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "Missing API version: add the api-version query parameter.",
+            None,
+        ));
+    }
+    Ok(())
+}
+
 /// Azure OpenAI's deployment route: the same answers, after Azure's own checks (an
 /// `api-key` header and an `api-version` query parameter).
 pub(super) async fn azure_chat_completions(
@@ -86,19 +121,8 @@ pub(super) async fn azure_chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !headers.contains_key("api-key") {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Access denied due to missing subscription key.",
-            None,
-        );
-    }
-    if query.get("api-version").is_none_or(String::is_empty) {
-        return error(
-            StatusCode::NOT_FOUND,
-            "Missing API version: add the api-version query parameter.",
-            None,
-        );
+    if let Err(refused) = azure_checks(&headers, Some(&query)) {
+        return refused;
     }
     chat_completions(state, conn, headers, body).await
 }

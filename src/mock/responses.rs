@@ -29,16 +29,9 @@ pub(super) async fn responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (fault, request) = match super::preamble(&state, &conn, &headers, &body, error).await {
+    let (fault, request) = match super::openai::json_request(&state, &conn, &headers, &body).await {
         Ok(r) => r,
         Err(resp) => return resp,
-    };
-    let Some(request) = request else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "We could not parse the JSON body of your request.",
-            None,
-        );
     };
     let previous = match request.get("previous_response_id").and_then(Value::as_str) {
         Some(id) => match state.responses.lock().ok().and_then(|g| g.get(id).cloned()) {
@@ -106,12 +99,8 @@ pub(super) async fn azure_responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !headers.contains_key("api-key") {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Access denied due to missing subscription key.",
-            None,
-        );
+    if let Err(refused) = super::openai::azure_checks(&headers, None) {
+        return refused;
     }
     responses(state, conn, headers, body).await
 }
