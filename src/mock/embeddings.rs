@@ -125,7 +125,7 @@ pub(super) async fn azure(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = super::openai::azure_checks(&headers, Some(&query)) {
+    if let Some(refused) = super::openai::azure_refusal(&headers, Some(&query)) {
         return refused;
     }
     openai(state, conn, headers, body).await

@@ -90,26 +90,27 @@ pub(super) async fn json_request(
 }
 
 /// Azure OpenAI's own checks before any route answers: an `api-key` header, and on the
-/// deployment routes (`query` given) an `api-version` query parameter.
-pub(super) fn azure_checks(
+/// deployment routes (`query` given) an `api-version` query parameter. The refusal, when
+/// one fails.
+pub(super) fn azure_refusal(
     headers: &HeaderMap,
     query: Option<&std::collections::HashMap<String, String>>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     if !headers.contains_key("api-key") {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "Access denied due to missing subscription key.",
             None,
         ));
     }
     if query.is_some_and(|q| q.get("api-version").is_none_or(String::is_empty)) {
-        return Err(error(
+        return Some(error(
             StatusCode::NOT_FOUND,
             "Missing API version: add the api-version query parameter.",
             None,
         ));
     }
-    Ok(())
+    None
 }
 
 /// Azure OpenAI's deployment route: the same answers, after Azure's own checks (an
@@ -121,7 +122,7 @@ pub(super) async fn azure_chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = azure_checks(&headers, Some(&query)) {
+    if let Some(refused) = azure_refusal(&headers, Some(&query)) {
         return refused;
     }
     chat_completions(state, conn, headers, body).await

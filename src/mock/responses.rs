@@ -99,7 +99,7 @@ pub(super) async fn azure_responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = super::openai::azure_checks(&headers, None) {
+    if let Some(refused) = super::openai::azure_refusal(&headers, None) {
         return refused;
     }
     responses(state, conn, headers, body).await
