@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod client;
 pub mod cohere;
 mod content;
 mod error;
@@ -89,7 +90,7 @@ pub trait Provider: Send + Sync {
 /// Builds the provider a config entry describes.
 pub fn build(
     config: &ProviderConfig,
-    client: &reqwest::Client,
+    client: &client::Client,
 ) -> Result<Arc<dyn Provider>, String> {
     Ok(match config.wire {
         Wire::OpenAi | Wire::Azure => {
@@ -127,34 +128,36 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// The pooled HTTP clients providers share: one per connect timeout in use, so a provider
-/// with its own `connect_timeout_ms` gets a client (and pool) of its own while the rest
-/// share one. Kept by the gateway across reloads, so connections are reused.
+/// The pooled HTTP clients: the providers' ([`client::Client`], one per connect timeout
+/// in use, so a provider with its own `connect_timeout_ms` gets a pool of its own while the
+/// rest share one), and reqwest's for the gateway's own calls. Kept by the gateway across
+/// reloads, so connections are reused.
 pub struct Clients {
-    default: reqwest::Client,
-    by_timeout: std::sync::Mutex<HashMap<std::time::Duration, reqwest::Client>>,
+    own: reqwest::Client,
+    by_timeout: std::sync::Mutex<HashMap<std::time::Duration, client::Client>>,
 }
 
 impl Clients {
-    /// With the client for `connect_timeout` built.
+    /// With the clients for `connect_timeout` built.
     pub fn new(connect_timeout: std::time::Duration) -> Result<Clients, String> {
-        let default = http_client(connect_timeout)?;
+        let providers = client::Client::new(connect_timeout)?;
         Ok(Clients {
-            by_timeout: std::sync::Mutex::new(HashMap::from([(connect_timeout, default.clone())])),
-            default,
+            own: http_client(connect_timeout)?,
+            by_timeout: std::sync::Mutex::new(HashMap::from([(connect_timeout, providers)])),
         })
     }
 
-    /// The client built first, for the gateway's own calls (webhooks, price refresh).
+    /// The client for the gateway's own calls (JWKS, webhooks, price refresh).
     pub fn default_client(&self) -> &reqwest::Client {
-        &self.default
+        &self.own
     }
 
-    /// The client whose connections time out after `connect_timeout`, built on first use.
+    /// The providers' client whose connections time out after `connect_timeout`, built on
+    /// first use.
     pub fn with_connect_timeout(
         &self,
         connect_timeout: std::time::Duration,
-    ) -> Result<reqwest::Client, String> {
+    ) -> Result<client::Client, String> {
         let mut clients = self
             .by_timeout
             .lock()
@@ -162,22 +165,36 @@ impl Clients {
         if let Some(c) = clients.get(&connect_timeout) {
             return Ok(c.clone());
         }
-        let client = http_client(connect_timeout)?;
+        let client = client::Client::new(connect_timeout)?;
         clients.insert(connect_timeout, client.clone());
         Ok(client)
     }
 }
 
-/// A pooled HTTP client (rustls with ring, HTTP/2 when offered).
+/// A pooled reqwest client for the gateway's own calls (rustls with ring, HTTP/2 when
+/// offered, no redirects, no retries).
 pub fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     crate::telemetry::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .tcp_nodelay(true)
-        // Failover is the gateway's job, and a POST must not be silently redirected.
+        // A POST must not be silently redirected.
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never())
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// A reqwest failure without its URL (whose query may hold a token), causes included.
+pub fn describe_failure(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

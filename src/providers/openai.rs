@@ -30,15 +30,18 @@ pub struct OpenAiProvider {
     /// Azure OpenAI: the `api-version`; requests go to a per-deployment path.
     azure_api_version: Option<String>,
     /// `{base}/embeddings` (not Azure, whose path names the deployment).
-    embeddings_url: reqwest::Url,
+    embeddings_url: url::Url,
     /// Where a request that came in through the Responses API is passed through
     /// ([`responses`]): OpenAI and Azure only; other vendors translate it.
-    responses_url: Option<reqwest::Url>,
+    responses_url: Option<url::Url>,
 }
 
 impl OpenAiProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: &ProviderConfig,
+        client: crate::providers::client::Client,
+    ) -> Result<Self, String> {
         let mut headers = config.header_pairs();
         let base = config.base_url.trim_end_matches('/');
         let azure = config.wire == Wire::Azure;
@@ -54,14 +57,14 @@ impl OpenAiProvider {
         } else {
             format!("{base}/chat/completions")
         };
-        let embeddings_url = reqwest::Url::parse(&format!("{base}/embeddings"))
-            .map_err(|e| format!("base_url: {e}"))?;
+        let embeddings_url =
+            url::Url::parse(&format!("{base}/embeddings")).map_err(|e| format!("base_url: {e}"))?;
         let responses_url = match config.wire {
             Wire::Azure => Some(format!("{base}/openai/v1/responses")),
             Wire::OpenAi if config.kind == "openai" => Some(format!("{base}/responses")),
             _ => None,
         }
-        .map(|u| reqwest::Url::parse(&u).map_err(|e| format!("the Responses URL {u}: {e}")))
+        .map(|u| url::Url::parse(&u).map_err(|e| format!("the Responses URL {u}: {e}")))
         .transpose()?;
         Ok(OpenAiProvider {
             embeddings_url,
@@ -96,10 +99,10 @@ impl OpenAiProvider {
 /// `{base}/openai/deployments/{deployment}/chat/completions?api-version={version}` (Azure
 /// OpenAI REST reference, "Chat completions").
 pub fn azure_url(
-    base: &reqwest::Url,
+    base: &url::Url,
     deployment: &str,
     version: &str,
-) -> Result<reqwest::Url, ProviderError> {
+) -> Result<url::Url, ProviderError> {
     let mut url = base.clone();
     url.path_segments_mut()
         .map_err(|()| ProviderError::Untranslatable("azure: base_url cannot take a path".into()))?
@@ -239,7 +242,7 @@ impl OpenAiProvider {
     fn pass_through<'a>(
         &'a self,
         request: &'a ChatRequest,
-    ) -> Option<(&'a reqwest::Url, &'a crate::chat::native::NativeRequest)> {
+    ) -> Option<(&'a url::Url, &'a crate::chat::native::NativeRequest)> {
         let native = request.native.as_deref()?;
         let url = self.responses_url.as_ref()?;
         (native.format == crate::chat::native::NativeFormat::OpenAiResponses)

@@ -30,7 +30,7 @@ pub trait StreamTranslator: Send + 'static {
 /// `max_event_bytes`.
 pub fn translate<S, T>(bytes: S, translator: T, max_event_bytes: usize) -> ChunkStream
 where
-    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    S: futures_util::Stream<Item = Result<Bytes, crate::providers::client::Error>> + Send + 'static,
     T: StreamTranslator,
 {
     struct State<S, T> {

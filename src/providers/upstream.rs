@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ProviderError, limits, parse_retry_after, truncate};
+use super::{ProviderError, client, limits, parse_retry_after, truncate};
 
 /// How much of an error answer's body is read: enough for any provider's error message
 /// (only the first 1,000 bytes of text are kept), and no more whatever it sends.
@@ -12,26 +12,29 @@ pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Where a provider's requests go and the headers every one of them carries.
 pub struct Upstream {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: client::Client,
+    url: url::Url,
+    /// `url` as the client takes it, converted once.
+    uri: http::Uri,
     headers: http::HeaderMap,
     max_response_bytes: usize,
 }
 
 /// What the provider answered with a success status.
-pub type Answer = reqwest::Response;
+pub type Answer = client::Response;
 
 impl Upstream {
     /// An endpoint at `url` whose requests carry `headers` (marked sensitive: they hold
     /// credentials and never print), and whose answers and stream events may be up to
     /// `max_response_bytes` long.
     pub fn new(
-        client: reqwest::Client,
+        client: client::Client,
         url: &str,
         headers: Vec<(String, String)>,
         max_response_bytes: usize,
     ) -> Result<Upstream, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("base_url: {e}"))?;
+        let url = url::Url::parse(url).map_err(|e| format!("base_url: {e}"))?;
+        let uri = http::Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"))?;
         let mut map = http::HeaderMap::new();
         for (name, value) in headers {
             let name = http::HeaderName::try_from(name.as_str())
@@ -48,13 +51,14 @@ impl Upstream {
         Ok(Upstream {
             client,
             url,
+            uri,
             headers: map,
             max_response_bytes,
         })
     }
 
     /// The endpoint's URL.
-    pub fn url(&self) -> &reqwest::Url {
+    pub fn url(&self) -> &url::Url {
         &self.url
     }
 
@@ -70,13 +74,21 @@ impl Upstream {
 
     /// POSTs a JSON body; a non-success status becomes a [`ProviderError::Status`].
     pub async fn post(&self, body: Vec<u8>, stream: bool) -> Result<Answer, ProviderError> {
-        self.post_to(self.url.clone(), body, stream).await
+        send(
+            &self.client,
+            self.uri.clone(),
+            self.headers.clone(),
+            body,
+            stream,
+            &[],
+        )
+        .await
     }
 
     /// As [`Upstream::post`], to a URL derived from the endpoint's (per-model paths).
     pub async fn post_to(
         &self,
-        url: reqwest::Url,
+        url: url::Url,
         body: Vec<u8>,
         stream: bool,
     ) -> Result<Answer, ProviderError> {
@@ -87,49 +99,75 @@ impl Upstream {
     /// the same name (a passed-through request's `anthropic-version`, say).
     pub async fn post_with(
         &self,
-        url: reqwest::Url,
+        url: url::Url,
         body: Vec<u8>,
         stream: bool,
         extra: &[(http::HeaderName, http::HeaderValue)],
     ) -> Result<Answer, ProviderError> {
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        let mut req = self
-            .client
-            .post(url)
-            .headers(self.headers.clone())
-            .header(http::header::ACCEPT, accept);
-        // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
-        if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
-            req = req.header(crate::telemetry::trace::TRACEPARENT, tp);
-        }
-        if !extra.is_empty() {
-            // `headers` replaces each name it holds; several values of one name stay.
-            let mut map = http::HeaderMap::with_capacity(extra.len());
-            for (name, value) in extra {
-                map.append(name.clone(), value.clone());
-            }
-            req = req.headers(map);
-        }
-        let resp = req.body(body).send().await.map_err(transport_error)?;
-        let status = resp.status();
-        if status.is_success() {
-            if stream {
-                expect_event_stream(&resp)?;
-            }
-            return Ok(resp);
-        }
-        let retry_after = parse_retry_after(resp.headers());
-        let body = error_body(resp).await?;
-        Err(ProviderError::from_status(status, &body, retry_after))
+        send(
+            &self.client,
+            uri(&url)?,
+            self.headers.clone(),
+            body,
+            stream,
+            extra,
+        )
+        .await
     }
 }
 
+/// `url` as the HTTP client takes it.
+pub fn uri(url: &url::Url) -> Result<http::Uri, ProviderError> {
+    http::Uri::try_from(url.as_str())
+        .map_err(|e| ProviderError::Connect(format!("the provider's URL: {e}")))
+}
+
+/// POSTs `body` with `headers` (then `accept`, the attempt's `traceparent` and `extra`,
+/// each replacing any of its name); a non-success status becomes a
+/// [`ProviderError::Status`] with the provider's words.
+pub async fn send(
+    client: &client::Client,
+    uri: http::Uri,
+    mut headers: http::HeaderMap,
+    body: Vec<u8>,
+    stream: bool,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<Answer, ProviderError> {
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static(accept));
+    // The attempt's trace context ([`crate::telemetry::trace`]), when it has one.
+    if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
+        headers.insert(crate::telemetry::trace::TRACEPARENT, tp);
+    }
+    // Each name given replaces the endpoint's; several values of one name all go.
+    for (name, _) in extra {
+        headers.remove(name);
+    }
+    for (name, value) in extra {
+        headers.append(name.clone(), value.clone());
+    }
+    let resp = client
+        .send(client::post(uri, headers, body))
+        .await
+        .map_err(transport_error)?;
+    let status = resp.status();
+    if status.is_success() {
+        if stream {
+            expect_event_stream(&resp)?;
+        }
+        return Ok(resp);
+    }
+    let retry_after = parse_retry_after(resp.headers());
+    let body = error_body(resp).await?;
+    Err(ProviderError::from_status(status, &body, retry_after))
+}
+
 /// A stream was asked for: anything but an event stream is not the answer asked for.
-fn expect_event_stream(resp: &reqwest::Response) -> Result<(), ProviderError> {
+fn expect_event_stream(resp: &Answer) -> Result<(), ProviderError> {
     let kind = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -186,32 +224,15 @@ pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Provider
     })
 }
 
-/// Classifies a reqwest failure without leaking the URL's query or headers.
-pub fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
+/// Classifies a transport failure; the error names neither the URL nor a header.
+pub fn transport_error(e: client::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout
     } else if e.is_connect() {
         ProviderError::Connect(source_chain(&e))
-    } else if broken_transport(&e) {
-        // reqwest reports a body cut by the network as a decode error; it is not one.
-        ProviderError::Reset(source_chain(&e))
-    } else if e.is_decode() {
-        ProviderError::Malformed(source_chain(&e))
     } else {
         ProviderError::Reset(source_chain(&e))
     }
-}
-
-fn broken_transport(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        if s.is::<std::io::Error>() || s.is::<hyper::Error>() {
-            return true;
-        }
-        cur = s.source();
-    }
-    false
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -544,15 +544,7 @@ fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", FETCH_TIMEOUT.as_secs());
     }
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    crate::providers::describe_failure(e)
 }
 
 /// Reads a file source off the runtime's threads; `None` when its mtime and length are

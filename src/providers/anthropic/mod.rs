@@ -30,7 +30,10 @@ pub struct AnthropicProvider {
 
 impl AnthropicProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: &ProviderConfig,
+        client: crate::providers::client::Client,
+    ) -> Result<Self, String> {
         let mut headers = config.header_pairs();
         if !headers
             .iter()
@@ -115,7 +118,7 @@ impl Provider for AnthropicProvider {
                 input_tokens: u32,
             }
             let body = splice(&native.body, model, None)?;
-            let url = reqwest::Url::parse(&format!("{}/count_tokens", self.upstream.url()))
+            let url = url::Url::parse(&format!("{}/count_tokens", self.upstream.url()))
                 .map_err(|e| ProviderError::Untranslatable(format!("anthropic: {e}")))?;
             let answer = self
                 .upstream

@@ -197,7 +197,7 @@ impl BedrockProvider {
     /// One call: its vectors and input tokens (the body's, else the header's).
     async fn invoke(
         &self,
-        url: reqwest::Url,
+        url: url::Url,
         family: Family,
         body: Vec<u8>,
     ) -> Result<(Vec<Vec<f32>>, Option<u32>), ProviderError> {

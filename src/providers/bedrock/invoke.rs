@@ -124,7 +124,7 @@ struct Chunk {
 /// the caller, kept) as a passed-through Anthropic stream.
 pub fn translate<S>(bytes: S, max_frame: usize) -> ChunkStream
 where
-    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    S: futures_util::Stream<Item = Result<Bytes, crate::providers::client::Error>> + Send + 'static,
 {
     struct State<S> {
         bytes: std::pin::Pin<Box<S>>,

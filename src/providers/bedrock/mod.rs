@@ -27,7 +27,7 @@ pub use request::encode_request;
 pub use response::{decode_response, finish_reason};
 pub use stream::{BedrockStream, translate};
 
-use super::{ChunkStream, Provider, ProviderError, parse_retry_after, truncate, upstream};
+use super::{ChunkStream, Provider, ProviderError, client, parse_retry_after, truncate, upstream};
 use crate::{
     chat::{ChatRequest, ChatResponse},
     config::{AwsConfig, ProviderConfig},
@@ -41,7 +41,7 @@ pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 
 /// A provider speaking the Bedrock Converse API.
 pub struct BedrockProvider {
-    client: reqwest::Client,
+    client: client::Client,
     base_url: String,
     aws: AwsConfig,
     /// The config's extra headers (sent unsigned).
@@ -51,7 +51,7 @@ pub struct BedrockProvider {
 
 impl BedrockProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(config: &ProviderConfig, client: client::Client) -> Result<Self, String> {
         let aws = config.aws.clone().ok_or_else(|| {
             "kind `bedrock` needs region, access_key_id and secret_access_key".to_owned()
         })?;
@@ -59,7 +59,7 @@ impl BedrockProvider {
             HeaderValue::try_from(token.expose())
                 .map_err(|_| "session_token is not a valid header value".to_owned())?;
         }
-        reqwest::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
+        url::Url::parse(&config.base_url).map_err(|e| format!("base_url: {e}"))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::try_from(name.as_str())
@@ -80,7 +80,7 @@ impl BedrockProvider {
 
     /// `{base_url}/model/{model}/converse` (or `/converse-stream`), the model id encoded
     /// as one path segment: `:` in a version suffix and `/` in an ARN are escaped.
-    pub fn url(&self, model: &str, stream: bool) -> Result<reqwest::Url, ProviderError> {
+    pub fn url(&self, model: &str, stream: bool) -> Result<url::Url, ProviderError> {
         let method = if stream {
             "converse-stream"
         } else {
@@ -91,12 +91,12 @@ impl BedrockProvider {
             self.base_url,
             sigv4::uri_encode(model)
         );
-        reqwest::Url::parse(&url)
+        url::Url::parse(&url)
             .map_err(|e| ProviderError::Untranslatable(format!("bedrock: model URL: {e}")))
     }
 
     /// The signed headers of a POST of `body` to `url` made at `now`.
-    pub fn signed_headers(&self, url: &reqwest::Url, body: &[u8], now: SystemTime) -> HeaderMap {
+    pub fn signed_headers(&self, url: &url::Url, body: &[u8], now: SystemTime) -> HeaderMap {
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
@@ -146,7 +146,7 @@ impl BedrockProvider {
 
     /// `{base_url}/model/{model}/invoke` (or `/invoke-with-response-stream`): InvokeModel,
     /// for Messages requests passed through to Anthropic's models ([`invoke`]).
-    pub fn invoke_url(&self, model: &str, stream: bool) -> Result<reqwest::Url, ProviderError> {
+    pub fn invoke_url(&self, model: &str, stream: bool) -> Result<url::Url, ProviderError> {
         let method = if stream {
             "invoke-with-response-stream"
         } else {
@@ -157,7 +157,7 @@ impl BedrockProvider {
             self.base_url,
             sigv4::uri_encode(model)
         );
-        reqwest::Url::parse(&url)
+        url::Url::parse(&url)
             .map_err(|e| ProviderError::Untranslatable(format!("bedrock: model URL: {e}")))
     }
 
@@ -167,7 +167,7 @@ impl BedrockProvider {
         model: &str,
         body: Vec<u8>,
         stream: bool,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<upstream::Answer, ProviderError> {
         let url = self.url(model, stream)?;
         self.send(url, body, stream).await
     }
@@ -175,28 +175,25 @@ impl BedrockProvider {
     /// Signs and sends one call to `url` (Converse, or `InvokeModel` for embeddings).
     async fn send(
         &self,
-        url: reqwest::Url,
+        url: url::Url,
         body: Vec<u8>,
         stream: bool,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let headers = self.signed_headers(&url, &body, SystemTime::now());
+    ) -> Result<upstream::Answer, ProviderError> {
+        let mut headers = self.signed_headers(&url, &body, SystemTime::now());
         let accept = if stream {
             EVENT_STREAM
         } else {
             "application/json"
         };
-        let mut req = self
-            .client
-            .post(url)
-            .headers(headers)
-            .header(header::ACCEPT, accept);
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
         // Not signed: SigV4 covers the headers it lists, and this one is added after.
         if let Some(tp) = crate::telemetry::trace::upstream_traceparent() {
-            req = req.header(crate::telemetry::trace::TRACEPARENT, tp);
+            headers.insert(crate::telemetry::trace::TRACEPARENT, tp);
         }
-        let resp = req
-            .body(body)
-            .send()
+        let request = client::post(upstream::uri(&url)?, headers, body);
+        let resp = self
+            .client
+            .send(request)
             .await
             .map_err(upstream::transport_error)?;
         let status = resp.status();
@@ -223,7 +220,7 @@ impl BedrockProvider {
 }
 
 /// The id a translated answer carries: AWS's request id when it sent one.
-fn answer_id(resp: &reqwest::Response) -> String {
+fn answer_id(resp: &upstream::Answer) -> String {
     match resp
         .headers()
         .get("x-amzn-requestid")

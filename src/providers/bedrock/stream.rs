@@ -321,7 +321,7 @@ fn parse<T: serde::de::DeserializeOwned>(frame: &Frame) -> Result<T, ProviderErr
 /// [`crate::providers::sse::translate`]. No frame may be longer than `max_frame` bytes.
 pub fn translate<S>(bytes: S, translator: BedrockStream, max_frame: usize) -> ChunkStream
 where
-    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    S: futures_util::Stream<Item = Result<Bytes, crate::providers::client::Error>> + Send + 'static,
 {
     struct State<S> {
         bytes: std::pin::Pin<Box<S>>,

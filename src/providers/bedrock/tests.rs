@@ -537,7 +537,7 @@ fn provider(extra: &str) -> BedrockProvider {
          [[models]]\nname = \"m\"\ndeployments = [{{ provider = \"b\", model = \"x\" }}]\n"
     );
     let config = Config::parse(&text).unwrap();
-    let client = crate::providers::http_client(Duration::from_secs(1)).unwrap();
+    let client = crate::providers::client::Client::new(Duration::from_secs(1)).unwrap();
     BedrockProvider::new(&config.providers[0], client).unwrap()
 }
 

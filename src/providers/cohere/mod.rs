@@ -25,7 +25,10 @@ pub struct CohereProvider {
 
 impl CohereProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: &ProviderConfig,
+        client: crate::providers::client::Client,
+    ) -> Result<Self, String> {
         let mut headers = config.header_pairs();
         if let Some(key) = &config.api_key {
             headers.push(("authorization".into(), format!("Bearer {}", key.expose())));

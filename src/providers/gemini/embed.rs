@@ -141,11 +141,7 @@ impl GeminiProvider {
 }
 
 /// `{base}/{model}:embedContent` or `:batchEmbedContents`.
-pub fn embed_url(
-    base: &reqwest::Url,
-    model: &str,
-    batch: bool,
-) -> Result<reqwest::Url, ProviderError> {
+pub fn embed_url(base: &url::Url, model: &str, batch: bool) -> Result<url::Url, ProviderError> {
     let model = model.strip_prefix("models/").unwrap_or(model);
     let method = if batch {
         "batchEmbedContents"

@@ -26,7 +26,10 @@ pub struct GeminiProvider {
 
 impl GeminiProvider {
     /// A provider for one config entry, sharing the gateway's pooled client.
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: &ProviderConfig,
+        client: crate::providers::client::Client,
+    ) -> Result<Self, String> {
         let mut headers = config.header_pairs();
         if let Some(key) = &config.api_key {
             headers.push(("x-goog-api-key".into(), key.expose().to_owned()));
@@ -37,17 +40,13 @@ impl GeminiProvider {
         })
     }
 
-    fn url(&self, model: &str, stream: bool) -> Result<reqwest::Url, ProviderError> {
+    fn url(&self, model: &str, stream: bool) -> Result<url::Url, ProviderError> {
         method_url(self.upstream.url(), model, stream)
     }
 }
 
 /// `{base}/{model}:generateContent`, or `:streamGenerateContent?alt=sse`.
-pub fn method_url(
-    base: &reqwest::Url,
-    model: &str,
-    stream: bool,
-) -> Result<reqwest::Url, ProviderError> {
+pub fn method_url(base: &url::Url, model: &str, stream: bool) -> Result<url::Url, ProviderError> {
     let model = model.strip_prefix("models/").unwrap_or(model);
     let method = if stream {
         "streamGenerateContent"

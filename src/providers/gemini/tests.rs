@@ -145,8 +145,7 @@ fn what_has_no_equivalent_is_refused() {
 
 #[test]
 fn urls_name_model_and_method() {
-    let base =
-        reqwest::Url::parse("https://generativelanguage.googleapis.com/v1beta/models").unwrap();
+    let base = url::Url::parse("https://generativelanguage.googleapis.com/v1beta/models").unwrap();
     assert_eq!(
         method_url(&base, "gemini-2.5-flash", false)
             .unwrap()

@@ -32,10 +32,10 @@ impl OpenAiProvider {
 
 /// `{base}/openai/deployments/{deployment}/embeddings?api-version={version}`.
 pub fn azure_embeddings_url(
-    base: &reqwest::Url,
+    base: &url::Url,
     deployment: &str,
     version: &str,
-) -> Result<reqwest::Url, ProviderError> {
+) -> Result<url::Url, ProviderError> {
     let mut url = base.clone();
     url.path_segments_mut()
         .map_err(|()| ProviderError::Untranslatable("azure: base_url cannot take a path".into()))?
@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn azure_embeddings_go_to_the_deployment_path_with_the_api_version() {
-        let base = reqwest::Url::parse("https://res.openai.azure.com/").unwrap();
+        let base = url::Url::parse("https://res.openai.azure.com/").unwrap();
         let url = azure_embeddings_url(&base, "embed-small", "2024-10-21").unwrap();
         assert_eq!(
             url.as_str(),

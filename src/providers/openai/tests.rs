@@ -179,7 +179,7 @@ fn only_failures_the_next_provider_may_not_share_are_retryable() {
 
 #[test]
 fn azure_urls_name_the_deployment_and_version() {
-    let base = reqwest::Url::parse("https://res.openai.azure.com/").unwrap();
+    let base = url::Url::parse("https://res.openai.azure.com/").unwrap();
     let url = azure_url(&base, "gpt-4o-prod", "2024-10-21").unwrap();
     assert_eq!(
         url.as_str(),

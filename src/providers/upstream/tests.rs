@@ -28,7 +28,7 @@ async fn endless(head: &'static str) -> String {
 }
 
 fn upstream(url: &str, limit: usize) -> Upstream {
-    let client = crate::providers::http_client(Duration::from_secs(5)).unwrap();
+    let client = crate::providers::client::Client::new(Duration::from_secs(5)).unwrap();
     Upstream::new(client, url, Vec::new(), limit).unwrap()
 }
 

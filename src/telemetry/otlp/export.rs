@@ -205,7 +205,7 @@ impl Exporter {
         let failure = match sent {
             Ok(resp) if resp.status().is_success() => None,
             Ok(resp) => Some(format!("the collector answered {}", resp.status())),
-            Err(e) => Some(crate::providers::upstream::transport_error(e).to_string()),
+            Err(e) => Some(crate::providers::describe_failure(e)),
         };
         match failure {
             None => {

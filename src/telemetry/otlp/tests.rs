@@ -47,7 +47,7 @@ fn deployment(provider: &str, model: &str, kind: &'static str, server: &str) -> 
          [[models]]\nname = \"m\"\ndeployments = [ { provider = \"p\", model = \"m\" } ]\n",
     )
     .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::providers::client::Client::new(std::time::Duration::from_secs(1)).unwrap();
     let bare = Deployment::bare(
         provider,
         model,
